@@ -1,0 +1,53 @@
+namespace Headwise.Contracts;
+
+/// <summary>One forward pass of one layer, as the coordinator receives it.</summary>
+[GenerateSerializer, Immutable, Alias("headwise.forward-command")]
+public sealed record ForwardCommand
+{
+    /// <summary>B: sequences in the batch.</summary>
+    [Id(0)] public required int Batch { get; init; }
+    /// <summary>T: tokens per sequence.</summary>
+    [Id(1)] public required int Tokens { get; init; }
+    /// <summary>X: [B, T, D] float32, little-endian.</summary>
+    [Id(2)] public required byte[] Input { get; init; }
+    /// <summary>Query i sees only keys j ≤ i.</summary>
+    [Id(3)] public bool Causal { get; init; }
+    /// <summary>Empty, or one valid length per sequence: keys at positions ≥ length are masked.</summary>
+    [Id(4)] public int[] Lengths { get; init; } = [];
+    /// <summary>Return the softmax probabilities [B, Hq, T, T].</summary>
+    [Id(5)] public bool ReturnAttention { get; init; }
+    /// <summary>Return each head's Z before W_O: [B, Hq, T, dh].</summary>
+    [Id(6)] public bool ReturnHeadOutputs { get; init; }
+}
+
+/// <summary>What one head group did for a forward pass.</summary>
+[GenerateSerializer, Immutable, Alias("headwise.head-report")]
+public sealed record HeadReport
+{
+    [Id(0)] public required int Group { get; init; }
+    /// <summary>The query heads the group computed.</summary>
+    [Id(1)] public required int[] Heads { get; init; }
+    /// <summary>The silo the head grain ran on.</summary>
+    [Id(2)] public required string Silo { get; init; }
+    /// <summary>The kernel that computed it ("simd", "reference", …).</summary>
+    [Id(3)] public required string Kernel { get; init; }
+    /// <summary>Time inside the kernel.</summary>
+    [Id(4)] public double ComputeMs { get; init; }
+    /// <summary>Time of the whole call as the coordinator saw it (queueing and network included).</summary>
+    [Id(5)] public double CallMs { get; init; }
+}
+
+/// <summary>The answer to a <see cref="ForwardCommand"/>.</summary>
+[GenerateSerializer, Immutable, Alias("headwise.forward-result")]
+public sealed record ForwardResult
+{
+    /// <summary>Y: [B, T, D] float32 bytes.</summary>
+    [Id(0)] public required byte[] Output { get; init; }
+    [Id(1)] public required HeadReport[] Heads { get; init; }
+    /// <summary>[B, Hq, T, T] float32 bytes, when asked for.</summary>
+    [Id(2)] public byte[]? Attention { get; init; }
+    /// <summary>[B, Hq, T, dh] float32 bytes, when asked for.</summary>
+    [Id(3)] public byte[]? HeadOutputs { get; init; }
+    /// <summary>The W3C trace id of the forward pass.</summary>
+    [Id(4)] public string TraceId { get; init; } = "";
+}

@@ -1,0 +1,27 @@
+namespace Headwise.Contracts;
+
+/// <summary>The coordinator's request to one head grain. The same instance goes to every head.</summary>
+[GenerateSerializer, Immutable, Alias("headwise.head-work")]
+public sealed record HeadWork
+{
+    [Id(0)] public required int Batch { get; init; }
+    [Id(1)] public required int Tokens { get; init; }
+    /// <summary>X: [B, T, D] float32 bytes.</summary>
+    [Id(2)] public required byte[] Input { get; init; }
+    [Id(3)] public bool Causal { get; init; }
+    [Id(4)] public int[] Lengths { get; init; } = [];
+    [Id(5)] public bool ReturnAttention { get; init; }
+}
+
+/// <summary>One head group's answer.</summary>
+[GenerateSerializer, Immutable, Alias("headwise.head-outcome")]
+public sealed record HeadOutcome
+{
+    /// <summary>Z: [B, T, g·dh] float32 bytes.</summary>
+    [Id(0)] public required byte[] Output { get; init; }
+    /// <summary>[B, g, T, T] float32 bytes, when asked for.</summary>
+    [Id(1)] public byte[]? Attention { get; init; }
+    [Id(2)] public required string Silo { get; init; }
+    [Id(3)] public required string Kernel { get; init; }
+    [Id(4)] public double ComputeMs { get; init; }
+}

@@ -1,0 +1,16 @@
+namespace Headwise.Contracts;
+
+/// <summary>
+/// One attention head group of one layer (key "{model}/{layer}/{group}"). It owns and persists the group's
+/// W_Q, W_K, W_V, biases and rows of W_O, and computes the group's Z with the silo's kernel.
+/// </summary>
+public interface IHeadGrain : IGrainWithStringKey
+{
+    Task Store(AttentionSpec spec, GroupWeights weights);
+    Task<HeadOutcome> Attend(HeadWork work);
+    /// <summary>The group's rows of W_O: [g·dh × D] float32 bytes.</summary>
+    Task<byte[]> GetOutputRows();
+    /// <summary>The silo this activation runs on.</summary>
+    Task<string> GetSilo();
+    Task Clear();
+}

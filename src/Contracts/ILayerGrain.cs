@@ -1,0 +1,18 @@
+namespace Headwise.Contracts;
+
+/// <summary>
+/// The coordinator of one attention layer (key "{model}/{layer}"): it validates a forward pass, scatters
+/// the input to the layer's head grains, gathers their Z and applies W_O.
+/// </summary>
+public interface ILayerGrain : IGrainWithStringKey
+{
+    Task Initialize(AttentionSpec spec);
+    /// <summary>Stores one group's weights in its head grain.</summary>
+    Task LoadGroup(GroupWeights weights);
+    /// <summary>Records b_O and marks the layer ready; the coordinator re-assembles W_O from its heads.</summary>
+    Task CompleteLoad(byte[]? outputBias);
+    Task<ForwardResult> Forward(ForwardCommand command);
+    Task<HeadLocation[]> Locate();
+    /// <summary>Forgets the layer and the weights of its heads.</summary>
+    Task Delete();
+}

@@ -1,0 +1,30 @@
+namespace Headwise.Kernels;
+
+/// <summary>
+/// Computes attention for one head group and the output projection that follows the concatenation.
+/// Implementations differ in speed only; <see cref="ReferenceKernel"/> defines the numbers.
+/// </summary>
+public interface IHeadKernel
+{
+    /// <summary>Short name reported per head ("reference", "simd", …).</summary>
+    string Name { get; }
+
+    /// <summary>
+    /// Z = softmax(Q·Kᵀ·scale + mask)·V for every query head of the group, per sequence of the batch.
+    /// A query row with no visible key gives zeros.
+    /// </summary>
+    /// <param name="input">x: [batch, tokens, D]</param>
+    /// <param name="lengths">[batch] valid tokens per sequence (keys at or past it are masked), or empty for all.</param>
+    /// <param name="output">z: [batch, tokens, g·dh] — query head k of the group in columns k·dh..(k+1)·dh.</param>
+    /// <param name="attention">[batch, g, tokens, tokens] softmax probabilities, or empty when not wanted.</param>
+    void Attend(ReadOnlySpan<float> input, int batch, int tokens, ReadOnlySpan<int> lengths,
+        HeadGroupWeights weights, AttentionOptions options, Span<float> output, Span<float> attention);
+
+    /// <summary>y = x·W + b.</summary>
+    /// <param name="input">x: [rows, inner]</param>
+    /// <param name="weights">W: [inner, outer]</param>
+    /// <param name="bias">b: [outer], or empty for none.</param>
+    /// <param name="output">y: [rows, outer]</param>
+    void Project(ReadOnlySpan<float> input, int rows, int inner, ReadOnlySpan<float> weights, int outer,
+        ReadOnlySpan<float> bias, Span<float> output);
+}
