@@ -18,6 +18,8 @@ public sealed record ForwardCommand
     [Id(5)] public bool ReturnAttention { get; init; }
     /// <summary>Return each head's Z before W_O: [B, Hq, T, dh].</summary>
     [Id(6)] public bool ReturnHeadOutputs { get; init; }
+    /// <summary>D as the caller shaped X; checked against the model's spec.</summary>
+    [Id(7)] public required int ModelDim { get; init; }
 }
 
 /// <summary>What one head group did for a forward pass.</summary>
@@ -50,4 +52,10 @@ public sealed record ForwardResult
     [Id(3)] public byte[]? HeadOutputs { get; init; }
     /// <summary>The W3C trace id of the forward pass.</summary>
     [Id(4)] public string TraceId { get; init; } = "";
+    /// <summary>D: the last dimension of <see cref="Output"/>.</summary>
+    [Id(5)] public required int ModelDim { get; init; }
+    /// <summary>Hq: the second dimension of <see cref="Attention"/> and <see cref="HeadOutputs"/>.</summary>
+    [Id(6)] public required int HeadCount { get; init; }
+    /// <summary>dh: the last dimension of <see cref="HeadOutputs"/>.</summary>
+    [Id(7)] public required int HeadDim { get; init; }
 }

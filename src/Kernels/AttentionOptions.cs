@@ -8,8 +8,20 @@ public readonly record struct AttentionOptions(float Scale, bool Causal, int Win
 {
     /// <summary>
     /// The one visibility rule every kernel follows: key j is visible to query i of a sequence of
-    /// <paramref name="length"/> valid tokens iff (!causal || j ≤ i) && (window == 0 || j &gt; i − window) && j &lt; length.
+    /// <paramref name="length"/> valid tokens iff (!causal || j ≤ i) and (window == 0 || j &gt; i − window) and j &lt; length.
     /// </summary>
     public bool IsVisible(int query, int key, int length) =>
         (!Causal || key <= query) && (Window <= 0 || key > query - Window) && key < length;
+
+    /// <summary>
+    /// The keys <see cref="IsVisible"/> admits for <paramref name="query"/> always form one contiguous range,
+    /// [Start, End), empty when End == Start: the window bounds it below, causality and the length above.
+    /// Fast kernels loop over this range instead of testing every key.
+    /// </summary>
+    public (int Start, int End) VisibleKeyRange(int query, int length)
+    {
+        int start = Window > 0 ? Math.Max(0, query - Window + 1) : 0;
+        int end = Causal ? Math.Min(query + 1, length) : length;
+        return (start, Math.Max(start, end));
+    }
 }

@@ -1,0 +1,99 @@
+using Google.Protobuf;
+using Grpc.Core;
+using Grpc.Net.Client;
+using Headwise.Contracts;
+using Proto = Headwise.V1;
+
+namespace Headwise.Client;
+
+/// <summary>
+/// <see cref="IAttentionClient"/> over gRPC: reaches any silo's gateway (default http://127.0.0.1:5070) from
+/// any network. Server errors arrive as <see cref="HeadwiseException"/> with the status mapped to an <see cref="ErrorCode"/>.
+/// </summary>
+public sealed class GrpcAttentionClient : IAttentionClient
+{
+    /// <summary>The embedded silo's gRPC address.</summary>
+    public static readonly Uri DefaultAddress = new("http://127.0.0.1:5070");
+
+    private const int UploadChunkBytes = 1 << 20;
+    private readonly GrpcChannel _channel;
+    private readonly bool _ownsChannel;
+    private readonly Proto.Attention.AttentionClient _client;
+
+    /// <summary>Connects to the gateway at <paramref name="address"/> (http:// for cleartext HTTP/2).</summary>
+    public GrpcAttentionClient(Uri address)
+        : this(GrpcChannel.ForAddress(address, new GrpcChannelOptions { MaxReceiveMessageSize = null, MaxSendMessageSize = null }), ownsChannel: true)
+    {
+    }
+
+    /// <summary>Uses a channel the caller configured (TLS, handlers) and keeps owning.</summary>
+    public GrpcAttentionClient(GrpcChannel channel) : this(channel, ownsChannel: false)
+    {
+    }
+
+    private GrpcAttentionClient(GrpcChannel channel, bool ownsChannel)
+    {
+        _channel = channel;
+        _ownsChannel = ownsChannel;
+        _client = new Proto.Attention.AttentionClient(channel);
+    }
+
+    /// <inheritdoc />
+    public Task<ModelDescription> CreateModelAsync(string name, AttentionSpec spec, CancellationToken cancellationToken = default) =>
+        Call(async () => GrpcMapping.FromProto(await _client.CreateModelAsync(
+            new Proto.CreateModelRequest { Name = name, Spec = GrpcMapping.ToProto(spec) }, cancellationToken: cancellationToken)));
+
+    /// <inheritdoc />
+    public Task<ModelDescription> UploadWeightsAsync(string model, Stream safetensors, WeightLayout layout, string prefix,
+        CancellationToken cancellationToken = default) =>
+        Call(async () =>
+        {
+            using var call = _client.UploadWeights(cancellationToken: cancellationToken);
+            await call.RequestStream.WriteAsync(new Proto.UploadWeightsRequest
+            {
+                Header = new Proto.UploadHeader { Model = model, Layout = GrpcMapping.ToProto(layout), Prefix = prefix },
+            }, cancellationToken);
+            var buffer = new byte[UploadChunkBytes];
+            int read;
+            while ((read = await safetensors.ReadAsync(buffer, cancellationToken)) > 0)
+                await call.RequestStream.WriteAsync(new Proto.UploadWeightsRequest { Chunk = ByteString.CopyFrom(buffer, 0, read) }, cancellationToken);
+            await call.RequestStream.CompleteAsync();
+            return GrpcMapping.FromProto(await call.ResponseAsync);
+        });
+
+    /// <inheritdoc />
+    public Task<ModelDescription> GetModelAsync(string name, CancellationToken cancellationToken = default) =>
+        Call(async () => GrpcMapping.FromProto(await _client.GetModelAsync(new Proto.GetModelRequest { Name = name }, cancellationToken: cancellationToken)));
+
+    /// <inheritdoc />
+    public Task<IReadOnlyList<ModelDescription>> ListModelsAsync(CancellationToken cancellationToken = default) =>
+        Call<IReadOnlyList<ModelDescription>>(async () =>
+            (await _client.ListModelsAsync(new Proto.ListModelsRequest(), cancellationToken: cancellationToken)).Models.Select(GrpcMapping.FromProto).ToArray());
+
+    /// <inheritdoc />
+    public Task DeleteModelAsync(string name, CancellationToken cancellationToken = default) =>
+        Call(async () => await _client.DeleteModelAsync(new Proto.DeleteModelRequest { Name = name }, cancellationToken: cancellationToken));
+
+    /// <inheritdoc />
+    public Task<AttentionOutput> ForwardAsync(string model, AttentionInput input, CancellationToken cancellationToken = default) =>
+        Call(async () => GrpcMapping.FromProto(await _client.ForwardAsync(GrpcMapping.ToProto(model, input), cancellationToken: cancellationToken)));
+
+    /// <inheritdoc />
+    public ValueTask DisposeAsync()
+    {
+        if (_ownsChannel) _channel.Dispose();
+        return ValueTask.CompletedTask;
+    }
+
+    private static async Task<T> Call<T>(Func<Task<T>> call)
+    {
+        try
+        {
+            return await call();
+        }
+        catch (RpcException exception) when (exception.StatusCode != StatusCode.Cancelled)
+        {
+            throw new HeadwiseException(exception.StatusCode.ToErrorCode(), exception.Status.Detail, exception);
+        }
+    }
+}

@@ -1,0 +1,92 @@
+using Google.Protobuf;
+using Headwise.Contracts;
+using Proto = Headwise.V1;
+
+namespace Headwise.Client;
+
+/// <summary>Between the SDK's public records and the gRPC messages; protobuf types never leave this assembly.</summary>
+internal static class GrpcMapping
+{
+    public static Proto.AttentionSpec ToProto(AttentionSpec spec) => new()
+    {
+        ModelDim = spec.ModelDim,
+        HeadCount = spec.HeadCount,
+        KvHeadCount = spec.KvHeadCount,
+        HeadDim = spec.HeadDim,
+        LayerCount = spec.LayerCount,
+        Bias = spec.Bias,
+        Scale = spec.Scale,
+        Window = spec.Window,
+    };
+
+    public static ModelDescription FromProto(Proto.ModelInfo info) => new()
+    {
+        Name = info.Name,
+        Spec = new AttentionSpec
+        {
+            ModelDim = info.Spec.ModelDim,
+            HeadCount = info.Spec.HeadCount,
+            KvHeadCount = info.Spec.KvHeadCount,
+            HeadDim = info.Spec.HeadDim,
+            LayerCount = info.Spec.LayerCount,
+            Bias = info.Spec.Bias,
+            Scale = info.Spec.Scale,
+            Window = info.Spec.Window,
+        },
+        Ready = info.Ready,
+        Heads = info.Heads.Select(h => new HeadLocation(h.Layer, h.Group, h.Silo)).ToArray(),
+    };
+
+    public static Proto.WeightLayout ToProto(WeightLayout layout) => layout switch
+    {
+        WeightLayout.Gpt2 => Proto.WeightLayout.Gpt2,
+        WeightLayout.Linear => Proto.WeightLayout.Linear,
+        _ => Proto.WeightLayout.Unspecified,
+    };
+
+    public static Proto.ForwardRequest ToProto(string model, AttentionInput input)
+    {
+        var tensor = new Proto.Tensor
+        {
+            Dtype = Proto.DType.F32,
+            Data = ByteString.CopyFrom(System.Runtime.InteropServices.MemoryMarshal.AsBytes(input.Input.Data.Span)),
+        };
+        tensor.Shape.Add(input.Input.Shape.Select(s => (long)s));
+        var request = new Proto.ForwardRequest
+        {
+            Model = model,
+            Layer = input.Layer,
+            Input = tensor,
+            Causal = input.Causal,
+            ReturnAttention = input.ReturnAttention,
+            ReturnHeadOutputs = input.ReturnHeadOutputs,
+        };
+        if (input.Lengths is { } lengths) request.Lengths.Add(lengths);
+        return request;
+    }
+
+    public static AttentionOutput FromProto(Proto.ForwardResponse response) => new()
+    {
+        Output = FromProto(response.Output) ?? throw new HeadwiseException(ErrorCode.Internal, "the server sent no output tensor."),
+        Heads = response.Heads.Select(h => new HeadReport
+        {
+            Group = h.Group,
+            Heads = h.Heads.ToArray(),
+            Silo = h.Silo,
+            Kernel = h.Kernel,
+            ComputeMs = h.ComputeMs,
+            CallMs = h.CallMs,
+        }).ToArray(),
+        Attention = FromProto(response.Attention),
+        HeadOutputs = FromProto(response.HeadOutputs),
+        TraceId = response.TraceId,
+    };
+
+    private static FloatTensor? FromProto(Proto.Tensor? tensor)
+    {
+        if (tensor is null) return null;
+        if (tensor.Dtype != Proto.DType.F32)
+            throw new HeadwiseException(ErrorCode.Internal, $"the server sent a {tensor.Dtype} tensor; this SDK reads DTYPE_F32.");
+        return new FloatTensor(FloatBytes.ToFloats(tensor.Data.Span), tensor.Shape.Select(s => checked((int)s)).ToArray());
+    }
+}

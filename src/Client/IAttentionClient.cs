@@ -1,0 +1,35 @@
+using Headwise.Contracts;
+
+namespace Headwise.Client;
+
+/// <summary>
+/// Everything an application does with Headwise: manage models, upload their weights, run attention.
+/// Two transports implement it alike: <see cref="GrpcAttentionClient"/> (any network, any gRPC peer) and
+/// <see cref="OrleansAttentionClient"/> (an Orleans client inside the cluster's network).
+/// Failures surface as <see cref="HeadwiseException"/> with an <see cref="ErrorCode"/>.
+/// </summary>
+public interface IAttentionClient : IAsyncDisposable
+{
+    /// <summary>Registers a model; AlreadyExists when the name is taken, InvalidArgument for a bad spec.</summary>
+    Task<ModelDescription> CreateModelAsync(string name, AttentionSpec spec, CancellationToken cancellationToken = default);
+
+    /// <summary>
+    /// Uploads one safetensors file holding the weights of every layer. Atomic: when a tensor is missing or
+    /// mis-shaped nothing changes and the error names the tensor and its expected shape.
+    /// </summary>
+    /// <param name="prefix">Tensor name prefix with "{layer}" for the layer index, e.g. "h.{layer}.attn.".</param>
+    Task<ModelDescription> UploadWeightsAsync(string model, Stream safetensors, WeightLayout layout, string prefix,
+        CancellationToken cancellationToken = default);
+
+    /// <summary>The model, its readiness and where its heads run; NotFound when unknown.</summary>
+    Task<ModelDescription> GetModelAsync(string name, CancellationToken cancellationToken = default);
+
+    /// <summary>All models of the cluster.</summary>
+    Task<IReadOnlyList<ModelDescription>> ListModelsAsync(CancellationToken cancellationToken = default);
+
+    /// <summary>Removes the model and its weights; NotFound when unknown.</summary>
+    Task DeleteModelAsync(string name, CancellationToken cancellationToken = default);
+
+    /// <summary>Runs one attention layer of <paramref name="model"/> on <paramref name="input"/>.</summary>
+    Task<AttentionOutput> ForwardAsync(string model, AttentionInput input, CancellationToken cancellationToken = default);
+}

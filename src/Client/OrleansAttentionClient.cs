@@ -1,0 +1,74 @@
+using Headwise.Contracts;
+
+namespace Headwise.Client;
+
+/// <summary>
+/// <see cref="IAttentionClient"/> over an Orleans client: calls the catalog and layer grains directly, for
+/// applications that run inside the cluster's network. Weight files are parsed here, before anything is sent.
+/// </summary>
+public sealed class OrleansAttentionClient(IClusterClient cluster) : IAttentionClient
+{
+    private IModelCatalogGrain Catalog => cluster.GetGrain<IModelCatalogGrain>(GrainKeys.Catalog);
+
+    /// <inheritdoc />
+    public Task<ModelDescription> CreateModelAsync(string name, AttentionSpec spec, CancellationToken cancellationToken = default) =>
+        Catalog.Create(name, spec).WaitAsync(cancellationToken);
+
+    /// <inheritdoc />
+    public async Task<ModelDescription> UploadWeightsAsync(string model, Stream safetensors, WeightLayout layout, string prefix,
+        CancellationToken cancellationToken = default)
+    {
+        using var file = new MemoryStream();
+        await safetensors.CopyToAsync(file, cancellationToken);
+        return await WeightUpload.UploadAsync(cluster, model, file.GetBuffer().AsMemory(0, (int)file.Length), layout, prefix, cancellationToken);
+    }
+
+    /// <inheritdoc />
+    public Task<ModelDescription> GetModelAsync(string name, CancellationToken cancellationToken = default) =>
+        Catalog.Get(ModelName.Validate(name)).WaitAsync(cancellationToken);
+
+    /// <inheritdoc />
+    public async Task<IReadOnlyList<ModelDescription>> ListModelsAsync(CancellationToken cancellationToken = default) =>
+        await Catalog.List().WaitAsync(cancellationToken);
+
+    /// <inheritdoc />
+    public Task DeleteModelAsync(string name, CancellationToken cancellationToken = default) =>
+        Catalog.Delete(ModelName.Validate(name)).WaitAsync(cancellationToken);
+
+    /// <inheritdoc />
+    public async Task<AttentionOutput> ForwardAsync(string model, AttentionInput input, CancellationToken cancellationToken = default)
+    {
+        ModelName.Validate(model, "model");
+        var shape = input.Input.Shape;
+        if (shape.Length != 3)
+            throw new HeadwiseException(ErrorCode.InvalidArgument, $"input.shape is [{string.Join(", ", shape)}]; it must have 3 dimensions.");
+        var command = new ForwardCommand
+        {
+            Batch = shape[0],
+            Tokens = shape[1],
+            ModelDim = shape[2],
+            Input = FloatBytes.ToBytes(input.Input.Data.Span),
+            Causal = input.Causal,
+            Lengths = input.Lengths?.ToArray() ?? [],
+            ReturnAttention = input.ReturnAttention,
+            ReturnHeadOutputs = input.ReturnHeadOutputs,
+        };
+        var result = await cluster.GetGrain<ILayerGrain>(GrainKeys.Layer(model, input.Layer)).Forward(command).WaitAsync(cancellationToken);
+        int batch = shape[0], tokens = shape[1];
+        return new AttentionOutput
+        {
+            Output = new FloatTensor(FloatBytes.ToFloats(result.Output), batch, tokens, result.ModelDim),
+            Heads = result.Heads,
+            Attention = result.Attention is { } attention
+                ? new FloatTensor(FloatBytes.ToFloats(attention), batch, result.HeadCount, tokens, tokens)
+                : null,
+            HeadOutputs = result.HeadOutputs is { } headOutputs
+                ? new FloatTensor(FloatBytes.ToFloats(headOutputs), batch, result.HeadCount, tokens, result.HeadDim)
+                : null,
+            TraceId = result.TraceId,
+        };
+    }
+
+    /// <summary>The cluster client belongs to whoever built it; nothing to release here.</summary>
+    public ValueTask DisposeAsync() => ValueTask.CompletedTask;
+}

@@ -1,0 +1,14 @@
+namespace Headwise.Grains;
+
+/// <summary>Upper bounds on one forward pass, so that no request can exhaust a silo.</summary>
+public sealed class ForwardLimits
+{
+    /// <summary>Most tokens per sequence (Headwise__MaxTokens).</summary>
+    public int MaxTokens { get; set; } = 4096;
+
+    /// <summary>Most sequences per request (Headwise__MaxBatch).</summary>
+    public int MaxBatch { get; set; } = 64;
+
+    /// <summary>Most bytes of one request's input (Headwise__MaxRequestBytes).</summary>
+    public long MaxRequestBytes { get; set; } = 64L << 20;
+}

@@ -1,0 +1,87 @@
+using System.Diagnostics;
+using Headwise.Contracts;
+using Headwise.Kernels;
+
+namespace Headwise.Grains;
+
+/// <summary>
+/// One key/value head group of one layer: it persists the group's weights and computes the group's Z for the
+/// layer's coordinator (<see cref="LayerGrain"/>), which is its only caller on the forward path.
+/// </summary>
+public sealed class HeadGrain(
+    [PersistentState("head", StorageNames.Weights)] IPersistentState<HeadState> state,
+    IHeadKernel kernel,
+    SiloIdentity silo) : Grain, IHeadGrain
+{
+    // Floats are rebuilt once per activation so the forward path reads them without conversion.
+    private HeadGroupWeights? _weights;
+
+    public override Task OnActivateAsync(CancellationToken cancellationToken)
+    {
+        if (state.State.Spec is { } spec && state.State.Weights is { } weights)
+            _weights = HeadWeightsConverter.ToKernelWeights(spec, weights);
+        return Task.CompletedTask;
+    }
+
+    public async Task Store(AttentionSpec spec, GroupWeights weights)
+    {
+        var kernelWeights = HeadWeightsConverter.ToKernelWeights(spec, weights);
+        state.State.Spec = spec;
+        state.State.Weights = weights;
+        await state.WriteStateAsync();
+        _weights = kernelWeights;
+    }
+
+    public Task<HeadOutcome> Attend(HeadWork work)
+    {
+        if (_weights is null || state.State.Spec is not { } spec)
+            throw new HeadwiseException(ErrorCode.FailedPrecondition, $"head '{this.GetPrimaryKeyString()}' has no weights; upload the model's weights first.");
+
+        var shape = _weights.Shape;
+        int groupIndex = state.State.Weights!.Group;
+        using var activity = HeadwiseTelemetry.Source.StartActivity("headwise.head");
+        activity?.SetTag("headwise.group", groupIndex);
+        activity?.SetTag("headwise.silo", silo.Name);
+        activity?.SetTag("headwise.kernel", kernel.Name);
+        activity?.SetTag("headwise.tokens", work.Tokens);
+
+        var output = new byte[checked(work.Batch * work.Tokens * shape.QueryWidth * sizeof(float))];
+        var attention = work.ReturnAttention
+            ? new byte[checked(work.Batch * shape.QueryHeads * work.Tokens * work.Tokens * sizeof(float))]
+            : null;
+        var options = new AttentionOptions(spec.Scale, work.Causal, spec.Window);
+
+        long started = Stopwatch.GetTimestamp();
+        kernel.Attend(FloatBytes.AsFloats(work.Input), work.Batch, work.Tokens, work.Lengths, _weights, options,
+            FloatBytes.AsFloats(output.AsSpan()), attention is null ? Span<float>.Empty : FloatBytes.AsFloats(attention.AsSpan()));
+        double computeMs = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
+
+        HeadwiseTelemetry.HeadComputeMs.Record(computeMs,
+            new KeyValuePair<string, object?>("group", groupIndex),
+            new KeyValuePair<string, object?>("silo", silo.Name),
+            new KeyValuePair<string, object?>("kernel", kernel.Name));
+
+        return Task.FromResult(new HeadOutcome
+        {
+            Output = output,
+            Attention = attention,
+            Silo = silo.Name,
+            Kernel = kernel.Name,
+            ComputeMs = computeMs,
+        });
+    }
+
+    public Task<byte[]> GetOutputRows() =>
+        state.State.Weights is { } weights
+            ? Task.FromResult(weights.Output)
+            : throw new HeadwiseException(ErrorCode.FailedPrecondition, $"head '{this.GetPrimaryKeyString()}' has no weights.");
+
+    public Task<string> GetSilo() => Task.FromResult(silo.Name);
+
+    public async Task Clear()
+    {
+        _weights = null;
+        await state.ClearStateAsync();
+        DeactivateOnIdle();
+    }
+}

@@ -1,0 +1,11 @@
+namespace Headwise.Kernels;
+
+/// <summary>The kernels a silo can run its heads on (configuration names them by these values).</summary>
+public enum KernelKind
+{
+    /// <summary><see cref="ReferenceKernel"/>: float64 loops, the oracle; slow.</summary>
+    Reference,
+
+    /// <summary><see cref="SimdKernel"/>: float32 on the CPU's widest SIMD registers.</summary>
+    Simd,
+}

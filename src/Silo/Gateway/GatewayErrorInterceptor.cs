@@ -1,0 +1,55 @@
+using Grpc.Core;
+using Grpc.Core.Interceptors;
+using Headwise.Contracts;
+
+namespace Headwise.Silo.Gateway;
+
+/// <summary>
+/// Turns every failure of a gRPC call into a status a client can act on: a <see cref="HeadwiseException"/>
+/// keeps its code and message; anything else is logged and answered without leaking internals.
+/// </summary>
+public sealed class GatewayErrorInterceptor(ILogger<GatewayErrorInterceptor> logger) : Interceptor
+{
+    public override async Task<TResponse> UnaryServerHandler<TRequest, TResponse>(TRequest request, ServerCallContext context,
+        UnaryServerMethod<TRequest, TResponse> continuation)
+    {
+        try
+        {
+            return await continuation(request, context);
+        }
+        catch (Exception exception) when (exception is not RpcException)
+        {
+            throw Translate(exception, context);
+        }
+    }
+
+    public override async Task<TResponse> ClientStreamingServerHandler<TRequest, TResponse>(IAsyncStreamReader<TRequest> requestStream,
+        ServerCallContext context, ClientStreamingServerMethod<TRequest, TResponse> continuation)
+    {
+        try
+        {
+            return await continuation(requestStream, context);
+        }
+        catch (Exception exception) when (exception is not RpcException)
+        {
+            throw Translate(exception, context);
+        }
+    }
+
+    private RpcException Translate(Exception exception, ServerCallContext context)
+    {
+        switch (exception)
+        {
+            case HeadwiseException headwise:
+                return new RpcException(new Status(headwise.Code.ToStatusCode(), headwise.Message));
+            case OperationCanceledException when context.CancellationToken.IsCancellationRequested:
+                return new RpcException(new Status(StatusCode.Cancelled, "the call was cancelled."));
+            case TimeoutException or SiloUnavailableException or OrleansMessageRejectionException:
+                logger.LogWarning(exception, "{Method}: the cluster could not serve the call", context.Method);
+                return new RpcException(new Status(StatusCode.Unavailable, "the cluster could not serve the call right now; retry."));
+            default:
+                logger.LogError(exception, "{Method} failed", context.Method);
+                return new RpcException(new Status(StatusCode.Internal, "internal error; the silo log has the details."));
+        }
+    }
+}

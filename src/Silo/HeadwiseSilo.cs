@@ -1,0 +1,83 @@
+using System.Net;
+using Headwise.Grains;
+using Headwise.Kernels;
+using Headwise.Silo.Gateway;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.Options;
+using OpenTelemetry.Trace;
+
+namespace Headwise.Silo;
+
+/// <summary>
+/// Builds a Headwise silo: Orleans with the head, layer and catalog grains, the gRPC gateway on an HTTP/2-only
+/// port, /healthz on the web port, and tracing. With no configuration it is the embedded default: one silo,
+/// localhost clustering, in-memory storage, the demo model.
+/// </summary>
+public static class HeadwiseSilo
+{
+    public static WebApplication Build(string[] args, Action<WebApplicationBuilder>? configure = null)
+    {
+        var builder = WebApplication.CreateBuilder(args);
+        configure?.Invoke(builder);
+
+        var options = builder.Configuration.GetSection(SiloOptions.Section).Get<SiloOptions>() ?? new SiloOptions();
+        var limits = builder.Configuration.GetSection(SiloOptions.Section).Get<ForwardLimits>() ?? new ForwardLimits();
+        var problems = options.Problems().Concat(LimitProblems(limits)).ToList();
+        if (problems.Count > 0)
+            throw new InvalidOperationException("Headwise configuration is not usable:\n  " + string.Join("\n  ", problems));
+
+        builder.Services.Configure<SiloOptions>(builder.Configuration.GetSection(SiloOptions.Section));
+        builder.Services.Configure<ForwardLimits>(builder.Configuration.GetSection(SiloOptions.Section));
+
+        var address = IPAddress.Parse(options.ListenAddress);
+        builder.WebHost.ConfigureKestrel(kestrel =>
+        {
+            // Cleartext gRPC needs a port that speaks HTTP/2 only (h2c); the web pages need HTTP/1.1.
+            kestrel.Listen(address, options.GrpcPort, listen => listen.Protocols = HttpProtocols.Http2);
+            kestrel.Listen(address, options.WebPort, listen => listen.Protocols = HttpProtocols.Http1AndHttp2);
+            kestrel.Limits.MaxRequestBodySize = null;
+        });
+
+        builder.UseOrleans(silo =>
+        {
+            silo.UseLocalhostClustering(options.SiloPort, options.GatewayPort);
+            silo.AddMemoryGrainStorage(StorageNames.Weights);
+            silo.AddActivityPropagation();
+        });
+
+        builder.Services.AddSingleton<IHeadKernel>(HeadKernels.Create(options.Kernel));
+        builder.Services.AddSingleton<SiloIdentity>();
+        builder.Services.AddSingleton<SiloReadiness>();
+        builder.Services.AddHostedService<DemoModelLoader>();
+        builder.Services.AddGrpc(grpc =>
+        {
+            grpc.Interceptors.Add<GatewayErrorInterceptor>();
+            // Room for the largest allowed input plus its envelope; the gateway answers RESOURCE_EXHAUSTED with
+            // the field's name for anything over Headwise__MaxRequestBytes below this.
+            grpc.MaxReceiveMessageSize = (int)Math.Min(int.MaxValue, limits.MaxRequestBytes * 2 + (1 << 20));
+            grpc.MaxSendMessageSize = null;
+        });
+
+        builder.Services.AddOpenTelemetry().WithTracing(tracing =>
+        {
+            tracing.AddSource(HeadwiseTelemetry.Name, "Microsoft.Orleans.Application");
+            if (!string.IsNullOrEmpty(builder.Configuration["OTEL_EXPORTER_OTLP_ENDPOINT"]))
+                tracing.AddOtlpExporter();
+        });
+
+        var app = builder.Build();
+        app.MapGrpcService<AttentionGateway>().RequireHost($"*:{options.GrpcPort}");
+        app.MapGet("/healthz", (SiloReadiness readiness) =>
+                readiness.IsReady ? Results.Text("ok") : Results.Text("starting", statusCode: StatusCodes.Status503ServiceUnavailable))
+            .RequireHost($"*:{options.WebPort}");
+        return app;
+    }
+
+    private static IEnumerable<string> LimitProblems(ForwardLimits limits)
+    {
+        if (limits.MaxTokens < 1) yield return $"Headwise__MaxTokens is {limits.MaxTokens}; it must be at least 1.";
+        if (limits.MaxBatch < 1) yield return $"Headwise__MaxBatch is {limits.MaxBatch}; it must be at least 1.";
+        if (limits.MaxRequestBytes < 1 || limits.MaxRequestBytes > int.MaxValue / 2)
+            yield return $"Headwise__MaxRequestBytes is {limits.MaxRequestBytes}; it must be in 1..{int.MaxValue / 2}.";
+    }
+}

@@ -1,0 +1,54 @@
+using System.Net;
+using Headwise.Kernels;
+
+namespace Headwise.Silo;
+
+/// <summary>
+/// Where a silo listens and what it runs, bound once from the "Headwise" section (appsettings.json and
+/// Headwise__* environment variables) and validated before anything starts.
+/// </summary>
+public sealed class SiloOptions
+{
+    public const string Section = "Headwise";
+
+    /// <summary>Orleans silo-to-silo port.</summary>
+    public int SiloPort { get; set; } = 11111;
+    /// <summary>Orleans client gateway port.</summary>
+    public int GatewayPort { get; set; } = 30000;
+    /// <summary>gRPC (HTTP/2 cleartext) port.</summary>
+    public int GrpcPort { get; set; } = 5070;
+    /// <summary>Web port: /healthz now, the dashboard and /metrics later.</summary>
+    public int WebPort { get; set; } = 5080;
+    /// <summary>Address the gRPC and web ports bind to.</summary>
+    public string ListenAddress { get; set; } = "127.0.0.1";
+    /// <summary>Load the seeded GPT-2-small-shaped model "demo" at start.</summary>
+    public bool DemoModel { get; set; } = true;
+    /// <summary>Which kernel the head grains of this silo run.</summary>
+    public KernelKind Kernel { get; set; } = KernelKind.Simd;
+    /// <summary>Largest weights file one upload may carry.</summary>
+    public long MaxUploadBytes { get; set; } = 1L << 30;
+
+    /// <summary>Every problem with these settings, each naming its Headwise__ variable; empty when usable.</summary>
+    public IReadOnlyList<string> Problems()
+    {
+        var problems = new List<string>();
+        void Port(int value, string name)
+        {
+            if (value is < 1 or > 65535) problems.Add($"Headwise__{name} is {value}; it must be a port in 1..65535.");
+        }
+        Port(SiloPort, nameof(SiloPort));
+        Port(GatewayPort, nameof(GatewayPort));
+        Port(GrpcPort, nameof(GrpcPort));
+        Port(WebPort, nameof(WebPort));
+        int[] ports = [SiloPort, GatewayPort, GrpcPort, WebPort];
+        if (ports.Distinct().Count() != ports.Length)
+            problems.Add($"Headwise__SiloPort, GatewayPort, GrpcPort and WebPort must differ; got {string.Join(", ", ports)}.");
+        if (!IPAddress.TryParse(ListenAddress, out _))
+            problems.Add($"Headwise__ListenAddress is '{ListenAddress}'; it must be an IP address such as 127.0.0.1 or 0.0.0.0.");
+        if (!Enum.IsDefined(Kernel))
+            problems.Add($"Headwise__Kernel is '{Kernel}'; use one of {string.Join(", ", Enum.GetNames<KernelKind>())}.");
+        if (MaxUploadBytes < 1 || MaxUploadBytes > int.MaxValue)
+            problems.Add($"Headwise__MaxUploadBytes is {MaxUploadBytes}; it must be in 1..{int.MaxValue}.");
+        return problems;
+    }
+}
