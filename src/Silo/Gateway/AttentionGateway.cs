@@ -11,7 +11,7 @@ namespace Headwise.Silo.Gateway;
 /// The gRPC edge of the cluster, served by every silo: it checks the wire format, then hands each call to
 /// the model catalog or to the layer's coordinator grain.
 /// </summary>
-public sealed class AttentionGateway(IGrainFactory grains, IOptions<SiloOptions> silo, IOptions<ForwardLimits> limits)
+internal sealed class AttentionGateway(IGrainFactory grains, IOptions<SiloOptions> silo, IOptions<ForwardLimits> limits)
     : Attention.AttentionBase
 {
     private IModelCatalogGrain Catalog => grains.GetGrain<IModelCatalogGrain>(GrainKeys.Catalog);

@@ -4,7 +4,7 @@ using Proto = Headwise.V1;
 namespace Headwise.Silo.Gateway;
 
 /// <summary>Between the public gRPC messages and the cluster's own records.</summary>
-public static class ProtoMapping
+internal static class ProtoMapping
 {
     public static AttentionSpec ToSpec(Proto.AttentionSpec? spec) =>
         spec is null

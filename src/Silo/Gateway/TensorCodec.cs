@@ -6,7 +6,7 @@ using Headwise.V1;
 namespace Headwise.Silo.Gateway;
 
 /// <summary>Reads request tensors into float32 bytes (F32, F16, BF16) and writes F32 response tensors.</summary>
-public static class TensorCodec
+internal static class TensorCodec
 {
     /// <summary>
     /// The tensor's values as little-endian float32 bytes, after checking its rank and that its data length
