@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Headwise.Contracts;
+using Headwise.Grains.Placement;
 using Headwise.Kernels;
 
 namespace Headwise.Grains;
@@ -8,6 +9,7 @@ namespace Headwise.Grains;
 /// One key/value head group of one layer: it persists the group's weights and computes the group's Z for the
 /// layer's coordinator (<see cref="LayerGrain"/>), which is its only caller on the forward path.
 /// </summary>
+[SpreadHeadsPlacement]
 public sealed class HeadGrain(
     [PersistentState("head", StorageNames.Weights)] IPersistentState<HeadState> state,
     IHeadKernel kernel,

@@ -23,13 +23,14 @@ internal static class KernelParallelism
     public static void ForRowRanges<TState>(int rows, long workPerRow, TState state, RowRangeBody<TState> body)
     {
         int parts = PartCount(rows, workPerRow);
-        if (parts <= 1)
-        {
-            body(state, 0, rows);
-            return;
-        }
-        Parallel.For(0, parts, part => body(state, RangeStart(rows, parts, part), RangeStart(rows, parts, part + 1)));
+        if (parts <= 1) body(state, 0, rows);
+        else ForParts(rows, parts, state, body);
     }
+
+    // Its own method because a lambda's captures are allocated on entry to the method that declares it,
+    // which would make the inline path allocate too.
+    private static void ForParts<TState>(int rows, int parts, TState state, RowRangeBody<TState> body) =>
+        Parallel.For(0, parts, part => body(state, RangeStart(rows, parts, part), RangeStart(rows, parts, part + 1)));
 
     /// <summary>How many row ranges <see cref="ForRowRanges"/> uses for this much work.</summary>
     public static int PartCount(int rows, long workPerRow) =>

@@ -42,11 +42,9 @@ public static class HeadwiseSilo
         {
             silo.UseLocalhostClustering(options.SiloPort, options.GatewayPort);
             silo.AddMemoryGrainStorage(StorageNames.Weights);
-            silo.AddActivityPropagation();
+            silo.AddHeadwiseGrains(options.Kernel);
         });
 
-        builder.Services.AddSingleton<IHeadKernel>(HeadKernels.Create(options.Kernel));
-        builder.Services.AddSingleton<SiloIdentity>();
         builder.Services.AddSingleton<SiloReadiness>();
         builder.Services.AddHostedService<DemoModelLoader>();
         builder.Services.AddGrpc(grpc =>

@@ -36,7 +36,7 @@ public static class SafetensorsDTypes
     }
 
     /// <summary>The dtype the header names, or an InvalidArgument error naming <paramref name="name"/>.</summary>
-    public static SafetensorsDType Parse(string name, string tensorName) => name switch
+    internal static SafetensorsDType Parse(string name, string tensorName) => name switch
     {
         "F64" => SafetensorsDType.F64,
         "F32" => SafetensorsDType.F32,

@@ -12,7 +12,7 @@ namespace Headwise.Contracts;
 /// </summary>
 public sealed class SafetensorsFile
 {
-    /// <summary>The default limit on the JSON header; the reference implementation uses the same.</summary>
+    /// <summary>The default limit on the JSON header (100 MiB; the Rust reference implementation allows 100 MB).</summary>
     public const long DefaultMaxHeaderBytes = 100 << 20;
 
     private SafetensorsFile(IReadOnlyDictionary<string, SafetensorsTensor> tensors, IReadOnlyDictionary<string, string> metadata)
@@ -39,6 +39,7 @@ public sealed class SafetensorsFile
     /// </summary>
     public static SafetensorsFile Parse(ReadOnlyMemory<byte> bytes, long maxHeaderBytes = DefaultMaxHeaderBytes)
     {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(maxHeaderBytes);
         ReadOnlySpan<byte> span = bytes.Span;
         if (span.Length < 8)
             throw HeadwiseException.Invalid(
@@ -125,7 +126,7 @@ public sealed class SafetensorsFile
     {
         if (headerLength == 0)
             throw HeadwiseException.Invalid("safetensors header length is 0; expected a JSON object of at least 2 bytes.");
-        if (maxHeaderBytes > 0 && headerLength > (ulong)maxHeaderBytes)
+        if (headerLength > (ulong)maxHeaderBytes)
             throw HeadwiseException.Invalid(
                 $"safetensors header length is {headerLength} bytes; at most {maxHeaderBytes} are allowed.");
         if (headerLength > (ulong)(fileLength - 8))

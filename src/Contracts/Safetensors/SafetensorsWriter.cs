@@ -2,6 +2,7 @@ using System.Buffers;
 using System.Buffers.Binary;
 using System.Runtime.InteropServices;
 using System.Text.Encodings.Web;
+using System.Text;
 using System.Text.Json;
 
 namespace Headwise.Contracts;
@@ -86,6 +87,8 @@ public static class SafetensorsWriter
                 {
                     if (key is null || value is null)
                         throw HeadwiseException.Invalid("safetensors metadata keys and values must not be null.");
+                    CheckText(key, "metadata key");
+                    CheckText(value, $"metadata '{key}'");
                     json.WriteString(key, value);
                 }
                 json.WriteEndObject();
@@ -120,6 +123,7 @@ public static class SafetensorsWriter
     {
         if (entry.Name is null)
             throw HeadwiseException.Invalid("safetensors tensor name must not be null.");
+        CheckText(entry.Name, "tensor name");
         if (entry.Name == "__metadata__")
             throw HeadwiseException.Invalid("tensor name '__metadata__' is reserved for the metadata map; expected another name.");
         if (entry.Shape is null)
@@ -132,5 +136,20 @@ public static class SafetensorsWriter
             throw HeadwiseException.Invalid(
                 $"tensor '{entry.Name}' has {entry.Data.Length} bytes; expected {(bytes == long.MaxValue ? "more than 2^63" : bytes.ToString())} " +
                 $"for shape {SafetensorsTensor.FormatShape(entry.Shape)} of {entry.DType}.");
+    }
+
+    private static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
+
+    /// <summary>A lone surrogate cannot be written as UTF-8, so the header could not hold it.</summary>
+    private static void CheckText(string text, string what)
+    {
+        try
+        {
+            StrictUtf8.GetByteCount(text);
+        }
+        catch (EncoderFallbackException)
+        {
+            throw HeadwiseException.Invalid($"{what} '{text}' is not valid UTF-16 (a lone surrogate); expected text that UTF-8 can encode.");
+        }
     }
 }

@@ -41,7 +41,7 @@ public static class WeightExporter
                 : JoinLinear(spec, groupsByLayer[layer], layers[layer].OutputBias);
             foreach (LayoutTensor tensor in tensors)
                 if (full.TryGetValue(tensor.Suffix, out float[]? values))
-                    entries.Add(SafetensorsEntry.F32(layerPrefix + tensor.Suffix, values, tensor.Shape));
+                    entries.Add(SafetensorsEntry.F32(layerPrefix + tensor.Suffix, values, [.. tensor.Shape]));
         }
         return entries;
     }

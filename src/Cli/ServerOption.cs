@@ -1,0 +1,40 @@
+using System.CommandLine;
+using Headwise.Client;
+
+namespace Headwise.Cli;
+
+/// <summary>
+/// The global <c>--server URL</c> option: the gRPC address of any silo. Default: the HEADWISE_SERVER environment
+/// variable, else <see cref="GrpcAttentionClient.DefaultAddress"/>.
+/// </summary>
+public sealed class ServerOption
+{
+    public const string EnvironmentVariable = "HEADWISE_SERVER";
+
+    public ServerOption()
+    {
+        Option = new Option<string>("--server")
+        {
+            Description = $"gRPC address of a Headwise silo (env {EnvironmentVariable})",
+            HelpName = "URL",
+            Recursive = true,
+            DefaultValueFactory = _ => Environment.GetEnvironmentVariable(EnvironmentVariable) is { Length: > 0 } fromEnvironment
+                ? fromEnvironment
+                : GrpcAttentionClient.DefaultAddress.OriginalString,
+        };
+    }
+
+    public Option<string> Option { get; }
+
+    /// <summary>The address the command line asks for, or a <see cref="UsageException"/> when it is not an http(s) URL.</summary>
+    public Uri Address(ParseResult parseResult)
+    {
+        string text = parseResult.GetValue(Option) ?? GrpcAttentionClient.DefaultAddress.OriginalString;
+        if (!Uri.TryCreate(text, UriKind.Absolute, out var address) || (address.Scheme != Uri.UriSchemeHttp && address.Scheme != Uri.UriSchemeHttps))
+            throw new UsageException($"--server is '{text}'; expected an http:// or https:// URL such as {GrpcAttentionClient.DefaultAddress.OriginalString}.");
+        return address;
+    }
+
+    /// <summary>A gRPC client for <see cref="Address"/>; the caller disposes it.</summary>
+    public IAttentionClient Connect(ParseResult parseResult) => new GrpcAttentionClient(Address(parseResult));
+}

@@ -1,0 +1,98 @@
+using Headwise.Contracts;
+using Headwise.Grains;
+using Headwise.Kernels;
+using Headwise.TestSupport;
+using Orleans.TestingHost;
+
+namespace Headwise.Grains.Tests;
+
+/// <summary>
+/// Two real silos in this process (Orleans TestingHost): a golden case computed with its heads spread over
+/// both, so every forward pass crosses a silo boundary.
+/// </summary>
+public sealed class TwoSiloClusterTests : IAsyncLifetime
+{
+    private TestCluster _cluster = null!;
+
+    private sealed class SiloConfigurator : ISiloConfigurator
+    {
+        public void Configure(ISiloBuilder silo)
+        {
+            silo.AddMemoryGrainStorage(StorageNames.Weights);
+            silo.AddHeadwiseGrains(KernelKind.Simd);
+        }
+    }
+
+    public async Task InitializeAsync()
+    {
+        var builder = new TestClusterBuilder(2);
+        builder.AddSiloBuilderConfigurator<SiloConfigurator>();
+        _cluster = builder.Build();
+        await _cluster.DeployAsync();
+    }
+
+    public async Task DisposeAsync() => await _cluster.StopAllSilosAsync();
+
+    [Fact]
+    public async Task Golden_case_with_heads_on_both_silos_matches_libtorch()
+    {
+        var golden = GoldenCase.Load("gpt2-small-shape");
+        var grains = _cluster.Client;
+        var catalog = grains.GetGrain<IModelCatalogGrain>(GrainKeys.Catalog);
+        await catalog.Create("two-silo", golden.Spec);
+        var model = await WeightUpload.UploadAsync(grains, "two-silo", golden.Bytes, golden.Layout, golden.Prefix);
+
+        // 12 heads over 2 silos: the spread placement gives each silo 6.
+        var silos = _cluster.Silos.Select(s => s.SiloAddress.Endpoint.ToString()).ToHashSet();
+        Assert.Equal(12, model.Heads.Length);
+        var perSilo = model.Heads.GroupBy(h => h.Silo).ToDictionary(g => g.Key, g => g.Count());
+        Assert.Equal(silos, perSilo.Keys.ToHashSet());
+        Assert.All(perSilo.Values, count => Assert.Equal(6, count));
+
+        foreach (var expectation in golden.Expectations())
+        {
+            var result = await grains.GetGrain<ILayerGrain>(GrainKeys.Layer("two-silo", expectation.Layer)).Forward(new ForwardCommand
+            {
+                Batch = golden.Batch,
+                Tokens = golden.Tokens,
+                ModelDim = golden.Spec.ModelDim,
+                Input = FloatBytes.ToBytes(golden.Input),
+                Causal = expectation.Causal,
+                Lengths = expectation.Padded ? golden.Lengths : [],
+            });
+            Tolerance.AssertClose(golden.Expected(expectation.Tensor), FloatBytes.AsFloats(result.Output), expectation.Tensor);
+            Assert.Equal(silos, result.Heads.Select(h => h.Silo).ToHashSet());
+        }
+    }
+
+    [Fact]
+    public async Task Heads_come_back_from_storage_after_their_silo_restarts()
+    {
+        var golden = GoldenCase.Load("gpt2-tiny");
+        var grains = _cluster.Client;
+        await grains.GetGrain<IModelCatalogGrain>(GrainKeys.Catalog).Create("restart", golden.Spec);
+        await WeightUpload.UploadAsync(grains, "restart", golden.Bytes, golden.Layout, golden.Prefix);
+
+        // Deactivate every idle grain: the next forward re-activates heads and the coordinator from grain storage.
+        var management = grains.GetGrain<IManagementGrain>(0);
+        Assert.Equal(2 * 4, await HeadActivations(management));
+        await management.ForceActivationCollection(TimeSpan.Zero);
+        Assert.Equal(0, await HeadActivations(management));
+
+        var result = await grains.GetGrain<ILayerGrain>(GrainKeys.Layer("restart", 1)).Forward(new ForwardCommand
+        {
+            Batch = golden.Batch,
+            Tokens = golden.Tokens,
+            ModelDim = golden.Spec.ModelDim,
+            Input = FloatBytes.ToBytes(golden.Input),
+            Causal = true,
+            Lengths = golden.Lengths,
+        });
+        Tolerance.AssertClose(golden.Expected("expected.1.causal_padded"), FloatBytes.AsFloats(result.Output), "after re-activation");
+    }
+
+    private static async Task<int> HeadActivations(IManagementGrain management) =>
+        (await management.GetSimpleGrainStatistics())
+            .Where(s => s.GrainType.Contains(nameof(HeadGrain), StringComparison.Ordinal))
+            .Sum(s => s.ActivationCount);
+}
