@@ -39,7 +39,16 @@ public sealed class DemoModelLoader(
         // Durable storage may already hold it (a restarted cluster): keep what is there.
         if (existing.Any(m => m.Name == Name && m.Ready)) return;
         if (existing.All(m => m.Name != Name))
-            await catalog.Create(Name, Spec);
+        {
+            try
+            {
+                await catalog.Create(Name, Spec);
+            }
+            catch (HeadwiseException e) when (e.Code == ErrorCode.AlreadyExists)
+            {
+                // Another silo of the cluster created it a moment ago; loading the same seeded weights again is harmless.
+            }
+        }
         var spec = Spec.Resolve();
         await WeightUpload.StoreAsync(grains, Name, SeededWeights.Create(spec, Seed), cancellationToken);
     }

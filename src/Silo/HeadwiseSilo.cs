@@ -40,7 +40,8 @@ public static class HeadwiseSilo
 
         builder.UseOrleans(silo =>
         {
-            silo.UseLocalhostClustering(options.SiloPort, options.GatewayPort);
+            var primary = options.PrimarySiloPort == 0 ? null : new IPEndPoint(IPAddress.Loopback, options.PrimarySiloPort);
+            silo.UseLocalhostClustering(options.SiloPort, options.GatewayPort, primary);
             silo.AddMemoryGrainStorage(StorageNames.Weights);
             silo.AddHeadwiseGrains(options.Kernel);
         });

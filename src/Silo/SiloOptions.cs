@@ -19,6 +19,8 @@ public sealed class SiloOptions
     public int GrpcPort { get; set; } = 5070;
     /// <summary>Web port: /healthz now, the dashboard and /metrics later.</summary>
     public int WebPort { get; set; } = 5080;
+    /// <summary>Silo port of the cluster's first silo when this one joins it on localhost clustering; 0: this silo is the first.</summary>
+    public int PrimarySiloPort { get; set; }
     /// <summary>Address the gRPC and web ports bind to.</summary>
     public string ListenAddress { get; set; } = "127.0.0.1";
     /// <summary>Load the seeded GPT-2-small-shaped model "demo" at start.</summary>
@@ -40,6 +42,7 @@ public sealed class SiloOptions
         Port(GatewayPort, nameof(GatewayPort));
         Port(GrpcPort, nameof(GrpcPort));
         Port(WebPort, nameof(WebPort));
+        if (PrimarySiloPort != 0) Port(PrimarySiloPort, nameof(PrimarySiloPort));
         int[] ports = [SiloPort, GatewayPort, GrpcPort, WebPort];
         if (ports.Distinct().Count() != ports.Length)
             problems.Add($"Headwise__SiloPort, GatewayPort, GrpcPort and WebPort must differ; got {string.Join(", ", ports)}.");

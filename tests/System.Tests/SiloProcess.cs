@@ -1,0 +1,111 @@
+using System.Diagnostics;
+using System.Text;
+using Headwise.TestSupport;
+
+namespace Headwise.SystemTests;
+
+/// <summary>
+/// A silo running as its own OS process (`dotnet Headwise.Silo.dll`) on free loopback ports, stopped with
+/// SIGTERM like a container runtime would. Its output is kept for failure messages.
+/// </summary>
+public sealed class SiloProcess : IAsyncDisposable
+{
+    private readonly Process _process;
+    private readonly StringBuilder _output = new();
+
+    private SiloProcess(Process process, int[] ports)
+    {
+        _process = process;
+        SiloPort = ports[0];
+        GatewayPort = ports[1];
+        GrpcAddress = new Uri($"http://127.0.0.1:{ports[2]}");
+        WebAddress = new Uri($"http://127.0.0.1:{ports[3]}");
+    }
+
+    public int SiloPort { get; }
+    public int GatewayPort { get; }
+    public Uri GrpcAddress { get; }
+    public Uri WebAddress { get; }
+    public string Output { get { lock (_output) return _output.ToString(); } }
+    public bool HasExited => _process.HasExited;
+
+    /// <summary>Starts a silo; <paramref name="environment"/> adds Headwise__* settings to the free ports chosen here.</summary>
+    public static SiloProcess Start(IReadOnlyDictionary<string, string>? environment = null)
+    {
+        var ports = FreePorts.Take(4);
+        var start = new ProcessStartInfo("dotnet", [BuiltPrograms.SiloDll])
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            WorkingDirectory = Path.GetDirectoryName(BuiltPrograms.SiloDll)!,
+        };
+        start.Environment["Headwise__SiloPort"] = ports[0].ToString();
+        start.Environment["Headwise__GatewayPort"] = ports[1].ToString();
+        start.Environment["Headwise__GrpcPort"] = ports[2].ToString();
+        start.Environment["Headwise__WebPort"] = ports[3].ToString();
+        foreach (var (key, value) in environment ?? new Dictionary<string, string>())
+            start.Environment[key] = value;
+
+        var process = new Process { StartInfo = start };
+        var silo = new SiloProcess(process, ports);
+        process.OutputDataReceived += (_, e) => silo.Append(e.Data);
+        process.ErrorDataReceived += (_, e) => silo.Append(e.Data);
+        process.Start();
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        return silo;
+    }
+
+    public async Task WaitUntilHealthyAsync(TimeSpan? timeout = null)
+    {
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(2) };
+        var deadline = DateTime.UtcNow + (timeout ?? TimeSpan.FromSeconds(90));
+        while (DateTime.UtcNow < deadline)
+        {
+            if (_process.HasExited)
+                throw new InvalidOperationException($"the silo exited with code {_process.ExitCode}:\n{Output}");
+            try
+            {
+                if ((await http.GetAsync(new Uri(WebAddress, "/healthz"))).IsSuccessStatusCode) return;
+            }
+            catch (Exception e) when (e is HttpRequestException or TaskCanceledException)
+            {
+                // not listening yet
+            }
+            await Task.Delay(200);
+        }
+        throw new TimeoutException($"the silo was not healthy in time:\n{Output}");
+    }
+
+    public async Task<int> WaitForExitAsync(TimeSpan timeout)
+    {
+        using var cancellation = new CancellationTokenSource(timeout);
+        await _process.WaitForExitAsync(cancellation.Token);
+        return _process.ExitCode;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (!_process.HasExited)
+        {
+            // SIGTERM: the silo leaves the cluster gracefully, as in a pod shutdown.
+            using (var kill = Process.Start("kill", ["-TERM", _process.Id.ToString()])) await kill.WaitForExitAsync();
+            using var cancellation = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+            try
+            {
+                await _process.WaitForExitAsync(cancellation.Token);
+            }
+            catch (OperationCanceledException)
+            {
+                _process.Kill(entireProcessTree: true);
+            }
+        }
+        _process.Dispose();
+    }
+
+    private void Append(string? line)
+    {
+        if (line is null) return;
+        lock (_output) _output.AppendLine(line);
+    }
+}
