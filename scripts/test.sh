@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Runs every test of Headwise on a fresh machine: restore, build, test. Prints a last line "N passed, N failed".
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+log=$(mktemp)
+dotnet restore Cluster.sln 2>&1 | tail -n 3
+dotnet build Cluster.sln --no-restore 2>&1 | tail -n 3
+dotnet test Cluster.sln --no-build 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+
+# One summary line per test assembly: "Passed!  - Failed: 0, Passed: 39, Skipped: 0, Total: 39, ..."
+passed=$(grep -oE 'Passed: +[0-9]+' "$log" | awk '{s += $2} END {print s + 0}')
+failed=$(grep -oE 'Failed: +[0-9]+' "$log" | awk '{s += $2} END {print s + 0}')
+assemblies=$(grep -cE '^(Passed|Failed)! ' "$log")
+expected=$(ls tests/*/*.csproj | xargs grep -l '<IsTestProject>true' | wc -l)
+rm -f "$log"
+
+# A build break or a crashed test host leaves no summary line: count it as a failure, never as a pass.
+if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi
+if [ "$assemblies" -lt "$expected" ]; then
+  echo "only $assemblies of $expected test assemblies reported results"
+  [ "$failed" -eq 0 ] && failed=1
+fi
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
