@@ -17,7 +17,8 @@ public static class HeadwiseSilo
 {
     public static WebApplication Build(string[] args, Action<WebApplicationBuilder>? configure = null)
     {
-        var builder = WebApplication.CreateBuilder(args);
+        // appsettings.json beside the binary, wherever the process was started from.
+        var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = args, ContentRootPath = AppContext.BaseDirectory });
         configure?.Invoke(builder);
 
         var options = builder.Configuration.GetSection(SiloOptions.Section).Get<SiloOptions>() ?? new SiloOptions();
@@ -40,9 +41,7 @@ public static class HeadwiseSilo
 
         builder.UseOrleans(silo =>
         {
-            var primary = options.PrimarySiloPort == 0 ? null : new IPEndPoint(IPAddress.Loopback, options.PrimarySiloPort);
-            silo.UseLocalhostClustering(options.SiloPort, options.GatewayPort, primary);
-            silo.AddMemoryGrainStorage(StorageNames.Weights);
+            SiloClustering.Configure(silo, options);
             silo.AddHeadwiseGrains(options.Kernel);
         });
 

@@ -19,6 +19,18 @@ public sealed class SiloOptions
     public int GrpcPort { get; set; } = 5070;
     /// <summary>Web port: /healthz now, the dashboard and /metrics later.</summary>
     public int WebPort { get; set; } = 5080;
+    /// <summary>How silos find each other: Localhost (embedded, no services) or Redis.</summary>
+    public ClusteringKind Clustering { get; set; } = ClusteringKind.Localhost;
+    /// <summary>Where grains persist weights and specs: Memory (lost on restart) or Redis.</summary>
+    public StorageKind Storage { get; set; } = StorageKind.Memory;
+    /// <summary>StackExchange.Redis connection string, for Redis clustering or storage.</summary>
+    public string Redis { get; set; } = "127.0.0.1:6379";
+    /// <summary>Orleans cluster id; silos with the same id form one cluster. Falls back to ORLEANS_CLUSTER_ID.</summary>
+    public string ClusterId { get; set; } = "";
+    /// <summary>Orleans service id; names the stored state. Falls back to ORLEANS_SERVICE_ID.</summary>
+    public string ServiceId { get; set; } = "";
+    /// <summary>The address other silos and clients reach this silo at; falls back to POD_IP, then 127.0.0.1.</summary>
+    public string AdvertisedAddress { get; set; } = "";
     /// <summary>Silo port of the cluster's first silo when this one joins it on localhost clustering; 0: this silo is the first.</summary>
     public int PrimarySiloPort { get; set; }
     /// <summary>Address the gRPC and web ports bind to.</summary>
@@ -46,6 +58,16 @@ public sealed class SiloOptions
         int[] ports = [SiloPort, GatewayPort, GrpcPort, WebPort];
         if (ports.Distinct().Count() != ports.Length)
             problems.Add($"Headwise__SiloPort, GatewayPort, GrpcPort and WebPort must differ; got {string.Join(", ", ports)}.");
+        if (!string.IsNullOrEmpty(AdvertisedAddress) && !IPAddress.TryParse(AdvertisedAddress, out _))
+            problems.Add($"Headwise__AdvertisedAddress is '{AdvertisedAddress}'; it must be an IP address.");
+        if (!Enum.IsDefined(Clustering))
+            problems.Add($"Headwise__Clustering is '{Clustering}'; use Localhost or Redis.");
+        if (!Enum.IsDefined(Storage))
+            problems.Add($"Headwise__Storage is '{Storage}'; use Memory or Redis.");
+        if ((Clustering == ClusteringKind.Redis || Storage == StorageKind.Redis) && string.IsNullOrWhiteSpace(Redis))
+            problems.Add("Headwise__Redis is empty; Redis clustering or storage needs a connection string such as 127.0.0.1:6379.");
+        if (Clustering == ClusteringKind.Redis && PrimarySiloPort != 0)
+            problems.Add("Headwise__PrimarySiloPort is for Localhost clustering; Redis clustering finds the other silos itself.");
         if (!IPAddress.TryParse(ListenAddress, out _))
             problems.Add($"Headwise__ListenAddress is '{ListenAddress}'; it must be an IP address such as 127.0.0.1 or 0.0.0.0.");
         if (!Enum.IsDefined(Kernel))
@@ -55,3 +77,9 @@ public sealed class SiloOptions
         return problems;
     }
 }
+
+/// <summary>Membership provider of a silo.</summary>
+public enum ClusteringKind { Localhost, Redis }
+
+/// <summary>Grain storage provider of a silo.</summary>
+public enum StorageKind { Memory, Redis }
