@@ -23,6 +23,7 @@ public static class CliApp
             ImportCommand.Create(server, console),
             ForwardCommand.Create(server, console),
             DeleteCommand.Create(server, console),
+            RebalanceCommand.Create(server, console),
         };
         root.Options.Add(server.Option);
 

@@ -18,6 +18,9 @@ public sealed record AttentionInput
     /// <summary>Also return the softmax probabilities, shape [batch, head_count, tokens, tokens].</summary>
     public bool ReturnAttention { get; init; }
 
+    /// <summary>Let X and Z cross between silos as bfloat16: half the bytes, about 3 significant digits.</summary>
+    public bool Bf16Wire { get; init; }
+
     /// <summary>Also return each head's output before W_O, shape [batch, head_count, tokens, head_dim].</summary>
     public bool ReturnHeadOutputs { get; init; }
 }

@@ -11,6 +11,9 @@ public sealed record AttentionOutput
     /// <summary>One report per head group: where it ran, on which kernel, how long it took.</summary>
     public required IReadOnlyList<HeadReport> Heads { get; init; }
 
+    /// <summary>Per silo: head groups, bytes of X sent to it and bytes of Z received from it.</summary>
+    public IReadOnlyList<SiloTraffic> Silos { get; init; } = [];
+
     /// <summary>Softmax probabilities [batch, head_count, tokens, tokens] when asked for, else null.</summary>
     public FloatTensor? Attention { get; init; }
 

@@ -75,6 +75,10 @@ public sealed class GrpcAttentionClient : IAttentionClient
         Call(async () => await _client.DeleteModelAsync(new Proto.DeleteModelRequest { Name = name }, cancellationToken: cancellationToken));
 
     /// <inheritdoc />
+    public Task<int> RebalanceAsync(string? model = null, CancellationToken cancellationToken = default) =>
+        Call(async () => (await _client.RebalanceAsync(new Proto.RebalanceRequest { Model = model ?? "" }, cancellationToken: cancellationToken)).Moved);
+
+    /// <inheritdoc />
     public Task<AttentionOutput> ForwardAsync(string model, AttentionInput input, CancellationToken cancellationToken = default) =>
         Call(async () => GrpcMapping.FromProto(await _client.ForwardAsync(GrpcMapping.ToProto(model, input), cancellationToken: cancellationToken)));
 

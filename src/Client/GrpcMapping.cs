@@ -60,6 +60,7 @@ internal static class GrpcMapping
             Causal = input.Causal,
             ReturnAttention = input.ReturnAttention,
             ReturnHeadOutputs = input.ReturnHeadOutputs,
+            Bf16Wire = input.Bf16Wire,
         };
         if (input.Lengths is { } lengths) request.Lengths.Add(lengths);
         return request;
@@ -76,6 +77,15 @@ internal static class GrpcMapping
             Kernel = h.Kernel,
             ComputeMs = h.ComputeMs,
             CallMs = h.CallMs,
+            InputBytes = h.InputBytes,
+            OutputBytes = h.OutputBytes,
+        }).ToArray(),
+        Silos = response.Silos.Select(s => new SiloTraffic
+        {
+            Silo = s.Silo,
+            Groups = s.Groups,
+            BytesSent = s.BytesSent,
+            BytesReceived = s.BytesReceived,
         }).ToArray(),
         Attention = FromProto(response.Attention),
         HeadOutputs = FromProto(response.HeadOutputs),

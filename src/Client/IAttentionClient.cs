@@ -30,6 +30,12 @@ public interface IAttentionClient : IAsyncDisposable
     /// <summary>Removes the model and its weights; NotFound when unknown.</summary>
     Task DeleteModelAsync(string name, CancellationToken cancellationToken = default);
 
+    /// <summary>
+    /// Moves heads to where the placement puts them over the current silos (after silos joined or left);
+    /// returns how many moved. <paramref name="model"/> null: every model.
+    /// </summary>
+    Task<int> RebalanceAsync(string? model = null, CancellationToken cancellationToken = default);
+
     /// <summary>Runs one attention layer of <paramref name="model"/> on <paramref name="input"/>.</summary>
     Task<AttentionOutput> ForwardAsync(string model, AttentionInput input, CancellationToken cancellationToken = default);
 }

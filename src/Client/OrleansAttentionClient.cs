@@ -36,6 +36,10 @@ public sealed class OrleansAttentionClient(IClusterClient cluster) : IAttentionC
         Catalog.Delete(ModelName.Validate(name)).WaitAsync(cancellationToken);
 
     /// <inheritdoc />
+    public Task<int> RebalanceAsync(string? model = null, CancellationToken cancellationToken = default) =>
+        Catalog.Rebalance(model is null ? null : ModelName.Validate(model, "model")).WaitAsync(cancellationToken);
+
+    /// <inheritdoc />
     public async Task<AttentionOutput> ForwardAsync(string model, AttentionInput input, CancellationToken cancellationToken = default)
     {
         ModelName.Validate(model, "model");
@@ -52,6 +56,7 @@ public sealed class OrleansAttentionClient(IClusterClient cluster) : IAttentionC
             Lengths = input.Lengths?.ToArray() ?? [],
             ReturnAttention = input.ReturnAttention,
             ReturnHeadOutputs = input.ReturnHeadOutputs,
+            Bf16Wire = input.Bf16Wire,
         };
         var result = await cluster.GetGrain<ILayerGrain>(GrainKeys.Layer(model, input.Layer)).Forward(command).WaitAsync(cancellationToken);
         int batch = shape[0], tokens = shape[1];
@@ -59,6 +64,7 @@ public sealed class OrleansAttentionClient(IClusterClient cluster) : IAttentionC
         {
             Output = new FloatTensor(FloatBytes.ToFloats(result.Output), batch, tokens, result.ModelDim),
             Heads = result.Heads,
+            Silos = result.Silos,
             Attention = result.Attention is { } attention
                 ? new FloatTensor(FloatBytes.ToFloats(attention), batch, result.HeadCount, tokens, tokens)
                 : null,

@@ -11,6 +11,8 @@ public sealed record HeadWork
     [Id(3)] public bool Causal { get; init; }
     [Id(4)] public int[] Lengths { get; init; } = [];
     [Id(5)] public bool ReturnAttention { get; init; }
+    /// <summary>How <see cref="Input"/> is encoded, and how Z should come back.</summary>
+    [Id(6)] public WireFormat Wire { get; init; }
 }
 
 /// <summary>One head group's answer.</summary>
@@ -24,4 +26,15 @@ public sealed record HeadOutcome
     [Id(2)] public required string Silo { get; init; }
     [Id(3)] public required string Kernel { get; init; }
     [Id(4)] public double ComputeMs { get; init; }
+    /// <summary>How <see cref="Output"/> is encoded.</summary>
+    [Id(5)] public WireFormat Wire { get; init; }
+}
+
+/// <summary>The outcomes of the heads a relay called on its silo, in the order they were asked for.</summary>
+[GenerateSerializer, Immutable, Alias("headwise.relay-outcome")]
+public sealed record RelayOutcome
+{
+    [Id(0)] public required HeadOutcome[] Heads { get; init; }
+    /// <summary>Time of each head call as the relay saw it.</summary>
+    [Id(1)] public required double[] CallMs { get; init; }
 }

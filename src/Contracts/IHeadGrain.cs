@@ -13,4 +13,6 @@ public interface IHeadGrain : IGrainWithStringKey
     /// <summary>The silo this activation runs on.</summary>
     Task<string> GetSilo();
     Task Clear();
+    /// <summary>Ends this activation once idle, so the next call places the head anew (re-balancing).</summary>
+    Task Deactivate();
 }

@@ -13,6 +13,8 @@ public interface ILayerGrain : IGrainWithStringKey
     Task CompleteLoad(byte[]? outputBias);
     Task<ForwardResult> Forward(ForwardCommand command);
     Task<HeadLocation[]> Locate();
+    /// <summary>Moves the heads that are not where the placement puts them over the current silos; returns how many moved.</summary>
+    Task<int> Rebalance();
     /// <summary>Forgets the layer and the weights of its heads.</summary>
     Task Delete();
 }

@@ -80,6 +80,12 @@ public sealed class HeadGrain(
 
     public Task<string> GetSilo() => Task.FromResult(silo.Name);
 
+    public Task Deactivate()
+    {
+        DeactivateOnIdle();
+        return Task.CompletedTask;
+    }
+
     public async Task Clear()
     {
         _weights = null;

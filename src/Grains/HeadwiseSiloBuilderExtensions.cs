@@ -1,18 +1,31 @@
+using System.Globalization;
 using Headwise.Grains.Placement;
 using Headwise.Kernels;
 using Microsoft.Extensions.DependencyInjection;
+using Orleans.Runtime.MembershipService.SiloMetadata;
 
 namespace Headwise.Grains;
 
 /// <summary>Everything a silo needs to host Headwise's grains, except the choice of storage and clustering.</summary>
 public static class HeadwiseSiloBuilderExtensions
 {
-    public static ISiloBuilder AddHeadwiseGrains(this ISiloBuilder silo, KernelKind kernel)
+    /// <param name="speedGflops">The speed to advertise for placement; null measures the kernel at start.</param>
+    public static ISiloBuilder AddHeadwiseGrains(this ISiloBuilder silo, KernelKind kernelKind, double? speedGflops = null)
     {
-        silo.Services.AddSingleton<IHeadKernel>(HeadKernels.Create(kernel));
+        var kernel = HeadKernels.Create(kernelKind);
+        double speed = speedGflops ?? SiloSpeed.MeasureGflops(kernel);
+        silo.Services.AddSingleton(kernel);
         silo.Services.AddSingleton<SiloIdentity>();
         silo.Services.AddOptions<ForwardLimits>();
+        silo.Services.AddOptions<ScatterOptions>();
         silo.Services.AddPlacementDirector<SpreadHeadsStrategy, SpreadHeadsDirector>();
+        silo.Services.AddPlacementDirector<SiloBoundStrategy, SiloBoundDirector>();
+        // Silos advertise kernel and speed in membership so every placement decision can weigh them.
+        silo.UseSiloMetadata(new Dictionary<string, string>
+        {
+            [HeadAllocation.KernelKey] = kernel.Name,
+            [HeadAllocation.SpeedKey] = speed.ToString("F1", CultureInfo.InvariantCulture),
+        });
         silo.AddActivityPropagation();
         return silo;
     }

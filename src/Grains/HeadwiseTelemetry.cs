@@ -1,22 +1,319 @@
 using System.Diagnostics;
 using System.Diagnostics.Metrics;
+using System.Globalization;
+using System.Runtime.CompilerServices;
+using Headwise.Contracts;
+using Headwise.Kernels;
+using Orleans.Runtime;
 
 namespace Headwise.Grains;
 
-/// <summary>The one ActivitySource and Meter of Headwise; exporters subscribe to <see cref="Name"/>.</summary>
+/// <summary>
+/// The one ActivitySource and Meter of Headwise, and the spans and measurements the grains make with them.
+/// Exporters subscribe to <see cref="Name"/>; the silo's telemetry (src/Silo/Telemetry) wires them up.
+/// </summary>
+/// <remarks>
+/// Spans: <see cref="ForwardSpan"/> in the coordinator, <see cref="HeadSpan"/> in each head grain, and
+/// <see cref="OutputProjectionSpan"/> for Concat(Z)·W_O. Orleans' call spans (activity propagation plus a listener
+/// on Microsoft.Orleans.Application) link them into one trace across silos.
+/// A span that ends without its scope's Complete/Computed call ends with status Error; the exception recorded
+/// is the last one thrown while that span was current (seen through AppDomain.FirstChanceException, so the
+/// grain code needs no try/catch for it).
+/// </remarks>
 public static class HeadwiseTelemetry
 {
     public const string Name = "Headwise";
+
+    public const string ForwardSpan = "headwise.forward";
+    public const string HeadSpan = "headwise.head";
+    public const string OutputProjectionSpan = "headwise.output_projection";
+
+    /// <summary>Custom property of a head span holding an <see cref="AttentionPreview"/> when the request asked for attention.</summary>
+    public const string AttentionProperty = "headwise.attention";
+
+    /// <summary>RequestContext key: when the forward span started (UTC ticks), so each head can tell its queue time.</summary>
+    public const string ForwardStartKey = "headwise.forward-start";
 
     public static readonly ActivitySource Source = new(Name);
 
     public static readonly Meter Meter = new(Name);
 
-    /// <summary>Kernel time of one head group, per forward pass.</summary>
-    public static readonly Histogram<double> HeadComputeMs =
-        Meter.CreateHistogram<double>("headwise.head.compute", "ms", "Kernel time of one head group per forward pass");
+    // Milliseconds from tens of microseconds (a small head on SIMD) to seconds (the reference kernel, long sequences).
+    private static readonly double[] MillisecondBuckets =
+        [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000];
 
-    /// <summary>Wall time of one forward pass in the coordinator.</summary>
-    public static readonly Histogram<double> ForwardMs =
-        Meter.CreateHistogram<double>("headwise.forward.duration", "ms", "Time of one forward pass in the coordinator");
+    /// <summary>Kernel time of one head group per forward pass. Tags: model, layer, group, silo, kernel.</summary>
+    public static readonly Histogram<double> HeadComputeMs = Meter.CreateHistogram<double>(
+        "headwise.head.compute", "ms", "Kernel time of one head group per forward pass", tags: null,
+        new InstrumentAdvice<double> { HistogramBucketBoundaries = MillisecondBuckets });
+
+    /// <summary>Wall time of one forward pass in the coordinator. Tags: model, layer.</summary>
+    public static readonly Histogram<double> ForwardMs = Meter.CreateHistogram<double>(
+        "headwise.forward.duration", "ms", "Time of one forward pass in the coordinator", tags: null,
+        new InstrumentAdvice<double> { HistogramBucketBoundaries = MillisecondBuckets });
+
+    /// <summary>Tokens (batch × tokens) per second of one forward pass. Tags: model, layer.</summary>
+    public static readonly Histogram<double> ForwardTokensPerSecond = Meter.CreateHistogram<double>(
+        "headwise.forward.throughput", "{token}/s", "Tokens per second of one forward pass (batch x tokens / duration)", tags: null,
+        new InstrumentAdvice<double> { HistogramBucketBoundaries = [100, 1000, 10_000, 100_000, 1_000_000, 10_000_000] });
+
+    /// <summary>Tokens the forward passes processed; its rate is the layer's tokens/s. Tags: model, layer.</summary>
+    public static readonly Counter<long> ForwardTokens =
+        Meter.CreateCounter<long>("headwise.forward.tokens", "{token}", "Tokens (batch x tokens) processed by forward passes");
+
+    /// <summary>Bytes of X sent from the coordinator to other silos. Tags: model, layer, silo (the receiving one).</summary>
+    public static readonly Counter<long> ScatteredBytes =
+        Meter.CreateCounter<long>("headwise.scatter.bytes", "By", "Bytes of X the coordinator sent to other silos");
+
+    /// <summary>Bytes of Z (and attention) the coordinator received from other silos. Tags: model, layer, silo (the sending one).</summary>
+    public static readonly Counter<long> GatheredBytes =
+        Meter.CreateCounter<long>("headwise.gather.bytes", "By", "Bytes of Z and attention the coordinator received from other silos");
+
+    /// <summary>Forward passes under way in this silo's coordinators. Tags: model, layer.</summary>
+    public static readonly UpDownCounter<long> ActiveForwards =
+        Meter.CreateUpDownCounter<long>("headwise.forward.active", "{forward}", "Forward passes under way");
+
+    private static readonly ConditionalWeakTable<Activity, Exception> LastException = new();
+
+    static HeadwiseTelemetry() => AppDomain.CurrentDomain.FirstChanceException += (_, e) => RememberException(e.Exception);
+
+    /// <summary>Starts <see cref="ForwardSpan"/> for a pass of the layer "{model}/{layer}"; dispose it when the pass ends.</summary>
+    public static ForwardScope StartForward(string layerKey, ForwardCommand command, AttentionSpec spec) => new(layerKey, command, spec);
+
+    /// <summary>Starts <see cref="HeadSpan"/> in the head grain "{model}/{layer}/{group}"; dispose it when the call ends.</summary>
+    public static HeadScope StartHead(string headKey, HeadWork work, HeadGroupShape shape, string silo, string kernel) =>
+        new(headKey, work, shape, silo, kernel);
+
+    /// <summary>Starts <see cref="OutputProjectionSpan"/>: y = concat·W_O + b_O over [rows × concatWidth] · [concatWidth × modelDim].</summary>
+    public static Activity? StartOutputProjection(int rows, int concatWidth, int modelDim)
+    {
+        var activity = Source.StartActivity(OutputProjectionSpan);
+        if (activity is { IsAllDataRequested: true })
+        {
+            activity.SetTag("headwise.rows", rows);
+            activity.SetTag("headwise.concat_width", concatWidth);
+            activity.SetTag("headwise.model_dim", modelDim);
+            activity.SetTag("headwise.flops", 2L * rows * concatWidth * modelDim);
+        }
+        return activity;
+    }
+
+    /// <summary>"gpt2/3" → ("gpt2", 3); "gpt2/3/7" → ("gpt2/3", 7).</summary>
+    internal static (string Prefix, int Index) SplitKey(string key)
+    {
+        int slash = key.LastIndexOf('/');
+        return slash > 0 && int.TryParse(key.AsSpan(slash + 1), NumberStyles.None, CultureInfo.InvariantCulture, out int index)
+            ? (key[..slash], index)
+            : (key, -1);
+    }
+
+    internal static void Fail(Activity? activity)
+    {
+        if (activity is null) return;
+        LastException.TryGetValue(activity, out var exception);
+        activity.SetStatus(ActivityStatusCode.Error, exception?.Message ?? "did not complete");
+        if (exception is null) return;
+        activity.AddException(exception);
+        if (exception is HeadwiseException headwise)
+            activity.SetTag("headwise.error_code", headwise.Code.ToString());
+    }
+
+    private static void RememberException(Exception exception)
+    {
+        // The nearest Headwise span in this flow: an exception that surfaces inside an Orleans call span still
+        // belongs to the forward pass around it.
+        for (var activity = Activity.Current; activity is not null; activity = activity.Parent)
+        {
+            if (ReferenceEquals(activity.Source, Source))
+            {
+                LastException.AddOrUpdate(activity, exception);
+                return;
+            }
+        }
+    }
+
+    /// <summary>
+    /// The span and measurements of one forward pass in the coordinator. <see cref="Complete"/> on success; disposing
+    /// without it marks the span as failed.
+    /// </summary>
+    public sealed class ForwardScope : IDisposable
+    {
+        private readonly Activity? _activity;
+        private readonly TagList _tags;
+        private readonly long _started = Stopwatch.GetTimestamp();
+        private readonly long _tokens;
+        private readonly string _model;
+        private readonly int _layer;
+        private bool _completed;
+
+        internal ForwardScope(string layerKey, ForwardCommand command, AttentionSpec spec)
+        {
+            (_model, _layer) = SplitKey(layerKey);
+            _tokens = (long)command.Batch * command.Tokens;
+            _tags = new TagList { { "model", _model }, { "layer", _layer } };
+            ActiveForwards.Add(1, _tags);
+
+            _activity = Source.StartActivity(ForwardSpan);
+            if (_activity is null) return;
+            // Every head compares its start with this to report its queue time (scatter, network, waiting for the grain).
+            RequestContext.Set(ForwardStartKey, _activity.StartTimeUtc.Ticks);
+            if (!_activity.IsAllDataRequested) return;
+            _activity.SetTag("headwise.model", _model);
+            _activity.SetTag("headwise.layer", _layer);
+            _activity.SetTag("headwise.batch", command.Batch);
+            _activity.SetTag("headwise.tokens", command.Tokens);
+            _activity.SetTag("headwise.groups", spec.GroupCount);
+            _activity.SetTag("headwise.heads", spec.HeadCount);
+            _activity.SetTag("headwise.causal", command.Causal);
+            _activity.SetTag("headwise.return_attention", command.ReturnAttention);
+        }
+
+        /// <summary>The pass succeeded: records its duration, tokens, throughput and traffic, and names the straggler.</summary>
+        public void Complete(ForwardResult result)
+        {
+            _completed = true;
+            double ms = Stopwatch.GetElapsedTime(_started).TotalMilliseconds;
+            ForwardMs.Record(ms, _tags);
+            ForwardTokens.Add(_tokens, _tags);
+            if (ms > 0) ForwardTokensPerSecond.Record(_tokens / (ms / 1000.0), _tags);
+
+            long scattered = 0, gathered = 0;
+            foreach (var silo in result.Silos)
+            {
+                var siloTags = new TagList { { "model", _model }, { "layer", _layer }, { "silo", silo.Silo } };
+                if (silo.BytesSent > 0) ScatteredBytes.Add(silo.BytesSent, siloTags);
+                if (silo.BytesReceived > 0) GatheredBytes.Add(silo.BytesReceived, siloTags);
+                scattered += silo.BytesSent;
+                gathered += silo.BytesReceived;
+            }
+
+            if (_activity is not { IsAllDataRequested: true }) return;
+            _activity.SetTag("headwise.bytes_scattered", scattered);
+            _activity.SetTag("headwise.bytes_gathered", gathered);
+            _activity.SetTag("headwise.silos", result.Silos.Length);
+            // The forward pass waits for its slowest head: name it where people look first.
+            if (result.Heads.Length > 0)
+            {
+                var straggler = result.Heads.MaxBy(h => h.CallMs)!;
+                _activity.SetTag("headwise.straggler.group", straggler.Group);
+                _activity.SetTag("headwise.straggler.silo", straggler.Silo);
+                _activity.SetTag("headwise.straggler.call_ms", Math.Round(straggler.CallMs, 3));
+            }
+        }
+
+        public void Dispose()
+        {
+            ActiveForwards.Add(-1, _tags);
+            if (_activity is null) return;
+            RequestContext.Remove(ForwardStartKey);
+            if (!_completed) Fail(_activity);
+            _activity.Dispose();
+        }
+    }
+
+    /// <summary>
+    /// The span and measurements of one head group's call. <see cref="Computed"/> once the kernel ran; disposing
+    /// without it marks the span as failed.
+    /// </summary>
+    public sealed class HeadScope : IDisposable
+    {
+        private readonly Activity? _activity;
+        private readonly TagList _tags;
+        private readonly HeadWork _work;
+        private readonly HeadGroupShape _shape;
+        private readonly int _group;
+        private bool _completed;
+
+        internal HeadScope(string headKey, HeadWork work, HeadGroupShape shape, string silo, string kernel)
+        {
+            _work = work;
+            _shape = shape;
+            var (layerKey, group) = SplitKey(headKey);
+            var (model, layer) = SplitKey(layerKey);
+            _group = group;
+            _tags = new TagList { { "model", model }, { "layer", layer }, { "group", group }, { "silo", silo }, { "kernel", kernel } };
+
+            _activity = Source.StartActivity(HeadSpan);
+            if (_activity is not { IsAllDataRequested: true }) return;
+            int firstHead = group * shape.QueryHeads;
+            _activity.SetTag("headwise.model", model);
+            _activity.SetTag("headwise.layer", layer);
+            _activity.SetTag("headwise.group", group);
+            _activity.SetTag("headwise.heads", string.Join(',', Enumerable.Range(firstHead, shape.QueryHeads)));
+            _activity.SetTag("headwise.silo", silo);
+            _activity.SetTag("headwise.kernel", kernel);
+            _activity.SetTag("headwise.batch", work.Batch);
+            _activity.SetTag("headwise.tokens", work.Tokens);
+            _activity.SetTag("headwise.flops", Flops(work.Batch, work.Tokens, shape));
+            if (RequestContext.Get(ForwardStartKey) is long forwardStart)
+                _activity.SetTag("headwise.queue_ms", Math.Round((_activity.StartTimeUtc.Ticks - forwardStart) / (double)TimeSpan.TicksPerMillisecond, 3));
+        }
+
+        /// <summary>The kernel ran: records its time and, when the request asked for attention, a preview for the dashboard.</summary>
+        /// <param name="attention">[batch, g, tokens, tokens] float32 bytes, or null.</param>
+        public void Computed(double computeMs, byte[]? attention)
+        {
+            _completed = true;
+            HeadComputeMs.Record(computeMs, _tags);
+            if (_activity is not { IsAllDataRequested: true }) return;
+            _activity.SetTag("headwise.compute_ms", Math.Round(computeMs, 3));
+            if (attention is not null)
+                _activity.SetCustomProperty(AttentionProperty,
+                    AttentionPreview.FromFirstSequence(FloatBytes.AsFloats(attention), _work.Tokens, _shape.QueryHeads, _group * _shape.QueryHeads));
+        }
+
+        public void Dispose()
+        {
+            if (_activity is null) return;
+            if (!_completed) Fail(_activity);
+            _activity.Dispose();
+        }
+
+        // Q = X·W_Q (g heads), K and V once per group, then Q·Kᵀ and P·V for each query head; biases and softmax left out.
+        private static long Flops(int batch, int tokens, HeadGroupShape shape)
+        {
+            long t = tokens, d = shape.ModelDim, dh = shape.HeadDim, g = shape.QueryHeads;
+            return batch * (2 * t * d * dh * (g + 2) + 4 * g * t * t * dh);
+        }
+    }
+}
+
+/// <summary>
+/// A small picture of a head group's attention for the dashboard: sequence 0 of the batch, one
+/// <see cref="Size"/>×<see cref="Size"/> matrix per query head, rows are queries and columns keys. Longer sequences
+/// are averaged over blocks of queries and keys, so a causal mask still shows as a triangle.
+/// </summary>
+/// <param name="Tokens">T of the request.</param>
+/// <param name="Size">min(T, <see cref="MaxSize"/>).</param>
+/// <param name="Heads">The query head index of each matrix.</param>
+/// <param name="Values">Per query head: [Size × Size] row-major mean probabilities.</param>
+public sealed record AttentionPreview(int Tokens, int Size, int[] Heads, float[][] Values)
+{
+    public const int MaxSize = 64;
+
+    /// <param name="attention">[batch, g, T, T]; only sequence 0 is read.</param>
+    public static AttentionPreview FromFirstSequence(ReadOnlySpan<float> attention, int tokens, int queryHeads, int firstHead)
+    {
+        int size = Math.Min(tokens, MaxSize);
+        var values = new float[queryHeads][];
+        for (int k = 0; k < queryHeads; k++)
+        {
+            var matrix = attention.Slice(k * tokens * tokens, tokens * tokens);
+            var preview = values[k] = new float[size * size];
+            for (int row = 0; row < size; row++)
+            {
+                int q0 = row * tokens / size, q1 = (row + 1) * tokens / size;
+                for (int column = 0; column < size; column++)
+                {
+                    int k0 = column * tokens / size, k1 = (column + 1) * tokens / size;
+                    double sum = 0;
+                    for (int q = q0; q < q1; q++)
+                        for (int key = k0; key < k1; key++)
+                            sum += matrix[q * tokens + key];
+                    preview[row * size + column] = (float)(sum / ((q1 - q0) * (k1 - k0)));
+                }
+            }
+        }
+        return new AttentionPreview(tokens, size, Enumerable.Range(firstHead, queryHeads).ToArray(), values);
+    }
 }

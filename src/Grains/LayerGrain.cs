@@ -1,30 +1,54 @@
 using System.Buffers;
 using System.Diagnostics;
 using Headwise.Contracts;
+using Headwise.Grains.Placement;
 using Headwise.Kernels;
 using Microsoft.Extensions.Options;
+using Microsoft.Extensions.DependencyInjection;
+using Orleans.Runtime;
+using Orleans.Runtime.MembershipService.SiloMetadata;
 
 namespace Headwise.Grains;
 
 /// <summary>
 /// The coordinator of one attention layer. Called by the gRPC gateway and by Orleans clients, it validates a
-/// forward pass, scatters X to the layer's <see cref="HeadGrain"/>s in parallel, gathers their Z into one
-/// [rows × Hq·dh] buffer and applies W_O, which it assembles from the heads' rows when it activates.
+/// forward pass, scatters X to the layer's <see cref="HeadGrain"/>s (<see cref="HeadScatter"/>), gathers their Z
+/// into one [rows × Hq·dh] buffer (<see cref="HeadGather"/>) and applies W_O, which it assembles from the heads'
+/// rows. It also moves its heads when the silo set changed (<see cref="Rebalance"/>).
 /// </summary>
 public sealed class LayerGrain(
     [PersistentState("layer", StorageNames.Weights)] IPersistentState<LayerState> state,
     IHeadKernel kernel,
-    IOptions<ForwardLimits> limits) : Grain, ILayerGrain
+    SiloIdentity silo,
+    IClusterMembershipService membership,
+    IServiceProvider services,
+    IOptions<ForwardLimits> limits,
+    IOptions<ScatterOptions> scatter) : Grain, ILayerGrain
 {
     private float[]? _outputWeights; // W_O: [Hq·dh × D]
+    private string[]? _locations;    // silo endpoint of each group, as last seen
+    private long _lastForward = Stopwatch.GetTimestamp();
+    private MembershipVersion _placedFor = MembershipVersion.MinValue;
 
     private string Key => this.GetPrimaryKeyString();
+
+    public override Task OnActivateAsync(CancellationToken cancellationToken)
+    {
+        int idleSeconds = scatter.Value.RebalanceIdleSeconds;
+        if (idleSeconds > 0)
+        {
+            var period = TimeSpan.FromSeconds(idleSeconds);
+            this.RegisterGrainTimer(RebalanceWhenIdle, new GrainTimerCreationOptions(period, period) { Interleave = false });
+        }
+        return Task.CompletedTask;
+    }
 
     public async Task Initialize(AttentionSpec spec)
     {
         state.State = new LayerState { Spec = spec.Resolve() };
         await state.WriteStateAsync();
         _outputWeights = null;
+        _locations = null;
     }
 
     public async Task LoadGroup(GroupWeights weights)
@@ -66,8 +90,9 @@ public sealed class LayerGrain(
         activity?.SetTag("headwise.groups", spec.GroupCount);
 
         var outputWeights = _outputWeights ??= await AssembleOutputWeights(spec);
-        var outcomes = await ScatterToHeads(command, spec);
-        var result = Gather(command, spec, outcomes, outputWeights);
+        var groups = await ScatterToHeads(command, spec);
+        var result = GatherAndProject(command, spec, groups, outputWeights);
+        _lastForward = Stopwatch.GetTimestamp();
         HeadwiseTelemetry.ForwardMs.Record(Stopwatch.GetElapsedTime(started).TotalMilliseconds);
         return result;
     }
@@ -75,9 +100,29 @@ public sealed class LayerGrain(
     public async Task<HeadLocation[]> Locate()
     {
         var spec = RequireSpec();
-        int layer = LayerIndex();
+        int layer = ParseKey().Layer;
         var silos = await Task.WhenAll(Enumerable.Range(0, spec.GroupCount).Select(g => Head(g, spec).GetSilo()));
+        _locations = silos;
         return silos.Select((silo, group) => new HeadLocation(layer, group, silo)).ToArray();
+    }
+
+    public async Task<int> Rebalance()
+    {
+        var spec = RequireSpec();
+        var active = membership.CurrentSnapshot;
+        var silos = active.Members.Values.Where(m => m.Status == SiloStatus.Active).Select(m => m.SiloAddress).ToList();
+        var current = await Locate();
+        var metadata = services.GetService<ISiloMetadataCache>();
+        int layer = ParseKey().Layer;
+        var misplaced = current
+            .Where(h => HeadAllocation.SiloFor(h.Group + layer, silos, metadata).Endpoint.ToString() != h.Silo)
+            .ToList();
+        // A deactivated head finishes its current call first; its next call activates it where the placement says,
+        // with its weights read back from storage. Locate() does that now rather than on the next forward pass.
+        await Task.WhenAll(misplaced.Select(h => Head(h.Group, spec).Deactivate()));
+        _placedFor = active.Version;
+        if (misplaced.Count > 0) await Locate();
+        return misplaced.Count;
     }
 
     public async Task Delete()
@@ -85,13 +130,17 @@ public sealed class LayerGrain(
         if (state.State.Spec is { } spec)
             await Task.WhenAll(Enumerable.Range(0, spec.GroupCount).Select(g => Head(g, spec).Clear()));
         _outputWeights = null;
+        _locations = null;
         await state.ClearStateAsync();
         state.State = new LayerState();
         DeactivateOnIdle();
     }
 
-    private async Task<(HeadOutcome Outcome, double CallMs)[]> ScatterToHeads(ForwardCommand command, AttentionSpec spec)
+    private async Task<GroupResult[]> ScatterToHeads(ForwardCommand command, AttentionSpec spec)
     {
+        var locations = _locations ?? (await Locate()).Select(h => h.Silo).ToArray();
+        var (model, layer) = ParseKey();
+        var headKeys = Enumerable.Range(0, spec.GroupCount).Select(g => GrainKeys.Head(model, layer, g)).ToArray();
         // One immutable HeadWork for all heads: in-silo calls share it without a copy.
         var work = new HeadWork
         {
@@ -102,52 +151,47 @@ public sealed class LayerGrain(
             Lengths = command.Lengths,
             ReturnAttention = command.ReturnAttention,
         };
-        return await Task.WhenAll(Enumerable.Range(0, spec.GroupCount).Select(async g =>
-        {
-            long callStarted = Stopwatch.GetTimestamp();
-            var outcome = await Head(g, spec).Attend(work);
-            return (outcome, Stopwatch.GetElapsedTime(callStarted).TotalMilliseconds);
-        }));
+        var wire = command.Bf16Wire ? WireFormat.Bf16 : scatter.Value.WireFormat;
+        var groups = await new HeadScatter(GrainFactory, silo.Name, scatter.Value.Scatter).Run(work, wire, headKeys, locations);
+        // A head that answered from elsewhere has moved: look its layer up again before the next pass.
+        if (groups.Where((g, i) => g.Outcome.Silo != locations[i]).Any()) _locations = null;
+        return groups;
     }
 
-    private ForwardResult Gather(ForwardCommand command, AttentionSpec spec, (HeadOutcome Outcome, double CallMs)[] outcomes, float[] outputWeights)
+    private ForwardResult GatherAndProject(ForwardCommand command, AttentionSpec spec, GroupResult[] groups, float[] outputWeights)
     {
         int rows = command.Batch * command.Tokens;
-        int groupWidth = spec.GroupSize * spec.HeadDim;
         int concatWidth = spec.HeadCount * spec.HeadDim;
         var concat = ArrayPool<float>.Shared.Rent(rows * concatWidth);
         try
         {
-            // concat: [rows, Hq·dh]; group g's Z fills columns g·groupWidth..(g+1)·groupWidth.
-            for (int g = 0; g < outcomes.Length; g++)
-            {
-                var z = FloatBytes.AsFloats(outcomes[g].Outcome.Output);
-                for (int row = 0; row < rows; row++)
-                    z.Slice(row * groupWidth, groupWidth).CopyTo(concat.AsSpan(row * concatWidth + g * groupWidth, groupWidth));
-            }
+            var concatenated = concat.AsSpan(0, rows * concatWidth);
+            HeadGather.Concatenate(groups, rows, spec, concatenated);
 
             var output = new byte[rows * spec.ModelDim * sizeof(float)];
             using (HeadwiseTelemetry.Source.StartActivity("headwise.output_projection"))
             {
                 var bias = state.State.OutputBias is { } b ? FloatBytes.AsFloats(b) : ReadOnlySpan<float>.Empty;
-                kernel.Project(concat.AsSpan(0, rows * concatWidth), rows, concatWidth, outputWeights, spec.ModelDim,
-                    bias, FloatBytes.AsFloats(output.AsSpan()));
+                kernel.Project(concatenated, rows, concatWidth, outputWeights, spec.ModelDim, bias, FloatBytes.AsFloats(output.AsSpan()));
             }
 
             return new ForwardResult
             {
                 Output = output,
-                Heads = outcomes.Select((o, g) => new HeadReport
+                Heads = groups.Select((r, g) => new HeadReport
                 {
                     Group = g,
                     Heads = Enumerable.Range(g * spec.GroupSize, spec.GroupSize).ToArray(),
-                    Silo = o.Outcome.Silo,
-                    Kernel = o.Outcome.Kernel,
-                    ComputeMs = o.Outcome.ComputeMs,
-                    CallMs = o.CallMs,
+                    Silo = r.Outcome.Silo,
+                    Kernel = r.Outcome.Kernel,
+                    ComputeMs = r.Outcome.ComputeMs,
+                    CallMs = r.CallMs,
+                    InputBytes = r.InputBytes,
+                    OutputBytes = r.OutputBytes,
                 }).ToArray(),
-                Attention = command.ReturnAttention ? GatherAttention(command, spec, outcomes) : null,
-                HeadOutputs = command.ReturnHeadOutputs ? SplitHeads(concat, command, spec) : null,
+                Silos = Traffic(groups),
+                Attention = command.ReturnAttention ? HeadGather.Attention(groups, command.Batch, command.Tokens, spec) : null,
+                HeadOutputs = command.ReturnHeadOutputs ? HeadGather.SplitHeads(concatenated, command.Batch, command.Tokens, spec) : null,
                 TraceId = Activity.Current?.TraceId.ToString() ?? "",
                 ModelDim = spec.ModelDim,
                 HeadCount = spec.HeadCount,
@@ -160,33 +204,23 @@ public sealed class LayerGrain(
         }
     }
 
-    // [B, Hq, T, T] from each group's [B, g, T, T].
-    private static byte[] GatherAttention(ForwardCommand command, AttentionSpec spec, (HeadOutcome Outcome, double CallMs)[] outcomes)
-    {
-        int block = spec.GroupSize * command.Tokens * command.Tokens;
-        var attention = new byte[command.Batch * spec.HeadCount * command.Tokens * command.Tokens * sizeof(float)];
-        var destination = FloatBytes.AsFloats(attention.AsSpan());
-        for (int g = 0; g < outcomes.Length; g++)
+    // Per silo, X counts once per relay call (every group of that silo reports the same bytes) or once per head.
+    private SiloTraffic[] Traffic(GroupResult[] groups) =>
+        groups.GroupBy(g => g.Outcome.Silo).Select(silo => new SiloTraffic
         {
-            var source = FloatBytes.AsFloats(outcomes[g].Outcome.Attention);
-            for (int b = 0; b < command.Batch; b++)
-                source.Slice(b * block, block).CopyTo(destination.Slice((b * spec.GroupCount + g) * block, block));
-        }
-        return attention;
-    }
+            Silo = silo.Key,
+            Groups = silo.Count(),
+            BytesSent = scatter.Value.Scatter == ScatterMode.PerHead ? silo.Sum(g => g.InputBytes) : silo.Max(g => g.InputBytes),
+            BytesReceived = silo.Sum(g => g.OutputBytes),
+        }).OrderBy(t => t.Silo, StringComparer.Ordinal).ToArray();
 
-    // [B, Hq, T, dh] from concat [B·T, Hq·dh].
-    private static byte[] SplitHeads(float[] concat, ForwardCommand command, AttentionSpec spec)
+    private async Task RebalanceWhenIdle(CancellationToken cancellationToken)
     {
-        int tokens = command.Tokens, headDim = spec.HeadDim, concatWidth = spec.HeadCount * headDim;
-        var headOutputs = new byte[command.Batch * spec.HeadCount * tokens * headDim * sizeof(float)];
-        var destination = FloatBytes.AsFloats(headOutputs.AsSpan());
-        for (int b = 0; b < command.Batch; b++)
-            for (int h = 0; h < spec.HeadCount; h++)
-                for (int t = 0; t < tokens; t++)
-                    concat.AsSpan((b * tokens + t) * concatWidth + h * headDim, headDim)
-                        .CopyTo(destination.Slice(((b * spec.HeadCount + h) * tokens + t) * headDim, headDim));
-        return headOutputs;
+        // Only between passes, only when the heads have been idle for a while, only when the silo set changed.
+        if (state.State.Spec is null || !state.State.Ready) return;
+        if (Stopwatch.GetElapsedTime(_lastForward).TotalSeconds < scatter.Value.RebalanceIdleSeconds) return;
+        if (membership.CurrentSnapshot.Version == _placedFor) return;
+        await Rebalance();
     }
 
     private async Task<float[]> AssembleOutputWeights(AttentionSpec spec)
@@ -223,8 +257,6 @@ public sealed class LayerGrain(
         var (model, layer) = ParseKey();
         return GrainFactory.GetGrain<IHeadGrain>(GrainKeys.Head(model, layer, group));
     }
-
-    private int LayerIndex() => ParseKey().Layer;
 
     private (string Model, int Layer) ParseKey()
     {

@@ -42,6 +42,14 @@ public sealed class ModelCatalogGrain(
         await Task.WhenAll(Enumerable.Range(0, entry.Spec.LayerCount).Select(l => Layer(name, l).Delete()));
     }
 
+    public async Task<int> Rebalance(string? name)
+    {
+        var models = name is null ? state.State.Models.ToList() : [new(name, Require(name))];
+        var moved = await Task.WhenAll(models.SelectMany(m =>
+            Enumerable.Range(0, m.Value.Spec.LayerCount).Select(l => Layer(m.Key, l).Rebalance())));
+        return moved.Sum();
+    }
+
     public async Task<ModelDescription> MarkReady(string name)
     {
         var entry = Require(name);

@@ -29,6 +29,7 @@ public static class HeadwiseSilo
 
         builder.Services.Configure<SiloOptions>(builder.Configuration.GetSection(SiloOptions.Section));
         builder.Services.Configure<ForwardLimits>(builder.Configuration.GetSection(SiloOptions.Section));
+        builder.Services.Configure<ScatterOptions>(builder.Configuration.GetSection(SiloOptions.Section));
 
         var address = IPAddress.Parse(options.ListenAddress);
         builder.WebHost.ConfigureKestrel(kestrel =>
@@ -42,7 +43,7 @@ public static class HeadwiseSilo
         builder.UseOrleans(silo =>
         {
             SiloClustering.Configure(silo, options);
-            silo.AddHeadwiseGrains(options.Kernel);
+            silo.AddHeadwiseGrains(options.Kernel, options.Speed);
         });
 
         builder.Services.AddSingleton<SiloReadiness>();

@@ -39,6 +39,8 @@ public sealed class SiloOptions
     public bool DemoModel { get; set; } = true;
     /// <summary>Which kernel the head grains of this silo run.</summary>
     public KernelKind Kernel { get; set; } = KernelKind.Simd;
+    /// <summary>GFLOP/s this silo advertises for placement; unset: measured at start.</summary>
+    public double? Speed { get; set; }
     /// <summary>Largest weights file one upload may carry.</summary>
     public long MaxUploadBytes { get; set; } = 1L << 30;
 
@@ -72,6 +74,8 @@ public sealed class SiloOptions
             problems.Add($"Headwise__ListenAddress is '{ListenAddress}'; it must be an IP address such as 127.0.0.1 or 0.0.0.0.");
         if (!Enum.IsDefined(Kernel))
             problems.Add($"Headwise__Kernel is '{Kernel}'; use one of {string.Join(", ", Enum.GetNames<KernelKind>())}.");
+        if (Speed is <= 0 or double.NaN)
+            problems.Add($"Headwise__Speed is {Speed}; leave it unset to measure, or give a positive GFLOP/s.");
         if (MaxUploadBytes < 1 || MaxUploadBytes > int.MaxValue)
             problems.Add($"Headwise__MaxUploadBytes is {MaxUploadBytes}; it must be in 1..{int.MaxValue}.");
         return problems;

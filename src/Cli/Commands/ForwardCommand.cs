@@ -28,11 +28,12 @@ internal static class ForwardCommand
             HelpName = "FILE",
         };
         var causal = new Option<bool>("--causal") { Description = "query i sees only keys j <= i" };
+        var bf16Wire = new Option<bool>("--bf16-wire") { Description = "let X and Z cross between silos as bfloat16 (half the bytes)" };
         var output = new Option<string>("--out") { Description = "write a safetensors file with tensors 'output' and 'input'", HelpName = "FILE" };
 
         var command = new Command("forward", "Run one attention layer of a model and show where each head ran.")
         {
-            model, layer, tokens, seed, batch, input, causal, output,
+            model, layer, tokens, seed, batch, input, causal, bf16Wire, output,
         };
         command.SetAction(async (parseResult, cancellationToken) =>
         {
@@ -66,7 +67,10 @@ internal static class ForwardCommand
             }
 
             bool isCausal = parseResult.GetValue(causal);
-            var request = new AttentionInput { Input = x.Input, Layer = layerIndex, Causal = isCausal, Lengths = x.Lengths };
+            var request = new AttentionInput
+            {
+                Input = x.Input, Layer = layerIndex, Causal = isCausal, Lengths = x.Lengths, Bf16Wire = parseResult.GetValue(bf16Wire),
+            };
             var stopwatch = Stopwatch.StartNew();
             var result = await client.ForwardAsync(modelName, request, cancellationToken);
             stopwatch.Stop();
@@ -83,6 +87,7 @@ internal static class ForwardCommand
                 ("trace id", result.TraceId.Length > 0 ? result.TraceId : "(none)"),
                 ("round trip", $"{stopwatch.Elapsed.TotalMilliseconds.ToString("F2", CultureInfo.InvariantCulture)} ms"),
                 ("output", ModelViews.Shape(result.Output.Shape)),
+                ("traffic", Traffic(result.Silos)),
                 ("server", address.OriginalString),
             ]);
 
@@ -95,6 +100,12 @@ internal static class ForwardCommand
         });
         return command;
     }
+
+    // Bytes of X sent to and Z received from each silo: where the network cost of a pass goes.
+    private static string Traffic(IReadOnlyList<SiloTraffic> silos) =>
+        silos.Count == 0
+            ? "(none)"
+            : string.Join("; ", silos.Select(s => $"{s.Silo}: {s.Groups} groups, sent {s.BytesSent:N0} B, received {s.BytesReceived:N0} B"));
 
     private static string Mask(bool causal, int[]? lengths)
     {

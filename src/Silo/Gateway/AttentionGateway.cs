@@ -35,6 +35,12 @@ internal sealed class AttentionGateway(IGrainFactory grains, IOptions<SiloOption
         return new DeleteModelResponse();
     }
 
+    public override async Task<RebalanceResponse> Rebalance(RebalanceRequest request, ServerCallContext context)
+    {
+        string? model = string.IsNullOrEmpty(request.Model) ? null : ModelName.Validate(request.Model, "model");
+        return new RebalanceResponse { Moved = await Catalog.Rebalance(model) };
+    }
+
     public override async Task<ModelInfo> UploadWeights(IAsyncStreamReader<UploadWeightsRequest> requestStream, ServerCallContext context)
     {
         var cancellation = context.CancellationToken;
@@ -77,6 +83,7 @@ internal sealed class AttentionGateway(IGrainFactory grains, IOptions<SiloOption
             Lengths = request.Lengths.ToArray(),
             ReturnAttention = request.ReturnAttention,
             ReturnHeadOutputs = request.ReturnHeadOutputs,
+            Bf16Wire = request.Bf16Wire,
         };
         var result = await grains.GetGrain<ILayerGrain>(GrainKeys.Layer(request.Model, request.Layer)).Forward(command)
             .WaitAsync(context.CancellationToken);
@@ -91,6 +98,7 @@ internal sealed class AttentionGateway(IGrainFactory grains, IOptions<SiloOption
             TraceId = result.TraceId,
         };
         response.Heads.Add(result.Heads.Select(ProtoMapping.ToProto));
+        response.Silos.Add(result.Silos.Select(ProtoMapping.ToProto));
         if (result.Attention is { } attention)
             response.Attention = TensorCodec.FromFloat32Bytes(attention, command.Batch, result.HeadCount, command.Tokens, command.Tokens);
         if (result.HeadOutputs is { } headOutputs)

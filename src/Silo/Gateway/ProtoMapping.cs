@@ -57,8 +57,18 @@ internal static class ProtoMapping
             Kernel = report.Kernel,
             ComputeMs = report.ComputeMs,
             CallMs = report.CallMs,
+            InputBytes = report.InputBytes,
+            OutputBytes = report.OutputBytes,
         };
         proto.Heads.Add(report.Heads);
         return proto;
     }
+
+    public static Proto.SiloTraffic ToProto(SiloTraffic traffic) => new()
+    {
+        Silo = traffic.Silo,
+        Groups = traffic.Groups,
+        BytesSent = traffic.BytesSent,
+        BytesReceived = traffic.BytesReceived,
+    };
 }

@@ -1,0 +1,12 @@
+namespace Headwise.Contracts;
+
+/// <summary>
+/// One per silo (key: the silo's endpoint, "127.0.0.1:11111"), placed on that silo. The coordinator sends it X
+/// once; it calls the heads that live on its silo with the same buffer, so X crosses the network once per silo
+/// instead of once per head.
+/// </summary>
+public interface ISiloRelayGrain : IGrainWithStringKey
+{
+    /// <param name="headKeys">Keys of head grains on this silo ("{model}/{layer}/{group}").</param>
+    Task<RelayOutcome> Attend(HeadWork work, string[] headKeys);
+}

@@ -1,0 +1,29 @@
+using System.Diagnostics;
+using Headwise.Kernels;
+
+namespace Headwise.Grains;
+
+/// <summary>
+/// How fast this silo's kernel multiplies matrices, measured once at start: placement gives faster silos
+/// proportionally more heads.
+/// </summary>
+public static class SiloSpeed
+{
+    /// <summary>Best GFLOP/s of a few 128×256·256×256 products (the shape of a small head's projections).</summary>
+    public static double MeasureGflops(IHeadKernel kernel)
+    {
+        const int rows = 128, inner = 256, outer = 256, repeats = 5;
+        var random = new Random(1);
+        var input = Enumerable.Range(0, rows * inner).Select(_ => (float)random.NextDouble()).ToArray();
+        var weights = Enumerable.Range(0, inner * outer).Select(_ => (float)random.NextDouble()).ToArray();
+        var output = new float[rows * outer];
+        double best = double.MaxValue;
+        for (int i = 0; i < repeats; i++)
+        {
+            long started = Stopwatch.GetTimestamp();
+            kernel.Project(input, rows, inner, weights, outer, ReadOnlySpan<float>.Empty, output);
+            best = Math.Min(best, Stopwatch.GetElapsedTime(started).TotalSeconds);
+        }
+        return 2.0 * rows * inner * outer / best / 1e9;
+    }
+}
