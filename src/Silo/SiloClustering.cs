@@ -12,12 +12,12 @@ namespace Headwise.Silo;
 /// </summary>
 public static class SiloClustering
 {
-    public const string DefaultId = "headwise";
-
     public static void Configure(ISiloBuilder silo, SiloOptions options)
     {
-        string clusterId = FirstSet(options.ClusterId, Environment.GetEnvironmentVariable("ORLEANS_CLUSTER_ID"), DefaultId);
-        string serviceId = FirstSet(options.ServiceId, Environment.GetEnvironmentVariable("ORLEANS_SERVICE_ID"), DefaultId);
+        // Localhost clusters keep Orleans' own default ids, so a plain UseLocalhostClustering() client connects.
+        string defaultId = options.Clustering == ClusteringKind.Localhost ? "dev" : "headwise";
+        string clusterId = FirstSet(options.ClusterId, Environment.GetEnvironmentVariable("ORLEANS_CLUSTER_ID"), defaultId);
+        string serviceId = FirstSet(options.ServiceId, Environment.GetEnvironmentVariable("ORLEANS_SERVICE_ID"), defaultId);
 
         if (options.Clustering == ClusteringKind.Localhost)
         {
