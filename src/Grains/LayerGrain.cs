@@ -82,18 +82,13 @@ public sealed class LayerGrain(
             throw new HeadwiseException(ErrorCode.FailedPrecondition, $"layer '{Key}' has no weights yet; upload the model's weights before Forward.");
         ForwardValidator.Validate(command, spec, limits.Value);
 
-        long started = Stopwatch.GetTimestamp();
-        using var activity = HeadwiseTelemetry.Source.StartActivity("headwise.forward");
-        activity?.SetTag("headwise.layer", Key);
-        activity?.SetTag("headwise.batch", command.Batch);
-        activity?.SetTag("headwise.tokens", command.Tokens);
-        activity?.SetTag("headwise.groups", spec.GroupCount);
+        using var telemetry = HeadwiseTelemetry.StartForward(Key, command, spec);
 
         var outputWeights = _outputWeights ??= await AssembleOutputWeights(spec);
         var groups = await ScatterToHeads(command, spec);
         var result = GatherAndProject(command, spec, groups, outputWeights);
         _lastForward = Stopwatch.GetTimestamp();
-        HeadwiseTelemetry.ForwardMs.Record(Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+        telemetry.Complete(result);
         return result;
     }
 
@@ -120,8 +115,10 @@ public sealed class LayerGrain(
         // A deactivated head finishes its current call first; its next call activates it where the placement says,
         // with its weights read back from storage. Locate() does that now rather than on the next forward pass.
         await Task.WhenAll(misplaced.Select(h => Head(h.Group, spec).Deactivate()));
-        _placedFor = active.Version;
-        if (misplaced.Count > 0) await Locate();
+        // Converged only when nothing had to move: a silo another silo has not fully learned of yet can make a
+        // move land elsewhere, and the next idle check then tries again.
+        if (misplaced.Count == 0) _placedFor = active.Version;
+        else await Locate();
         return misplaced.Count;
     }
 
@@ -138,7 +135,26 @@ public sealed class LayerGrain(
 
     private async Task<GroupResult[]> ScatterToHeads(ForwardCommand command, AttentionSpec spec)
     {
-        var locations = _locations ?? (await Locate()).Select(h => h.Silo).ToArray();
+        try
+        {
+            return await ScatterOnce(command, spec);
+        }
+        catch (Exception e) when (e is SiloUnavailableException or OrleansMessageRejectionException
+                                      || e is HeadwiseException { Code: ErrorCode.Unavailable })
+        {
+            // A silo left between looking the heads up and calling them: look again, once; their weights come
+            // back from storage wherever they re-activate.
+            _locations = null;
+            return await ScatterOnce(command, spec);
+        }
+    }
+
+    private async Task<GroupResult[]> ScatterOnce(ForwardCommand command, AttentionSpec spec)
+    {
+        var active = membership.CurrentSnapshot.Members.Values
+            .Where(m => m.Status == SiloStatus.Active).Select(m => m.SiloAddress.Endpoint.ToString()).ToHashSet();
+        if (_locations is null || _locations.Any(silo => !active.Contains(silo))) await Locate();
+        var locations = _locations!;
         var (model, layer) = ParseKey();
         var headKeys = Enumerable.Range(0, spec.GroupCount).Select(g => GrainKeys.Head(model, layer, g)).ToArray();
         // One immutable HeadWork for all heads: in-silo calls share it without a copy.
@@ -169,7 +185,7 @@ public sealed class LayerGrain(
             HeadGather.Concatenate(groups, rows, spec, concatenated);
 
             var output = new byte[rows * spec.ModelDim * sizeof(float)];
-            using (HeadwiseTelemetry.Source.StartActivity("headwise.output_projection"))
+            using (HeadwiseTelemetry.StartOutputProjection(rows, concatWidth, spec.ModelDim))
             {
                 var bias = state.State.OutputBias is { } b ? FloatBytes.AsFloats(b) : ReadOnlySpan<float>.Empty;
                 kernel.Project(concatenated, rows, concatWidth, outputWeights, spec.ModelDim, bias, FloatBytes.AsFloats(output.AsSpan()));

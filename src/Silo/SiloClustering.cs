@@ -35,7 +35,7 @@ public static class SiloClustering
             silo.UseRedisClustering(redis => redis.ConfigurationOptions = ConfigurationOptions.Parse(options.Redis));
             // In a pod, Kubernetes hosting takes the cluster identity from the pod and evicts silos of deleted pods.
             if (!string.IsNullOrEmpty(Environment.GetEnvironmentVariable("KUBERNETES_SERVICE_HOST")))
-                silo.UseKubernetesHosting();
+                silo.UseKubernetesHosting(kubernetes => kubernetes.Configure(k => k.DeleteDefunctSiloPods = options.DeleteDefunctSiloPods));
         }
 
         if (options.Storage == StorageKind.Memory)

@@ -31,14 +31,20 @@ public sealed class SiloOptions
     public string ServiceId { get; set; } = "";
     /// <summary>The address other silos and clients reach this silo at; falls back to POD_IP, then 127.0.0.1.</summary>
     public string AdvertisedAddress { get; set; } = "";
+    /// <summary>In Kubernetes, let silos delete the pods of silos declared dead (needs the delete/patch RBAC overlay).</summary>
+    public bool DeleteDefunctSiloPods { get; set; }
     /// <summary>Silo port of the cluster's first silo when this one joins it on localhost clustering; 0: this silo is the first.</summary>
     public int PrimarySiloPort { get; set; }
     /// <summary>Address the gRPC and web ports bind to.</summary>
     public string ListenAddress { get; set; } = "127.0.0.1";
     /// <summary>Load the seeded GPT-2-small-shaped model "demo" at start.</summary>
     public bool DemoModel { get; set; } = true;
-    /// <summary>Which kernel the head grains of this silo run.</summary>
-    public KernelKind Kernel { get; set; } = KernelKind.Simd;
+    /// <summary>
+    /// Which kernel the head grains of this silo run: Auto (the GPU kernel when a CUDA device can be opened,
+    /// else SIMD), Simd, Gpu (ILGPU; on a machine without CUDA it runs on ILGPU's slow CPU accelerator) or
+    /// Reference (float64 loops, for checking). The kernel's name in each head report says which one ran.
+    /// </summary>
+    public KernelKind Kernel { get; set; } = KernelKind.Auto;
     /// <summary>GFLOP/s this silo advertises for placement; unset: measured at start.</summary>
     public double? Speed { get; set; }
     /// <summary>Largest weights file one upload may carry.</summary>

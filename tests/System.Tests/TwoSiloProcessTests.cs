@@ -9,11 +9,13 @@ public sealed class TwoSiloProcessTests
     [Fact]
     public async Task Golden_case_through_either_gateway_with_heads_on_both_processes()
     {
-        await using var first = SiloProcess.Start(new Dictionary<string, string> { ["Headwise__DemoModel"] = "false" });
+        // Equal advertised speeds, so the spread is exactly even whatever the machine's load at start.
+        await using var first = SiloProcess.Start(new Dictionary<string, string> { ["Headwise__DemoModel"] = "false", ["Headwise__Speed"] = "100" });
         await first.WaitUntilHealthyAsync();
         await using var second = SiloProcess.Start(new Dictionary<string, string>
         {
             ["Headwise__DemoModel"] = "false",
+            ["Headwise__Speed"] = "100",
             ["Headwise__PrimarySiloPort"] = first.SiloPort.ToString(),
         });
         await second.WaitUntilHealthyAsync();
@@ -23,6 +25,13 @@ public sealed class TwoSiloProcessTests
         await using var viaFirst = new GrpcAttentionClient(first.GrpcAddress);
         await viaSecond.CreateModelAsync("spread", golden.Spec);
         var model = await viaSecond.UploadWeightsAsync("spread", new MemoryStream(golden.Bytes), golden.Layout, golden.Prefix);
+        for (int attempt = 0; attempt < 30 && model.Heads.Select(h => h.Silo).Distinct().Count() < 2; attempt++)
+        {
+            // The second silo may not have reached the first one's view yet when the heads were placed.
+            await Task.Delay(1000);
+            await viaSecond.RebalanceAsync("spread");
+            model = await viaSecond.GetModelAsync("spread");
+        }
 
         var perSilo = model.Heads.GroupBy(h => h.Silo).ToDictionary(g => g.Key, g => g.Count());
         Assert.Equal(new HashSet<string> { $"127.0.0.1:{first.SiloPort}", $"127.0.0.1:{second.SiloPort}" }, perSilo.Keys.ToHashSet());

@@ -21,9 +21,11 @@ public sealed class SiloBoundDirector : IPlacementDirector
     public Task<SiloAddress> OnAddActivation(PlacementStrategy strategy, PlacementTarget target, IPlacementContext context)
     {
         var endpoint = target.GrainIdentity.Key.ToString();
-        var silo = context.GetCompatibleSilos(target).FirstOrDefault(s => s.Endpoint.ToString() == endpoint);
+        var compatible = context.GetCompatibleSilos(target);
+        var silo = compatible.FirstOrDefault(s => s.Endpoint.ToString() == endpoint);
         return silo is not null
             ? Task.FromResult(silo)
-            : throw new Contracts.HeadwiseException(ErrorCode.Unavailable, $"silo {endpoint} is not in the cluster.");
+            : throw new Contracts.HeadwiseException(ErrorCode.Unavailable,
+                $"silo {endpoint} is not in the cluster (active: {string.Join(", ", compatible.Select(s => s.Endpoint))}).");
     }
 }
