@@ -1,3 +1,4 @@
+using Headwise.TestSupport;
 using System.Text.RegularExpressions;
 
 namespace Headwise.SystemTests;
@@ -8,7 +9,7 @@ public sealed class EmbeddedSiloTests
     [Fact]
     public async Task Cli_forward_against_the_embedded_silo_prints_a_per_head_table()
     {
-        await using var silo = SiloProcess.Start();
+        await using var silo = SiloProcess.Start(BuiltPrograms.SiloDll);
         await silo.WaitUntilHealthyAsync();
 
         var result = await CliProcess.RunAsync("forward", "--model", "demo", "--tokens", "128", "--causal", "--server", silo.GrpcAddress.ToString());
@@ -27,7 +28,7 @@ public sealed class EmbeddedSiloTests
     [Fact]
     public async Task Bad_configuration_stops_the_silo_with_a_message_naming_the_setting()
     {
-        await using var silo = SiloProcess.Start(new Dictionary<string, string> { ["Headwise__MaxTokens"] = "0" });
+        await using var silo = SiloProcess.Start(BuiltPrograms.SiloDll, new Dictionary<string, string> { ["Headwise__MaxTokens"] = "0" });
 
         int exitCode = await silo.WaitForExitAsync(TimeSpan.FromSeconds(60));
 
@@ -38,7 +39,7 @@ public sealed class EmbeddedSiloTests
     [Fact]
     public async Task Cli_reports_an_unknown_model_in_one_line_and_fails()
     {
-        await using var silo = SiloProcess.Start(new Dictionary<string, string> { ["Headwise__DemoModel"] = "false" });
+        await using var silo = SiloProcess.Start(BuiltPrograms.SiloDll, new Dictionary<string, string> { ["Headwise__DemoModel"] = "false" });
         await silo.WaitUntilHealthyAsync();
 
         var result = await CliProcess.RunAsync("forward", "--model", "demo", "--tokens", "4", "--server", silo.GrpcAddress.ToString());

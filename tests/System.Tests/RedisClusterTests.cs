@@ -29,7 +29,7 @@ public sealed class RedisClusterTests
         var silos = new List<SiloProcess>();
         try
         {
-            for (int i = 0; i < 3; i++) silos.Add(SiloProcess.Start(RedisSilo(redis, rebalanceIdleSeconds: 2)));
+            for (int i = 0; i < 3; i++) silos.Add(SiloProcess.Start(BuiltPrograms.SiloDll, RedisSilo(redis, rebalanceIdleSeconds: 2)));
             await Task.WhenAll(silos.Select(s => s.WaitUntilHealthyAsync()));
             await using var orleans = await RedisClusterClient.ConnectAsync(redis.ConnectionString);
             await orleans.WaitForActiveSilosAsync(silos.Select(s => s.SiloPort).ToArray());
@@ -67,7 +67,7 @@ public sealed class RedisClusterTests
             Assert.DoesNotContain($"127.0.0.1:{leaving.SiloPort}", afterLeave.Heads.Select(h => h.Silo));
 
             // A silo joins: once the layer's heads are idle, the coordinator re-balances on its own (no RPC).
-            var joining = SiloProcess.Start(RedisSilo(redis, rebalanceIdleSeconds: 2));
+            var joining = SiloProcess.Start(BuiltPrograms.SiloDll, RedisSilo(redis, rebalanceIdleSeconds: 2));
             silos.Add(joining);
             await joining.WaitUntilHealthyAsync();
             await orleans.WaitForActiveSilosAsync(silos.Select(s => s.SiloPort).ToArray());
@@ -87,7 +87,7 @@ public sealed class RedisClusterTests
     public async Task Weights_survive_a_restart_of_every_silo_and_rebalance_spreads_a_new_silo()
     {
         await using var redis = await RedisServer.StartAsync();
-        await using (var first = SiloProcess.Start(RedisSilo(redis)))
+        await using (var first = SiloProcess.Start(BuiltPrograms.SiloDll, RedisSilo(redis)))
         {
             await first.WaitUntilHealthyAsync();
             await using var client = new GrpcAttentionClient(first.GrpcAddress);
@@ -95,7 +95,7 @@ public sealed class RedisClusterTests
             await client.UploadWeightsAsync("durable", new MemoryStream(Golden.Bytes), Golden.Layout, Golden.Prefix);
         }
 
-        var silos = new[] { SiloProcess.Start(RedisSilo(redis)), SiloProcess.Start(RedisSilo(redis)) };
+        var silos = new[] { SiloProcess.Start(BuiltPrograms.SiloDll, RedisSilo(redis)), SiloProcess.Start(BuiltPrograms.SiloDll, RedisSilo(redis)) };
         try
         {
             await Task.WhenAll(silos.Select(s => s.WaitUntilHealthyAsync()));

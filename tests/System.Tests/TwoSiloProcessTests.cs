@@ -10,9 +10,9 @@ public sealed class TwoSiloProcessTests
     public async Task Golden_case_through_either_gateway_with_heads_on_both_processes()
     {
         // Equal advertised speeds, so the spread is exactly even whatever the machine's load at start.
-        await using var first = SiloProcess.Start(new Dictionary<string, string> { ["Headwise__DemoModel"] = "false", ["Headwise__Speed"] = "100" });
+        await using var first = SiloProcess.Start(BuiltPrograms.SiloDll, new Dictionary<string, string> { ["Headwise__DemoModel"] = "false", ["Headwise__Speed"] = "100" });
         await first.WaitUntilHealthyAsync();
-        await using var second = SiloProcess.Start(new Dictionary<string, string>
+        await using var second = SiloProcess.Start(BuiltPrograms.SiloDll, new Dictionary<string, string>
         {
             ["Headwise__DemoModel"] = "false",
             ["Headwise__Speed"] = "100",

@@ -1,8 +1,7 @@
 using System.Diagnostics;
 using System.Text;
-using Headwise.TestSupport;
 
-namespace Headwise.SystemTests;
+namespace Headwise.TestSupport;
 
 /// <summary>
 /// A silo running as its own OS process (`dotnet Headwise.Silo.dll`) on free loopback ports, stopped with
@@ -29,15 +28,18 @@ public sealed class SiloProcess : IAsyncDisposable
     public string Output { get { lock (_output) return _output.ToString(); } }
     public bool HasExited => _process.HasExited;
 
-    /// <summary>Starts a silo; <paramref name="environment"/> adds Headwise__* settings to the free ports chosen here.</summary>
-    public static SiloProcess Start(IReadOnlyDictionary<string, string>? environment = null)
+    /// <summary>
+    /// Starts the silo at <paramref name="siloDll"/>; <paramref name="environment"/> adds Headwise__* settings to the
+    /// free ports chosen here.
+    /// </summary>
+    public static SiloProcess Start(string siloDll, IReadOnlyDictionary<string, string>? environment = null)
     {
         var ports = FreePorts.Take(4);
-        var start = new ProcessStartInfo("dotnet", [BuiltPrograms.SiloDll])
+        var start = new ProcessStartInfo("dotnet", [siloDll])
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
-            WorkingDirectory = Path.GetDirectoryName(BuiltPrograms.SiloDll)!,
+            WorkingDirectory = Path.GetDirectoryName(siloDll)!,
         };
         start.Environment["Headwise__SiloPort"] = ports[0].ToString();
         start.Environment["Headwise__GatewayPort"] = ports[1].ToString();

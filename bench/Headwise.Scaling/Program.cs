@@ -1,0 +1,87 @@
+using System.CommandLine;
+using System.Globalization;
+using Headwise.Client;
+using Headwise.Scaling;
+
+// Measures what spreading heads over silos costs on this machine and projects it onto real networks.
+// Usage: dotnet build src/Silo -c Release && dotnet run -c Release --project bench/Headwise.Scaling -- [--repetitions 5]
+var siloDll = new Option<string>("--silo-dll") { DefaultValueFactory = _ => "src/Silo/bin/Release/net10.0/Headwise.Silo.dll" };
+var repetitions = new Option<int>("--repetitions") { DefaultValueFactory = _ => 5 };
+var tokenCounts = new Option<int[]>("--tokens") { DefaultValueFactory = _ => [128, 512, 1024, 2048], AllowMultipleArgumentsPerToken = true };
+var root = new RootCommand("Headwise scaling measurements (docs/scaling.md)") { siloDll, repetitions, tokenCounts };
+root.SetAction(async (parse, cancellation) =>
+{
+    string dll = Path.GetFullPath(parse.GetRequiredValue(siloDll));
+    int reps = parse.GetValue(repetitions);
+    int[] tokens = parse.GetRequiredValue(tokenCounts);
+    var samples = new List<ForwardSample>();
+
+    foreach (int silos in new[] { 1, 2, 3 })
+    {
+        await using var cluster = await ClusterUnderTest.StartAsync(dll, silos, "PerSilo");
+        await using var client = new GrpcAttentionClient(cluster.Silos[0].GrpcAddress);
+        foreach (int t in tokens)
+        {
+            samples.Add(await ForwardSampler.MeasureAsync(client, silos, "per-silo f32", t, reps, bf16: false));
+            if (silos > 1) samples.Add(await ForwardSampler.MeasureAsync(client, silos, "per-silo bf16", t, reps, bf16: true));
+            Console.Error.WriteLine($"measured {silos} silo(s), T={t}");
+        }
+    }
+    await using (var cluster = await ClusterUnderTest.StartAsync(dll, 3, "PerHead"))
+    {
+        await using var client = new GrpcAttentionClient(cluster.Silos[0].GrpcAddress);
+        foreach (int t in tokens)
+            samples.Add(await ForwardSampler.MeasureAsync(client, 3, "per-head f32", t, reps, bf16: false));
+    }
+
+    var invariant = CultureInfo.InvariantCulture;
+    Console.WriteLine("## Latency of one forward pass (GPT-2-small shape, 12 heads, not causal), median ms, and ratio to 1 silo\n");
+    Console.WriteLine("| T | 1 silo | 2 silos | 3 silos | 2 silos bf16 | 3 silos bf16 | 3 silos per-head |");
+    Console.WriteLine("|---|---|---|---|---|---|---|");
+    foreach (int t in tokens)
+    {
+        double one = Find(1, "per-silo f32", t)!.MedianMs;
+        string Cell(int silos, string mode) => Find(silos, mode, t) is { } s
+            ? string.Create(invariant, $"{s.MedianMs:F1} ({s.MedianMs / one:F2}×)") : "–";
+        Console.WriteLine(string.Create(invariant,
+            $"| {t} | {one:F1} | {Cell(2, "per-silo f32")} | {Cell(3, "per-silo f32")} | {Cell(2, "per-silo bf16")} | {Cell(3, "per-silo bf16")} | {Cell(3, "per-head f32")} |"));
+    }
+
+    Console.WriteLine("\n## Bytes on the wire per forward pass, 3 silos (X sent, Z received by the coordinator)\n");
+    Console.WriteLine("| T | per-head f32 sent / received | per-silo f32 sent / received | per-silo bf16 sent / received |");
+    Console.WriteLine("|---|---|---|---|");
+    foreach (int t in tokens)
+    {
+        string Bytes(string mode) => Find(3, mode, t) is { } s ? $"{s.BytesSent:N0} / {s.BytesReceived:N0}" : "–";
+        Console.WriteLine($"| {t} | {Bytes("per-head f32")} | {Bytes("per-silo f32")} | {Bytes("per-silo bf16")} |");
+    }
+
+    // Per-message and per-byte cost of a remote head call: the extra overhead of remote over local calls
+    // (call minus compute time) against the bytes each remote call carries, in per-head mode.
+    var points = tokens.Select(t => Find(3, "per-head f32", t)!).Select(s => ((double)s.BytesPerRemoteCall, s.RemoteOverheadMs - s.LocalOverheadMs)).ToList();
+    var (perMessageMs, perByteMs) = ScalingModel.Fit(points);
+    var anchor = Find(1, "per-silo f32", tokens.Contains(1024) ? 1024 : tokens[^1])!;
+    double headFlops = 12 * (2.0 * anchor.Tokens * 768 * 3 * 64 + 4.0 * anchor.Tokens * anchor.Tokens * 64);
+    double gflops = headFlops / (anchor.ScatterMs * 1e6);
+    Console.WriteLine(string.Create(invariant, $"\n## Fitted costs\n\nper remote message {perMessageMs:F3} ms, per byte {perByteMs * 1e6:F3} ms/MB (loopback: serialisation and copies), " +
+        $"one silo computes heads at {gflops:F1} GFLOP/s (12 heads, T={anchor.Tokens}).\n"));
+
+    var model = new ScalingModel(Math.Max(perMessageMs, 0), Math.Max(perByteMs, 0), gflops);
+    Console.WriteLine("## Projection: OLMo-7B-like layer (4096 wide, 32 heads, head_dim 128), T=1024, f32 on the wire\n");
+    Console.WriteLine("| machines | 10 Gbit/s ms (efficiency) | 25 Gbit/s ms (efficiency) | 100 Gbit/s ms (efficiency) |");
+    Console.WriteLine("|---|---|---|---|");
+    foreach (int machines in new[] { 1, 2, 4, 8, 16, 32, 64 })
+    {
+        string Cell(double gbit)
+        {
+            double single = model.ForwardMs(4096, 32, 128, 1024, 1, gbit, 4);
+            double ms = model.ForwardMs(4096, 32, 128, 1024, machines, gbit, 4);
+            return string.Create(invariant, $"{ms:F0} ({single / (machines * ms) * 100:F0}%)");
+        }
+        Console.WriteLine($"| {machines} | {Cell(10)} | {Cell(25)} | {Cell(100)} |");
+    }
+    return 0;
+
+    ForwardSample? Find(int silos, string mode, int t) => samples.FirstOrDefault(s => s.Silos == silos && s.Mode == mode && s.Tokens == t);
+});
+return await root.Parse(args).InvokeAsync();
