@@ -3,6 +3,7 @@ using Headwise.Grains;
 using Headwise.Kernels;
 using Headwise.TestSupport;
 using Orleans.TestingHost;
+using Xunit.Abstractions;
 
 namespace Headwise.Grains.Tests;
 
@@ -10,7 +11,7 @@ namespace Headwise.Grains.Tests;
 /// Two real silos in this process (Orleans TestingHost): a golden case computed with its heads spread over
 /// both, so every forward pass crosses a silo boundary.
 /// </summary>
-public sealed class TwoSiloClusterTests : IAsyncLifetime
+public sealed class TwoSiloClusterTests(ITestOutputHelper output) : IAsyncLifetime
 {
     private TestCluster _cluster = null!;
 
@@ -89,6 +90,57 @@ public sealed class TwoSiloClusterTests : IAsyncLifetime
             Lengths = golden.Lengths,
         });
         Tolerance.AssertClose(golden.Expected("expected.1.causal_padded"), FloatBytes.AsFloats(result.Output), "after re-activation");
+    }
+
+    [Fact]
+    public async Task Bf16_on_the_wire_halves_the_bytes_and_stays_within_bfloat16_precision_on_every_golden_case()
+    {
+        var grains = _cluster.Client;
+        foreach (var name in GoldenCase.Names)
+        {
+            var golden = GoldenCase.Load(name);
+            string model = "bf16-" + name;
+            await grains.GetGrain<IModelCatalogGrain>(GrainKeys.Catalog).Create(model, golden.Spec);
+            await WeightUpload.UploadAsync(grains, model, golden.Bytes, golden.Layout, golden.Prefix);
+            ForwardCommand Command(bool bf16) => new()
+            {
+                Batch = golden.Batch,
+                Tokens = golden.Tokens,
+                ModelDim = golden.Spec.ModelDim,
+                Input = FloatBytes.ToBytes(golden.Input),
+                Causal = true,
+                Bf16Wire = bf16,
+            };
+            var layer = grains.GetGrain<ILayerGrain>(GrainKeys.Layer(model, 0));
+            var exact = await layer.Forward(Command(bf16: false));
+            var halved = await layer.Forward(Command(bf16: true));
+
+            var expected = golden.Expected("expected.0.causal");
+            Tolerance.AssertClose(expected, FloatBytes.AsFloats(exact.Output), name + " f32 wire");
+            // bfloat16 keeps 8 significant bits: X and Z each round by at most 2^-9 relative.
+            Tolerance.AssertClose(expected, FloatBytes.AsFloats(halved.Output), name + " bf16 wire", maxAbs: 5e-3, relativeFrobenius: 5e-3);
+            var (maxAbs, relative) = Errors(expected, FloatBytes.AsFloats(halved.Output));
+            Assert.True(relative > 1e-6, $"{name}: bf16 changed nothing; was it on the wire?");
+            output.WriteLine($"| {name} | {maxAbs:E1} | {relative:E1} |");
+
+            var remoteExact = exact.Silos.Single(s => s.BytesSent > 0);
+            var remoteHalved = halved.Silos.Single(s => s.BytesSent > 0);
+            Assert.Equal(remoteExact.BytesSent / 2, remoteHalved.BytesSent);
+            Assert.Equal(remoteExact.BytesReceived / 2, remoteHalved.BytesReceived);
+        }
+    }
+
+    private static (double MaxAbs, double Relative) Errors(ReadOnlySpan<float> expected, ReadOnlySpan<float> actual)
+    {
+        double worst = 0, difference = 0, reference = 0;
+        for (int i = 0; i < expected.Length; i++)
+        {
+            double d = Math.Abs((double)actual[i] - expected[i]);
+            worst = Math.Max(worst, d);
+            difference += d * d;
+            reference += (double)expected[i] * expected[i];
+        }
+        return (worst, Math.Sqrt(difference / reference));
     }
 
     private static async Task<int> HeadActivations(IManagementGrain management) =>

@@ -56,7 +56,7 @@ public sealed class RedisClusterTests
             // bf16 on the wire halves the bytes sent and stays within bf16's precision.
             var bf16 = await client.ForwardAsync("spread", Input(bf16Wire: true));
             Assert.Equal(2, bf16.Silos.Count(t => t.BytesSent == Golden.Input.Length * sizeof(ushort)));
-            Tolerance.AssertClose(Golden.Expected("expected.0.causal"), bf16.Output.Data.Span, "bf16 wire", maxAbs: 2e-2, relativeFrobenius: 1e-2);
+            Tolerance.AssertClose(Golden.Expected("expected.0.causal"), bf16.Output.Data.Span, "bf16 wire", maxAbs: 5e-3, relativeFrobenius: 5e-3);
 
             // A silo leaves gracefully: its heads come back on the others from Redis, answers stay exact.
             var leaving = silos[2];
