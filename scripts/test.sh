@@ -3,10 +3,24 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
+# Real services the tests use: redis-server (cluster mode), Chromium (the dashboard test). Debian packages.
+need=()
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+[ -x /usr/bin/chromium ] || need+=(chromium)
+if [ ${#need[@]} -gt 0 ]; then
+  sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+# playwright-core for the browser test, pinned by the lock file; it drives Debian's Chromium, downloads none.
+if [ -f tests/Observability.Tests/browser/package-lock.json ]; then
+  (cd tests/Observability.Tests/browser && npm ci --no-audit --no-fund --silent)
+fi
+
 log=$(mktemp)
 dotnet restore Cluster.sln 2>&1 | tail -n 3
 dotnet build Cluster.sln --no-restore 2>&1 | tail -n 3
-dotnet test Cluster.sln --no-build 2>&1 | tee "$log"
+# One test project at a time: several start silo processes, and 2 cores shared by all of them make timings flaky.
+dotnet test Cluster.sln --no-build -m:1 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 
 # One summary line per test assembly: "Passed!  - Failed: 0, Passed: 39, Skipped: 0, Total: 39, ..."

@@ -108,9 +108,25 @@ public sealed class RedisClusterTests
             var output = await client.ForwardAsync("durable", Input(bf16Wire: false));
             Tolerance.AssertClose(Golden.Expected("expected.0.causal"), output.Output.Data.Span, "after a full restart");
 
-            // The explicit re-balance RPC (idle re-balancing is off in this cluster) evens the spread: 6/6.
+            // The explicit re-balance RPC (idle re-balancing is off in this cluster) evens the spread: 6/6,
+            // while forwards keep flowing through the other gateway: none fails, every answer exact.
+            using var stopLoad = new CancellationTokenSource();
+            await using var loadClient = new GrpcAttentionClient(silos[0].GrpcAddress);
+            var load = Task.Run(async () =>
+            {
+                int served = 0;
+                while (!stopLoad.IsCancellationRequested)
+                {
+                    var answer = await loadClient.ForwardAsync("durable", Input(bf16Wire: false));
+                    Tolerance.AssertClose(Golden.Expected("expected.0.causal"), answer.Output.Data.Span, "during re-balancing");
+                    served++;
+                }
+                return served;
+            });
             Assert.True(await client.RebalanceAsync("durable") >= 0);
             AssertSpread(await WaitForSpreadAsync(client, "durable", silos, 6, rebalance: true), silos, 6);
+            stopLoad.Cancel();
+            Assert.True(await load > 0);
         }
         finally
         {
