@@ -11,6 +11,11 @@ public interface ILayerGrain : IGrainWithStringKey
     Task LoadGroup(GroupWeights weights);
     /// <summary>Records b_O and marks the layer ready; the coordinator re-assembles W_O from its heads.</summary>
     Task CompleteLoad(byte[]? outputBias);
+    /// <summary>
+    /// One forward pass. Read-only, so passes of the same layer interleave (while one waits for its heads another
+    /// scatters); loading weights, re-balancing and deleting still wait for passes under way, and they for them.
+    /// </summary>
+    [Orleans.Concurrency.ReadOnly]
     Task<ForwardResult> Forward(ForwardCommand command);
     Task<HeadLocation[]> Locate();
     /// <summary>Moves the heads that are not where the placement puts them over the current silos; returns how many moved.</summary>
