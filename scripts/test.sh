@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 # Real services the tests use: redis-server (cluster mode), Chromium (the dashboard test). Debian packages.
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+command -v node >/dev/null 2>&1 || need+=(nodejs npm)
 [ -x /usr/bin/chromium ] || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"

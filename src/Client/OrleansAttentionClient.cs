@@ -6,6 +6,12 @@ namespace Headwise.Client;
 /// <see cref="IAttentionClient"/> over an Orleans client: calls the catalog and layer grains directly, for
 /// applications that run inside the cluster's network. Weight files are parsed here, before anything is sent.
 /// </summary>
+/// <remarks>
+/// To see a forward pass in the caller's own trace, the application configures its Orleans client with
+/// <c>clientBuilder.AddActivityPropagation()</c> and listens to the <c>Microsoft.Orleans.Application</c> ActivitySource
+/// (for example <c>tracing.AddSource("Microsoft.Orleans.Application")</c>): without a listener Orleans makes no call
+/// span and passes no trace context on. The silos do both already; the trace id is in <see cref="AttentionOutput.TraceId"/>.
+/// </remarks>
 public sealed class OrleansAttentionClient(IClusterClient cluster) : IAttentionClient
 {
     private IModelCatalogGrain Catalog => cluster.GetGrain<IModelCatalogGrain>(GrainKeys.Catalog);

@@ -40,12 +40,7 @@ public sealed class HeadGrain(
             throw new HeadwiseException(ErrorCode.FailedPrecondition, $"head '{this.GetPrimaryKeyString()}' has no weights; upload the model's weights first.");
 
         var shape = _weights.Shape;
-        int groupIndex = state.State.Weights!.Group;
-        using var activity = HeadwiseTelemetry.Source.StartActivity("headwise.head");
-        activity?.SetTag("headwise.group", groupIndex);
-        activity?.SetTag("headwise.silo", silo.Name);
-        activity?.SetTag("headwise.kernel", kernel.Name);
-        activity?.SetTag("headwise.tokens", work.Tokens);
+        using var telemetry = HeadwiseTelemetry.StartHead(this.GetPrimaryKeyString(), work, shape, silo.Name, kernel.Name);
 
         var output = new byte[checked(work.Batch * work.Tokens * shape.QueryWidth * sizeof(float))];
         var attention = work.ReturnAttention
@@ -58,10 +53,7 @@ public sealed class HeadGrain(
             FloatBytes.AsFloats(output.AsSpan()), attention is null ? Span<float>.Empty : FloatBytes.AsFloats(attention.AsSpan()));
         double computeMs = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
 
-        HeadwiseTelemetry.HeadComputeMs.Record(computeMs,
-            new KeyValuePair<string, object?>("group", groupIndex),
-            new KeyValuePair<string, object?>("silo", silo.Name),
-            new KeyValuePair<string, object?>("kernel", kernel.Name));
+        telemetry.Computed(computeMs, attention);
 
         return Task.FromResult(new HeadOutcome
         {

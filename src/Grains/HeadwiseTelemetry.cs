@@ -287,7 +287,12 @@ public static class HeadwiseTelemetry
 /// <param name="Size">min(T, <see cref="MaxSize"/>).</param>
 /// <param name="Heads">The query head index of each matrix.</param>
 /// <param name="Values">Per query head: [Size × Size] row-major mean probabilities.</param>
-public sealed record AttentionPreview(int Tokens, int Size, int[] Heads, float[][] Values)
+[GenerateSerializer, Immutable, Alias("headwise.attention-preview")]
+public sealed record AttentionPreview(
+    [property: Id(0)] int Tokens,
+    [property: Id(1)] int Size,
+    [property: Id(2)] int[] Heads,
+    [property: Id(3)] float[][] Values)
 {
     public const int MaxSize = 64;
 

@@ -1,10 +1,11 @@
 using System.Net;
 using Headwise.Grains;
 using Headwise.Kernels;
+using Headwise.Silo.Dashboard;
 using Headwise.Silo.Gateway;
+using Headwise.Silo.Telemetry;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.Options;
-using OpenTelemetry.Trace;
 
 namespace Headwise.Silo;
 
@@ -57,18 +58,14 @@ public static class HeadwiseSilo
             grpc.MaxSendMessageSize = null;
         });
 
-        builder.Services.AddOpenTelemetry().WithTracing(tracing =>
-        {
-            tracing.AddSource(HeadwiseTelemetry.Name, "Microsoft.Orleans.Application");
-            if (!string.IsNullOrEmpty(builder.Configuration["OTEL_EXPORTER_OTLP_ENDPOINT"]))
-                tracing.AddOtlpExporter();
-        });
+        builder.AddHeadwiseTelemetry();
 
         var app = builder.Build();
         app.MapGrpcService<AttentionGateway>().RequireHost($"*:{options.GrpcPort}");
         app.MapGet("/healthz", (SiloReadiness readiness) =>
                 readiness.IsReady ? Results.Text("ok") : Results.Text("starting", statusCode: StatusCodes.Status503ServiceUnavailable))
             .RequireHost($"*:{options.WebPort}");
+        app.MapHeadwiseDashboard();
         return app;
     }
 

@@ -1,0 +1,45 @@
+using Headwise.Contracts;
+
+namespace Headwise.Observability.Tests;
+
+/// <summary>GET /metrics on the web port is Prometheus text, with the per-head histogram labelled by head and silo.</summary>
+[Collection(ClusterCollection.Name)]
+public sealed class MetricsEndpointTests(ThreeSiloCluster cluster)
+{
+    private static readonly AttentionSpec Spec = new() { ModelDim = 64, HeadCount = 4, Bias = true };
+
+    [Fact]
+    public async Task Metrics_parse_as_prometheus_text_and_hold_the_head_histogram_by_group_and_silo()
+    {
+        await cluster.CreateModel("metrics", Spec);
+        for (int i = 0; i < 3; i++) await cluster.Forward("metrics", Spec.ModelDim, tokens: 8, silo: i);
+
+        using var http = new HttpClient();
+        var response = await http.GetAsync(new Uri(cluster.WebAddress(0), "metrics"));
+        response.EnsureSuccessStatusCode();
+        Assert.StartsWith("text/plain", response.Content.Headers.ContentType?.MediaType);
+        var (types, samples) = PrometheusText.Parse(await response.Content.ReadAsStringAsync());
+
+        Assert.Equal("histogram", types["headwise_head_compute_milliseconds"]);
+        var heads = samples.Where(s => s.Name == "headwise_head_compute_milliseconds_count" && s.Labels.GetValueOrDefault("model") == "metrics").ToList();
+        // One series per head group (each ran three times), each naming its group, silo, layer and kernel.
+        Assert.Equal(Enumerable.Range(0, Spec.HeadCount).Select(g => g.ToString()).ToHashSet(), heads.Select(h => h.Labels["group"]).ToHashSet());
+        Assert.All(heads, h =>
+        {
+            Assert.Equal(3, h.Value);
+            Assert.Equal("0", h.Labels["layer"]);
+            Assert.Equal("simd", h.Labels["kernel"]);
+            Assert.Matches(@"^127\.0\.0\.1:\d+$", h.Labels["silo"]);
+        });
+        Assert.True(heads.Select(h => h.Labels["silo"]).Distinct().Count() >= 2, "the head histogram names fewer than two silos");
+
+        // The rest of the meter: forward latency, tokens, throughput, bytes between silos, passes under way.
+        Assert.Equal("histogram", types["headwise_forward_duration_milliseconds"]);
+        Assert.Equal(3, samples.Single(s => s.Name == "headwise_forward_duration_milliseconds_count" && s.Labels.GetValueOrDefault("model") == "metrics").Value);
+        Assert.Equal(3 * 8, samples.Single(s => s.Name == "headwise_forward_tokens_total" && s.Labels.GetValueOrDefault("model") == "metrics").Value);
+        Assert.Contains(samples, s => s.Name == "headwise_forward_throughput_per_second_count" && s.Labels.GetValueOrDefault("model") == "metrics");
+        Assert.Contains(samples, s => s.Name == "headwise_scatter_bytes_total" && s.Labels.GetValueOrDefault("model") == "metrics" && s.Value > 0);
+        Assert.Contains(samples, s => s.Name == "headwise_gather_bytes_total" && s.Labels.GetValueOrDefault("model") == "metrics" && s.Value > 0);
+        Assert.Equal(0, samples.Single(s => s.Name == "headwise_forward_active" && s.Labels.GetValueOrDefault("model") == "metrics").Value);
+    }
+}
