@@ -1,24 +1,41 @@
 using System.Runtime.CompilerServices;
-using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 
 namespace Headwise.Kernels;
 
 /// <summary>
-/// C += A·B in float32 with a register-blocked micro-kernel: a block of 4 rows × 2 vectors of C stays in
-/// registers for the whole inner loop, so each step loads 2 vectors of B and 4 scalars of A for 8 FMAs.
-/// Columns that do not fill the widest vector fall through to the next narrower width, then to scalar code,
-/// so odd sizes (dh = 17, D = 65) are exact and no column is ever read past its row.
+/// C (+)= A·B in float32, GotoBLAS-style: B is read as column panels of <see cref="PanelWidth"/> columns
+/// (two vectors), laid out k-major so a panel's rows follow one another in memory; a block of up to 8 rows
+/// of C × one panel stays in registers for the whole inner loop (on Vector512: 16 accumulators, each step
+/// 2 loads of B and 8 broadcasts of A for 16 FMAs). A is read in place, row by row, never packed: the
+/// callers' A (tokens × D, or the attention's Q rows and probabilities) is already contiguous along k.
 /// </summary>
 /// <remarks>
-/// Every operand carries its own row stride, which lets the attention kernel multiply a column window of
-/// Kᵀ or a row window of V in place, without copying.
+/// Blocking: the inner dimension in slices of <see cref="InnerBlock"/> (A's 8 × 256 slice stays in L1 while
+/// the panels pass), the columns in blocks of <see cref="PanelsPerBlock"/> panels (the 256 × 512 slice of B,
+/// 512 KB, stays in L2 while every row block passes). A last panel narrower than
+/// <see cref="PanelWidth"/> is zero-padded in B and computed into a small tile, so no odd size reads or
+/// writes past its operands.
 /// </remarks>
-internal static class Gemm
+internal static unsafe class Gemm
 {
-    private const int RowBlock = 4;
+    /// <summary>Rows of C per register block.</summary>
+    public const int RowBlock = 8;
+    public const int InnerBlock = 256;
+    public const int PanelsPerBlock = 16;
+    /// <summary>The widest panel of any width (Vector512: 2 × 16 lanes).</summary>
+    public const int MaxPanelWidth = 32;
 
-    /// <summary>c[rows, columns] += a[rows, inner] · b[inner, columns].</summary>
+    /// <summary>Columns of one B panel at this width: two vectors (scalar code: two lanes).</summary>
+    public static int PanelWidth(VectorWidth width) => width switch
+    {
+        VectorWidth.Bits512 => 2 * Vector512<float>.Count,
+        VectorWidth.Bits256 => 2 * Vector256<float>.Count,
+        VectorWidth.Bits128 => 2 * Vector128<float>.Count,
+        _ => 2,
+    };
+
+    /// <summary>c[rows, columns] += a[rows, inner] · b[inner, columns], B read in place (the tests' and odd callers' entry).</summary>
     public static void MultiplyAccumulate(
         // a: [rows, inner], row i starts at i·aStride
         ReadOnlySpan<float> a, int aStride,
@@ -38,17 +55,23 @@ internal static class Gemm
         if (rows > 1 && cStride < columns)
             throw new ArgumentException($"c's row stride {cStride} is shorter than its {columns} columns.", nameof(c));
 
-        ref float aRef = ref MemoryMarshal.GetReference(a);
-        ref float bRef = ref MemoryMarshal.GetReference(b);
-        ref float cRef = ref MemoryMarshal.GetReference(c);
-        int column = 0;
-        if (width >= VectorWidth.Bits512)
-            column = VectorColumns<Vector512Ops, Vector512<float>>(ref aRef, aStride, ref bRef, bStride, rows, inner, column, columns, ref cRef, cStride);
-        if (width >= VectorWidth.Bits256)
-            column = VectorColumns<Vector256Ops, Vector256<float>>(ref aRef, aStride, ref bRef, bStride, rows, inner, column, columns, ref cRef, cStride);
-        if (width >= VectorWidth.Bits128)
-            column = VectorColumns<Vector128Ops, Vector128<float>>(ref aRef, aStride, ref bRef, bStride, rows, inner, column, columns, ref cRef, cStride);
-        ScalarColumns(ref aRef, aStride, ref bRef, bStride, rows, inner, column, columns, ref cRef, cStride);
+        int panelWidth = PanelWidth(width);
+        int tailColumns = columns % panelWidth;
+        float[]? tailArray = tailColumns == 0 ? null : System.Buffers.ArrayPool<float>.Shared.Rent(inner * panelWidth);
+        try
+        {
+            fixed (float* aPointer = a, bPointer = b, cPointer = c, tail = tailArray)
+            {
+                if (tail != null)
+                    Pack(bPointer + (columns - tailColumns), bStride, inner, tailColumns, panelWidth, tail);
+                var panels = Panels.InPlace(bPointer, bStride, inner, columns, panelWidth, tail);
+                Multiply(width, aPointer, aStride, rows, inner, panels, cPointer, cStride, accumulate: true);
+            }
+        }
+        finally
+        {
+            if (tailArray is not null) System.Buffers.ArrayPool<float>.Shared.Return(tailArray);
+        }
     }
 
     private static void RequireExtent(int length, int rows, int stride, int rowLength, string name)
@@ -57,146 +80,337 @@ internal static class Gemm
             throw new ArgumentException($"{name} holds {length} values; {rows} rows of {rowLength} at stride {stride} need {(long)(rows - 1) * stride + rowLength}.", name);
     }
 
-    /// <summary>Covers the columns from <paramref name="firstColumn"/> that fill whole vectors; returns the first column left over.</summary>
-    private static int VectorColumns<TOps, TVector>(
-        ref float a, int aStride, ref float b, int bStride, int rows, int inner, int firstColumn, int columns,
-        ref float c, int cStride)
-        where TOps : struct, IFloatVectorOps<TVector>
-        where TVector : struct
+    /// <summary>
+    /// Copies b[inner, columns] into panels of <paramref name="panelWidth"/> columns, each [inner × panelWidth]
+    /// k-major, the last one zero-padded: destination holds ⌈columns / panelWidth⌉ · inner · panelWidth floats.
+    /// </summary>
+    public static void Pack(float* b, nint bStride, int inner, int columns, int panelWidth, float* destination)
     {
-        int count = TOps.Count;
-        int pairEnd = firstColumn + (columns - firstColumn) / (2 * count) * (2 * count);
-        int vectorEnd = firstColumn + (columns - firstColumn) / count * count;
-        if (vectorEnd == firstColumn) return firstColumn;
-
-        int row = 0;
-        for (; row + RowBlock <= rows; row += RowBlock)
+        int panelCount = (columns + panelWidth - 1) / panelWidth;
+        for (int panel = 0; panel < panelCount; panel++)
         {
-            ref float aRows = ref Unsafe.Add(ref a, (nint)row * aStride);
-            ref float cRows = ref Unsafe.Add(ref c, (nint)row * cStride);
-            int column = firstColumn;
-            for (; column < pairEnd; column += 2 * count)
-                Block4x2<TOps, TVector>(ref aRows, aStride, ref Unsafe.Add(ref b, column), bStride, inner, ref Unsafe.Add(ref cRows, column), cStride);
-            if (column < vectorEnd)
-                Block4x1<TOps, TVector>(ref aRows, aStride, ref Unsafe.Add(ref b, column), bStride, inner, ref Unsafe.Add(ref cRows, column), cStride);
-        }
-        for (; row < rows; row++)
-        {
-            ref float aRow = ref Unsafe.Add(ref a, (nint)row * aStride);
-            ref float cRow = ref Unsafe.Add(ref c, (nint)row * cStride);
-            int column = firstColumn;
-            for (; column < pairEnd; column += 2 * count)
-                Block1x2<TOps, TVector>(ref aRow, ref Unsafe.Add(ref b, column), bStride, inner, ref Unsafe.Add(ref cRow, column));
-            if (column < vectorEnd)
-                Block1x1<TOps, TVector>(ref aRow, ref Unsafe.Add(ref b, column), bStride, inner, ref Unsafe.Add(ref cRow, column));
-        }
-        return vectorEnd;
-    }
-
-    // a: 4 rows at aStride; b: [inner, 2 vectors] at bStride; c: 4 rows × 2 vectors at cStride.
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Block4x2<TOps, TVector>(ref float a, int aStride, ref float b, int bStride, int inner, ref float c, int cStride)
-        where TOps : struct, IFloatVectorOps<TVector>
-        where TVector : struct
-    {
-        nuint count = (nuint)TOps.Count;
-        nuint c1 = (nuint)cStride, c2 = 2 * c1, c3 = 3 * c1;
-        ref float a0 = ref a;
-        ref float a1 = ref Unsafe.Add(ref a, aStride);
-        ref float a2 = ref Unsafe.Add(ref a, 2 * (nint)aStride);
-        ref float a3 = ref Unsafe.Add(ref a, 3 * (nint)aStride);
-        TVector c00 = TOps.Load(ref c, 0), c01 = TOps.Load(ref c, count);
-        TVector c10 = TOps.Load(ref c, c1), c11 = TOps.Load(ref c, c1 + count);
-        TVector c20 = TOps.Load(ref c, c2), c21 = TOps.Load(ref c, c2 + count);
-        TVector c30 = TOps.Load(ref c, c3), c31 = TOps.Load(ref c, c3 + count);
-        for (int k = 0; k < inner; k++)
-        {
-            ref float bRow = ref Unsafe.Add(ref b, (nint)k * bStride);
-            TVector b0 = TOps.Load(ref bRow, 0), b1 = TOps.Load(ref bRow, count);
-            TVector x = TOps.Broadcast(Unsafe.Add(ref a0, k));
-            c00 = TOps.MultiplyAdd(x, b0, c00); c01 = TOps.MultiplyAdd(x, b1, c01);
-            x = TOps.Broadcast(Unsafe.Add(ref a1, k));
-            c10 = TOps.MultiplyAdd(x, b0, c10); c11 = TOps.MultiplyAdd(x, b1, c11);
-            x = TOps.Broadcast(Unsafe.Add(ref a2, k));
-            c20 = TOps.MultiplyAdd(x, b0, c20); c21 = TOps.MultiplyAdd(x, b1, c21);
-            x = TOps.Broadcast(Unsafe.Add(ref a3, k));
-            c30 = TOps.MultiplyAdd(x, b0, c30); c31 = TOps.MultiplyAdd(x, b1, c31);
-        }
-        TOps.Store(c00, ref c, 0); TOps.Store(c01, ref c, count);
-        TOps.Store(c10, ref c, c1); TOps.Store(c11, ref c, c1 + count);
-        TOps.Store(c20, ref c, c2); TOps.Store(c21, ref c, c2 + count);
-        TOps.Store(c30, ref c, c3); TOps.Store(c31, ref c, c3 + count);
-    }
-
-    // a: 4 rows at aStride; b: [inner, 1 vector] at bStride; c: 4 rows × 1 vector at cStride.
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Block4x1<TOps, TVector>(ref float a, int aStride, ref float b, int bStride, int inner, ref float c, int cStride)
-        where TOps : struct, IFloatVectorOps<TVector>
-        where TVector : struct
-    {
-        nuint c1 = (nuint)cStride, c2 = 2 * c1, c3 = 3 * c1;
-        ref float a0 = ref a;
-        ref float a1 = ref Unsafe.Add(ref a, aStride);
-        ref float a2 = ref Unsafe.Add(ref a, 2 * (nint)aStride);
-        ref float a3 = ref Unsafe.Add(ref a, 3 * (nint)aStride);
-        TVector c0 = TOps.Load(ref c, 0), c1v = TOps.Load(ref c, c1), c2v = TOps.Load(ref c, c2), c3v = TOps.Load(ref c, c3);
-        for (int k = 0; k < inner; k++)
-        {
-            TVector b0 = TOps.Load(ref Unsafe.Add(ref b, (nint)k * bStride), 0);
-            c0 = TOps.MultiplyAdd(TOps.Broadcast(Unsafe.Add(ref a0, k)), b0, c0);
-            c1v = TOps.MultiplyAdd(TOps.Broadcast(Unsafe.Add(ref a1, k)), b0, c1v);
-            c2v = TOps.MultiplyAdd(TOps.Broadcast(Unsafe.Add(ref a2, k)), b0, c2v);
-            c3v = TOps.MultiplyAdd(TOps.Broadcast(Unsafe.Add(ref a3, k)), b0, c3v);
-        }
-        TOps.Store(c0, ref c, 0); TOps.Store(c1v, ref c, c1); TOps.Store(c2v, ref c, c2); TOps.Store(c3v, ref c, c3);
-    }
-
-    // a: 1 row; b: [inner, 2 vectors] at bStride; c: 1 row × 2 vectors.
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Block1x2<TOps, TVector>(ref float a, ref float b, int bStride, int inner, ref float c)
-        where TOps : struct, IFloatVectorOps<TVector>
-        where TVector : struct
-    {
-        nuint count = (nuint)TOps.Count;
-        TVector c0 = TOps.Load(ref c, 0), c1 = TOps.Load(ref c, count);
-        for (int k = 0; k < inner; k++)
-        {
-            ref float bRow = ref Unsafe.Add(ref b, (nint)k * bStride);
-            TVector x = TOps.Broadcast(Unsafe.Add(ref a, k));
-            c0 = TOps.MultiplyAdd(x, TOps.Load(ref bRow, 0), c0);
-            c1 = TOps.MultiplyAdd(x, TOps.Load(ref bRow, count), c1);
-        }
-        TOps.Store(c0, ref c, 0); TOps.Store(c1, ref c, count);
-    }
-
-    // a: 1 row; b: [inner, 1 vector] at bStride; c: 1 row × 1 vector.
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Block1x1<TOps, TVector>(ref float a, ref float b, int bStride, int inner, ref float c)
-        where TOps : struct, IFloatVectorOps<TVector>
-        where TVector : struct
-    {
-        TVector c0 = TOps.Load(ref c, 0);
-        for (int k = 0; k < inner; k++)
-            c0 = TOps.MultiplyAdd(TOps.Broadcast(Unsafe.Add(ref a, k)), TOps.Load(ref Unsafe.Add(ref b, (nint)k * bStride), 0), c0);
-        TOps.Store(c0, ref c, 0);
-    }
-
-    /// <summary>The columns narrower than any vector (and all columns when SIMD is off), in i-k-j order so B is read along its rows.</summary>
-    private static void ScalarColumns(ref float a, int aStride, ref float b, int bStride, int rows, int inner, int firstColumn, int columns,
-        ref float c, int cStride)
-    {
-        if (firstColumn >= columns) return;
-        for (int row = 0; row < rows; row++)
-        {
-            ref float aRow = ref Unsafe.Add(ref a, (nint)row * aStride);
-            ref float cRow = ref Unsafe.Add(ref c, (nint)row * cStride);
+            int first = panel * panelWidth;
+            int width = Math.Min(panelWidth, columns - first);
+            float* target = destination + (nint)panel * inner * panelWidth;
             for (int k = 0; k < inner; k++)
             {
-                float x = Unsafe.Add(ref aRow, k);
-                ref float bRow = ref Unsafe.Add(ref b, (nint)k * bStride);
-                for (int column = firstColumn; column < columns; column++)
-                    Unsafe.Add(ref cRow, column) += x * Unsafe.Add(ref bRow, column);
+                float* source = b + k * bStride + first;
+                float* row = target + (nint)k * panelWidth;
+                new ReadOnlySpan<float>(source, width).CopyTo(new Span<float>(row, width));
+                if (width < panelWidth) new Span<float>(row + width, panelWidth - width).Clear();
             }
         }
     }
+
+    /// <summary>C (+)= A·B at the given width; with <paramref name="accumulate"/> false C is overwritten.</summary>
+    public static void Multiply(VectorWidth width, float* a, nint aStride, int rows, int inner, in Panels b, float* c, nint cStride, bool accumulate)
+    {
+        switch (width)
+        {
+            case VectorWidth.Bits512: Multiply<Vector512Ops, Vector512<float>>(a, aStride, rows, inner, b, c, cStride, accumulate); break;
+            case VectorWidth.Bits256: Multiply<Vector256Ops, Vector256<float>>(a, aStride, rows, inner, b, c, cStride, accumulate); break;
+            case VectorWidth.Bits128: Multiply<Vector128Ops, Vector128<float>>(a, aStride, rows, inner, b, c, cStride, accumulate); break;
+            default: Multiply<ScalarOps, float>(a, aStride, rows, inner, b, c, cStride, accumulate); break;
+        }
+    }
+
+    /// <summary>
+    /// c[rows, b.Columns] (+)= a[rows, inner] · b[inner, b.Columns].
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void Multiply<TOps, TVector>(
+        // a: [rows, inner] at aStride
+        float* a, nint aStride, int rows, int inner,
+        // b: [inner, columns] as panels
+        in Panels b,
+        // c: [rows, columns] at cStride
+        float* c, nint cStride, bool accumulate)
+        where TOps : struct, IFloatVectorOps<TVector>
+        where TVector : struct
+    {
+        int panelWidth = 2 * TOps.Count;
+        int columns = b.Columns;
+        if (rows <= 0 || columns <= 0) return;
+        if (inner <= 0)
+        {
+            if (!accumulate)
+                for (int row = 0; row < rows; row++) new Span<float>(c + row * cStride, columns).Clear();
+            return;
+        }
+
+        // B read in place has rows far apart (W_O: 16 KB at D = 4096, which maps a panel's rows onto a few cache
+        // sets); with enough rows to share the copy, each block of B is packed first (cost ≈ 2 / rows of the work).
+        bool pack = !b.IsPacked && rows >= PackRowThreshold;
+        float[]? packArray = pack ? System.Buffers.ArrayPool<float>.Shared.Rent(InnerBlock * PanelsPerBlock * MaxPanelWidth + 16) : null;
+        try
+        {
+        fixed (float* packStart = packArray)
+        {
+        float* packed = (float*)(((nint)packStart + 63) & ~(nint)63);
+        float* tile = stackalloc float[RowBlock * MaxPanelWidth];
+        int panelCount = b.PanelCount;
+        for (int firstPanel = 0; firstPanel < panelCount; firstPanel += PanelsPerBlock)
+        {
+            int endPanel = Math.Min(panelCount, firstPanel + PanelsPerBlock);
+            for (int k0 = 0; k0 < inner; k0 += InnerBlock)
+            {
+                int innerCount = Math.Min(InnerBlock, inner - k0);
+                bool add = accumulate || k0 > 0;
+                if (pack)
+                    for (int panel = firstPanel; panel < endPanel; panel++)
+                        CopyPanel<TOps, TVector>(b.Panel(panel) + k0 * b.RowStride(panel), b.RowStride(panel), innerCount,
+                            packed + (nint)(panel - firstPanel) * innerCount * panelWidth);
+                for (int row = 0; row < rows; row += RowBlock)
+                {
+                    int rowCount = Math.Min(RowBlock, rows - row);
+                    float* aBlock = a + row * aStride + k0;
+                    float* cBlock = c + row * cStride;
+                    for (int panel = firstPanel; panel < endPanel; panel++)
+                    {
+                        nint bStride = pack ? panelWidth : b.RowStride(panel);
+                        float* bPanel = pack ? packed + (nint)(panel - firstPanel) * innerCount * panelWidth : b.Panel(panel) + k0 * bStride;
+                        int firstColumn = panel * panelWidth;
+                        int width = Math.Min(panelWidth, columns - firstColumn);
+                        if (width == panelWidth)
+                        {
+                            Tile<TOps, TVector>(rowCount, aBlock, aStride, bPanel, bStride, innerCount, cBlock + firstColumn, cStride, add);
+                            continue;
+                        }
+                        // The narrow last panel: through a full-width tile, so nothing past C's columns is touched.
+                        for (int r = 0; r < rowCount; r++)
+                        {
+                            var tileRow = new Span<float>(tile + r * panelWidth, panelWidth);
+                            tileRow.Clear();
+                            if (add) new ReadOnlySpan<float>(cBlock + r * cStride + firstColumn, width).CopyTo(tileRow);
+                        }
+                        Tile<TOps, TVector>(rowCount, aBlock, aStride, bPanel, bStride, innerCount, tile, panelWidth, accumulate: true);
+                        for (int r = 0; r < rowCount; r++)
+                            new ReadOnlySpan<float>(tile + r * panelWidth, width).CopyTo(new Span<float>(cBlock + r * cStride + firstColumn, width));
+                    }
+                }
+            }
+        }
+        }
+        }
+        finally
+        {
+            if (packArray is not null) System.Buffers.ArrayPool<float>.Shared.Return(packArray);
+        }
+    }
+
+    /// <summary>Rows of A from which <see cref="Multiply{TOps,TVector}"/> packs an in-place B block before using it.</summary>
+    public const int PackRowThreshold = 32;
+
+    /// <summary>One panel's rows [inner × 2 vectors], from rows at <paramref name="stride"/> to contiguous ones.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void CopyPanel<TOps, TVector>(float* source, nint stride, int inner, float* destination)
+        where TOps : struct, IFloatVectorOps<TVector>
+        where TVector : struct
+    {
+        nint n = TOps.Count;
+        for (int k = 0; k < inner; k++)
+        {
+            TOps.Store(TOps.Load(source), destination);
+            TOps.Store(TOps.Load(source + n), destination + n);
+            source += stride;
+            destination += 2 * n;
+        }
+    }
+
+    /// <summary>
+    /// Up to 8 rows of C × one panel: c[rows, panelWidth] (+)= a[rows, inner] · b[inner, panelWidth].
+    /// Vector512 has 32 registers, room for the 8-row block; narrower widths run blocks of 4 (AVX2 has 16).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Tile<TOps, TVector>(int rows, float* a, nint aStride, float* b, nint bStride, int inner, float* c, nint cStride, bool accumulate)
+        where TOps : struct, IFloatVectorOps<TVector>
+        where TVector : struct
+    {
+        if (rows == RowBlock && TOps.Count == 16)
+        {
+            Block8<TOps, TVector>(a, aStride, b, bStride, inner, c, cStride, accumulate);
+            return;
+        }
+        int row = 0;
+        for (; row + 4 <= rows; row += 4)
+            Block4<TOps, TVector>(a + row * aStride, aStride, b, bStride, inner, c + row * cStride, cStride, accumulate);
+        for (; row < rows; row++)
+            Block1<TOps, TVector>(a + row * aStride, b, bStride, inner, c + row * cStride, accumulate);
+    }
+
+    // a: 8 rows at aStride; b: [inner, 2 vectors] at bStride; c: 8 rows × 2 vectors at cStride.
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    private static void Block8<TOps, TVector>(float* a, nint aStride, float* b, nint bStride, int inner, float* c, nint cStride, bool accumulate)
+        where TOps : struct, IFloatVectorOps<TVector>
+        where TVector : struct
+    {
+        nint n = TOps.Count;
+        TVector c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51, c60, c61, c70, c71;
+        if (accumulate)
+        {
+            c00 = TOps.Load(c); c01 = TOps.Load(c + n);
+            c10 = TOps.Load(c + cStride); c11 = TOps.Load(c + cStride + n);
+            c20 = TOps.Load(c + 2 * cStride); c21 = TOps.Load(c + 2 * cStride + n);
+            c30 = TOps.Load(c + 3 * cStride); c31 = TOps.Load(c + 3 * cStride + n);
+            c40 = TOps.Load(c + 4 * cStride); c41 = TOps.Load(c + 4 * cStride + n);
+            c50 = TOps.Load(c + 5 * cStride); c51 = TOps.Load(c + 5 * cStride + n);
+            c60 = TOps.Load(c + 6 * cStride); c61 = TOps.Load(c + 6 * cStride + n);
+            c70 = TOps.Load(c + 7 * cStride); c71 = TOps.Load(c + 7 * cStride + n);
+        }
+        else
+        {
+            c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = TOps.Zero;
+            c40 = c41 = c50 = c51 = c60 = c61 = c70 = c71 = TOps.Zero;
+        }
+        float* a0 = a, a1 = a + aStride, a2 = a + 2 * aStride, a3 = a + 3 * aStride;
+        float* a4 = a + 4 * aStride, a5 = a + 5 * aStride, a6 = a + 6 * aStride, a7 = a + 7 * aStride;
+        for (nint k = 0, count = inner; k < count; k++)
+        {
+            TVector b0 = TOps.Load(b), b1 = TOps.Load(b + n);
+            b += bStride;
+            TVector x = TOps.Broadcast(a0[k]);
+            c00 = TOps.MultiplyAdd(x, b0, c00); c01 = TOps.MultiplyAdd(x, b1, c01);
+            x = TOps.Broadcast(a1[k]);
+            c10 = TOps.MultiplyAdd(x, b0, c10); c11 = TOps.MultiplyAdd(x, b1, c11);
+            x = TOps.Broadcast(a2[k]);
+            c20 = TOps.MultiplyAdd(x, b0, c20); c21 = TOps.MultiplyAdd(x, b1, c21);
+            x = TOps.Broadcast(a3[k]);
+            c30 = TOps.MultiplyAdd(x, b0, c30); c31 = TOps.MultiplyAdd(x, b1, c31);
+            x = TOps.Broadcast(a4[k]);
+            c40 = TOps.MultiplyAdd(x, b0, c40); c41 = TOps.MultiplyAdd(x, b1, c41);
+            x = TOps.Broadcast(a5[k]);
+            c50 = TOps.MultiplyAdd(x, b0, c50); c51 = TOps.MultiplyAdd(x, b1, c51);
+            x = TOps.Broadcast(a6[k]);
+            c60 = TOps.MultiplyAdd(x, b0, c60); c61 = TOps.MultiplyAdd(x, b1, c61);
+            x = TOps.Broadcast(a7[k]);
+            c70 = TOps.MultiplyAdd(x, b0, c70); c71 = TOps.MultiplyAdd(x, b1, c71);
+        }
+        TOps.Store(c00, c); TOps.Store(c01, c + n);
+        TOps.Store(c10, c + cStride); TOps.Store(c11, c + cStride + n);
+        TOps.Store(c20, c + 2 * cStride); TOps.Store(c21, c + 2 * cStride + n);
+        TOps.Store(c30, c + 3 * cStride); TOps.Store(c31, c + 3 * cStride + n);
+        TOps.Store(c40, c + 4 * cStride); TOps.Store(c41, c + 4 * cStride + n);
+        TOps.Store(c50, c + 5 * cStride); TOps.Store(c51, c + 5 * cStride + n);
+        TOps.Store(c60, c + 6 * cStride); TOps.Store(c61, c + 6 * cStride + n);
+        TOps.Store(c70, c + 7 * cStride); TOps.Store(c71, c + 7 * cStride + n);
+    }
+
+    // a: 4 rows at aStride; b: [inner, 2 vectors] at bStride; c: 4 rows × 2 vectors at cStride.
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    private static void Block4<TOps, TVector>(float* a, nint aStride, float* b, nint bStride, int inner, float* c, nint cStride, bool accumulate)
+        where TOps : struct, IFloatVectorOps<TVector>
+        where TVector : struct
+    {
+        nint n = TOps.Count;
+        TVector c00, c01, c10, c11, c20, c21, c30, c31;
+        if (accumulate)
+        {
+            c00 = TOps.Load(c); c01 = TOps.Load(c + n);
+            c10 = TOps.Load(c + cStride); c11 = TOps.Load(c + cStride + n);
+            c20 = TOps.Load(c + 2 * cStride); c21 = TOps.Load(c + 2 * cStride + n);
+            c30 = TOps.Load(c + 3 * cStride); c31 = TOps.Load(c + 3 * cStride + n);
+        }
+        else
+        {
+            c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = TOps.Zero;
+        }
+        float* a0 = a, a1 = a + aStride, a2 = a + 2 * aStride, a3 = a + 3 * aStride;
+        for (nint k = 0, count = inner; k < count; k++)
+        {
+            TVector b0 = TOps.Load(b), b1 = TOps.Load(b + n);
+            b += bStride;
+            TVector x = TOps.Broadcast(a0[k]);
+            c00 = TOps.MultiplyAdd(x, b0, c00); c01 = TOps.MultiplyAdd(x, b1, c01);
+            x = TOps.Broadcast(a1[k]);
+            c10 = TOps.MultiplyAdd(x, b0, c10); c11 = TOps.MultiplyAdd(x, b1, c11);
+            x = TOps.Broadcast(a2[k]);
+            c20 = TOps.MultiplyAdd(x, b0, c20); c21 = TOps.MultiplyAdd(x, b1, c21);
+            x = TOps.Broadcast(a3[k]);
+            c30 = TOps.MultiplyAdd(x, b0, c30); c31 = TOps.MultiplyAdd(x, b1, c31);
+        }
+        TOps.Store(c00, c); TOps.Store(c01, c + n);
+        TOps.Store(c10, c + cStride); TOps.Store(c11, c + cStride + n);
+        TOps.Store(c20, c + 2 * cStride); TOps.Store(c21, c + 2 * cStride + n);
+        TOps.Store(c30, c + 3 * cStride); TOps.Store(c31, c + 3 * cStride + n);
+    }
+
+    // a: 1 row; b: [inner, 2 vectors] at bStride; c: 1 row × 2 vectors. Four partial sums per vector, so
+    // a lone row (a decode step) waits on load bandwidth rather than on the FMA latency of one chain.
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    private static void Block1<TOps, TVector>(float* a, float* b, nint bStride, int inner, float* c, bool accumulate)
+        where TOps : struct, IFloatVectorOps<TVector>
+        where TVector : struct
+    {
+        nint n = TOps.Count;
+        TVector c0 = accumulate ? TOps.Load(c) : TOps.Zero;
+        TVector c1 = accumulate ? TOps.Load(c + n) : TOps.Zero;
+        TVector d0 = TOps.Zero, d1 = TOps.Zero, e0 = TOps.Zero, e1 = TOps.Zero, f0 = TOps.Zero, f1 = TOps.Zero;
+        nint k = 0;
+        for (; k + 4 <= inner; k += 4)
+        {
+            TVector x = TOps.Broadcast(a[k]);
+            c0 = TOps.MultiplyAdd(x, TOps.Load(b), c0);
+            c1 = TOps.MultiplyAdd(x, TOps.Load(b + n), c1);
+            x = TOps.Broadcast(a[k + 1]);
+            d0 = TOps.MultiplyAdd(x, TOps.Load(b + bStride), d0);
+            d1 = TOps.MultiplyAdd(x, TOps.Load(b + bStride + n), d1);
+            x = TOps.Broadcast(a[k + 2]);
+            e0 = TOps.MultiplyAdd(x, TOps.Load(b + 2 * bStride), e0);
+            e1 = TOps.MultiplyAdd(x, TOps.Load(b + 2 * bStride + n), e1);
+            x = TOps.Broadcast(a[k + 3]);
+            f0 = TOps.MultiplyAdd(x, TOps.Load(b + 3 * bStride), f0);
+            f1 = TOps.MultiplyAdd(x, TOps.Load(b + 3 * bStride + n), f1);
+            b += 4 * bStride;
+        }
+        for (; k < inner; k++)
+        {
+            TVector x = TOps.Broadcast(a[k]);
+            c0 = TOps.MultiplyAdd(x, TOps.Load(b), c0);
+            c1 = TOps.MultiplyAdd(x, TOps.Load(b + n), c1);
+            b += bStride;
+        }
+        TOps.Store(TOps.Add(TOps.Add(c0, d0), TOps.Add(e0, f0)), c);
+        TOps.Store(TOps.Add(TOps.Add(c1, d1), TOps.Add(e1, f1)), c + n);
+    }
+}
+
+/// <summary>
+/// Where the column panels of a B operand are: full panels at <c>first + p·panelStride</c> with row stride
+/// <c>rowStride</c> (packed: [inner × width] blocks; in place: the matrix itself), and an optional last,
+/// narrower panel already packed and zero-padded to the full width.
+/// </summary>
+internal readonly unsafe struct Panels
+{
+    private readonly float* first;
+    private readonly nint panelStride;
+    private readonly nint rowStride;
+    private readonly int fullPanels;
+    private readonly float* tail;
+    private readonly nint tailRowStride;
+
+    private Panels(float* first, nint panelStride, nint rowStride, int fullPanels, float* tail, nint tailRowStride, int columns)
+    {
+        this.first = first; this.panelStride = panelStride; this.rowStride = rowStride;
+        this.fullPanels = fullPanels; this.tail = tail; this.tailRowStride = tailRowStride; Columns = columns;
+    }
+
+    /// <summary>Columns of B.</summary>
+    public int Columns { get; }
+    /// <summary>Whether every panel's rows are contiguous (packed), rather than rows of the matrix where it lies.</summary>
+    public bool IsPacked => rowStride == tailRowStride || fullPanels == 0;
+    public int PanelCount => fullPanels + (tail != null ? 1 : 0);
+    public float* Panel(int panel) => panel < fullPanels ? first + panel * panelStride : tail;
+    public nint RowStride(int panel) => panel < fullPanels ? rowStride : tailRowStride;
+
+    /// <summary>B packed by <see cref="Gemm.Pack"/>.</summary>
+    public static Panels Packed(float* packed, int inner, int columns, int panelWidth)
+    {
+        int full = columns / panelWidth;
+        nint stride = (nint)inner * panelWidth;
+        return new Panels(packed, stride, panelWidth, full, columns % panelWidth == 0 ? null : packed + full * stride, panelWidth, columns);
+    }
+
+    /// <summary>B read where it lies (row k at k·bStride); the narrow last panel, if any, packed into <paramref name="tail"/>.</summary>
+    public static Panels InPlace(float* b, nint bStride, int inner, int columns, int panelWidth, float* tail) =>
+        new(b, panelWidth, bStride, columns / panelWidth, columns % panelWidth == 0 ? null : tail, panelWidth, columns);
 }

@@ -10,6 +10,14 @@ public interface IHeadKernel
     string Name { get; }
 
     /// <summary>
+    /// Readies a head group's weights for this kernel (the SIMD kernel packs W_Q, W_K, W_V into one GEMM
+    /// operand; the GPU kernel copies them to the device), so the first <see cref="Attend"/> does not pay for
+    /// it. Optional: <see cref="Attend"/> prepares on first use. What is prepared lives as long as
+    /// <paramref name="weights"/>; the weights must not change after this call or after the first Attend.
+    /// </summary>
+    void Prepare(HeadGroupWeights weights) { }
+
+    /// <summary>
     /// Z = softmax(Q·Kᵀ·scale + mask)·V for every query head of the group, per sequence of the batch.
     /// A query row with no visible key gives zeros.
     /// </summary>

@@ -4,10 +4,16 @@ namespace Headwise.Kernels;
 /// The one place that decides how kernels use threads.
 /// <list type="bullet">
 /// <item><c>Attend</c> runs on the calling thread: the head grains of a layer already run concurrently on a
-/// silo, one per group, so splitting a head further would only make them compete for the same cores.</item>
-/// <item><c>Project</c> (the coordinator's W_O, one call per forward pass) splits its rows over
-/// <see cref="Environment.ProcessorCount"/> parts when the work is large enough to pay for the hand-off.</item>
+/// silo, one per group, so splitting a head further would only make them compete for the same cores
+/// (docs/performance.md measures 12 heads on 2 cores, one thread each).</item>
+/// <item><c>Project</c> (the coordinator's W_O, one call per forward pass, after the heads are done) splits
+/// its rows over <see cref="Environment.ProcessorCount"/> threads when the work is large enough to pay for the
+/// hand-off: the calling thread and ProcessorCount − 1 parked helper threads take row chunks from a shared
+/// counter, so a helper that wakes late (its core busy elsewhere) only takes fewer chunks. One split runs at a
+/// time; a second caller meanwhile runs its rows alone instead of oversubscribing the cores.</item>
 /// </list>
+/// Helpers are plain background threads rather than thread-pool items so no queued item outlives its call:
+/// the job object is reused and the steady state allocates nothing.
 /// </summary>
 internal static class KernelParallelism
 {
@@ -17,24 +23,150 @@ internal static class KernelParallelism
     public delegate void RowRangeBody<TState>(TState state, int start, int end);
 
     /// <summary>
-    /// Calls <paramref name="body"/> on disjoint row ranges covering [0, rows), inline or in parallel.
-    /// The state travels as an argument so a static lambda serves, and the inline path allocates nothing.
+    /// Calls <paramref name="body"/> on disjoint row ranges covering [0, rows), inline or in parallel; a range
+    /// starts on a multiple of <paramref name="alignment"/> (the GEMM's 8-row register block, by default).
+    /// The state travels as an argument so a static lambda serves; neither path allocates in the steady state.
     /// </summary>
-    public static void ForRowRanges<TState>(int rows, long workPerRow, TState state, RowRangeBody<TState> body)
+    public static void ForRowRanges<TState>(int rows, long workPerRow, TState state, RowRangeBody<TState> body, int alignment = Gemm.RowBlock)
     {
         int parts = PartCount(rows, workPerRow);
-        if (parts <= 1) body(state, 0, rows);
-        else ForParts(rows, parts, state, body);
+        if (parts <= 1 || !Helpers.TryEnter())
+        {
+            body(state, 0, rows);
+            return;
+        }
+        try
+        {
+            RowRangeJob<TState>.Run(rows, parts, alignment, state, body);
+        }
+        finally
+        {
+            Helpers.Exit();
+        }
     }
 
-    // Its own method because a lambda's captures are allocated on entry to the method that declares it,
-    // which would make the inline path allocate too.
-    private static void ForParts<TState>(int rows, int parts, TState state, RowRangeBody<TState> body) =>
-        Parallel.For(0, parts, part => body(state, RangeStart(rows, parts, part), RangeStart(rows, parts, part + 1)));
-
-    /// <summary>How many row ranges <see cref="ForRowRanges"/> uses for this much work.</summary>
+    /// <summary>How many threads <see cref="ForRowRanges"/> uses for this much work.</summary>
     public static int PartCount(int rows, long workPerRow) =>
         rows <= 1 || (long)rows * workPerRow <= InlineWorkLimit ? 1 : Math.Min(Environment.ProcessorCount, rows);
 
-    private static int RangeStart(int rows, int parts, int part) => (int)((long)rows * part / parts);
+    /// <summary>A job the helpers can join: they take chunks until none is left.</summary>
+    private abstract class Job
+    {
+        public abstract void Work();
+    }
+
+    /// <summary>The parked helper threads and the one job they may join.</summary>
+    private static class Helpers
+    {
+        private static readonly SemaphoreSlim wake = new(0);
+        private static readonly object startLock = new();
+        private static int owner;     // 1 while a caller owns the helpers
+        private static int started;   // helper threads created so far
+        private static Job? current;  // the job open for joining, or null
+        private static int active;    // helpers inside a job's Work
+
+        public static bool TryEnter() => Interlocked.CompareExchange(ref owner, 1, 0) == 0;
+
+        public static void Exit() => Volatile.Write(ref owner, 0);
+
+        /// <summary>Opens <paramref name="job"/> to up to <paramref name="count"/> helpers (the caller owns them).</summary>
+        public static void Open(Job job, int count)
+        {
+            EnsureStarted(count);
+            Volatile.Write(ref current, job);
+            wake.Release(count);
+        }
+
+        /// <summary>Closes the job to late helpers and waits for the ones inside it to leave, so it can be reused.</summary>
+        public static void Close()
+        {
+            Volatile.Write(ref current, null);
+            var spinner = new SpinWait();
+            while (Volatile.Read(ref active) != 0) spinner.SpinOnce();
+        }
+
+        private static void EnsureStarted(int count)
+        {
+            if (Volatile.Read(ref started) >= count) return;
+            lock (startLock)
+            {
+                while (started < count)
+                {
+                    new Thread(Loop) { IsBackground = true, Name = $"Headwise kernel helper {started + 1}" }.Start();
+                    started++;
+                }
+            }
+        }
+
+        private static void Loop()
+        {
+            while (true)
+            {
+                wake.Wait();
+                var job = Volatile.Read(ref current);
+                if (job is null) continue;
+                Interlocked.Increment(ref active);
+                // Joined only if the job is still open: Close may have run between the read and the increment.
+                if (ReferenceEquals(Volatile.Read(ref current), job)) job.Work();
+                Interlocked.Decrement(ref active);
+            }
+        }
+    }
+
+    /// <summary>One parallel call's rows, chunks and body; one instance per state type, reused call after call.</summary>
+    private sealed class RowRangeJob<TState> : Job
+    {
+        private static RowRangeJob<TState>? cached;
+
+        private readonly ManualResetEventSlim finished = new(false);
+        private TState state = default!;
+        private RowRangeBody<TState> body = null!;
+        private int rows, chunkRows, chunkCount;
+        private int nextChunk, doneChunks;
+        private Exception? failure;
+
+        public static void Run(int rows, int parts, int alignment, TState state, RowRangeBody<TState> body)
+        {
+            // Only the owner of the helpers gets here, so one cached job per state type is never shared.
+            var job = cached ??= new RowRangeJob<TState>();
+            job.state = state;
+            job.body = body;
+            job.rows = rows;
+            // Two chunks per thread, so a thread that starts late still finds work and the ends stay balanced.
+            int chunk = (rows + 2 * parts - 1) / (2 * parts);
+            job.chunkRows = (chunk + alignment - 1) / alignment * alignment;
+            job.chunkCount = (rows + job.chunkRows - 1) / job.chunkRows;
+            job.nextChunk = 0;
+            job.doneChunks = 0;
+            job.failure = null;
+            job.finished.Reset();
+
+            Helpers.Open(job, Math.Min(parts, job.chunkCount) - 1);
+            job.Work();
+            if (Volatile.Read(ref job.doneChunks) < job.chunkCount) job.finished.Wait();
+            Helpers.Close();
+            var failure = job.failure;
+            job.state = default!;
+            job.body = null!;
+            if (failure is not null) throw new AggregateException(failure);
+        }
+
+        public override void Work()
+        {
+            int chunk;
+            while ((chunk = Interlocked.Increment(ref nextChunk) - 1) < chunkCount)
+            {
+                try
+                {
+                    int start = chunk * chunkRows;
+                    body(state, start, Math.Min(rows, start + chunkRows));
+                }
+                catch (Exception exception)
+                {
+                    Interlocked.CompareExchange(ref failure, exception, null);
+                }
+                if (Interlocked.Increment(ref doneChunks) == chunkCount) finished.Set();
+            }
+        }
+    }
 }

@@ -1,33 +1,30 @@
 using System.Buffers;
-using System.Numerics.Tensors;
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
 
 namespace Headwise.Kernels;
 
 /// <summary>
-/// Version 2: the reference's math in float32 on SIMD registers (Vector512/256/128 with FMA, whichever the
-/// machine runs natively, down to scalar code), checked against <see cref="ReferenceKernel"/> to a max abs
-/// error of 1e-4 and a relative Frobenius error of 1e-5.
+/// Version 3: fused, packed, tiled float32 attention on the widest SIMD registers the machine runs
+/// (Vector512/256/128 with FMA, down to scalar code), checked against <see cref="ReferenceKernel"/> to a
+/// max abs error of 1e-4 and a relative Frobenius error of 1e-5.
 /// <list type="bullet">
-/// <item>The projections and <see cref="Project"/> go through <see cref="Gemm"/>'s register-blocked micro-kernel.</item>
-/// <item>Queries are taken in tiles of <see cref="QueryTile"/> rows. A tile's scores are one small GEMM of
-/// its queries against the union of its rows' visible key ranges (a column window of Kᵀ), so masked keys
-/// outside that window are never computed (causal: keys past the tile's last query; window: keys before
-/// its first query's window), and the T×T score matrix is never held, only tile × T.</item>
-/// <item>Each row gets a stable softmax (row max subtracted) over its own visible range; keys outside it are
-/// set to exactly 0, so one more GEMM of the tile's probabilities with the matching rows of V gives Z.</item>
-/// <item>Scratch comes from <see cref="ArrayPool{T}.Shared"/>, so the steady state allocates nothing.</item>
+/// <item>Q, K and V of a group come from one GEMM over the group's [D × (g+2)·dh] weights, packed into
+/// panels once per weights object (<see cref="Prepare"/>, or the first <see cref="Attend"/>).</item>
+/// <item>Attention is <see cref="AttentionTiles"/>: 8 query rows × 128-key chunks, online softmax, masked
+/// chunks skipped; the T×T scores are never held unless the caller asks for the attention map.</item>
+/// <item><see cref="Project"/> (W_O) runs the same GEMM, B read in place, rows split over the cores by
+/// <see cref="KernelParallelism"/>.</item>
+/// <item>Scratch is rented from <see cref="ArrayPool{T}.Shared"/> and the parallel jobs are reused, so the
+/// steady state allocates nothing.</item>
 /// </list>
-/// Measured roughly, on a busy 2-core AVX-512 Xeon VM: one GPT-2-small head (T = 128, D = 768, dh = 64,
-/// causal) 0.9 ms against the reference's 77 ms (≈ 80×); W_O of 128×768×768 6.4 ms against 310 ms. Not yet
-/// measured against libtorch. The fast kernel (packed GEMM, fused online softmax, benchmarks) comes with
-/// the issue "Kernels at the machine's limit".
+/// Measured (docs/performance.md has the commands and the load): see the table there; version 2 (the
+/// unpacked 4×2-vector GEMM with a materialised softmax per 8-row tile) stays in git history.
 /// </summary>
-public sealed class SimdKernel : IHeadKernel
+public sealed unsafe class SimdKernel : IHeadKernel
 {
-    /// <summary>Query rows per score tile: two row blocks of the GEMM; wider tiles waste more causal columns.</summary>
-    private const int QueryTile = 8;
-
     private readonly VectorWidth width;
+    private readonly ConditionalWeakTable<HeadGroupWeights, PackedHeadGroup> packed = new();
 
     /// <summary>Uses the widest vectors this machine runs in hardware.</summary>
     public SimdKernel() : this(VectorWidths.Best) { }
@@ -36,6 +33,21 @@ public sealed class SimdKernel : IHeadKernel
     internal SimdKernel(VectorWidth width) => this.width = width;
 
     public string Name => "simd";
+
+    /// <summary>
+    /// Packs the group's weights for this kernel now rather than on the first <see cref="Attend"/>. The packed
+    /// copy lives as long as <paramref name="weights"/> does; the weights must not change after this call.
+    /// </summary>
+    public void Prepare(HeadGroupWeights weights)
+    {
+        ArgumentNullException.ThrowIfNull(weights);
+        Packed(weights);
+    }
+
+    private PackedHeadGroup Packed(HeadGroupWeights weights) =>
+        packed.TryGetValue(weights, out var group)
+            ? group
+            : packed.GetValue(weights, key => PackedHeadGroup.Create(key, width));
 
     public void Attend(
         // x: [batch, tokens, D]
@@ -50,115 +62,133 @@ public sealed class SimdKernel : IHeadKernel
     {
         KernelArguments.CheckAttend(input, batch, tokens, lengths, weights, output, attention);
         var shape = weights.Shape;
-        int modelDim = shape.ModelDim, headDim = shape.HeadDim, queryWidth = shape.QueryWidth;
-        if (batch == 0 || tokens == 0 || queryWidth == 0) return;
+        if (batch == 0 || tokens == 0 || shape.QueryWidth == 0) return;
+        var group = Packed(weights);
+        switch (width)
+        {
+            case VectorWidth.Bits512: Attend<Vector512Ops, Vector512<float>>(input, batch, tokens, lengths, group, options, output, attention); break;
+            case VectorWidth.Bits256: Attend<Vector256Ops, Vector256<float>>(input, batch, tokens, lengths, group, options, output, attention); break;
+            case VectorWidth.Bits128: Attend<Vector128Ops, Vector128<float>>(input, batch, tokens, lengths, group, options, output, attention); break;
+            default: Attend<ScalarOps, float>(input, batch, tokens, lengths, group, options, output, attention); break;
+        }
+        GC.KeepAlive(group);
+    }
 
-        var pool = ArrayPool<float>.Shared;
-        float[] queries = pool.Rent(tokens * queryWidth);    // [tokens, g·dh], pre-scaled
-        float[] keys = pool.Rent(tokens * headDim);          // [tokens, dh]
-        float[] keysTransposed = pool.Rent(headDim * tokens); // [dh, tokens]
-        float[] values = pool.Rent(tokens * headDim);        // [tokens, dh]
-        float[] scores = pool.Rent(QueryTile * tokens);      // [tile, visible keys of the tile]
+    private static void Attend<TOps, TVector>(ReadOnlySpan<float> input, int batch, int tokens, ReadOnlySpan<int> lengths,
+        PackedHeadGroup group, AttentionOptions options, Span<float> output, Span<float> attention)
+        where TOps : struct, IFloatVectorOps<TVector>
+        where TVector : struct
+    {
+        var shape = group.Shape;
+        int modelDim = shape.ModelDim, headDim = shape.HeadDim, queryWidth = shape.QueryWidth;
+        int projectionWidth = group.ProjectionWidth;
+        int panelWidth = 2 * TOps.Count;
+        int rowsPadded = RoundUp(tokens, Gemm.RowBlock);
+        int keysPadded = RoundUp(tokens, panelWidth);
+        int headPanels = (headDim + panelWidth - 1) / panelWidth;
+        bool wantAttention = !attention.IsEmpty;
+        int scoreStride = AttentionTiles.ScoreStride(keysPadded, wantAttention);
+
+        // Scratch, each piece on its own cache line: qkv [rowsPadded, (g+2)·dh], Kᵀ panels [keysPadded·dh],
+        // V panels [headPanels, keysPadded, P], scores [8, scoreStride], accumulator [8, headPanels·P].
+        long qkvLength = Align((long)rowsPadded * projectionWidth);
+        long keyLength = Align((long)keysPadded * headDim);
+        long valuePanelStride = (long)keysPadded * panelWidth;
+        long valueLength = Align(headPanels * valuePanelStride);
+        long scoreLength = Align((long)Gemm.RowBlock * scoreStride);
+        long accumulatorLength = Align((long)Gemm.RowBlock * headPanels * panelWidth);
+        long total = qkvLength + keyLength + valueLength + scoreLength + accumulatorLength + 16;
+        float[] scratch = ArrayPool<float>.Shared.Rent(checked((int)total));
         try
         {
-            for (int sequence = 0; sequence < batch; sequence++)
+            fixed (float* scratchStart = scratch)
+            fixed (float* x = input, z = output, map = attention, bias = group.Bias)
             {
-                var x = input.Slice(sequence * tokens * modelDim, tokens * modelDim);
-                var sequenceQueries = queries.AsSpan(0, tokens * queryWidth);
-                ProjectRows(x, tokens, modelDim, weights.Query, queryWidth, weights.QueryBias, sequenceQueries);
-                ProjectRows(x, tokens, modelDim, weights.Key, headDim, weights.KeyBias, keys.AsSpan(0, tokens * headDim));
-                ProjectRows(x, tokens, modelDim, weights.Value, headDim, weights.ValueBias, values.AsSpan(0, tokens * headDim));
-                // Scaling Q once costs tokens·g·dh multiplies; scaling the scores would cost tokens² per head.
-                TensorPrimitives.Multiply(sequenceQueries, options.Scale, sequenceQueries);
-                // Kᵀ makes a row of scores a GEMM over contiguous keys, and a key range a column window.
-                Transpose(keys, tokens, headDim, keysTransposed);
+                float* qkv = (float*)(((nint)scratchStart + 63) & ~(nint)63);
+                float* keyPanels = qkv + qkvLength;
+                float* valuePanels = keyPanels + keyLength;
+                float* scores = valuePanels + valueLength;
+                float* accumulator = scores + scoreLength;
+                var weightPanels = group.Panels;
+                // Rows past the sequence feed the last 8-row query block: zero keeps them finite.
+                new Span<float>(qkv + (nint)tokens * projectionWidth, (rowsPadded - tokens) * projectionWidth).Clear();
+                new Span<float>(keyPanels, (int)keyLength).Clear();
+                new Span<float>(valuePanels, (int)valueLength).Clear();
 
-                int length = lengths.IsEmpty ? tokens : Math.Clamp(lengths[sequence], 0, tokens);
-                var sequenceOutput = output.Slice(sequence * tokens * queryWidth, tokens * queryWidth);
-                for (int head = 0; head < shape.QueryHeads; head++)
+                for (int sequence = 0; sequence < batch; sequence++)
                 {
-                    var headAttention = attention.IsEmpty
-                        ? Span<float>.Empty
-                        : attention.Slice((sequence * shape.QueryHeads + head) * tokens * tokens, tokens * tokens);
-                    AttendHead(sequenceQueries, keysTransposed, values, tokens, headDim, queryWidth, head, length, options,
-                        scores, sequenceOutput, headAttention);
+                    // qkv[tokens, (g+2)·dh] = x·[W_Q W_K W_V] + [b_Q b_K b_V]
+                    if (bias != null)
+                        for (int row = 0; row < tokens; row++)
+                            new ReadOnlySpan<float>(bias, projectionWidth).CopyTo(new Span<float>(qkv + (nint)row * projectionWidth, projectionWidth));
+                    Gemm.Multiply<TOps, TVector>(x + (nint)sequence * tokens * modelDim, modelDim, tokens, modelDim, weightPanels,
+                        qkv, projectionWidth, accumulate: bias != null);
+
+                    // Scaling Q once costs tokens·g·dh multiplies; scaling the scores would cost tokens² per head.
+                    for (int row = 0; row < tokens; row++)
+                        ScaleRow<TOps, TVector>(qkv + (nint)row * projectionWidth, queryWidth, options.Scale);
+                    PackKeys(qkv + queryWidth, projectionWidth, tokens, headDim, panelWidth, keyPanels);
+                    PackValues(qkv + queryWidth + headDim, projectionWidth, tokens, headDim, panelWidth, keysPadded, valuePanels);
+
+                    int length = lengths.IsEmpty ? tokens : Math.Clamp(lengths[sequence], 0, tokens);
+                    float* sequenceOutput = z + (nint)sequence * tokens * queryWidth;
+                    for (int head = 0; head < shape.QueryHeads; head++)
+                    {
+                        float* headAttention = map == null ? null : map + ((nint)sequence * shape.QueryHeads + head) * tokens * tokens;
+                        AttentionTiles.Head<TOps, TVector>(qkv + head * headDim, projectionWidth, keyPanels,
+                            valuePanels, (nint)valuePanelStride, tokens, headDim, length, options,
+                            scores, scoreStride, accumulator, sequenceOutput + head * headDim, queryWidth, headAttention);
+                    }
                 }
             }
         }
         finally
         {
-            pool.Return(queries);
-            pool.Return(keys);
-            pool.Return(keysTransposed);
-            pool.Return(values);
-            pool.Return(scores);
+            ArrayPool<float>.Shared.Return(scratch);
         }
     }
 
-    /// <summary>Z and the attention rows of one query head over one sequence, tile by tile.</summary>
-    private void AttendHead(
-        // [tokens, g·dh], scaled by options.Scale
-        ReadOnlySpan<float> queries,
-        // [dh, tokens]
-        ReadOnlySpan<float> keysTransposed,
-        // [tokens, dh]
-        ReadOnlySpan<float> values,
-        int tokens, int headDim, int queryWidth, int head, int length, AttentionOptions options,
-        // scratch: at least [QueryTile, tokens]
-        Span<float> scores,
-        // z of this sequence: [tokens, g·dh]; this head writes columns head·dh..(head+1)·dh
-        Span<float> output,
-        // [tokens, tokens] of this head, or empty
-        Span<float> attention)
+    /// <summary>K [tokens, dh] (at stride) into Kᵀ panels: panel p is [dh × P] holding keys p·P..(p+1)·P.</summary>
+    private static void PackKeys(float* keys, nint stride, int tokens, int headDim, int panelWidth, float* panels)
     {
-        int headColumn = head * headDim;
-        for (int first = 0; first < tokens; first += QueryTile)
+        for (int key = 0; key < tokens; key++)
         {
-            int rowCount = Math.Min(QueryTile, tokens - first);
-            for (int row = 0; row < rowCount; row++)
-                output.Slice((first + row) * queryWidth + headColumn, headDim).Clear();
-            if (!attention.IsEmpty)
-                attention.Slice(first * tokens, rowCount * tokens).Clear();
-
-            // Both ends of a query's visible range only grow with the query, so the tile's union of ranges
-            // runs from its first row's start to its last row's end.
-            int tileStart = options.VisibleKeyRange(first, length).Start;
-            int tileEnd = options.VisibleKeyRange(first + rowCount - 1, length).End;
-            int keyCount = tileEnd - tileStart;
-            if (keyCount <= 0) continue; // every row of the tile is fully masked: Z and attention stay zero
-
-            var tileScores = scores[..(rowCount * keyCount)]; // [rowCount, keyCount]
-            tileScores.Clear();
-            Gemm.MultiplyAccumulate(
-                queries[(first * queryWidth + headColumn)..], queryWidth,
-                keysTransposed[tileStart..], tokens,
-                rowCount, headDim, keyCount,
-                tileScores, keyCount, width);
-
-            for (int row = 0; row < rowCount; row++)
-            {
-                var rowScores = tileScores.Slice(row * keyCount, keyCount);
-                var (start, end) = options.VisibleKeyRange(first + row, length);
-                int visibleStart = Math.Clamp(start - tileStart, 0, keyCount);
-                int visibleEnd = Math.Clamp(end - tileStart, visibleStart, keyCount);
-                // Masked keys must weigh exactly 0 in Z and in the attention map, not e^(−large).
-                rowScores[..visibleStart].Clear();
-                rowScores[visibleEnd..].Clear();
-                if (visibleEnd > visibleStart)
-                    Softmax.InPlace(rowScores[visibleStart..visibleEnd]);
-                if (!attention.IsEmpty)
-                    rowScores.CopyTo(attention.Slice((first + row) * tokens + tileStart, keyCount));
-            }
-
-            Gemm.MultiplyAccumulate(
-                tileScores, keyCount,
-                values[(tileStart * headDim)..], headDim,
-                rowCount, keyCount, headDim,
-                output[(first * queryWidth + headColumn)..], queryWidth, width);
+            float* source = keys + key * stride;
+            float* target = panels + (nint)(key / panelWidth) * headDim * panelWidth + key % panelWidth;
+            for (int d = 0; d < headDim; d++)
+                target[d * panelWidth] = source[d];
         }
     }
 
-    public unsafe void Project(
+    /// <summary>V [tokens, dh] (at stride) into panels of P columns: panel j is [keysPadded × P].</summary>
+    private static void PackValues(float* values, nint stride, int tokens, int headDim, int panelWidth, int keysPadded, float* panels)
+    {
+        for (int first = 0; first < headDim; first += panelWidth)
+        {
+            int count = Math.Min(panelWidth, headDim - first);
+            float* panel = panels + (nint)(first / panelWidth) * keysPadded * panelWidth;
+            for (int key = 0; key < tokens; key++)
+                new ReadOnlySpan<float>(values + key * stride + first, count).CopyTo(new Span<float>(panel + (nint)key * panelWidth, count));
+        }
+    }
+
+    private static void ScaleRow<TOps, TVector>(float* row, int count, float factor)
+        where TOps : struct, IFloatVectorOps<TVector>
+        where TVector : struct
+    {
+        TVector vectorFactor = TOps.Broadcast(factor);
+        int j = 0;
+        for (; j + TOps.Count <= count; j += TOps.Count)
+            TOps.Store(TOps.Multiply(TOps.Load(row + j), vectorFactor), row + j);
+        for (; j < count; j++) row[j] *= factor;
+    }
+
+    private static int RoundUp(int value, int multiple) => (value + multiple - 1) / multiple * multiple;
+
+    /// <summary>Rounds a float count up to a whole cache line.</summary>
+    private static long Align(long floats) => (floats + 15) / 16 * 16;
+
+    public void Project(
         // x: [rows, inner]
         ReadOnlySpan<float> input, int rows, int inner,
         // W: [inner, outer]
@@ -170,61 +200,57 @@ public sealed class SimdKernel : IHeadKernel
     {
         KernelArguments.CheckProject(input, rows, inner, weights, outer, bias, output);
         if (rows == 0 || outer == 0) return;
-        // Spans cannot cross into the worker threads, so the pinned buffers travel as pointers.
-        fixed (float* x = input, w = weights, b = bias, y = output)
+        int panelWidth = Gemm.PanelWidth(width);
+        int tailColumns = outer % panelWidth;
+        float[]? tailArray = tailColumns == 0 ? null : ArrayPool<float>.Shared.Rent(Math.Max(1, inner * panelWidth));
+        try
         {
-            var job = new ProjectJob(x, inner, w, outer, b, bias.Length, y, width);
-            KernelParallelism.ForRowRanges(rows, (long)inner * outer, job, static (job, start, end) => job.Run(start, end));
+            // Spans cannot cross into the worker threads, so the pinned buffers travel as pointers.
+            fixed (float* x = input, w = weights, b = bias, y = output, tail = tailArray)
+            {
+                if (tail != null)
+                    Gemm.Pack(w + (outer - tailColumns), outer, inner, tailColumns, panelWidth, tail);
+                var job = new ProjectJob(x, rows, inner, w, outer, panelWidth, tail, b, bias.Length, y, width);
+                if (rows >= Gemm.RowBlock * Environment.ProcessorCount)
+                {
+                    KernelParallelism.ForRowRanges(rows, (long)inner * outer, job, static (job, start, end) => job.RunRows(start, end));
+                }
+                else
+                {
+                    // Too few rows to share (a decode step): the cores split W_O's column panels instead. Such a
+                    // call streams all of W_O for little arithmetic, so each panel counts as at least 8 rows of work.
+                    int panelCount = (outer + panelWidth - 1) / panelWidth;
+                    long workPerPanel = (long)Math.Max(rows, Gemm.RowBlock) * inner * panelWidth;
+                    KernelParallelism.ForRowRanges(panelCount, workPerPanel, job, static (job, start, end) => job.RunPanels(start, end), alignment: 1);
+                }
+            }
+        }
+        finally
+        {
+            if (tailArray is not null) ArrayPool<float>.Shared.Return(tailArray);
         }
     }
 
-    /// <summary>One <see cref="Project"/> call's pinned buffers, so each worker can run its own rows.</summary>
-    private readonly unsafe struct ProjectJob(float* input, int inner, float* weights, int outer, float* bias, int biasLength,
-        float* output, VectorWidth width)
+    /// <summary>One <see cref="Project"/> call's pinned buffers, so each worker can run its own rows or column panels.</summary>
+    private readonly struct ProjectJob(float* input, int rows, int inner, float* weights, int outer, int panelWidth, float* tail,
+        float* bias, int biasLength, float* output, VectorWidth width)
     {
-        public void Run(int start, int end)
+        /// <summary>y rows [start, end).</summary>
+        public void RunRows(int start, int end) => Run(start, end, 0, outer);
+
+        /// <summary>y columns of panels [start, end), every row.</summary>
+        public void RunPanels(int start, int end) => Run(0, rows, start * panelWidth, Math.Min(outer, end * panelWidth));
+
+        private void Run(int firstRow, int endRow, int firstColumn, int endColumn)
         {
-            int rows = end - start;
-            ProjectRows(
-                new ReadOnlySpan<float>(input + (long)start * inner, rows * inner), rows, inner,
-                new ReadOnlySpan<float>(weights, inner * outer), outer,
-                new ReadOnlySpan<float>(bias, biasLength),
-                new Span<float>(output + (long)start * outer, rows * outer), width);
+            int columns = endColumn - firstColumn;
+            float* y = output + (nint)firstRow * outer + firstColumn;
+            if (biasLength != 0)
+                for (int row = 0; row < endRow - firstRow; row++)
+                    new ReadOnlySpan<float>(bias + firstColumn, columns).CopyTo(new Span<float>(y + (nint)row * outer, columns));
+            // The packed tail is the matrix's last, narrow panel: it belongs to whichever range ends at outer.
+            var panels = Panels.InPlace(weights + firstColumn, outer, inner, columns, panelWidth, endColumn == outer ? tail : null);
+            Gemm.Multiply(width, input + (nint)firstRow * inner, inner, endRow - firstRow, inner, panels, y, outer, accumulate: biasLength != 0);
         }
-    }
-
-    private void ProjectRows(ReadOnlySpan<float> input, int rows, int inner, ReadOnlySpan<float> weights, int outer,
-        ReadOnlySpan<float> bias, Span<float> output) =>
-        ProjectRows(input, rows, inner, weights, outer, bias, output, width);
-
-    /// <summary>y = x·W + b: each row starts as the bias (or zero) and the GEMM accumulates onto it.</summary>
-    private static void ProjectRows(
-        // x: [rows, inner]
-        ReadOnlySpan<float> input, int rows, int inner,
-        // W: [inner, outer]
-        ReadOnlySpan<float> weights, int outer,
-        // b: [outer], or empty
-        ReadOnlySpan<float> bias,
-        // y: [rows, outer]
-        Span<float> output, VectorWidth width)
-    {
-        for (int row = 0; row < rows; row++)
-        {
-            var outputRow = output.Slice(row * outer, outer);
-            if (bias.IsEmpty) outputRow.Clear();
-            else bias.CopyTo(outputRow);
-        }
-        Gemm.MultiplyAccumulate(input, inner, weights, outer, rows, inner, outer, output, outer, width);
-    }
-
-    private static void Transpose(
-        // [rows, columns]
-        ReadOnlySpan<float> source, int rows, int columns,
-        // [columns, rows]
-        Span<float> destination)
-    {
-        for (int row = 0; row < rows; row++)
-            for (int column = 0; column < columns; column++)
-                destination[column * rows + row] = source[row * columns + column];
     }
 }

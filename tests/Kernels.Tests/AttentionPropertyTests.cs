@@ -21,6 +21,7 @@ public class AttentionPropertyTests
     [InlineData(KernelKind.Simd, true, 0)]
     [InlineData(KernelKind.Simd, true, 3)]
     [InlineData(KernelKind.Simd, false, 4)]
+    [InlineData(KernelKind.Gpu, true, 3)]
     public void Rows_sum_to_one_and_masked_keys_weigh_exactly_zero(KernelKind kind, bool causal, int window)
     {
         const int batch = 3, tokens = 13;
@@ -31,7 +32,7 @@ public class AttentionPropertyTests
         var input = RandomTensors.Normal(random, batch * tokens * shape.ModelDim);
         var options = new AttentionOptions(0.35f, causal, window);
 
-        var (_, attention) = Run(HeadKernels.Create(kind), input, batch, tokens, lengths, weights, options);
+        var (_, attention) = Run(TestKernels.Create(kind), input, batch, tokens, lengths, weights, options);
 
         for (int b = 0; b < batch; b++)
             for (int h = 0; h < shape.QueryHeads; h++)
@@ -52,6 +53,7 @@ public class AttentionPropertyTests
     [Theory]
     [InlineData(KernelKind.Reference)]
     [InlineData(KernelKind.Simd)]
+    [InlineData(KernelKind.Gpu)]
     public void Fully_masked_rows_give_zeros_and_no_nan(KernelKind kind)
     {
         // Causal with a window of 2 and 3 valid tokens: query i sees keys i−1 and i, so every query
@@ -64,7 +66,7 @@ public class AttentionPropertyTests
         var input = RandomTensors.Normal(random, batch * tokens * shape.ModelDim);
         var options = new AttentionOptions(0.4f, Causal: true, Window: 2);
 
-        var (z, attention) = Run(HeadKernels.Create(kind), input, batch, tokens, lengths, weights, options);
+        var (z, attention) = Run(TestKernels.Create(kind), input, batch, tokens, lengths, weights, options);
 
         Assert.DoesNotContain(z, float.IsNaN);
         Assert.DoesNotContain(attention, float.IsNaN);
@@ -109,7 +111,7 @@ public class AttentionPropertyTests
         }
         var permuted = new HeadGroupWeights(shape, permutedQuery, weights.Key, weights.Value, permutedBias, weights.KeyBias, weights.ValueBias);
 
-        var kernel = HeadKernels.Create(kind);
+        var kernel = TestKernels.Create(kind);
         var (z, attention) = Run(kernel, input, batch, tokens, [], weights, options);
         var (permutedZ, permutedAttention) = Run(kernel, input, batch, tokens, [], permuted, options);
 
@@ -141,7 +143,7 @@ public class AttentionPropertyTests
         var weights = RandomTensors.GroupWeights(random, shape, 0.1, bias: false);
         var input = RandomTensors.Normal(random, batch * tokens * shape.ModelDim);
         var options = new AttentionOptions(0.5f, Causal: false, Window: 0);
-        var kernel = HeadKernels.Create(kind);
+        var kernel = TestKernels.Create(kind);
 
         var (z, _) = Run(kernel, input, batch, tokens, lengths, weights, options);
 

@@ -12,6 +12,21 @@ public class KernelContractTests
     }
 
     [Fact]
+    public void Auto_is_the_gpu_when_cuda_is_there_and_simd_otherwise()
+    {
+        var kernel = HeadKernels.Create(KernelKind.Auto);
+        Assert.Equal(GpuKernel.IsCudaAvailable() ? "gpu-cuda" : "simd", kernel.Name);
+        (kernel as IDisposable)?.Dispose();
+    }
+
+    [Fact]
+    public void Gpu_kind_runs_on_cuda_or_on_the_cpu_accelerator()
+    {
+        using var kernel = (GpuKernel)HeadKernels.Create(KernelKind.Gpu);
+        Assert.Equal(GpuKernel.IsCudaAvailable() ? "gpu-cuda" : "gpu-cpu", kernel.Name);
+    }
+
+    [Fact]
     public void Factory_rejects_an_unknown_kind()
     {
         Assert.Throws<ArgumentOutOfRangeException>(() => HeadKernels.Create((KernelKind)42));
@@ -20,9 +35,10 @@ public class KernelContractTests
     [Theory]
     [InlineData(KernelKind.Reference)]
     [InlineData(KernelKind.Simd)]
+    [InlineData(KernelKind.Gpu)]
     public void Wrong_buffer_sizes_name_the_argument(KernelKind kind)
     {
-        var kernel = HeadKernels.Create(kind);
+        var kernel = TestKernels.Create(kind);
         var shape = new HeadGroupShape(ModelDim: 4, HeadDim: 2, QueryHeads: 2);
         var weights = new HeadGroupWeights(shape, new float[16], new float[8], new float[8]);
         var options = new AttentionOptions(1f, false, 0);
@@ -45,9 +61,10 @@ public class KernelContractTests
     [Theory]
     [InlineData(KernelKind.Reference)]
     [InlineData(KernelKind.Simd)]
+    [InlineData(KernelKind.Gpu)]
     public void Empty_batch_and_empty_sequences_do_nothing(KernelKind kind)
     {
-        var kernel = HeadKernels.Create(kind);
+        var kernel = TestKernels.Create(kind);
         var shape = new HeadGroupShape(ModelDim: 4, HeadDim: 2, QueryHeads: 1);
         var weights = new HeadGroupWeights(shape, new float[8], new float[8], new float[8]);
         kernel.Attend([], 0, 5, [], weights, new AttentionOptions(1f, true, 0), [], []);
@@ -83,5 +100,26 @@ public class KernelContractTests
         kernel.Project(z, 2 * 33, shape.QueryWidth, outputWeights, 64, [], y);
         long afterProject = GC.GetAllocatedBytesForCurrentThread();
         Assert.Equal((0L, 0L), (afterAttend - before, afterProject - afterAttend));
+    }
+
+    [Fact]
+    public void Parallel_project_reuses_its_job_and_allocates_nothing_in_the_steady_state()
+    {
+        const int rows = 64, inner = 128, outer = 160; // 1.3M multiply-adds: split over the cores
+        var random = new Random(32);
+        var x = RandomTensors.Normal(random, rows * inner);
+        var w = RandomTensors.Normal(random, inner * outer, 0.05);
+        var b = RandomTensors.Normal(random, outer, 0.05);
+        var y = new float[rows * outer];
+        var kernel = new SimdKernel();
+        for (int i = 0; i < 5; i++) kernel.Project(x, rows, inner, w, outer, b, y);
+
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 0; i < 20; i++) kernel.Project(x, rows, inner, w, outer, b, y);
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+
+        // A helper thread that starts after its call ended may hold a job a little longer, so a busy machine can
+        // cost a job now and then; a job per call (what Parallel.For's closures would cost) is far above this.
+        Assert.True(allocated <= 512, $"20 parallel projections allocated {allocated} bytes");
     }
 }

@@ -35,6 +35,13 @@ public class SimdKernelTests
     [InlineData(18, 1, 1, 130, 64, 8, true, 1, "1", true, true, 0.1)]
     [InlineData(19, 3, 100, 33, 16, 8, true, 0, "", false, false, 0.02)]
     [InlineData(20, 2, 31, 5, 3, 4, false, 1, "7,31", true, true, 0.1)]
+    // Longer than one 256-key chunk: the online softmax rescales across chunks (std 0.5 makes the running
+    // max move), padding and windows end inside a chunk, and the attention map takes the one-chunk path.
+    [InlineData(21, 1, 300, 64, 16, 2, false, 0, "", true, false, 0.5)]
+    [InlineData(22, 2, 333, 48, 32, 1, true, 0, "333,290", false, false, 0.5)]
+    [InlineData(23, 1, 600, 32, 64, 1, true, 300, "", true, false, 0.3)]
+    [InlineData(24, 1, 280, 40, 17, 2, false, 0, "261", true, true, 0.5)]
+    [InlineData(25, 1, 530, 24, 8, 1, false, 0, "", false, false, 1.0)]
     public void Matches_the_reference(int seed, int batch, int tokens, int modelDim, int headDim, int groupSize,
         bool causal, int window, string lengthList, bool bias, bool wantAttention, double weightStd)
     {
@@ -60,6 +67,71 @@ public class SimdKernelTests
 
             TensorAssert.Close(expectedZ, z, $"Z at {width}");
             TensorAssert.Close(expectedAttention, attention, $"attention at {width}");
+        }
+    }
+
+    [Fact]
+    public void Prepare_packs_once_and_changes_no_number()
+    {
+        var random = new Random(98);
+        var shape = new HeadGroupShape(ModelDim: 40, HeadDim: 8, QueryHeads: 3);
+        var weights = RandomTensors.GroupWeights(random, shape, 0.1, bias: false);
+        var input = RandomTensors.Normal(random, 17 * 40);
+        var options = new AttentionOptions(0.3f, Causal: false, Window: 0);
+        var kernel = new SimdKernel();
+        var before = new float[17 * shape.QueryWidth];
+        var after = new float[before.Length];
+
+        kernel.Attend(input, 1, 17, [], weights, options, before, []);
+        kernel.Prepare(weights);
+        kernel.Attend(input, 1, 17, [], weights, options, after, []);
+
+        Assert.Equal(before, after);
+        ((IHeadKernel)new ReferenceKernel()).Prepare(weights); // the interface's default: nothing to do
+    }
+
+    [Fact]
+    public unsafe void Vector_exponential_is_within_a_few_ulp_near_zero_and_exactly_zero_for_minus_infinity()
+    {
+        var xs = new List<float> { 0f, -1e-30f, -1e-7f, -0.5f, -0.34657f, -0.34658f, -1f, -10f, -50f, -87f };
+        for (int i = 0; i < 4000; i++) xs.Add(-i * 0.0217f);
+        var values = xs.ToArray();
+        var results = new float[values.Length + 16];
+        foreach (var width in Widths())
+        {
+            fixed (float* x = values, y = results)
+            {
+                for (int i = 0; i + 16 <= values.Length; i += 16) Exp(width, x + i, y + i);
+            }
+            for (int i = 0; i + 16 <= values.Length; i++)
+            {
+                if (i >= values.Length / 16 * 16) break;
+                // A few ulp, plus what rounding x·log₂e to float costs where the width works in base 2 (∝ |x|):
+                // large |x| only reaches weights a softmax has no use for (e^−50 ≈ 2e−22).
+                double expected = Math.Exp(values[i]);
+                Assert.True(Math.Abs(results[i] - expected) <= (4e-7 + 1e-7 * Math.Abs(values[i])) * expected,
+                    $"{width}: e^{values[i]} = {results[i]}, expected {expected}");
+            }
+            var minusInfinity = new float[16];
+            minusInfinity.AsSpan().Fill(float.NegativeInfinity);
+            var zeros = new float[16];
+            zeros.AsSpan().Fill(1f);
+            fixed (float* x = minusInfinity, y = zeros) Exp(width, x, y);
+            Assert.All(zeros, value => Assert.Equal(0f, value));
+        }
+    }
+
+    private static unsafe void Exp(VectorWidth width, float* x, float* y)
+    {
+        for (int i = 0; i < 16; )
+        {
+            switch (width)
+            {
+                case VectorWidth.Bits512: Vector512Ops.Store(Vector512Ops.ExpNonPositive(Vector512Ops.Load(x + i)), y + i); i += 16; break;
+                case VectorWidth.Bits256: Vector256Ops.Store(Vector256Ops.ExpNonPositive(Vector256Ops.Load(x + i)), y + i); i += 8; break;
+                case VectorWidth.Bits128: Vector128Ops.Store(Vector128Ops.ExpNonPositive(Vector128Ops.Load(x + i)), y + i); i += 4; break;
+                default: y[i] = ScalarOps.ExpNonPositive(x[i]); i++; break;
+            }
         }
     }
 

@@ -1,0 +1,30 @@
+using BenchmarkDotNet.Running;
+using Headwise.Bench;
+
+// dotnet run -c Release --project bench/Headwise.Bench [-- table [FILTER…] | peak | bdn BENCHMARKDOTNET-ARGS…]
+string mode = args.Length > 0 ? args[0] : "table";
+string[] rest = args.Skip(1).ToArray();
+switch (mode)
+{
+    case "table":
+        return TableRunner.Run(rest);
+    case "parts":
+        return PartsRunner.Run(rest);
+    case "alloc":
+        return AllocProbe.Run();
+    case "threads":
+        return ThreadsRunner.Run(rest);
+    case "attention":
+        return AttentionProbe.Run(rest);
+    case "decode":
+        return DecodeProbe.Run();
+    case "peak":
+        Console.WriteLine($"FMA peak: {FmaPeak.Measure(1):F1} GFLOP/s on 1 thread, {FmaPeak.Measure(Environment.ProcessorCount):F1} on {Environment.ProcessorCount}");
+        return 0;
+    case "bdn":
+        BenchmarkSwitcher.FromAssembly(typeof(KernelBenchmarks).Assembly).Run(rest);
+        return 0;
+    default:
+        Console.Error.WriteLine("usage: Headwise.Bench [table [FILTER…] | peak | bdn BENCHMARKDOTNET-ARGS…]");
+        return 2;
+}

@@ -1,0 +1,86 @@
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using Headwise.Kernels;
+
+namespace Headwise.Bench;
+
+/// <summary>
+/// The issue-3 table from one run: per shape, Headwise's forward (ms, median), the OpenBLAS anchor (its
+/// one-thread pipeline's median, halved: the perfect two-core figure), the floor (FLOPs at the measured
+/// FMA peak of every core), and the ratios.
+/// </summary>
+internal static class TableRunner
+{
+    public static int Run(string[] filters)
+    {
+        var shapes = LayerShape.Standard
+            .Where(shape => filters.Length == 0 || filters.Any(f => shape.ToString().Contains(f, StringComparison.OrdinalIgnoreCase)))
+            .ToList();
+        int cores = Environment.ProcessorCount;
+        Console.WriteLine($"# Headwise kernels vs OpenBLAS — {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC");
+        Console.WriteLine($"cpu: {CpuName()}, {cores} cores; .NET {Environment.Version}; Vector512 {(Vector512.IsHardwareAccelerated ? "on" : "off")}");
+        Console.WriteLine($"load average at start: {LoadAverage()}");
+        double peakOne = FmaPeak.Measure(1), peakAll = FmaPeak.Measure(cores);
+        Console.WriteLine($"measured FMA peak: {peakOne:F0} GFLOP/s on 1 thread, {peakAll:F0} GFLOP/s on {cores}");
+        bool blas = OpenBlas.TryLoad();
+        Console.WriteLine(blas
+            ? $"OpenBLAS: {OpenBlas.Config}; core {OpenBlas.CoreName} (OPENBLAS_CORETYPE {OpenBlas.CoreTypeSource}), 1 thread"
+            : $"OpenBLAS: not loaded ({OpenBlas.LoadError}); anchor columns empty");
+        Console.WriteLine();
+        Console.WriteLine("| shape | GFLOP | Headwise ms | OpenBLAS ms (1 thread ÷ 2) | floor ms | Headwise ÷ OpenBLAS | Headwise GFLOP/s | % of FMA peak | max abs diff |");
+        Console.WriteLine("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+
+        var kernel = new SimdKernel();
+        var results = new Dictionary<LayerShape, double>();
+        foreach (var shape in shapes)
+        {
+            var fixture = new LayerFixture(shape);
+            fixture.Prepare(kernel);
+            fixture.Headwise(kernel);
+            var headwiseOutput = (float[])fixture.Output.Clone();
+            // Headwise and the anchor alternate, so background load (this is a shared machine) hits both alike.
+            double seconds = shape.Tokens >= 1024 ? 4.0 : 2.0;
+            var (headwise, single) = Timing.MeasurePair(() => fixture.Headwise(kernel), blas ? fixture.OpenBlasPipeline : null, minSeconds: seconds);
+            results[shape] = headwise.MedianMs;
+            string anchor = "", ratio = "", difference = "";
+            if (single is { } one)
+            {
+                double half = one.MedianMs / 2;
+                anchor = $"{half:F3}";
+                ratio = $"{headwise.MedianMs / half:F2}×";
+                difference = $"{MaxAbsDifference(headwiseOutput, fixture.Output):E1}";
+            }
+            double gflop = shape.Flops / 1e9;
+            double floorMs = gflop / peakAll * 1e3;
+            double rate = gflop / (headwise.MedianMs / 1e3);
+            Console.WriteLine($"| {shape} | {gflop:F3} | {headwise.MedianMs:F3} | {anchor} | {floorMs:F3} | {ratio} | {rate:F0} | {100 * rate / peakAll:F0}% | {difference} |");
+        }
+
+        Console.WriteLine();
+        foreach (var pair in results.Where(p => p.Key.Causal && p.Key.Tokens > 1))
+        {
+            var open = results.FirstOrDefault(q => !q.Key.Causal && q.Key with { Causal = true } == pair.Key);
+            if (open.Key is not null)
+                Console.WriteLine($"causal ÷ not causal, {open.Key.Model} T={open.Key.Tokens}: {pair.Value / open.Value:F2}");
+        }
+        Console.WriteLine($"load average at end: {LoadAverage()}");
+        return 0;
+    }
+
+    private static double MaxAbsDifference(float[] left, float[] right)
+    {
+        double max = 0;
+        for (int i = 0; i < left.Length; i++) max = Math.Max(max, Math.Abs((double)left[i] - right[i]));
+        return max;
+    }
+
+    public static string LoadAverage() =>
+        File.Exists("/proc/loadavg") ? string.Join(' ', File.ReadAllText("/proc/loadavg").Split(' ').Take(3)) : "n/a";
+
+    private static string CpuName()
+    {
+        if (!File.Exists("/proc/cpuinfo")) return RuntimeInformation.ProcessArchitecture.ToString();
+        var line = File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("model name", StringComparison.Ordinal));
+        return line is null ? RuntimeInformation.ProcessArchitecture.ToString() : line[(line.IndexOf(':') + 1)..].Trim();
+    }
+}

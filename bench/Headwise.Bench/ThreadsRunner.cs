@@ -1,0 +1,35 @@
+using Headwise.Kernels;
+
+namespace Headwise.Bench;
+
+/// <summary>
+/// The threading choice measured: a layer's head groups on one thread, on as many threads as cores (what a silo
+/// does: one grain per group on the thread pool, each Attend single-threaded), and on twice as many threads as
+/// cores (oversubscribed); W_O inline against split over the cores.
+/// </summary>
+internal static class ThreadsRunner
+{
+    public static int Run(string[] args)
+    {
+        int tokens = args.Length > 0 ? int.Parse(args[0]) : 1024;
+        int cores = Environment.ProcessorCount;
+        var shape = new LayerShape("gpt2-small", 768, 12, 12, 64, tokens, false);
+        var fixture = new LayerFixture(shape);
+        var kernel = new SimdKernel();
+        fixture.Prepare(kernel);
+        Console.WriteLine($"{shape}, {cores} cores; load {TableRunner.LoadAverage()}");
+        void Report(string name, Action action)
+        {
+            var result = Timing.Measure(action, minSeconds: 2.0);
+            Console.WriteLine($"| {name} | {result.MedianMs:F2} | {result.MinMs:F2} |");
+        }
+        Console.WriteLine("| forward | median ms | min ms |");
+        Console.WriteLine("| --- | ---: | ---: |");
+        Report("groups on 1 thread, then W_O", () => fixture.HeadwiseOneThread(kernel));
+        Report($"groups on {cores} threads (thread pool), then W_O", () => fixture.Headwise(kernel));
+        Report($"groups on {2 * cores} threads (oversubscribed), then W_O", () => fixture.HeadwiseOnThreads(kernel, 2 * cores));
+        Report($"groups on {cores} dedicated threads, then W_O", () => fixture.HeadwiseOnThreads(kernel, cores));
+        Report("W_O alone, split over the cores", () => fixture.ProjectOutput(kernel));
+        return 0;
+    }
+}
