@@ -17,7 +17,7 @@ public sealed class SiloOptions
     public int GatewayPort { get; set; } = 30000;
     /// <summary>gRPC (HTTP/2 cleartext) port.</summary>
     public int GrpcPort { get; set; } = 5070;
-    /// <summary>Web port: /healthz now, the dashboard and /metrics later.</summary>
+    /// <summary>Web port: the dashboard (/), /api/, /orleans, /metrics and /healthz.</summary>
     public int WebPort { get; set; } = 5080;
     /// <summary>How silos find each other: Localhost (embedded, no services) or Redis.</summary>
     public ClusteringKind Clustering { get; set; } = ClusteringKind.Localhost;

@@ -29,11 +29,12 @@ internal static class ForwardCommand
         };
         var causal = new Option<bool>("--causal") { Description = "query i sees only keys j <= i" };
         var bf16Wire = new Option<bool>("--bf16-wire") { Description = "let X and Z cross between silos as bfloat16 (half the bytes)" };
+        var attention = new Option<bool>("--attention") { Description = "ask for the attention weights too (the dashboard draws them as heatmaps)" };
         var output = new Option<string>("--out") { Description = "write a safetensors file with tensors 'output' and 'input'", HelpName = "FILE" };
 
         var command = new Command("forward", "Run one attention layer of a model and show where each head ran.")
         {
-            model, layer, tokens, seed, batch, input, causal, bf16Wire, output,
+            model, layer, tokens, seed, batch, input, causal, bf16Wire, attention, output,
         };
         command.SetAction(async (parseResult, cancellationToken) =>
         {
@@ -70,6 +71,7 @@ internal static class ForwardCommand
             var request = new AttentionInput
             {
                 Input = x.Input, Layer = layerIndex, Causal = isCausal, Lengths = x.Lengths, Bf16Wire = parseResult.GetValue(bf16Wire),
+                ReturnAttention = parseResult.GetValue(attention),
             };
             var stopwatch = Stopwatch.StartNew();
             var result = await client.ForwardAsync(modelName, request, cancellationToken);
