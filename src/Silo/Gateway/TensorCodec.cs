@@ -54,9 +54,7 @@ internal static class TensorCodec
         }
         else
         {
-            // bf16 is the top half of a float32.
-            var bits = MemoryMarshal.Cast<byte, ushort>(source);
-            for (int i = 0; i < bits.Length; i++) destination[i] = BitConverter.Int32BitsToSingle(bits[i] << 16);
+            Bf16.Decode(source, destination);
         }
         return result;
     }
