@@ -21,7 +21,8 @@ log=$(mktemp)
 dotnet restore Cluster.sln 2>&1 | tail -n 3
 dotnet build Cluster.sln --no-restore 2>&1 | tail -n 3
 # One test project at a time: several start silo processes, and 2 cores shared by all of them make timings flaky.
-dotnet test Cluster.sln --no-build -m:1 2>&1 | tee "$log"
+# The minutes-long soak (Category=Soak) is run on purpose, not on every change: see docs/reliability.md.
+dotnet test Cluster.sln --no-build -m:1 --filter "Category!=Soak" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 
 # One summary line per test assembly: "Passed!  - Failed: 0, Passed: 39, Skipped: 0, Total: 39, ..."

@@ -26,6 +26,14 @@ public sealed class ServerOption
 
     public Option<string> Option { get; }
 
+    /// <summary>The global <c>--api-key KEY</c> option; default: the HEADWISE_API_KEY environment variable.</summary>
+    public Option<string?> ApiKeyOption { get; } = new("--api-key")
+    {
+        Description = $"API key for a cluster that requires one (env {GrpcAttentionClientOptions.ApiKeyVariable})",
+        HelpName = "KEY",
+        Recursive = true,
+    };
+
     /// <summary>The address the command line asks for, or a <see cref="UsageException"/> when it is not an http(s) URL.</summary>
     public Uri Address(ParseResult parseResult)
     {
@@ -36,5 +44,10 @@ public sealed class ServerOption
     }
 
     /// <summary>A gRPC client for <see cref="Address"/>; the caller disposes it.</summary>
-    public IAttentionClient Connect(ParseResult parseResult) => new GrpcAttentionClient(Address(parseResult));
+    public IAttentionClient Connect(ParseResult parseResult)
+    {
+        var options = new GrpcAttentionClientOptions();
+        if (parseResult.GetValue(ApiKeyOption) is { Length: > 0 } key) options.ApiKey = key;
+        return new GrpcAttentionClient(Address(parseResult), options);
+    }
 }

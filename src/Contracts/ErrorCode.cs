@@ -17,4 +17,6 @@ public enum ErrorCode
     Unavailable = 6,
     /// <summary>A bug or an unexpected failure inside Headwise (gRPC INTERNAL).</summary>
     Internal = 7,
+    /// <summary>The call needs the cluster's API key and came without it or with another (gRPC UNAUTHENTICATED).</summary>
+    Unauthenticated = 8,
 }

@@ -13,6 +13,7 @@ public static class ErrorCodeStatus
         ErrorCode.FailedPrecondition => StatusCode.FailedPrecondition,
         ErrorCode.ResourceExhausted => StatusCode.ResourceExhausted,
         ErrorCode.Unavailable => StatusCode.Unavailable,
+        ErrorCode.Unauthenticated => StatusCode.Unauthenticated,
         _ => StatusCode.Internal,
     };
 
@@ -26,6 +27,7 @@ public static class ErrorCodeStatus
         StatusCode.FailedPrecondition => ErrorCode.FailedPrecondition,
         StatusCode.ResourceExhausted => ErrorCode.ResourceExhausted,
         StatusCode.Unavailable or StatusCode.DeadlineExceeded or StatusCode.Cancelled => ErrorCode.Unavailable,
+        StatusCode.Unauthenticated => ErrorCode.Unauthenticated,
         _ => ErrorCode.Internal,
     };
 }

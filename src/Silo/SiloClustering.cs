@@ -38,6 +38,8 @@ public static class SiloClustering
                 silo.UseKubernetesHosting(kubernetes => kubernetes.Configure(k => k.DeleteDefunctSiloPods = options.DeleteDefunctSiloPods));
         }
 
+        MembershipTuning.Configure(silo);
+
         if (options.Storage == StorageKind.Memory)
         {
             silo.AddMemoryGrainStorage(StorageNames.Weights);

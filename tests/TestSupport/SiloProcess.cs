@@ -79,6 +79,15 @@ public sealed class SiloProcess : IAsyncDisposable
         throw new TimeoutException($"the silo was not healthy in time:\n{Output}");
     }
 
+    /// <summary>SIGKILL (kill -9): the silo dies at once, without leaving the cluster; as a crashed node.</summary>
+    public void Kill()
+    {
+        if (!_process.HasExited) _process.Kill(entireProcessTree: false);
+    }
+
+    /// <summary>The silo's process id, e.g. to read its resident memory from /proc.</summary>
+    public int ProcessId => _process.Id;
+
     public async Task<int> WaitForExitAsync(TimeSpan timeout)
     {
         using var cancellation = new CancellationTokenSource(timeout);

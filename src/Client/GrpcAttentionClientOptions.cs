@@ -1,0 +1,85 @@
+using System.Net.Http.Headers;
+using Grpc.Core;
+using Grpc.Net.Client;
+using Grpc.Net.Client.Configuration;
+
+namespace Headwise.Client;
+
+/// <summary>
+/// How <see cref="GrpcAttentionClient"/> reaches a gateway: the API key it sends, how it retries idempotent calls,
+/// and optionally the HTTP handler (for TLS settings such as a private certificate authority).
+/// </summary>
+public sealed class GrpcAttentionClientOptions
+{
+    /// <summary>The environment variable the key is read from when <see cref="ApiKey"/> is not given.</summary>
+    public const string ApiKeyVariable = "HEADWISE_API_KEY";
+
+    /// <summary>Sent as `authorization: Bearer &lt;key&gt;` on every call; default: $HEADWISE_API_KEY, else none.</summary>
+    public string? ApiKey { get; set; } = Environment.GetEnvironmentVariable(ApiKeyVariable);
+
+    /// <summary>
+    /// Attempts of an idempotent call (Forward, GetModel, ListModels) that fails with UNAVAILABLE, the first
+    /// included (gRPC's own retry policy, exponential backoff with jitter); 1 turns retries off.
+    /// </summary>
+    public int MaxAttempts { get; set; } = 5;
+
+    /// <summary>Backoff before the first retry; each further one doubles it, up to <see cref="MaxBackoff"/>.</summary>
+    public TimeSpan InitialBackoff { get; set; } = TimeSpan.FromMilliseconds(200);
+
+    /// <summary>Longest backoff between two attempts.</summary>
+    public TimeSpan MaxBackoff { get; set; } = TimeSpan.FromSeconds(2);
+
+    /// <summary>The innermost HTTP handler (e.g. a SocketsHttpHandler with SslOptions); default: gRPC's own.</summary>
+    public HttpMessageHandler? HttpHandler { get; set; }
+
+    /// <summary>The idempotent RPCs that are retried; a repeated Forward computes the same Y again.</summary>
+    public static readonly IReadOnlyList<string> IdempotentMethods = ["Forward", "GetModel", "ListModels"];
+
+    internal GrpcChannel CreateChannel(Uri address)
+    {
+        if (MaxAttempts < 1) throw new ArgumentOutOfRangeException(nameof(MaxAttempts), MaxAttempts, "at least 1");
+        var options = new GrpcChannelOptions
+        {
+            MaxReceiveMessageSize = null,
+            MaxSendMessageSize = null,
+            // A retried call keeps its request in memory until it ends; room for the largest allowed Forward input.
+            MaxRetryBufferPerCallSize = 128L << 20,
+            MaxRetryBufferSize = 512L << 20,
+            MaxRetryAttempts = Math.Max(MaxAttempts, 1),
+        };
+        if (MaxAttempts > 1)
+        {
+            var retried = new MethodConfig
+            {
+                RetryPolicy = new RetryPolicy
+                {
+                    MaxAttempts = MaxAttempts,
+                    InitialBackoff = InitialBackoff,
+                    MaxBackoff = MaxBackoff,
+                    BackoffMultiplier = 2,
+                    RetryableStatusCodes = { StatusCode.Unavailable },
+                },
+            };
+            foreach (string method in IdempotentMethods)
+                retried.Names.Add(new MethodName { Service = "headwise.v1.Attention", Method = method });
+            options.ServiceConfig = new ServiceConfig { MethodConfigs = { retried } };
+        }
+        HttpMessageHandler? handler = HttpHandler;
+        if (!string.IsNullOrEmpty(ApiKey))
+            handler = new BearerKeyHandler(ApiKey) { InnerHandler = handler ?? new SocketsHttpHandler { EnableMultipleHttp2Connections = true } };
+        if (handler is not null) options.HttpHandler = handler;
+        return GrpcChannel.ForAddress(address, options);
+    }
+
+    /// <summary>Adds the API key to every request of the channel, cleartext or TLS.</summary>
+    private sealed class BearerKeyHandler(string key) : DelegatingHandler
+    {
+        private readonly AuthenticationHeaderValue _header = new("Bearer", key);
+
+        protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+        {
+            request.Headers.Authorization = _header;
+            return base.SendAsync(request, cancellationToken);
+        }
+    }
+}

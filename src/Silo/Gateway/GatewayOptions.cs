@@ -1,0 +1,39 @@
+namespace Headwise.Silo.Gateway;
+
+/// <summary>
+/// Who may call the gRPC gateway, over what, and how many forward passes it runs at once; bound once from the
+/// "Headwise" section (Headwise__ApiKey, Headwise__RequireKeyForForward, Headwise__TlsCertificate,
+/// Headwise__TlsCertificatePassword, Headwise__MaxConcurrentForwards) and checked at start.
+/// </summary>
+public sealed class GatewayOptions
+{
+    /// <summary>When set, CreateModel, UploadWeights, DeleteModel and Rebalance need `authorization: Bearer &lt;key&gt;`.</summary>
+    public string ApiKey { get; set; } = "";
+
+    /// <summary>With <see cref="ApiKey"/> set: Forward (and every other compute call) needs the key too.</summary>
+    public bool RequireKeyForForward { get; set; }
+
+    /// <summary>Path of a PKCS#12 (.pfx) certificate; when set, the gRPC port speaks TLS (HTTP/2 over TLS) only.</summary>
+    public string TlsCertificate { get; set; } = "";
+
+    /// <summary>Password of <see cref="TlsCertificate"/>, if it has one.</summary>
+    public string TlsCertificatePassword { get; set; } = "";
+
+    /// <summary>Most forward passes this silo's gateway runs at once; one more is RESOURCE_EXHAUSTED at once. 0: no limit.</summary>
+    public int MaxConcurrentForwards { get; set; } = 256;
+
+    /// <summary>Every problem with these settings, each naming its Headwise__ variable; empty when usable.</summary>
+    public IReadOnlyList<string> Problems()
+    {
+        var problems = new List<string>();
+        if (MaxConcurrentForwards < 0)
+            problems.Add($"Headwise__MaxConcurrentForwards is {MaxConcurrentForwards}; it must be 0 (no limit) or positive.");
+        if (RequireKeyForForward && string.IsNullOrEmpty(ApiKey))
+            problems.Add("Headwise__RequireKeyForForward is true but Headwise__ApiKey is empty; set the key.");
+        if (!string.IsNullOrEmpty(ApiKey) && ApiKey.Length < 16)
+            problems.Add($"Headwise__ApiKey has {ApiKey.Length} characters; use at least 16.");
+        if (!string.IsNullOrEmpty(TlsCertificate) && !File.Exists(TlsCertificate))
+            problems.Add($"Headwise__TlsCertificate is '{TlsCertificate}'; no such file.");
+        return problems;
+    }
+}
