@@ -22,10 +22,12 @@ public static class CliApp
             CreateCommand.Create(server, console),
             ImportCommand.Create(server, console),
             ForwardCommand.Create(server, console),
+            DecodeCommand.Create(server, console),
             DeleteCommand.Create(server, console),
             RebalanceCommand.Create(server, console),
         };
         root.Options.Add(server.Option);
+        root.Options.Add(server.ApiKeyOption);
 
         var parseResult = root.Parse(args);
         if (parseResult.Action is ParseErrorAction)

@@ -22,6 +22,9 @@ internal static class ModelViews
             ("bias", spec.Bias ? "yes" : "no"),
             ("scale", spec.Scale.ToString("G6", CultureInfo.InvariantCulture)),
             ("window", spec.Window == 0 ? "none" : spec.Window.ToString(CultureInfo.InvariantCulture)),
+            ("rope", spec.HasRope
+                ? $"theta {spec.RopeTheta.ToString("G6", CultureInfo.InvariantCulture)}, {spec.RopeDim.ToString(CultureInfo.InvariantCulture)} dims"
+                : "none"),
             ("ready", model.Ready ? "yes" : "no (upload weights with 'headwise import')"),
         ]);
     }

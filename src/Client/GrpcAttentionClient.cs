@@ -20,9 +20,16 @@ public sealed class GrpcAttentionClient : IAttentionClient
     private readonly bool _ownsChannel;
     private readonly Proto.Attention.AttentionClient _client;
 
-    /// <summary>Connects to the gateway at <paramref name="address"/> (http:// for cleartext HTTP/2).</summary>
-    public GrpcAttentionClient(Uri address)
-        : this(GrpcChannel.ForAddress(address, new GrpcChannelOptions { MaxReceiveMessageSize = null, MaxSendMessageSize = null }), ownsChannel: true)
+    /// <summary>
+    /// Connects to the gateway at <paramref name="address"/> (http:// for cleartext HTTP/2, https:// for TLS), with
+    /// the API key from HEADWISE_API_KEY if set and retries of idempotent calls on UNAVAILABLE.
+    /// </summary>
+    public GrpcAttentionClient(Uri address) : this(address, new GrpcAttentionClientOptions())
+    {
+    }
+
+    /// <summary>Connects to the gateway at <paramref name="address"/> with an API key, retries and handler of the caller's choosing.</summary>
+    public GrpcAttentionClient(Uri address, GrpcAttentionClientOptions options) : this(options.CreateChannel(address), ownsChannel: true)
     {
     }
 
@@ -49,15 +56,22 @@ public sealed class GrpcAttentionClient : IAttentionClient
         Call(async () =>
         {
             using var call = _client.UploadWeights(cancellationToken: cancellationToken);
-            await call.RequestStream.WriteAsync(new Proto.UploadWeightsRequest
+            try
             {
-                Header = new Proto.UploadHeader { Model = model, Layout = GrpcMapping.ToProto(layout), Prefix = prefix },
-            }, cancellationToken);
-            var buffer = new byte[UploadChunkBytes];
-            int read;
-            while ((read = await safetensors.ReadAsync(buffer, cancellationToken)) > 0)
-                await call.RequestStream.WriteAsync(new Proto.UploadWeightsRequest { Chunk = ByteString.CopyFrom(buffer, 0, read) }, cancellationToken);
-            await call.RequestStream.CompleteAsync();
+                await call.RequestStream.WriteAsync(new Proto.UploadWeightsRequest
+                {
+                    Header = new Proto.UploadHeader { Model = model, Layout = GrpcMapping.ToProto(layout), Prefix = prefix },
+                }, cancellationToken);
+                var buffer = new byte[UploadChunkBytes];
+                int read;
+                while ((read = await safetensors.ReadAsync(buffer, cancellationToken)) > 0)
+                    await call.RequestStream.WriteAsync(new Proto.UploadWeightsRequest { Chunk = ByteString.CopyFrom(buffer, 0, read) }, cancellationToken);
+                await call.RequestStream.CompleteAsync();
+            }
+            catch (Exception e) when (e is RpcException or InvalidOperationException or IOException && !cancellationToken.IsCancellationRequested)
+            {
+                // The server answered before the file was sent (a bad header, no key): its status, awaited below, says why.
+            }
             return GrpcMapping.FromProto(await call.ResponseAsync);
         });
 
@@ -81,6 +95,24 @@ public sealed class GrpcAttentionClient : IAttentionClient
     /// <inheritdoc />
     public Task<AttentionOutput> ForwardAsync(string model, AttentionInput input, CancellationToken cancellationToken = default) =>
         Call(async () => GrpcMapping.FromProto(await _client.ForwardAsync(GrpcMapping.ToProto(model, input), cancellationToken: cancellationToken)));
+
+    /// <inheritdoc />
+    public Task<DecodeSession> OpenSessionAsync(string model, int layer = 0, int maxTokens = 0, CancellationToken cancellationToken = default) =>
+        Call(async () =>
+        {
+            var response = await _client.OpenSessionAsync(new Proto.OpenSessionRequest { Model = model, Layer = layer, MaxTokens = maxTokens },
+                cancellationToken: cancellationToken);
+            return new DecodeSession(response.Session, response.MaxTokens);
+        });
+
+    /// <inheritdoc />
+    public Task<DecodeOutput> DecodeAsync(string session, FloatTensor input, CancellationToken cancellationToken = default) =>
+        Call(async () => GrpcMapping.FromProto(await _client.DecodeAsync(
+            new Proto.DecodeRequest { Session = session, Input = GrpcMapping.ToProto(input) }, cancellationToken: cancellationToken)));
+
+    /// <inheritdoc />
+    public Task CloseSessionAsync(string session, CancellationToken cancellationToken = default) =>
+        Call(async () => await _client.CloseSessionAsync(new Proto.CloseSessionRequest { Session = session }, cancellationToken: cancellationToken));
 
     /// <inheritdoc />
     public ValueTask DisposeAsync()

@@ -17,6 +17,8 @@ internal static class GrpcMapping
         Bias = spec.Bias,
         Scale = spec.Scale,
         Window = spec.Window,
+                RopeTheta = spec.RopeTheta,
+                RopeDim = spec.RopeDim,
     };
 
     public static ModelDescription FromProto(Proto.ModelInfo info) => new()
@@ -32,6 +34,8 @@ internal static class GrpcMapping
             Bias = info.Spec.Bias,
             Scale = info.Spec.Scale,
             Window = info.Spec.Window,
+            RopeTheta = info.Spec.RopeTheta,
+            RopeDim = info.Spec.RopeDim,
         },
         Ready = info.Ready,
         Heads = info.Heads.Select(h => new HeadLocation(h.Layer, h.Group, h.Silo)).ToArray(),
@@ -89,6 +93,25 @@ internal static class GrpcMapping
         }).ToArray(),
         Attention = FromProto(response.Attention),
         HeadOutputs = FromProto(response.HeadOutputs),
+        TraceId = response.TraceId,
+    };
+
+    public static Proto.Tensor ToProto(FloatTensor input)
+    {
+        var tensor = new Proto.Tensor
+        {
+            Dtype = Proto.DType.F32,
+            Data = ByteString.CopyFrom(System.Runtime.InteropServices.MemoryMarshal.AsBytes(input.Data.Span)),
+        };
+        tensor.Shape.Add(input.Shape.Select(s => (long)s));
+        return tensor;
+    }
+
+    public static DecodeOutput FromProto(Proto.DecodeResponse response) => new()
+    {
+        Output = FromProto(response.Output) ?? throw new HeadwiseException(ErrorCode.Internal, "the server sent no output tensor."),
+        Position = response.Position,
+        ReprefilledGroups = response.ReprefilledGroups,
         TraceId = response.TraceId,
     };
 

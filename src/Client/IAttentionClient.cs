@@ -38,4 +38,20 @@ public interface IAttentionClient : IAsyncDisposable
 
     /// <summary>Runs one attention layer of <paramref name="model"/> on <paramref name="input"/>.</summary>
     Task<AttentionOutput> ForwardAsync(string model, AttentionInput input, CancellationToken cancellationToken = default);
+
+    /// <summary>
+    /// Opens a decode session on one layer: the head grains keep K and V of every token it has seen, so each
+    /// <see cref="DecodeAsync"/> sends only the new tokens. <paramref name="maxTokens"/> 0: the cluster's default.
+    /// </summary>
+    Task<DecodeSession> OpenSessionAsync(string model, int layer = 0, int maxTokens = 0, CancellationToken cancellationToken = default);
+
+    /// <summary>
+    /// Attention for the new tokens <paramref name="input"/> [batch, new_tokens, model_dim], causal over everything the
+    /// session has seen (a prefill is a step with many tokens). NotFound once the session is closed or expired;
+    /// ResourceExhausted past its max_tokens.
+    /// </summary>
+    Task<DecodeOutput> DecodeAsync(string session, FloatTensor input, CancellationToken cancellationToken = default);
+
+    /// <summary>Ends the session and frees its caches; NotFound when it is already gone.</summary>
+    Task CloseSessionAsync(string session, CancellationToken cancellationToken = default);
 }

@@ -64,7 +64,7 @@ public sealed class OrleansAttentionClient(IClusterClient cluster) : IAttentionC
             ReturnHeadOutputs = input.ReturnHeadOutputs,
             Bf16Wire = input.Bf16Wire,
         };
-        var result = await cluster.GetGrain<ILayerGrain>(GrainKeys.Layer(model, input.Layer)).Forward(command).WaitAsync(cancellationToken);
+        var result = await cluster.GetGrain<ILayerGrain>(GrainKeys.Layer(model, input.Layer)).Forward(command, cancellationToken).WaitAsync(cancellationToken);
         int batch = shape[0], tokens = shape[1];
         return new AttentionOutput
         {
@@ -80,6 +80,36 @@ public sealed class OrleansAttentionClient(IClusterClient cluster) : IAttentionC
             TraceId = result.TraceId,
         };
     }
+
+    /// <inheritdoc />
+    public async Task<DecodeSession> OpenSessionAsync(string model, int layer = 0, int maxTokens = 0, CancellationToken cancellationToken = default)
+    {
+        ModelName.Validate(model, "model");
+        var info = await cluster.GetGrain<IDecodeSessionGrain>(SessionIds.New()).Open(model, layer, maxTokens).WaitAsync(cancellationToken);
+        return new DecodeSession(info.Session, info.MaxTokens);
+    }
+
+    /// <inheritdoc />
+    public async Task<DecodeOutput> DecodeAsync(string session, FloatTensor input, CancellationToken cancellationToken = default)
+    {
+        SessionIds.Validate(session);
+        var shape = input.Shape;
+        if (shape.Length != 3)
+            throw new HeadwiseException(ErrorCode.InvalidArgument, $"input.shape is [{string.Join(", ", shape)}]; it must have 3 dimensions.");
+        var command = new DecodeCommand { Batch = shape[0], Tokens = shape[1], ModelDim = shape[2], Input = FloatBytes.ToBytes(input.Data.Span) };
+        var result = await cluster.GetGrain<IDecodeSessionGrain>(session).Decode(command).WaitAsync(cancellationToken);
+        return new DecodeOutput
+        {
+            Output = new FloatTensor(FloatBytes.ToFloats(result.Output), shape[0], shape[1], result.ModelDim),
+            Position = result.Position,
+            ReprefilledGroups = result.ReprefilledGroups,
+            TraceId = result.TraceId,
+        };
+    }
+
+    /// <inheritdoc />
+    public Task CloseSessionAsync(string session, CancellationToken cancellationToken = default) =>
+        cluster.GetGrain<IDecodeSessionGrain>(SessionIds.Validate(session)).Close().WaitAsync(cancellationToken);
 
     /// <summary>The cluster client belongs to whoever built it; nothing to release here.</summary>
     public ValueTask DisposeAsync() => ValueTask.CompletedTask;

@@ -23,6 +23,13 @@ public sealed record AttentionSpec
     [Id(6)] public float Scale { get; init; }
     /// <summary>Sliding window: query i sees keys j &gt; i − Window; 0 means none.</summary>
     [Id(7)] public int Window { get; init; }
+    /// <summary>RoPE base θ (10000 in Llama); 0 means no rotary position embedding.</summary>
+    [Id(8)] public float RopeTheta { get; init; }
+    /// <summary>Leading dimensions of each head that RoPE rotates (even); 0 means all of head_dim when RoPE is on.</summary>
+    [Id(9)] public int RopeDim { get; init; }
+
+    /// <summary>Whether Q and K are rotated by RoPE at their absolute positions.</summary>
+    public bool HasRope => RopeTheta > 0;
 
     /// <summary>Largest width of any dimension, so that a typo cannot ask for terabytes.</summary>
     public const int MaxDim = 65536;
@@ -53,12 +60,17 @@ public sealed record AttentionSpec
         Check(LayerCount >= 0 && LayerCount <= 1024, "spec.layer_count", $"must be in 0..1024, got {LayerCount}");
         Check(float.IsFinite(Scale) && Scale >= 0, "spec.scale", $"must be 0 (default 1/sqrt(head_dim)) or a positive finite number, got {Scale}");
         Check(Window >= 0, "spec.window", $"must be 0 (none) or positive, got {Window}");
+        Check(float.IsFinite(RopeTheta) && RopeTheta >= 0, "spec.rope_theta", $"must be 0 (no RoPE) or a positive finite number, got {RopeTheta}");
+        Check(RopeDim >= 0 && RopeDim <= headDim && RopeDim % 2 == 0, "spec.rope_dim", $"must be 0 (all of head_dim) or an even number up to head_dim {headDim}, got {RopeDim}");
+        Check(RopeDim == 0 || RopeTheta > 0, "spec.rope_dim", $"is {RopeDim} but spec.rope_theta is 0 (no RoPE); set rope_theta too");
+        Check(RopeTheta == 0 || headDim % 2 == 0, "spec.head_dim", $"must be even for RoPE, got {headDim}");
         return this with
         {
             KvHeadCount = kv,
             HeadDim = headDim,
             LayerCount = LayerCount == 0 ? 1 : LayerCount,
             Scale = Scale == 0 ? 1f / MathF.Sqrt(headDim) : Scale,
+            RopeDim = RopeTheta > 0 && RopeDim == 0 ? headDim : RopeDim,
         };
     }
 

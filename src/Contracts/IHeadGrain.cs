@@ -8,6 +8,10 @@ public interface IHeadGrain : IGrainWithStringKey
 {
     Task Store(AttentionSpec spec, GroupWeights weights);
     Task<HeadOutcome> Attend(HeadWork work);
+    /// <summary>One decode step of a session: appends the new tokens' K and V to the session's cache and returns their Z.</summary>
+    Task<HeadDecodeOutcome> Decode(HeadDecodeWork work);
+    /// <summary>Forgets the session's cache on this head.</summary>
+    Task DropSession(string session);
     /// <summary>The group's rows of W_O: [g·dh × D] float32 bytes.</summary>
     Task<byte[]> GetOutputRows();
     /// <summary>The silo this activation runs on.</summary>

@@ -15,9 +15,14 @@ public interface ILayerGrain : IGrainWithStringKey
     /// One forward pass. Read-only, so passes of the same layer interleave (while one waits for its heads another
     /// scatters); loading weights, re-balancing and deleting still wait for passes under way, and they for them.
     /// </summary>
+    /// <remarks>Cancelling <paramref name="cancellationToken"/> (the caller's deadline) stops the coordinator's retries
+    /// and answers OperationCanceledException; head work already running finishes.</remarks>
     [Orleans.Concurrency.ReadOnly]
-    Task<ForwardResult> Forward(ForwardCommand command);
+    Task<ForwardResult> Forward(ForwardCommand command, CancellationToken cancellationToken = default);
     Task<HeadLocation[]> Locate();
+    /// <summary>The resolved spec, W_O and b_O, for a decode session; NotFound or FailedPrecondition like Forward.</summary>
+    [Orleans.Concurrency.ReadOnly]
+    Task<LayerProjection> GetProjection();
     /// <summary>Moves the heads that are not where the placement puts them over the current silos; returns how many moved.</summary>
     Task<int> Rebalance();
     /// <summary>Forgets the layer and the weights of its heads.</summary>

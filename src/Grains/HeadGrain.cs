@@ -2,6 +2,7 @@ using System.Diagnostics;
 using Headwise.Contracts;
 using Headwise.Grains.Placement;
 using Headwise.Kernels;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace Headwise.Grains;
 
@@ -49,8 +50,12 @@ public sealed class HeadGrain(
         var options = new AttentionOptions(spec.Scale, work.Causal, spec.Window);
 
         long started = Stopwatch.GetTimestamp();
-        kernel.Attend(FloatBytes.AsFloats(work.Input), work.Batch, work.Tokens, work.Lengths, _weights, options,
-            FloatBytes.AsFloats(output.AsSpan()), attention is null ? Span<float>.Empty : FloatBytes.AsFloats(attention.AsSpan()));
+        if (spec.HasRope) // RoPE goes through the projections + rotary + incremental path, leaving the fused kernels as they are
+            IncrementalAttention.Forward(kernel, FloatBytes.AsFloats(work.Input), work.Batch, work.Tokens, work.Lengths, _weights, options,
+                HeadDecoder.RotaryOf(spec), FloatBytes.AsFloats(output.AsSpan()), attention is null ? Span<float>.Empty : FloatBytes.AsFloats(attention.AsSpan()));
+        else
+            kernel.Attend(FloatBytes.AsFloats(work.Input), work.Batch, work.Tokens, work.Lengths, _weights, options,
+                FloatBytes.AsFloats(output.AsSpan()), attention is null ? Span<float>.Empty : FloatBytes.AsFloats(attention.AsSpan()));
         double computeMs = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
 
         telemetry.Computed(computeMs, attention);
@@ -63,6 +68,20 @@ public sealed class HeadGrain(
             Kernel = kernel.Name,
             ComputeMs = computeMs,
         });
+    }
+
+    public Task<HeadDecodeOutcome> Decode(HeadDecodeWork work)
+    {
+        if (_weights is null || state.State.Spec is not { } spec)
+            throw new HeadwiseException(ErrorCode.FailedPrecondition, $"head '{this.GetPrimaryKeyString()}' has no weights; upload the model's weights first.");
+        var caches = ServiceProvider.GetRequiredService<SessionCaches>();
+        return Task.FromResult(HeadDecoder.Decode(this.GetPrimaryKeyString(), work, spec, _weights, kernel, silo.Name, caches));
+    }
+
+    public Task DropSession(string session)
+    {
+        ServiceProvider.GetRequiredService<SessionCaches>().Drop(this.GetPrimaryKeyString(), session);
+        return Task.CompletedTask;
     }
 
     public Task<byte[]> GetOutputRows() =>

@@ -18,6 +18,10 @@ public static class HeadwiseSiloBuilderExtensions
         silo.Services.AddSingleton<SiloIdentity>();
         silo.Services.AddOptions<ForwardLimits>();
         silo.Services.AddOptions<ScatterOptions>();
+        silo.Services.AddOptions<DecodeSessionOptions>();
+        silo.Services.AddSingleton<SessionCaches>();
+        silo.Services.AddSingleton<SessionBudget>();
+        silo.Services.AddSingleton<SessionRegistry>();
         silo.Services.AddPlacementDirector<SpreadHeadsStrategy, SpreadHeadsDirector>();
         silo.Services.AddPlacementDirector<SiloBoundStrategy, SiloBoundDirector>();
         // Silos advertise kernel and speed in membership so every placement decision can weigh them.

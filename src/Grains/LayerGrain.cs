@@ -75,7 +75,7 @@ public sealed class LayerGrain(
         await state.WriteStateAsync();
     }
 
-    public async Task<ForwardResult> Forward(ForwardCommand command)
+    public async Task<ForwardResult> Forward(ForwardCommand command, CancellationToken cancellationToken = default)
     {
         var spec = await RequireSpecForForward();
         if (!state.State.Ready)
@@ -85,11 +85,21 @@ public sealed class LayerGrain(
         using var telemetry = HeadwiseTelemetry.StartForward(Key, command, spec);
 
         var outputWeights = _outputWeights ??= await AssembleOutputWeights(spec);
-        var groups = await ScatterToHeads(command, spec);
+        var groups = await ScatterToHeads(command, spec, cancellationToken);
+        cancellationToken.ThrowIfCancellationRequested();
         var result = GatherAndProject(command, spec, groups, outputWeights);
         _lastForward = Stopwatch.GetTimestamp();
         telemetry.Complete(result);
         return result;
+    }
+
+    public async Task<LayerProjection> GetProjection()
+    {
+        var spec = await RequireSpecForForward();
+        if (!state.State.Ready)
+            throw new HeadwiseException(ErrorCode.FailedPrecondition, $"layer '{Key}' has no weights yet; upload the model's weights before opening a session.");
+        var outputWeights = _outputWeights ??= await AssembleOutputWeights(spec);
+        return new LayerProjection { Spec = spec, OutputWeights = FloatBytes.ToBytes(outputWeights), OutputBias = state.State.OutputBias };
     }
 
     public async Task<HeadLocation[]> Locate()
@@ -133,21 +143,10 @@ public sealed class LayerGrain(
         DeactivateOnIdle();
     }
 
-    private async Task<GroupResult[]> ScatterToHeads(ForwardCommand command, AttentionSpec spec)
-    {
-        try
-        {
-            return await ScatterOnce(command, spec);
-        }
-        catch (Exception e) when (e is SiloUnavailableException or OrleansMessageRejectionException
-                                      || e is HeadwiseException { Code: ErrorCode.Unavailable })
-        {
-            // A silo left between looking the heads up and calling them: look again, once; their weights come
-            // back from storage wherever they re-activate.
-            _locations = null;
-            return await ScatterOnce(command, spec);
-        }
-    }
+    // A silo left or died between looking the heads up and calling them: look again, a bounded number of times
+    // with backoff (HeadCallRetry); their weights come back from storage wherever they re-activate.
+    private Task<GroupResult[]> ScatterToHeads(ForwardCommand command, AttentionSpec spec, CancellationToken cancellationToken) =>
+        HeadCallRetry.RunAsync(() => ScatterOnce(command, spec), () => _locations = null, cancellationToken);
 
     private async Task<GroupResult[]> ScatterOnce(ForwardCommand command, AttentionSpec spec)
     {

@@ -24,19 +24,22 @@ public static class HeadwiseSilo
 
         var options = builder.Configuration.GetSection(SiloOptions.Section).Get<SiloOptions>() ?? new SiloOptions();
         var limits = builder.Configuration.GetSection(SiloOptions.Section).Get<ForwardLimits>() ?? new ForwardLimits();
-        var problems = options.Problems().Concat(LimitProblems(limits)).ToList();
+        var gateway = builder.Configuration.GetSection(SiloOptions.Section).Get<GatewayOptions>() ?? new GatewayOptions();
+        var problems = options.Problems().Concat(LimitProblems(limits)).Concat(gateway.Problems()).ToList();
         if (problems.Count > 0)
             throw new InvalidOperationException("Headwise configuration is not usable:\n  " + string.Join("\n  ", problems));
 
         builder.Services.Configure<SiloOptions>(builder.Configuration.GetSection(SiloOptions.Section));
         builder.Services.Configure<ForwardLimits>(builder.Configuration.GetSection(SiloOptions.Section));
         builder.Services.Configure<ScatterOptions>(builder.Configuration.GetSection(SiloOptions.Section));
+        builder.Services.Configure<DecodeSessionOptions>(builder.Configuration.GetSection(SiloOptions.Section + ":Sessions"));
+        builder.Services.Configure<GatewayOptions>(builder.Configuration.GetSection(SiloOptions.Section));
 
         var address = IPAddress.Parse(options.ListenAddress);
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
             // Cleartext gRPC needs a port that speaks HTTP/2 only (h2c); the web pages need HTTP/1.1.
-            kestrel.Listen(address, options.GrpcPort, listen => listen.Protocols = HttpProtocols.Http2);
+            kestrel.Listen(address, options.GrpcPort, listen => GatewayTransport.Configure(listen, gateway));
             kestrel.Listen(address, options.WebPort, listen => listen.Protocols = HttpProtocols.Http1AndHttp2);
             kestrel.Limits.MaxRequestBodySize = null;
         });
@@ -48,10 +51,14 @@ public static class HeadwiseSilo
         });
 
         builder.Services.AddSingleton<SiloReadiness>();
+        builder.Services.AddSingleton<ApiKeyInterceptor>();
+        builder.Services.AddSingleton<ForwardGate>();
         builder.Services.AddHostedService<DemoModelLoader>();
         builder.Services.AddGrpc(grpc =>
         {
             grpc.Interceptors.Add<GatewayErrorInterceptor>();
+            grpc.Interceptors.Add<ApiKeyInterceptor>();
+            grpc.Interceptors.Add<ForwardGate>();
             // Room for the largest allowed input plus its envelope; the gateway answers RESOURCE_EXHAUSTED with
             // the field's name for anything over Headwise__MaxRequestBytes below this.
             grpc.MaxReceiveMessageSize = (int)Math.Min(int.MaxValue, limits.MaxRequestBytes * 2 + (1 << 20));

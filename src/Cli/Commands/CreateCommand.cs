@@ -21,10 +21,12 @@ internal static class CreateCommand
         var bias = new Option<bool>("--bias") { Description = "the Q, K, V and output projections have biases" };
         var window = new Option<int>("--window") { Description = "sliding window: query i sees keys j > i - W [default: none]", HelpName = "W" };
         var scale = new Option<float>("--scale") { Description = "multiplies Q·Kᵀ [default: 1/sqrt(dh)]", HelpName = "S" };
+        var ropeTheta = new Option<float>("--rope-theta") { Description = "RoPE base θ, e.g. 10000 (HF rotate-half, as Llama/OLMo) [default: no RoPE]", HelpName = "THETA" };
+        var ropeDim = new Option<int>("--rope-dim") { Description = "leading dims of each head RoPE rotates [default: dh]", HelpName = "R" };
 
         var command = new Command("create", "Create a model; upload its weights afterwards with 'headwise import'.")
         {
-            name, modelDim, heads, kvHeads, headDim, layers, bias, window, scale,
+            name, modelDim, heads, kvHeads, headDim, layers, bias, window, scale, ropeTheta, ropeDim,
         };
 
         command.SetAction(async (parseResult, cancellationToken) =>
@@ -39,6 +41,8 @@ internal static class CreateCommand
                 Bias = parseResult.GetValue(bias),
                 Window = parseResult.GetValue(window),
                 Scale = parseResult.GetValue(scale),
+                RopeTheta = parseResult.GetValue(ropeTheta),
+                RopeDim = parseResult.GetValue(ropeDim),
             };
             try
             {
@@ -65,5 +69,7 @@ internal static class CreateCommand
         .Replace("spec.head_dim", "--head-dim", StringComparison.Ordinal)
         .Replace("spec.layer_count", "--layers", StringComparison.Ordinal)
         .Replace("spec.scale", "--scale", StringComparison.Ordinal)
-        .Replace("spec.window", "--window", StringComparison.Ordinal);
+        .Replace("spec.window", "--window", StringComparison.Ordinal)
+        .Replace("spec.rope_theta", "--rope-theta", StringComparison.Ordinal)
+        .Replace("spec.rope_dim", "--rope-dim", StringComparison.Ordinal);
 }

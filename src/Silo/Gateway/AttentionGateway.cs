@@ -85,9 +85,44 @@ internal sealed class AttentionGateway(IGrainFactory grains, IOptions<SiloOption
             ReturnHeadOutputs = request.ReturnHeadOutputs,
             Bf16Wire = request.Bf16Wire,
         };
-        var result = await grains.GetGrain<ILayerGrain>(GrainKeys.Layer(request.Model, request.Layer)).Forward(command)
+        var result = await grains.GetGrain<ILayerGrain>(GrainKeys.Layer(request.Model, request.Layer)).Forward(command, context.CancellationToken)
             .WaitAsync(context.CancellationToken);
         return ToResponse(command, result);
+    }
+
+    public override async Task<OpenSessionResponse> OpenSession(OpenSessionRequest request, ServerCallContext context)
+    {
+        ModelName.Validate(request.Model, "model");
+        var info = await grains.GetGrain<IDecodeSessionGrain>(SessionIds.New()).Open(request.Model, request.Layer, request.MaxTokens)
+            .WaitAsync(context.CancellationToken);
+        return new OpenSessionResponse { Session = info.Session, MaxTokens = info.MaxTokens };
+    }
+
+    public override async Task<DecodeResponse> Decode(DecodeRequest request, ServerCallContext context)
+    {
+        var session = SessionIds.Validate(request.Session);
+        var input = TensorCodec.ToFloat32Bytes(request.Input, 3, "input", limits.Value.MaxRequestBytes);
+        var command = new DecodeCommand
+        {
+            Batch = (int)request.Input.Shape[0],
+            Tokens = (int)request.Input.Shape[1],
+            ModelDim = (int)request.Input.Shape[2],
+            Input = input,
+        };
+        var result = await grains.GetGrain<IDecodeSessionGrain>(session).Decode(command).WaitAsync(context.CancellationToken);
+        return new DecodeResponse
+        {
+            Output = TensorCodec.FromFloat32Bytes(result.Output, command.Batch, command.Tokens, result.ModelDim),
+            Position = result.Position,
+            ReprefilledGroups = result.ReprefilledGroups,
+            TraceId = result.TraceId,
+        };
+    }
+
+    public override async Task<CloseSessionResponse> CloseSession(CloseSessionRequest request, ServerCallContext context)
+    {
+        await grains.GetGrain<IDecodeSessionGrain>(SessionIds.Validate(request.Session)).Close().WaitAsync(context.CancellationToken);
+        return new CloseSessionResponse();
     }
 
     private static ForwardResponse ToResponse(ForwardCommand command, ForwardResult result)

@@ -19,6 +19,8 @@ internal static class ProtoMapping
                 Bias = spec.Bias,
                 Scale = spec.Scale,
                 Window = spec.Window,
+                RopeTheta = spec.RopeTheta,
+                RopeDim = spec.RopeDim,
             };
 
     public static Proto.AttentionSpec ToProto(AttentionSpec spec) => new()
@@ -31,6 +33,8 @@ internal static class ProtoMapping
         Bias = spec.Bias,
         Scale = spec.Scale,
         Window = spec.Window,
+        RopeTheta = spec.RopeTheta,
+        RopeDim = spec.RopeDim,
     };
 
     public static Proto.ModelInfo ToProto(ModelDescription model)

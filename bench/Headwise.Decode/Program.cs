@@ -1,0 +1,116 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Globalization;
+using Headwise.Client;
+using Headwise.TestSupport;
+
+// Per-token decode latency of the demo model (GPT-2-small shape: D 768, 12 heads of 64) through gRPC, for a range
+// of contexts. For each context c it opens `--sessions` sessions, prefills c − 1 tokens in one step (not timed),
+// then times `--steps` single-token Decode calls (contexts c … c + steps − 1) end to end at the client.
+// Starts `--silos` silo processes on loopback (the first one loads the demo model), or uses `--server`.
+
+var siloDll = new Option<string>("--silo-dll") { DefaultValueFactory = _ => "src/Silo/bin/Release/net10.0/Headwise.Silo.dll" };
+var server = new Option<string?>("--server") { Description = "use this running gateway instead of starting silos" };
+var silos = new Option<int>("--silos") { DefaultValueFactory = _ => 1 };
+var contexts = new Option<string>("--contexts") { DefaultValueFactory = _ => "1,16,64,128,256,512,1024,2048" };
+var sessions = new Option<int>("--sessions") { DefaultValueFactory = _ => 4 };
+var steps = new Option<int>("--steps") { DefaultValueFactory = _ => 32 };
+var root = new RootCommand("Headwise per-token decode latency (docs/performance.md, Decode)") { siloDll, server, silos, contexts, sessions, steps };
+root.SetAction(async (parse, cancellationToken) =>
+{
+    var targets = parse.GetRequiredValue(contexts).Split(',').Select(s => int.Parse(s, CultureInfo.InvariantCulture)).ToArray();
+    int sessionCount = parse.GetValue(sessions), stepCount = parse.GetValue(steps), siloCount = parse.GetValue(silos);
+
+    var processes = new List<SiloProcess>();
+    Uri address;
+    if (parse.GetValue(server) is { } given)
+    {
+        address = new Uri(given);
+    }
+    else
+    {
+        string dll = Path.GetFullPath(parse.GetRequiredValue(siloDll));
+        var common = new Dictionary<string, string>
+        {
+            ["Headwise__RebalanceIdleSeconds"] = "0",
+            ["Headwise__Speed"] = "100",
+            ["Logging__LogLevel__Default"] = "Warning",
+        };
+        var first = SiloProcess.Start(dll, common);
+        await first.WaitUntilHealthyAsync();
+        processes.Add(first);
+        for (int i = 1; i < siloCount; i++)
+            processes.Add(SiloProcess.Start(dll, new Dictionary<string, string>(common)
+            {
+                ["Headwise__DemoModel"] = "false",
+                ["Headwise__PrimarySiloPort"] = first.SiloPort.ToString(CultureInfo.InvariantCulture),
+            }));
+        await Task.WhenAll(processes.Skip(1).Select(p => p.WaitUntilHealthyAsync()));
+        address = first.GrpcAddress;
+    }
+
+    try
+    {
+        await using var client = new GrpcAttentionClient(address);
+        if (siloCount > 1)
+        {
+            var deadline = DateTime.UtcNow.AddSeconds(60);
+            while (true)
+            {
+                await client.RebalanceAsync("demo", cancellationToken);
+                var heads = (await client.GetModelAsync("demo", cancellationToken)).Heads;
+                if (heads.Select(h => h.Silo).Distinct().Count() == siloCount || DateTime.UtcNow > deadline) break;
+                await Task.Delay(500, cancellationToken);
+            }
+        }
+        var model = await client.GetModelAsync("demo", cancellationToken);
+        int modelDim = model.Spec.ModelDim;
+        var random = new Random(7);
+        FloatTensor Tokens(int count) =>
+            new(Enumerable.Range(0, count * modelDim).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray(), 1, count, modelDim);
+
+        async Task<double[]> Measure(int context)
+        {
+            var samples = new List<double>();
+            for (int s = 0; s < sessionCount; s++)
+            {
+                var session = await client.OpenSessionAsync("demo", 0, context + stepCount, cancellationToken);
+                if (context > 1) await client.DecodeAsync(session.Id, Tokens(context - 1), cancellationToken);
+                for (int step = 0; step < stepCount; step++)
+                {
+                    var x = Tokens(1);
+                    long started = Stopwatch.GetTimestamp();
+                    await client.DecodeAsync(session.Id, x, cancellationToken);
+                    samples.Add(Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+                }
+                await client.CloseSessionAsync(session.Id, cancellationToken);
+            }
+            return samples.Order().ToArray();
+        }
+
+        await Measure(64); // warm-up: JIT, connections, activations
+        Console.WriteLine($"silos {siloCount}; heads on {model.Heads.Select(h => h.Silo).Distinct().Count()} silo(s); {Environment.ProcessorCount} cores; " +
+                          $"load average {LoadAverage()}; {sessionCount} sessions x {stepCount} steps per row");
+        Console.WriteLine("| context | p50 ms | p99 ms | min ms | max ms |");
+        Console.WriteLine("| ---: | ---: | ---: | ---: | ---: |");
+        foreach (int context in targets)
+        {
+            var sorted = await Measure(context);
+            string F(double value) => value.ToString("F3", CultureInfo.InvariantCulture);
+            Console.WriteLine($"| {context} … {context + stepCount - 1} | {F(Percentile(sorted, 0.5))} | {F(Percentile(sorted, 0.99))} | {F(sorted[0])} | {F(sorted[^1])} |");
+        }
+        Console.WriteLine($"load average after: {LoadAverage()}");
+    }
+    finally
+    {
+        foreach (var process in Enumerable.Reverse(processes)) await process.DisposeAsync();
+    }
+    return 0;
+});
+return await root.Parse(args).InvokeAsync();
+
+static double Percentile(double[] sorted, double quantile) =>
+    sorted[Math.Clamp((int)Math.Ceiling(quantile * sorted.Length) - 1, 0, sorted.Length - 1)];
+
+static string LoadAverage() =>
+    File.Exists("/proc/loadavg") ? string.Join(" ", File.ReadAllText("/proc/loadavg").Split(' ').Take(3)) : "unknown";

@@ -1,0 +1,26 @@
+namespace Headwise.Grains;
+
+/// <summary>Limits of decode sessions (configuration section Headwise:Sessions, e.g. Headwise__Sessions__IdleSeconds).</summary>
+public sealed class DecodeSessionOptions
+{
+    /// <summary>max_tokens of a session that asks for 0.</summary>
+    public int DefaultMaxTokens { get; set; } = 2048;
+
+    /// <summary>The largest max_tokens a session may ask for.</summary>
+    public int MaxTokens { get; set; } = 32768;
+
+    /// <summary>A session unused this long is closed and its caches freed.</summary>
+    public int IdleSeconds { get; set; } = 600;
+
+    /// <summary>
+    /// Bytes of K/V caches all head grains of one silo may hold together; past it the least recently used session's
+    /// cache on that silo is dropped (the session's coordinator re-fills it from the inputs on its next step).
+    /// </summary>
+    public long CacheBytesPerSilo { get; set; } = 2L << 30;
+
+    /// <summary>
+    /// Bytes of session inputs the coordinators of one silo may hold together; a step that would pass it fails with
+    /// ResourceExhausted.
+    /// </summary>
+    public long InputBytesPerSilo { get; set; } = 2L << 30;
+}

@@ -1,0 +1,49 @@
+using System.Diagnostics;
+using Headwise.Contracts;
+using Headwise.Kernels;
+
+namespace Headwise.Grains;
+
+/// <summary>
+/// A head grain's part of a decode step: find the session's K/V caches on this silo (one per sequence), append the
+/// new tokens, compute their Z. A head without a cache at the asked position answers with no output, and the
+/// session's coordinator re-sends everything the session has seen with <see cref="HeadDecodeWork.Restart"/>.
+/// </summary>
+internal static class HeadDecoder
+{
+    public static Rotary RotaryOf(AttentionSpec spec) => spec.HasRope ? new Rotary(spec.RopeTheta, spec.RopeDim) : Rotary.None;
+
+    public static HeadDecodeOutcome Decode(string head, HeadDecodeWork work, AttentionSpec spec, HeadGroupWeights weights,
+        IHeadKernel kernel, string silo, SessionCaches caches)
+    {
+        var shape = weights.Shape;
+        if (work.Input.Length != (long)work.Batch * work.Tokens * shape.ModelDim * sizeof(float))
+            throw new HeadwiseException(ErrorCode.InvalidArgument, $"input has {work.Input.Length} bytes; [{work.Batch}, {work.Tokens}, {shape.ModelDim}] float32 needs {(long)work.Batch * work.Tokens * shape.ModelDim * 4}.");
+
+        var sequences = work.Restart ? null : caches.Find(head, work.Session);
+        if (!work.Restart && (sequences is null || sequences.Length != work.Batch || sequences[0].Position != work.Position))
+            return new HeadDecodeOutcome { Output = null, Silo = silo };
+        if (sequences is null)
+        {
+            sequences = Enumerable.Range(0, work.Batch).Select(_ => new KeyValueCache(shape.HeadDim, work.Position)).ToArray();
+            caches.Put(head, work.Session, sequences);
+        }
+
+        var options = new AttentionOptions(spec.Scale, Causal: true, spec.Window);
+        var rotary = RotaryOf(spec);
+        var output = new byte[checked(work.Batch * work.Tokens * shape.QueryWidth * sizeof(float))];
+        var x = FloatBytes.AsFloats(work.Input);
+        var z = FloatBytes.AsFloats(output.AsSpan());
+        long started = Stopwatch.GetTimestamp();
+        for (int sequence = 0; sequence < work.Batch; sequence++)
+        {
+            IncrementalAttention.Decode(kernel, weights, options, rotary,
+                x.Slice(sequence * work.Tokens * shape.ModelDim, work.Tokens * shape.ModelDim), work.Tokens,
+                sequences[sequence],
+                z.Slice(sequence * work.Tokens * shape.QueryWidth, work.Tokens * shape.QueryWidth));
+        }
+        double computeMs = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
+        caches.Account(head, work.Session);
+        return new HeadDecodeOutcome { Output = output, Silo = silo, ComputeMs = computeMs };
+    }
+}

@@ -1,0 +1,91 @@
+using System.Diagnostics;
+using Headwise.Kernels;
+using Microsoft.Extensions.Options;
+
+namespace Headwise.Grains;
+
+/// <summary>
+/// The K/V caches of every decode session on this silo, per head grain and session: one <see cref="KeyValueCache"/>
+/// per sequence. The head grains keep their caches here rather than in fields so one silo-wide byte cap can evict
+/// the least recently used session's cache; a dropped cache is not an error, the session's coordinator re-fills it.
+/// Entries unused for <see cref="DecodeSessionOptions.IdleSeconds"/> are dropped too.
+/// </summary>
+public sealed class SessionCaches(IOptions<DecodeSessionOptions> options)
+{
+    private sealed class Entry(KeyValueCache[] caches)
+    {
+        public KeyValueCache[] Caches { get; } = caches;
+        public long LastUse = Stopwatch.GetTimestamp();
+        public long Bytes;
+    }
+
+    private readonly Dictionary<(string Head, string Session), Entry> _entries = [];
+    private readonly Lock _lock = new();
+    private long _bytes;
+
+    /// <summary>Bytes held by all caches of this silo.</summary>
+    public long Bytes { get { lock (_lock) return _bytes; } }
+
+    /// <summary>Caches evicted for the byte cap or idleness since the silo started.</summary>
+    public long Evictions { get; private set; }
+
+    /// <summary>The head's caches for the session, or null when it has none (never filled, evicted, dropped).</summary>
+    public KeyValueCache[]? Find(string head, string session)
+    {
+        lock (_lock)
+        {
+            if (!_entries.TryGetValue((head, session), out var entry)) return null;
+            entry.LastUse = Stopwatch.GetTimestamp();
+            return entry.Caches;
+        }
+    }
+
+    /// <summary>Replaces the head's caches for the session.</summary>
+    public void Put(string head, string session, KeyValueCache[] caches)
+    {
+        lock (_lock)
+        {
+            Remove(head, session);
+            _entries[(head, session)] = new Entry(caches);
+        }
+        Account(head, session);
+    }
+
+    /// <summary>Records the size of the head's caches after they grew, then evicts idle entries and, over the cap, the least recently used.</summary>
+    public void Account(string head, string session)
+    {
+        lock (_lock)
+        {
+            if (_entries.TryGetValue((head, session), out var entry))
+            {
+                long bytes = entry.Caches.Sum(c => c.Bytes);
+                _bytes += bytes - entry.Bytes;
+                entry.Bytes = bytes;
+                entry.LastUse = Stopwatch.GetTimestamp();
+            }
+            var idle = TimeSpan.FromSeconds(options.Value.IdleSeconds);
+            foreach (var key in _entries.Where(e => Stopwatch.GetElapsedTime(e.Value.LastUse) > idle).Select(e => e.Key).ToList())
+            {
+                Remove(key.Head, key.Session);
+                Evictions++;
+            }
+            while (_bytes > options.Value.CacheBytesPerSilo && _entries.Count > 0)
+            {
+                var oldest = _entries.MinBy(e => e.Value.LastUse).Key;
+                Remove(oldest.Head, oldest.Session);
+                Evictions++;
+            }
+        }
+    }
+
+    /// <summary>Forgets the head's caches for the session.</summary>
+    public void Drop(string head, string session)
+    {
+        lock (_lock) Remove(head, session);
+    }
+
+    private void Remove(string head, string session)
+    {
+        if (_entries.Remove((head, session), out var entry)) _bytes -= entry.Bytes;
+    }
+}

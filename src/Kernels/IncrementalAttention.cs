@@ -1,0 +1,173 @@
+using System.Buffers;
+using System.Numerics.Tensors;
+
+namespace Headwise.Kernels;
+
+/// <summary>
+/// Attention over keys and values that are already computed (a decode session's cache) and the path every kernel
+/// takes when RoPE is on. Separate from <see cref="IHeadKernel.Attend"/> so the fused kernels stay untouched: the
+/// projections go through the silo's kernel (<see cref="IHeadKernel.Project"/>, its GEMM), <see cref="Rotary"/>
+/// rotates Q and K rows at their absolute positions, and the scores, softmax and weighted sum run here, one query
+/// row at a time over the visible key range (a decode step has one query row per sequence, so there is nothing to tile).
+/// </summary>
+public static class IncrementalAttention
+{
+    /// <summary>
+    /// One decode step for one sequence: projects the new tokens, appends their K and V to <paramref name="cache"/>
+    /// and computes Z for them, causal over everything the cache has seen (bounded below by the window).
+    /// </summary>
+    public static void Decode(IHeadKernel kernel, HeadGroupWeights weights, AttentionOptions options, Rotary rotary,
+        // x: [tokens, D]
+        ReadOnlySpan<float> input, int tokens,
+        KeyValueCache cache,
+        // z: [tokens, g·dh]
+        Span<float> output)
+    {
+        var shape = weights.Shape;
+        if (cache.HeadDim != shape.HeadDim)
+            throw new ArgumentException($"the cache holds rows of {cache.HeadDim}; the head group needs {shape.HeadDim}.", nameof(cache));
+        if (input.Length != tokens * shape.ModelDim)
+            throw new ArgumentException($"input has {input.Length} values; [tokens, D] needs {tokens * shape.ModelDim}.", nameof(input));
+        if (output.Length != tokens * shape.QueryWidth)
+            throw new ArgumentException($"output has {output.Length} values; [tokens, g·dh] needs {tokens * shape.QueryWidth}.", nameof(output));
+        if (tokens == 0) return;
+
+        int firstPosition = cache.Position;
+        var buffer = ArrayPool<float>.Shared.Rent(tokens * (shape.QueryWidth + 2 * shape.HeadDim));
+        try
+        {
+            var queries = buffer.AsSpan(0, tokens * shape.QueryWidth);                           // [tokens, g·dh]
+            var keys = buffer.AsSpan(queries.Length, tokens * shape.HeadDim);                   // [tokens, dh]
+            var values = buffer.AsSpan(queries.Length + keys.Length, tokens * shape.HeadDim);   // [tokens, dh]
+            Project(kernel, weights, input, tokens, queries, keys, values);
+            rotary.Apply(queries, tokens, shape.QueryHeads, shape.HeadDim, firstPosition);
+            rotary.Apply(keys, tokens, 1, shape.HeadDim, firstPosition);
+            cache.Append(keys, values, tokens);
+
+            var causal = options with { Causal = true };
+            Attend(queries, tokens, firstPosition, cache.Keys, cache.Values, cache.Count, cache.FirstPosition,
+                shape, causal, int.MaxValue, output, Span<float>.Empty);
+            cache.TrimToWindow(options.Window);
+        }
+        finally
+        {
+            ArrayPool<float>.Shared.Return(buffer);
+        }
+    }
+
+    /// <summary>
+    /// The same contract as <see cref="IHeadKernel.Attend"/> with RoPE applied to Q and K at positions 0 … tokens − 1
+    /// of each sequence.
+    /// </summary>
+    public static void Forward(IHeadKernel kernel,
+        // x: [batch, tokens, D]
+        ReadOnlySpan<float> input, int batch, int tokens,
+        // [batch], or empty for all
+        ReadOnlySpan<int> lengths,
+        HeadGroupWeights weights, AttentionOptions options, Rotary rotary,
+        // z: [batch, tokens, g·dh]
+        Span<float> output,
+        // [batch, g, tokens, tokens], or empty
+        Span<float> attention)
+    {
+        KernelArguments.CheckAttend(input, batch, tokens, lengths, weights, output, attention);
+        var shape = weights.Shape;
+        var buffer = ArrayPool<float>.Shared.Rent(Math.Max(1, tokens * (shape.QueryWidth + 2 * shape.HeadDim)));
+        try
+        {
+            var queries = buffer.AsSpan(0, tokens * shape.QueryWidth);
+            var keys = buffer.AsSpan(queries.Length, tokens * shape.HeadDim);
+            var values = buffer.AsSpan(queries.Length + keys.Length, tokens * shape.HeadDim);
+            for (int sequence = 0; sequence < batch; sequence++)
+            {
+                Project(kernel, weights, input.Slice(sequence * tokens * shape.ModelDim, tokens * shape.ModelDim), tokens, queries, keys, values);
+                rotary.Apply(queries, tokens, shape.QueryHeads, shape.HeadDim, 0);
+                rotary.Apply(keys, tokens, 1, shape.HeadDim, 0);
+                int length = lengths.IsEmpty ? tokens : lengths[sequence];
+                int probabilities = shape.QueryHeads * tokens * tokens;
+                Attend(queries, tokens, 0, keys, values, tokens, 0, shape, options, length,
+                    output.Slice(sequence * tokens * shape.QueryWidth, tokens * shape.QueryWidth),
+                    attention.IsEmpty ? Span<float>.Empty : attention.Slice(sequence * probabilities, probabilities));
+            }
+        }
+        finally
+        {
+            ArrayPool<float>.Shared.Return(buffer);
+        }
+    }
+
+    /// <summary>
+    /// Z for query rows at absolute positions firstQuery … over key rows at positions firstKey …; key j is visible to
+    /// query i iff <see cref="AttentionOptions.IsVisible"/>(i, j, length) in absolute positions. No visible key gives zeros.
+    /// </summary>
+    public static void Attend(
+        // q: [tokens, g·dh]
+        ReadOnlySpan<float> queries, int tokens, int firstQuery,
+        // K, V: [keyCount, dh]
+        ReadOnlySpan<float> keys, ReadOnlySpan<float> values, int keyCount, int firstKey,
+        HeadGroupShape shape, AttentionOptions options, int length,
+        // z: [tokens, g·dh]
+        Span<float> output,
+        // [g, tokens, keyCount] probabilities, or empty
+        Span<float> attention)
+    {
+        int headDim = shape.HeadDim, queryWidth = shape.QueryWidth;
+        var scores = ArrayPool<float>.Shared.Rent(Math.Max(1, keyCount));
+        try
+        {
+            if (!attention.IsEmpty) attention.Clear();
+            for (int query = 0; query < tokens; query++)
+            {
+                int position = firstQuery + query;
+                var (start, end) = options.VisibleKeyRange(position, length);
+                start = Math.Max(start, firstKey) - firstKey;
+                end = Math.Min(end, firstKey + keyCount) - firstKey;
+                for (int head = 0; head < shape.QueryHeads; head++)
+                {
+                    var z = output.Slice(query * queryWidth + head * headDim, headDim);
+                    z.Clear();
+                    if (end <= start) continue;
+                    var q = queries.Slice(query * queryWidth + head * headDim, headDim);
+
+                    float max = float.NegativeInfinity;
+                    for (int key = start; key < end; key++)
+                    {
+                        float score = TensorPrimitives.Dot(q, keys.Slice(key * headDim, headDim)) * options.Scale;
+                        scores[key] = score;
+                        max = Math.Max(max, score);
+                    }
+                    double sum = 0;
+                    for (int key = start; key < end; key++)
+                    {
+                        float weight = MathF.Exp(scores[key] - max);
+                        scores[key] = weight;
+                        sum += weight;
+                    }
+                    float inverse = (float)(1 / sum);
+                    for (int key = start; key < end; key++)
+                    {
+                        float probability = scores[key] * inverse;
+                        TensorPrimitives.MultiplyAdd(values.Slice(key * headDim, headDim), probability, z, z);
+                        if (!attention.IsEmpty) attention[(head * tokens + query) * keyCount + key] = probability;
+                    }
+                }
+            }
+        }
+        finally
+        {
+            ArrayPool<float>.Shared.Return(scores);
+        }
+    }
+
+    private static void Project(IHeadKernel kernel, HeadGroupWeights weights,
+        // x: [tokens, D]
+        ReadOnlySpan<float> input, int tokens,
+        // q: [tokens, g·dh], k and v: [tokens, dh]
+        Span<float> queries, Span<float> keys, Span<float> values)
+    {
+        var shape = weights.Shape;
+        kernel.Project(input, tokens, shape.ModelDim, weights.Query, shape.QueryWidth, weights.QueryBias, queries);
+        kernel.Project(input, tokens, shape.ModelDim, weights.Key, shape.HeadDim, weights.KeyBias, keys);
+        kernel.Project(input, tokens, shape.ModelDim, weights.Value, shape.HeadDim, weights.ValueBias, values);
+    }
+}

@@ -1,0 +1,243 @@
+using System.Collections.Concurrent;
+using Headwise.Contracts;
+using Headwise.Kernels;
+using Headwise.TestSupport;
+using Microsoft.Extensions.DependencyInjection;
+using Orleans.Configuration;
+using Orleans.Storage;
+using Orleans.TestingHost;
+
+namespace Headwise.Grains.Tests;
+
+/// <summary>
+/// Grain storage shared by every silo of the test process, standing in for Redis: a killed silo takes only its
+/// activations (and their K/V caches) with it, not the weights.
+/// </summary>
+internal sealed class ProcessWideStorage : IGrainStorage
+{
+    private static readonly ConcurrentDictionary<(string, GrainId), object> States = new();
+
+    public Task ReadStateAsync<T>(string stateName, GrainId grainId, IGrainState<T> grainState)
+    {
+        if (States.TryGetValue((stateName, grainId), out var state))
+        {
+            grainState.State = (T)state;
+            grainState.RecordExists = true;
+            grainState.ETag = "1";
+        }
+        return Task.CompletedTask;
+    }
+
+    public Task WriteStateAsync<T>(string stateName, GrainId grainId, IGrainState<T> grainState)
+    {
+        States[(stateName, grainId)] = grainState.State!;
+        grainState.RecordExists = true;
+        grainState.ETag = "1";
+        return Task.CompletedTask;
+    }
+
+    public Task ClearStateAsync<T>(string stateName, GrainId grainId, IGrainState<T> grainState)
+    {
+        States.TryRemove((stateName, grainId), out _);
+        grainState.RecordExists = false;
+        return Task.CompletedTask;
+    }
+}
+
+/// <summary>
+/// The decode cluster tests run alone, after the others: their clusters would otherwise load the cores while other
+/// classes' silos measure their speed for placement, and skew it.
+/// </summary>
+[CollectionDefinition(Name, DisableParallelization = true)]
+public sealed class DecodeClusterCollection
+{
+    public const string Name = "decode clusters";
+}
+
+internal static class DecodeSteps
+{
+    /// <summary>Runs the golden case's input through a session <paramref name="chunk"/> tokens at a time; returns Y and the steps.</summary>
+    public static async Task<(float[] Output, List<DecodeResult> Steps)> Run(IGrainFactory grains, string model, GoldenCase golden, int chunk,
+        Func<int, Task>? beforeStep = null)
+    {
+        var session = grains.GetGrain<IDecodeSessionGrain>(SessionIds.New());
+        await session.Open(model, 0, golden.Tokens);
+        int batch = golden.Batch, tokens = golden.Tokens, modelDim = golden.Spec.ModelDim;
+        var output = new float[batch * tokens * modelDim];
+        var steps = new List<DecodeResult>();
+        for (int start = 0; start < tokens; start += chunk)
+        {
+            if (beforeStep is not null) await beforeStep(start);
+            int count = Math.Min(chunk, tokens - start);
+            var step = new float[batch * count * modelDim];
+            for (int b = 0; b < batch; b++)
+                golden.Input.AsSpan((b * tokens + start) * modelDim, count * modelDim).CopyTo(step.AsSpan(b * count * modelDim));
+            var result = await session.Decode(new DecodeCommand { Batch = batch, Tokens = count, ModelDim = modelDim, Input = FloatBytes.ToBytes(step) });
+            steps.Add(result);
+            var y = FloatBytes.AsFloats(result.Output);
+            for (int b = 0; b < batch; b++)
+                y.Slice(b * count * modelDim, count * modelDim).CopyTo(output.AsSpan((b * tokens + start) * modelDim));
+        }
+        await session.Close();
+        return (output, steps);
+    }
+}
+
+/// <summary>
+/// Three silos with the heads of a GPT-2-shaped layer spread over them: the silo holding some heads of an open
+/// session dies, and the next steps are still those of one causal Forward (the coordinator re-fills the lost heads).
+/// </summary>
+[Collection(DecodeClusterCollection.Name)]
+public sealed class DecodeSessionSiloLossTests : IAsyncLifetime
+{
+    private TestCluster _cluster = null!;
+
+    private sealed class SiloConfigurator : ISiloConfigurator
+    {
+        public void Configure(ISiloBuilder silo)
+        {
+            silo.Services.AddKeyedSingleton<IGrainStorage>(StorageNames.Weights, (_, _) => new ProcessWideStorage());
+            silo.AddHeadwiseGrains(KernelKind.Simd, speedGflops: 10);
+            silo.Configure<SiloMessagingOptions>(o => o.ResponseTimeout = TimeSpan.FromSeconds(10));
+        }
+    }
+
+    public async Task InitializeAsync()
+    {
+        var builder = new TestClusterBuilder(3);
+        builder.AddSiloBuilderConfigurator<SiloConfigurator>();
+        _cluster = builder.Build();
+        await _cluster.DeployAsync();
+    }
+
+    public async Task DisposeAsync() => await _cluster.StopAllSilosAsync();
+
+    [Fact]
+    public async Task A_session_survives_the_loss_of_a_silo_holding_some_of_its_heads()
+    {
+        var golden = GoldenCase.Load("gpt2-small-shape");
+        var grains = _cluster.Client;
+        await grains.GetGrain<IModelCatalogGrain>(GrainKeys.Catalog).Create("loss", golden.Spec);
+        var model = await WeightUpload.UploadAsync(grains, "loss", golden.Bytes, golden.Layout, golden.Prefix);
+        var expected = await grains.GetGrain<ILayerGrain>(GrainKeys.Layer("loss", 0)).Forward(new ForwardCommand
+        {
+            Batch = golden.Batch, Tokens = golden.Tokens, ModelDim = golden.Spec.ModelDim, Input = FloatBytes.ToBytes(golden.Input), Causal = true,
+        });
+
+        var management = grains.GetGrain<IManagementGrain>(0);
+        int half = golden.Tokens / 2;
+        string? killed = null;
+        var (actual, steps) = await DecodeSteps.Run(grains, "loss", golden, chunk: 3, async start =>
+        {
+            if (start < half || killed is not null) return;
+            // Kill a secondary silo that holds heads of this layer but not the session's coordinator.
+            var sessions = (await management.GetDetailedGrainStatistics())
+                .Where(s => s.GrainType.Contains(nameof(DecodeSessionGrain), StringComparison.Ordinal))
+                .Select(s => s.SiloAddress.Endpoint.ToString()).ToHashSet();
+            var victim = _cluster.SecondarySilos.First(s =>
+                !sessions.Contains(s.SiloAddress.Endpoint.ToString()) &&
+                model.Heads.Any(h => h.Silo == s.SiloAddress.Endpoint.ToString()));
+            killed = victim.SiloAddress.Endpoint.ToString();
+            await _cluster.KillSiloAsync(victim);
+        });
+
+        Assert.NotNull(killed);
+        Tolerance.AssertClose(FloatBytes.AsFloats(expected.Output), actual, "decode across a silo loss");
+        int lostGroups = model.Heads.Count(h => h.Silo == killed);
+        Assert.True(lostGroups > 0);
+        Assert.Equal(lostGroups, steps.Sum(s => s.ReprefilledGroups));
+    }
+}
+
+/// <summary>
+/// One silo with tiny session limits: every head cache is evicted after each step (so every step re-fills from the
+/// session's inputs, and must still be right), sessions expire after a second idle, and inputs have a byte cap.
+/// </summary>
+[Collection(DecodeClusterCollection.Name)]
+public sealed class DecodeSessionLimitTests : IAsyncLifetime
+{
+    private TestCluster _cluster = null!;
+
+    private sealed class SiloConfigurator : ISiloConfigurator
+    {
+        public void Configure(ISiloBuilder silo)
+        {
+            silo.AddMemoryGrainStorage(StorageNames.Weights);
+            silo.AddHeadwiseGrains(KernelKind.Simd, speedGflops: 10);
+            silo.Services.Configure<DecodeSessionOptions>(o =>
+            {
+                o.CacheBytesPerSilo = 1;
+                o.IdleSeconds = 1;
+                o.InputBytesPerSilo = 1 << 20;
+            });
+        }
+    }
+
+    public async Task InitializeAsync()
+    {
+        var builder = new TestClusterBuilder(1);
+        builder.AddSiloBuilderConfigurator<SiloConfigurator>();
+        _cluster = builder.Build();
+        await _cluster.DeployAsync();
+    }
+
+    public async Task DisposeAsync() => await _cluster.StopAllSilosAsync();
+
+    private async Task<GoldenCase> Load(string model, string caseName = "linear-gqa-window")
+    {
+        var golden = GoldenCase.Load(caseName);
+        await _cluster.Client.GetGrain<IModelCatalogGrain>(GrainKeys.Catalog).Create(model, golden.Spec with { RopeTheta = 10000 });
+        await WeightUpload.UploadAsync(_cluster.Client, model, golden.Bytes, golden.Layout, golden.Prefix);
+        return golden;
+    }
+
+    [Fact]
+    public async Task Evicted_caches_are_refilled_transparently()
+    {
+        var golden = await Load("evicted");
+        var expected = await _cluster.Client.GetGrain<ILayerGrain>(GrainKeys.Layer("evicted", 0)).Forward(new ForwardCommand
+        {
+            Batch = golden.Batch, Tokens = golden.Tokens, ModelDim = golden.Spec.ModelDim, Input = FloatBytes.ToBytes(golden.Input), Causal = true,
+        });
+        var (actual, steps) = await DecodeSteps.Run(_cluster.Client, "evicted", golden, chunk: 2);
+        Tolerance.AssertClose(FloatBytes.AsFloats(expected.Output), actual, "decode with every cache evicted");
+        int groups = golden.Spec.Resolve().GroupCount;
+        Assert.All(steps.Skip(1), s => Assert.Equal(groups, s.ReprefilledGroups));
+    }
+
+    [Fact]
+    public async Task An_idle_session_expires_and_says_so()
+    {
+        var golden = await Load("idle");
+        var id = SessionIds.New();
+        var session = _cluster.Client.GetGrain<IDecodeSessionGrain>(id);
+        await session.Open("idle", 0, 8);
+        var step = new DecodeCommand { Batch = 1, Tokens = 1, ModelDim = golden.Spec.ModelDim, Input = new byte[golden.Spec.ModelDim * 4] };
+        await session.Decode(step);
+        await Task.Delay(TimeSpan.FromSeconds(3.5));
+        var gone = await Assert.ThrowsAsync<HeadwiseException>(() => session.Decode(step));
+        Assert.Equal(ErrorCode.NotFound, gone.Code);
+        Assert.Contains(id, gone.Message);
+        Assert.Contains("idle", gone.Message);
+    }
+
+    [Fact]
+    public async Task Inputs_past_the_silo_cap_are_refused_naming_the_session()
+    {
+        var golden = await Load("capped");
+        var id = SessionIds.New();
+        var session = _cluster.Client.GetGrain<IDecodeSessionGrain>(id);
+        await session.Open("capped", 0, 8192);
+        int modelDim = golden.Spec.ModelDim, tokens = (1 << 20) / (modelDim * 4) + 1;
+        var full = await Assert.ThrowsAsync<HeadwiseException>(() => session.Decode(new DecodeCommand
+        {
+            Batch = 1, Tokens = tokens, ModelDim = modelDim, Input = new byte[tokens * modelDim * 4],
+        }));
+        Assert.Equal(ErrorCode.ResourceExhausted, full.Code);
+        Assert.Contains(id, full.Message);
+        Assert.Contains("InputBytesPerSilo", full.Message);
+        // The refused step left the session usable.
+        var ok = await session.Decode(new DecodeCommand { Batch = 1, Tokens = 1, ModelDim = modelDim, Input = new byte[modelDim * 4] });
+        Assert.Equal(1, ok.Position);
+    }
+}
