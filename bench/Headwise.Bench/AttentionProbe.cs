@@ -11,6 +11,7 @@ internal static unsafe class AttentionProbe
         int tokens = args.Length > 0 ? int.Parse(args[0]) : 1024;
         int headDim = args.Length > 1 ? int.Parse(args[1]) : 64;
         bool causal = args.Length > 2 && bool.Parse(args[2]);
+        bool wholeOnly = args.Length > 3 && args[3] == "whole"; // for a profiler: the fused head alone, longer
         const int P = 32;
         int chunk = AttentionTiles.KeyChunk;
         var random = new Random(3);
@@ -24,12 +25,19 @@ internal static unsafe class AttentionProbe
         var z = new PinnedFloats(tokens * headDim);
         var options = new AttentionOptions(0.125f, causal, 0);
         double flops = 4.0 * headDim * (causal ? tokens * (tokens + 1.0) / 2 : (double)tokens * tokens);
-        double peak = FmaPeak.Measure(1);
+        double peak = wholeOnly ? 1 : FmaPeak.Measure(1);
         Console.WriteLine($"T={tokens} dh={headDim} causal={causal} chunk={chunk}; peak {peak:F0}; load {TableRunner.LoadAverage()}");
         void Report(string name, double work, Action action)
         {
             var r = Timing.Measure(action, minSeconds: 1.0);
             Console.WriteLine($"{name,-26} min {r.MinMs:F3} ms  median {r.MedianMs:F3} ms  {work / r.MinMs / 1e6:F0} GFLOP/s ({100 * work / r.MinMs / 1e6 / peak:F0}%)");
+        }
+        if (wholeOnly)
+        {
+            for (int i = 0; i < 3000; i++)
+                AttentionTiles.Head<Vector512Ops, Vector512<float>>(q.Pointer, headDim, k.Pointer, v.Pointer, tokens * P,
+                    tokens, headDim, tokens, options, scores.Pointer, chunk, accumulator.Pointer, z.Pointer, headDim, null);
+            return 0;
         }
         Report("whole head", flops, () => AttentionTiles.Head<Vector512Ops, Vector512<float>>(q.Pointer, headDim, k.Pointer, v.Pointer, tokens * P,
             tokens, headDim, tokens, options, scores.Pointer, chunk, accumulator.Pointer, z.Pointer, headDim, null));

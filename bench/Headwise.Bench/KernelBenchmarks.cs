@@ -1,5 +1,7 @@
 using BenchmarkDotNet.Attributes;
+using BenchmarkDotNet.Configs;
 using BenchmarkDotNet.Jobs;
+using BenchmarkDotNet.Toolchains.InProcess.Emit;
 using Headwise.Kernels;
 
 namespace Headwise.Bench;
@@ -9,9 +11,23 @@ namespace Headwise.Bench;
 /// the Allocated column must read "-" (nothing) for Attend and Project in the steady state.
 /// </summary>
 [MemoryDiagnoser]
-[SimpleJob(RuntimeMoniker.Net10_0, launchCount: 1, warmupCount: 3, iterationCount: 10)]
+[Config(typeof(InProcessConfig))]
 public class KernelBenchmarks
 {
+    /// <summary>
+    /// In process: a generated benchmark project under the repository would inherit Directory.Build.props
+    /// (whose Contracts using the bench does not reference) and fail to build.
+    /// </summary>
+    private sealed class InProcessConfig : ManualConfig
+    {
+        public InProcessConfig()
+        {
+            AddJob(Job.Default.WithToolchain(InProcessEmitToolchain.Instance).WithLaunchCount(1).WithWarmupCount(3).WithIterationCount(10));
+            // Reports go beside the binary (under bin/, ignored), not into the directory the command ran from.
+            ArtifactsPath = Path.Combine(AppContext.BaseDirectory, "BenchmarkDotNet.Artifacts");
+        }
+    }
+
     private LayerFixture fixture = null!;
     private readonly SimdKernel kernel = new();
 

@@ -62,6 +62,14 @@ internal static unsafe class PartsRunner
             fixed (float* a = single, c = y)
                 Gemm.Multiply(VectorWidths.Best, a, modelDim, tokens, modelDim, Panels.Packed(packedW.Pointer, modelDim, modelDim, panelWidth), c, modelDim, accumulate: false);
         });
+        if (tokens <= 256)
+        {
+            // Version 1, the float64 oracle, on the same group: the ratio the kernel's header quotes.
+            var reference = new ReferenceKernel();
+            var one = Timing.Measure(() => fixture.AttendOne(reference), minSeconds: 1.0, minRuns: 3, warmups: 1);
+            var fast = Timing.Measure(() => fixture.AttendOne(kernel), minSeconds: 1.0);
+            Console.WriteLine($"Attend (1 group), reference kernel  {one.MedianMs,9:F3} ms: simd is {one.MedianMs / fast.MedianMs:F0}× faster");
+        }
         Report("Forward, 1 thread", shape.Flops, () => fixture.HeadwiseOneThread(kernel));
         Report("Forward, all cores", shape.Flops, () => fixture.Headwise(kernel));
         GC.KeepAlive(group);

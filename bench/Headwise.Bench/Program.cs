@@ -10,14 +10,10 @@ switch (mode)
         return TableRunner.Run(rest);
     case "parts":
         return PartsRunner.Run(rest);
-    case "alloc":
-        return AllocProbe.Run();
     case "threads":
         return ThreadsRunner.Run(rest);
     case "attention":
         return AttentionProbe.Run(rest);
-    case "decode":
-        return DecodeProbe.Run();
     case "peak":
         Console.WriteLine($"FMA peak: {FmaPeak.Measure(1):F1} GFLOP/s on 1 thread, {FmaPeak.Measure(Environment.ProcessorCount):F1} on {Environment.ProcessorCount}");
         return 0;

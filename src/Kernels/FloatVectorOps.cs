@@ -32,9 +32,11 @@ internal unsafe interface IFloatVectorOps<TVector> where TVector : struct
     static abstract float SumAcross(TVector value);
 
     /// <summary>
-    /// e^x for x ≤ 0, within about 2 ulp (the degree-6 Taylor polynomial of e^r after k·ln2 is taken out).
-    /// −∞, the kernels' mark for a masked key, gives exactly 0, so masked keys weigh nothing; values whose
-    /// e^x is below the smallest normal float give 0 or a denormal, as the width's scaling does.
+    /// e^x for x ≤ 0, within a few ulp (a degree-6 Taylor polynomial after k·ln2 is taken out). Below about −87
+    /// (−∞, the kernels' mark for a masked key, included) the result is 0 or a tiny normal float ≤ 2^−125,
+    /// never a denormal: on Intel cores every denormal result costs a microcode assist, which made the causal
+    /// softmax (whose diagonal vectors carry −∞ lanes) 2× slower when measured. Callers that need masked lanes
+    /// to weigh exactly 0 write the zeros themselves.
     /// </summary>
     static abstract TVector ExpNonPositive(TVector x);
 
@@ -54,10 +56,10 @@ internal static class ExpConstants
     public const float Ln2Low = -2.12194440e-4f;
     /// <summary>1.5·2²³: adding it rounds a float of magnitude below 2²² to an integer, which lands in the low mantissa bits.</summary>
     public const float RoundingMagic = 12582912f;
-    /// <summary>Below this e^x is under the smallest normal float; the kernels return 0 there.</summary>
-    public const float Lowest = -87.33654f;
-    /// <summary>2^t is 0 in float32 from here down (2^−150 rounds to 0); AVX-512's scaling gets there by itself.</summary>
-    public const float Vanishing2 = -160f;
+    /// <summary>e^x from here up is a normal float (e^−87 ≈ 1.6e−38 &gt; 2^−126); the generic widths return 0 below it.</summary>
+    public const float Lowest = -87f;
+    /// <summary>The base-2 path clamps its exponent here: 2^−125 and above are normal floats, so no lane ever becomes a denormal.</summary>
+    public const float LowestPower2 = -125f;
 
     // 2^f on |f| ≤ 1/2 by its Taylor polynomial of degree 6, coefficients (ln 2)^n / n!: truncation ≤ 1.2e-7.
     public const float D1 = 0.693147181f, D2 = 0.240226507f, D3 = 0.0555041087f, D4 = 0.00961812911f,
@@ -158,11 +160,11 @@ internal readonly unsafe struct Vector512Ops : IFloatVectorOps<Vector512<float>>
     public static Vector512<float> ExpMinus(Vector512<float> x, Vector512<float> offset)
     {
         if (!Avx512F.IsSupported) return ExpGeneric(x + offset);
-        // In base 2 with AVX-512: t = x·log₂e − max·log₂e in one FMA, k = round(t) (vrndscaleps), 2^(t−k) by its
-        // Taylor polynomial, then ·2^k (vscalefps, which also flushes to 0 below the denormals): 12 vector
-        // operations where the base-e form with integer exponent tricks takes 19.
+        // In base 2 with AVX-512: t = x·log₂e − max·log₂e in one FMA, clamped to 2^−125 (normal), k = round(t)
+        // (vrndscaleps), 2^(t−k) by its Taylor polynomial, then ·2^k (vscalefps): 12 vector operations where
+        // the base-e form with integer exponent tricks takes 19.
         var t = Vector512.MaxNative(Vector512.MultiplyAddEstimate(x, Vector512.Create(ExpConstants.Log2E), offset),
-            Vector512.Create(ExpConstants.Vanishing2));
+            Vector512.Create(ExpConstants.LowestPower2));
         var k = Avx512F.RoundScale(t, 0x08); // to nearest, exceptions suppressed
         return Avx512F.Scale(ExpConstants.Pow2Taylor6(t - k), k);
     }

@@ -11,9 +11,9 @@ namespace Headwise.Kernels;
 /// callers' A (tokens × D, or the attention's Q rows and probabilities) is already contiguous along k.
 /// </summary>
 /// <remarks>
-/// Blocking: the inner dimension in slices of <see cref="InnerBlock"/> (A's 8 × 256 slice stays in L1 while
-/// the panels pass), the columns in blocks of <see cref="PanelsPerBlock"/> panels (the 256 × 512 slice of B,
-/// 512 KB, stays in L2 while every row block passes). A last panel narrower than
+/// Blocking: the inner dimension whole up to 768, else in slices of <see cref="InnerBlock"/> (A's 8-row slice
+/// stays in L1 while the panels pass), the columns in blocks of <see cref="PanelsPerBlock"/> panels (B's
+/// slice stays in L2 while every row block passes). A last panel narrower than
 /// <see cref="PanelWidth"/> is zero-padded in B and computed into a small tile, so no odd size reads or
 /// writes past its operands.
 /// </remarks>
@@ -21,8 +21,18 @@ internal static unsafe class Gemm
 {
     /// <summary>Rows of C per register block.</summary>
     public const int RowBlock = 8;
+    /// <summary>The deepest inner dimension taken in one slice (GPT-2's D = 768: C is loaded and stored once).</summary>
+    public const int WholeInnerLimit = 768;
+    /// <summary>The slice of a deeper inner dimension (D = 1600, 4096): B's 256 × 512 block stays in L2.</summary>
     public const int InnerBlock = 256;
     public const int PanelsPerBlock = 16;
+
+    /// <summary>
+    /// The k-slice for an inner dimension. Measured on the 2-core Xeon (bench `parts`, minimum of runs): the
+    /// QKV GEMM at D = 768 took 1.73 ms in one 768-deep slice and 1.87 ms in 256-deep ones; W_O at D = 4096
+    /// took 215 ms with 256 and 231–237 ms with 512 or 768.
+    /// </summary>
+    public static int InnerBlockFor(int inner) => inner <= WholeInnerLimit ? inner : InnerBlock;
     /// <summary>The widest panel of any width (Vector512: 2 × 16 lanes).</summary>
     public const int MaxPanelWidth = 32;
 
@@ -102,20 +112,24 @@ internal static unsafe class Gemm
         }
     }
 
-    /// <summary>C (+)= A·B at the given width; with <paramref name="accumulate"/> false C is overwritten.</summary>
-    public static void Multiply(VectorWidth width, float* a, nint aStride, int rows, int inner, in Panels b, float* c, nint cStride, bool accumulate)
+    /// <summary>
+    /// C (+)= A·B at the given width: with <paramref name="accumulate"/> C is added to; otherwise C is overwritten
+    /// with A·B plus, when given, the row vector <paramref name="bias"/> [columns] (the accumulators start from it).
+    /// </summary>
+    public static void Multiply(VectorWidth width, float* a, nint aStride, int rows, int inner, in Panels b, float* c, nint cStride, bool accumulate,
+        float* bias = null)
     {
         switch (width)
         {
-            case VectorWidth.Bits512: Multiply<Vector512Ops, Vector512<float>>(a, aStride, rows, inner, b, c, cStride, accumulate); break;
-            case VectorWidth.Bits256: Multiply<Vector256Ops, Vector256<float>>(a, aStride, rows, inner, b, c, cStride, accumulate); break;
-            case VectorWidth.Bits128: Multiply<Vector128Ops, Vector128<float>>(a, aStride, rows, inner, b, c, cStride, accumulate); break;
-            default: Multiply<ScalarOps, float>(a, aStride, rows, inner, b, c, cStride, accumulate); break;
+            case VectorWidth.Bits512: Multiply<Vector512Ops, Vector512<float>>(a, aStride, rows, inner, b, c, cStride, accumulate, bias); break;
+            case VectorWidth.Bits256: Multiply<Vector256Ops, Vector256<float>>(a, aStride, rows, inner, b, c, cStride, accumulate, bias); break;
+            case VectorWidth.Bits128: Multiply<Vector128Ops, Vector128<float>>(a, aStride, rows, inner, b, c, cStride, accumulate, bias); break;
+            default: Multiply<ScalarOps, float>(a, aStride, rows, inner, b, c, cStride, accumulate, bias); break;
         }
     }
 
     /// <summary>
-    /// c[rows, b.Columns] (+)= a[rows, inner] · b[inner, b.Columns].
+    /// c[rows, b.Columns] (+)= a[rows, inner] · b[inner, b.Columns] (+ bias[b.Columns] in every row when not accumulating).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Multiply<TOps, TVector>(
@@ -124,24 +138,31 @@ internal static unsafe class Gemm
         // b: [inner, columns] as panels
         in Panels b,
         // c: [rows, columns] at cStride
-        float* c, nint cStride, bool accumulate)
+        float* c, nint cStride, bool accumulate, float* bias = null)
         where TOps : struct, IFloatVectorOps<TVector>
         where TVector : struct
     {
         int panelWidth = 2 * TOps.Count;
         int columns = b.Columns;
         if (rows <= 0 || columns <= 0) return;
+        if (accumulate) bias = null;
         if (inner <= 0)
         {
             if (!accumulate)
-                for (int row = 0; row < rows; row++) new Span<float>(c + row * cStride, columns).Clear();
+                for (int row = 0; row < rows; row++)
+                {
+                    var cRow = new Span<float>(c + row * cStride, columns);
+                    if (bias == null) cRow.Clear();
+                    else new ReadOnlySpan<float>(bias, columns).CopyTo(cRow);
+                }
             return;
         }
 
         // B read in place has rows far apart (W_O: 16 KB at D = 4096, which maps a panel's rows onto a few cache
         // sets); with enough rows to share the copy, each block of B is packed first (cost ≈ 2 / rows of the work).
         bool pack = !b.IsPacked && rows >= PackRowThreshold;
-        float[]? packArray = pack ? System.Buffers.ArrayPool<float>.Shared.Rent(InnerBlock * PanelsPerBlock * MaxPanelWidth + 16) : null;
+        int innerBlock = InnerBlockFor(inner);
+        float[]? packArray = pack ? System.Buffers.ArrayPool<float>.Shared.Rent(innerBlock * PanelsPerBlock * MaxPanelWidth + 16) : null;
         try
         {
         fixed (float* packStart = packArray)
@@ -152,9 +173,9 @@ internal static unsafe class Gemm
         for (int firstPanel = 0; firstPanel < panelCount; firstPanel += PanelsPerBlock)
         {
             int endPanel = Math.Min(panelCount, firstPanel + PanelsPerBlock);
-            for (int k0 = 0; k0 < inner; k0 += InnerBlock)
+            for (int k0 = 0; k0 < inner; k0 += innerBlock)
             {
-                int innerCount = Math.Min(InnerBlock, inner - k0);
+                int innerCount = Math.Min(innerBlock, inner - k0);
                 bool add = accumulate || k0 > 0;
                 if (pack)
                     for (int panel = firstPanel; panel < endPanel; panel++)
@@ -173,7 +194,10 @@ internal static unsafe class Gemm
                         int width = Math.Min(panelWidth, columns - firstColumn);
                         if (width == panelWidth)
                         {
-                            Tile<TOps, TVector>(rowCount, aBlock, aStride, bPanel, bStride, innerCount, cBlock + firstColumn, cStride, add);
+                            // The accumulators start from C (adding), from the bias row (first slice of k), or from zero.
+                            float* cTile = cBlock + firstColumn;
+                            if (add) Tile<TOps, TVector>(rowCount, aBlock, aStride, bPanel, bStride, innerCount, cTile, cStride, cTile, cStride);
+                            else Tile<TOps, TVector>(rowCount, aBlock, aStride, bPanel, bStride, innerCount, cTile, cStride, bias == null ? null : bias + firstColumn, 0);
                             continue;
                         }
                         // The narrow last panel: through a full-width tile, so nothing past C's columns is touched.
@@ -182,6 +206,7 @@ internal static unsafe class Gemm
                             var tileRow = new Span<float>(tile + r * panelWidth, panelWidth);
                             tileRow.Clear();
                             if (add) new ReadOnlySpan<float>(cBlock + r * cStride + firstColumn, width).CopyTo(tileRow);
+                            else if (bias != null) new ReadOnlySpan<float>(bias + firstColumn, width).CopyTo(tileRow);
                         }
                         Tile<TOps, TVector>(rowCount, aBlock, aStride, bPanel, bStride, innerCount, tile, panelWidth, accumulate: true);
                         for (int r = 0; r < rowCount; r++)
@@ -224,38 +249,53 @@ internal static unsafe class Gemm
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void Tile<TOps, TVector>(int rows, float* a, nint aStride, float* b, nint bStride, int inner, float* c, nint cStride, bool accumulate)
         where TOps : struct, IFloatVectorOps<TVector>
+        where TVector : struct =>
+        Tile<TOps, TVector>(rows, a, aStride, b, bStride, inner, c, cStride, accumulate ? c : null, accumulate ? cStride : 0);
+
+    /// <summary>
+    /// The same with the accumulators starting from <paramref name="initial"/> (rows at <paramref name="initialStride"/>;
+    /// stride 0 repeats one row, a bias) or from zero when it is null.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Tile<TOps, TVector>(int rows, float* a, nint aStride, float* b, nint bStride, int inner, float* c, nint cStride,
+        float* initial, nint initialStride)
+        where TOps : struct, IFloatVectorOps<TVector>
         where TVector : struct
     {
         if (rows == RowBlock && TOps.Count == 16)
         {
-            Block8<TOps, TVector>(a, aStride, b, bStride, inner, c, cStride, accumulate);
+            Block8<TOps, TVector>(a, aStride, b, bStride, inner, c, cStride, initial, initialStride);
             return;
         }
         int row = 0;
         for (; row + 4 <= rows; row += 4)
-            Block4<TOps, TVector>(a + row * aStride, aStride, b, bStride, inner, c + row * cStride, cStride, accumulate);
+            Block4<TOps, TVector>(a + row * aStride, aStride, b, bStride, inner, c + row * cStride, cStride,
+                initial == null ? null : initial + row * initialStride, initialStride);
         for (; row < rows; row++)
-            Block1<TOps, TVector>(a + row * aStride, b, bStride, inner, c + row * cStride, accumulate);
+            Block1<TOps, TVector>(a + row * aStride, b, bStride, inner, c + row * cStride, initial == null ? null : initial + row * initialStride);
     }
 
-    // a: 8 rows at aStride; b: [inner, 2 vectors] at bStride; c: 8 rows × 2 vectors at cStride.
+    // a: 8 rows at aStride; b: [inner, 2 vectors] at bStride; c: 8 rows × 2 vectors at cStride, starting from
+    // initial (rows at s) or zero.
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
-    private static void Block8<TOps, TVector>(float* a, nint aStride, float* b, nint bStride, int inner, float* c, nint cStride, bool accumulate)
+    private static void Block8<TOps, TVector>(float* a, nint aStride, float* b, nint bStride, int inner, float* c, nint cStride,
+        float* initial, nint s)
         where TOps : struct, IFloatVectorOps<TVector>
         where TVector : struct
     {
         nint n = TOps.Count;
         TVector c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51, c60, c61, c70, c71;
-        if (accumulate)
+        if (initial != null)
         {
-            c00 = TOps.Load(c); c01 = TOps.Load(c + n);
-            c10 = TOps.Load(c + cStride); c11 = TOps.Load(c + cStride + n);
-            c20 = TOps.Load(c + 2 * cStride); c21 = TOps.Load(c + 2 * cStride + n);
-            c30 = TOps.Load(c + 3 * cStride); c31 = TOps.Load(c + 3 * cStride + n);
-            c40 = TOps.Load(c + 4 * cStride); c41 = TOps.Load(c + 4 * cStride + n);
-            c50 = TOps.Load(c + 5 * cStride); c51 = TOps.Load(c + 5 * cStride + n);
-            c60 = TOps.Load(c + 6 * cStride); c61 = TOps.Load(c + 6 * cStride + n);
-            c70 = TOps.Load(c + 7 * cStride); c71 = TOps.Load(c + 7 * cStride + n);
+            float* i = initial;
+            c00 = TOps.Load(i); c01 = TOps.Load(i + n);
+            c10 = TOps.Load(i + s); c11 = TOps.Load(i + s + n);
+            c20 = TOps.Load(i + 2 * s); c21 = TOps.Load(i + 2 * s + n);
+            c30 = TOps.Load(i + 3 * s); c31 = TOps.Load(i + 3 * s + n);
+            c40 = TOps.Load(i + 4 * s); c41 = TOps.Load(i + 4 * s + n);
+            c50 = TOps.Load(i + 5 * s); c51 = TOps.Load(i + 5 * s + n);
+            c60 = TOps.Load(i + 6 * s); c61 = TOps.Load(i + 6 * s + n);
+            c70 = TOps.Load(i + 7 * s); c71 = TOps.Load(i + 7 * s + n);
         }
         else
         {
@@ -295,20 +335,22 @@ internal static unsafe class Gemm
         TOps.Store(c70, c + 7 * cStride); TOps.Store(c71, c + 7 * cStride + n);
     }
 
-    // a: 4 rows at aStride; b: [inner, 2 vectors] at bStride; c: 4 rows × 2 vectors at cStride.
+    // a: 4 rows at aStride; b: [inner, 2 vectors] at bStride; c: 4 rows × 2 vectors at cStride, from initial or zero.
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
-    private static void Block4<TOps, TVector>(float* a, nint aStride, float* b, nint bStride, int inner, float* c, nint cStride, bool accumulate)
+    private static void Block4<TOps, TVector>(float* a, nint aStride, float* b, nint bStride, int inner, float* c, nint cStride,
+        float* initial, nint s)
         where TOps : struct, IFloatVectorOps<TVector>
         where TVector : struct
     {
         nint n = TOps.Count;
         TVector c00, c01, c10, c11, c20, c21, c30, c31;
-        if (accumulate)
+        if (initial != null)
         {
-            c00 = TOps.Load(c); c01 = TOps.Load(c + n);
-            c10 = TOps.Load(c + cStride); c11 = TOps.Load(c + cStride + n);
-            c20 = TOps.Load(c + 2 * cStride); c21 = TOps.Load(c + 2 * cStride + n);
-            c30 = TOps.Load(c + 3 * cStride); c31 = TOps.Load(c + 3 * cStride + n);
+            float* i = initial;
+            c00 = TOps.Load(i); c01 = TOps.Load(i + n);
+            c10 = TOps.Load(i + s); c11 = TOps.Load(i + s + n);
+            c20 = TOps.Load(i + 2 * s); c21 = TOps.Load(i + 2 * s + n);
+            c30 = TOps.Load(i + 3 * s); c31 = TOps.Load(i + 3 * s + n);
         }
         else
         {
@@ -337,13 +379,13 @@ internal static unsafe class Gemm
     // a: 1 row; b: [inner, 2 vectors] at bStride; c: 1 row × 2 vectors. Four partial sums per vector, so
     // a lone row (a decode step) waits on load bandwidth rather than on the FMA latency of one chain.
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
-    private static void Block1<TOps, TVector>(float* a, float* b, nint bStride, int inner, float* c, bool accumulate)
+    private static void Block1<TOps, TVector>(float* a, float* b, nint bStride, int inner, float* c, float* initial)
         where TOps : struct, IFloatVectorOps<TVector>
         where TVector : struct
     {
         nint n = TOps.Count;
-        TVector c0 = accumulate ? TOps.Load(c) : TOps.Zero;
-        TVector c1 = accumulate ? TOps.Load(c + n) : TOps.Zero;
+        TVector c0 = initial != null ? TOps.Load(initial) : TOps.Zero;
+        TVector c1 = initial != null ? TOps.Load(initial + n) : TOps.Zero;
         TVector d0 = TOps.Zero, d1 = TOps.Zero, e0 = TOps.Zero, e1 = TOps.Zero, f0 = TOps.Zero, f1 = TOps.Zero;
         nint k = 0;
         for (; k + 4 <= inner; k += 4)

@@ -27,7 +27,10 @@ internal static class KernelParallelism
     /// starts on a multiple of <paramref name="alignment"/> (the GEMM's 8-row register block, by default).
     /// The state travels as an argument so a static lambda serves; neither path allocates in the steady state.
     /// </summary>
-    public static void ForRowRanges<TState>(int rows, long workPerRow, TState state, RowRangeBody<TState> body, int alignment = Gemm.RowBlock)
+    /// <param name="chunksPerThread">Ranges per thread: 2 lets a thread that starts late still find work; 1 suits a
+    /// body with a fixed cost per range (the GEMM packs its B blocks once per range).</param>
+    public static void ForRowRanges<TState>(int rows, long workPerRow, TState state, RowRangeBody<TState> body, int alignment = Gemm.RowBlock,
+        int chunksPerThread = 2)
     {
         int parts = PartCount(rows, workPerRow);
         if (parts <= 1 || !Helpers.TryEnter())
@@ -37,7 +40,7 @@ internal static class KernelParallelism
         }
         try
         {
-            RowRangeJob<TState>.Run(rows, parts, alignment, state, body);
+            RowRangeJob<TState>.Run(rows, parts, alignment, chunksPerThread, state, body);
         }
         finally
         {
@@ -125,15 +128,14 @@ internal static class KernelParallelism
         private int nextChunk, doneChunks;
         private Exception? failure;
 
-        public static void Run(int rows, int parts, int alignment, TState state, RowRangeBody<TState> body)
+        public static void Run(int rows, int parts, int alignment, int chunksPerThread, TState state, RowRangeBody<TState> body)
         {
             // Only the owner of the helpers gets here, so one cached job per state type is never shared.
             var job = cached ??= new RowRangeJob<TState>();
             job.state = state;
             job.body = body;
             job.rows = rows;
-            // Two chunks per thread, so a thread that starts late still finds work and the ends stay balanced.
-            int chunk = (rows + 2 * parts - 1) / (2 * parts);
+            int chunk = (rows + chunksPerThread * parts - 1) / (chunksPerThread * parts);
             job.chunkRows = (chunk + alignment - 1) / alignment * alignment;
             job.chunkCount = (rows + job.chunkRows - 1) / job.chunkRows;
             job.nextChunk = 0;

@@ -10,16 +10,18 @@ namespace Headwise.Kernels;
 /// max abs error of 1e-4 and a relative Frobenius error of 1e-5.
 /// <list type="bullet">
 /// <item>Q, K and V of a group come from one GEMM over the group's [D × (g+2)·dh] weights, packed into
-/// panels once per weights object (<see cref="Prepare"/>, or the first <see cref="Attend"/>).</item>
-/// <item>Attention is <see cref="AttentionTiles"/>: 8 query rows × 128-key chunks, online softmax, masked
-/// chunks skipped; the T×T scores are never held unless the caller asks for the attention map.</item>
-/// <item><see cref="Project"/> (W_O) runs the same GEMM, B read in place, rows split over the cores by
-/// <see cref="KernelParallelism"/>.</item>
-/// <item>Scratch is rented from <see cref="ArrayPool{T}.Shared"/> and the parallel jobs are reused, so the
+/// 32-column panels once per weights object (<see cref="Prepare"/>, or the first <see cref="Attend"/>); the
+/// bias is where the accumulators start.</item>
+/// <item>Attention is <see cref="AttentionTiles"/>: 8 query rows × 256-key chunks, online softmax with
+/// deferred rescaling, chunks outside the visible keys never computed; the T×T scores are never held unless
+/// the caller asks for the attention map.</item>
+/// <item><see cref="Project"/> (W_O) runs the same GEMM on W_O where it lies (each thread packs the blocks it
+/// uses), rows split over the cores by <see cref="KernelParallelism"/> (columns, for a decode step).</item>
+/// <item>Scratch is rented from <see cref="ArrayPool{T}.Shared"/> and the parallel job is reused, so the
 /// steady state allocates nothing.</item>
 /// </list>
-/// Measured (docs/performance.md has the commands and the load): see the table there; version 2 (the
-/// unpacked 4×2-vector GEMM with a materialised softmax per 8-row tile) stays in git history.
+/// MEASURED
+/// Version 2 (the unpacked 4×2-vector GEMM with a softmax materialised per 8-row tile) is in git history.
 /// </summary>
 public sealed unsafe class SimdKernel : IHeadKernel
 {
@@ -118,11 +120,8 @@ public sealed unsafe class SimdKernel : IHeadKernel
                 for (int sequence = 0; sequence < batch; sequence++)
                 {
                     // qkv[tokens, (g+2)·dh] = x·[W_Q W_K W_V] + [b_Q b_K b_V]
-                    if (bias != null)
-                        for (int row = 0; row < tokens; row++)
-                            new ReadOnlySpan<float>(bias, projectionWidth).CopyTo(new Span<float>(qkv + (nint)row * projectionWidth, projectionWidth));
                     Gemm.Multiply<TOps, TVector>(x + (nint)sequence * tokens * modelDim, modelDim, tokens, modelDim, weightPanels,
-                        qkv, projectionWidth, accumulate: bias != null);
+                        qkv, projectionWidth, accumulate: false, bias);
 
                     // Scaling Q once costs tokens·g·dh multiplies; scaling the scores would cost tokens² per head.
                     for (int row = 0; row < tokens; row++)
@@ -213,7 +212,9 @@ public sealed unsafe class SimdKernel : IHeadKernel
                 var job = new ProjectJob(x, rows, inner, w, outer, panelWidth, tail, b, bias.Length, y, width);
                 if (rows >= Gemm.RowBlock * Environment.ProcessorCount)
                 {
-                    KernelParallelism.ForRowRanges(rows, (long)inner * outer, job, static (job, start, end) => job.RunRows(start, end));
+                    // One range per thread: each range packs all of W_O's blocks once, so fewer ranges copy less.
+                    KernelParallelism.ForRowRanges(rows, (long)inner * outer, job, static (job, start, end) => job.RunRows(start, end),
+                        chunksPerThread: 1);
                 }
                 else
                 {
@@ -245,12 +246,10 @@ public sealed unsafe class SimdKernel : IHeadKernel
         {
             int columns = endColumn - firstColumn;
             float* y = output + (nint)firstRow * outer + firstColumn;
-            if (biasLength != 0)
-                for (int row = 0; row < endRow - firstRow; row++)
-                    new ReadOnlySpan<float>(bias + firstColumn, columns).CopyTo(new Span<float>(y + (nint)row * outer, columns));
             // The packed tail is the matrix's last, narrow panel: it belongs to whichever range ends at outer.
             var panels = Panels.InPlace(weights + firstColumn, outer, inner, columns, panelWidth, endColumn == outer ? tail : null);
-            Gemm.Multiply(width, input + (nint)firstRow * inner, inner, endRow - firstRow, inner, panels, y, outer, accumulate: biasLength != 0);
+            Gemm.Multiply(width, input + (nint)firstRow * inner, inner, endRow - firstRow, inner, panels, y, outer, accumulate: false,
+                biasLength == 0 ? null : bias + firstColumn);
         }
     }
 }

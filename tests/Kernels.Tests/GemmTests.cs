@@ -16,6 +16,9 @@ public class GemmTests
     [InlineData(9, 17, 47)]
     [InlineData(8, 64, 64)]
     [InlineData(13, 3, 100)]
+    [InlineData(40, 300, 70)]  // enough rows to pack B's blocks; a narrow last panel
+    [InlineData(34, 800, 40)]  // inner deeper than one slice (768): C carried across 256-deep slices
+    [InlineData(33, 257, 600)] // more panels than one column block holds
     public void Adds_the_product_inside_its_window_only(int rows, int inner, int columns)
     {
         const int padding = 3; // extra columns on every row of every operand
