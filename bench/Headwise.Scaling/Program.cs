@@ -56,14 +56,19 @@ root.SetAction(async (parse, cancellation) =>
         Console.WriteLine($"| {t} | {Bytes("per-head f32")} | {Bytes("per-silo f32")} | {Bytes("per-silo bf16")} |");
     }
 
-    // Per-message and per-byte cost of a remote head call: the extra overhead of remote over local calls
-    // (call minus compute time) against the bytes each remote call carries, in per-head mode.
-    var points = tokens.Select(t => Find(3, "per-head f32", t)!).Select(s => ((double)s.BytesPerRemoteCall, s.RemoteOverheadMs - s.LocalOverheadMs)).ToList();
+    // Per-message and per-byte cost of one silo-to-silo message, measured without compute (2 silos, echo).
+    List<(double Bytes, double Ms)> points;
+    await using (var pair = await ClusterUnderTest.StartAsync(dll, 2, "PerSilo"))
+        points = await TransferCost.MeasureAsync(pair.Silos[0], pair.Silos[1], 21);
     var (perMessageMs, perByteMs) = ScalingModel.Fit(points);
+    Console.WriteLine("\n## One silo-to-silo hop on loopback, by payload (median of 21, remote minus local echo)\n");
+    Console.WriteLine("| payload bytes | extra ms |");
+    Console.WriteLine("|---|---|");
+    foreach (var (bytes, ms) in points) Console.WriteLine(string.Create(invariant, $"| {bytes:N0} | {ms:F3} |"));
     var anchor = Find(1, "per-silo f32", tokens.Contains(1024) ? 1024 : tokens[^1])!;
     double headFlops = 12 * (2.0 * anchor.Tokens * 768 * 3 * 64 + 4.0 * anchor.Tokens * anchor.Tokens * 64);
     double gflops = headFlops / (anchor.ScatterMs * 1e6);
-    Console.WriteLine(string.Create(invariant, $"\n## Fitted costs\n\nper remote message {perMessageMs:F3} ms, per byte {perByteMs * 1e6:F3} ms/MB (loopback: serialisation and copies), " +
+    Console.WriteLine(string.Create(invariant, $"\n## Fitted costs\n\nper message {perMessageMs:F3} ms, per byte {perByteMs * 1e6:F3} ms/MB (loopback, so this is serialisation and copies, not a wire), " +
         $"one silo computes heads at {gflops:F1} GFLOP/s (12 heads, T={anchor.Tokens}).\n"));
 
     var model = new ScalingModel(Math.Max(perMessageMs, 0), Math.Max(perByteMs, 0), gflops);

@@ -9,4 +9,10 @@ public interface ISiloRelayGrain : IGrainWithStringKey
 {
     /// <param name="headKeys">Keys of head grains on this silo ("{model}/{layer}/{group}").</param>
     Task<RelayOutcome> Attend(HeadWork work, string[] headKeys);
+
+    /// <summary>
+    /// Returns the payload's length: what moving bytes to this silo costs, without any compute
+    /// (bench/Headwise.Scaling fits per-message and per-byte costs with it).
+    /// </summary>
+    Task<int> Echo(byte[] payload);
 }

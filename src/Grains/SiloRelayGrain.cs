@@ -13,6 +13,8 @@ namespace Headwise.Grains;
 [SiloBoundPlacement, Reentrant]
 public sealed class SiloRelayGrain : Grain, ISiloRelayGrain
 {
+    public Task<int> Echo(byte[] payload) => Task.FromResult(payload.Length);
+
     public async Task<RelayOutcome> Attend(HeadWork work, string[] headKeys)
     {
         // Heads compute in float32: widen X once for all of this silo's heads.
