@@ -7,7 +7,8 @@ namespace Headwise.Contracts;
 public interface IHeadGrain : IGrainWithStringKey
 {
     Task Store(AttentionSpec spec, GroupWeights weights);
-    Task<HeadOutcome> Attend(HeadWork work);
+    /// <summary>Z for the group. The request's token travels with the call; a head checks it before starting its kernel.</summary>
+    Task<HeadOutcome> Attend(HeadWork work, CancellationToken cancellationToken = default);
     /// <summary>One decode step of a session: appends the new tokens' K and V to the session's cache and returns their Z.</summary>
     Task<HeadDecodeOutcome> Decode(HeadDecodeWork work);
     /// <summary>Forgets the session's cache on this head.</summary>

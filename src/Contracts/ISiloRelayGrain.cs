@@ -8,7 +8,7 @@ namespace Headwise.Contracts;
 public interface ISiloRelayGrain : IGrainWithStringKey
 {
     /// <param name="headKeys">Keys of head grains on this silo ("{model}/{layer}/{group}").</param>
-    Task<RelayOutcome> Attend(HeadWork work, string[] headKeys);
+    Task<RelayOutcome> Attend(HeadWork work, string[] headKeys, CancellationToken cancellationToken = default);
 
     /// <summary>
     /// Returns the payload's length: what moving bytes to this silo costs, without any compute

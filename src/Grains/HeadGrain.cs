@@ -35,10 +35,12 @@ public sealed class HeadGrain(
         _weights = kernelWeights;
     }
 
-    public Task<HeadOutcome> Attend(HeadWork work)
+    public Task<HeadOutcome> Attend(HeadWork work, CancellationToken cancellationToken = default)
     {
         if (_weights is null || state.State.Spec is not { } spec)
             throw new HeadwiseException(ErrorCode.FailedPrecondition, $"head '{this.GetPrimaryKeyString()}' has no weights; upload the model's weights first.");
+        // The request's deadline passed while this call waited for its turn: nobody will read the answer.
+        cancellationToken.ThrowIfCancellationRequested();
 
         var shape = _weights.Shape;
         using var telemetry = HeadwiseTelemetry.StartHead(this.GetPrimaryKeyString(), work, shape, silo.Name, kernel.Name);

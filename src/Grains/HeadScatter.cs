@@ -17,7 +17,9 @@ public sealed class HeadScatter(IGrainFactory grains, string localSilo, ScatterM
     /// <param name="wire">How X and Z cross between silos.</param>
     /// <param name="headKeys">Head grain keys, by group.</param>
     /// <param name="locations">The silo of each group as last seen; a stale entry only costs locality, never correctness.</param>
-    public async Task<GroupResult[]> Run(HeadWork work, WireFormat wire, IReadOnlyList<string> headKeys, IReadOnlyList<string> locations)
+    /// <param name="cancellationToken">The request's deadline: heads and relays that have not started skip their work.</param>
+    public async Task<GroupResult[]> Run(HeadWork work, WireFormat wire, IReadOnlyList<string> headKeys, IReadOnlyList<string> locations,
+        CancellationToken cancellationToken = default)
     {
         var results = new GroupResult[headKeys.Count];
         var calls = new List<Task>();
@@ -46,7 +48,7 @@ public sealed class HeadScatter(IGrainFactory grains, string localSilo, ScatterM
         async Task CallHead(int group, HeadWork headWork, bool crossesNetwork)
         {
             long started = Stopwatch.GetTimestamp();
-            var outcome = await grains.GetGrain<IHeadGrain>(headKeys[group]).Attend(headWork);
+            var outcome = await grains.GetGrain<IHeadGrain>(headKeys[group]).Attend(headWork, cancellationToken);
             double callMs = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
             results[group] = new GroupResult(outcome, callMs,
                 crossesNetwork ? headWork.Input.LongLength : 0,
@@ -57,7 +59,7 @@ public sealed class HeadScatter(IGrainFactory grains, string localSilo, ScatterM
         {
             long started = Stopwatch.GetTimestamp();
             var relayed = await grains.GetGrain<ISiloRelayGrain>(GrainKeys.Relay(silo))
-                .Attend(wireWork, groups.Select(g => headKeys[g]).ToArray());
+                .Attend(wireWork, groups.Select(g => headKeys[g]).ToArray(), cancellationToken);
             double callMs = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
             for (int i = 0; i < groups.Count; i++)
             {

@@ -146,9 +146,9 @@ public sealed class LayerGrain(
     // A silo left or died between looking the heads up and calling them: look again, a bounded number of times
     // with backoff (HeadCallRetry); their weights come back from storage wherever they re-activate.
     private Task<GroupResult[]> ScatterToHeads(ForwardCommand command, AttentionSpec spec, CancellationToken cancellationToken) =>
-        HeadCallRetry.RunAsync(() => ScatterOnce(command, spec), () => _locations = null, cancellationToken);
+        HeadCallRetry.RunAsync(() => ScatterOnce(command, spec, cancellationToken), () => _locations = null, cancellationToken);
 
-    private async Task<GroupResult[]> ScatterOnce(ForwardCommand command, AttentionSpec spec)
+    private async Task<GroupResult[]> ScatterOnce(ForwardCommand command, AttentionSpec spec, CancellationToken cancellationToken)
     {
         var active = membership.CurrentSnapshot.Members.Values
             .Where(m => m.Status == SiloStatus.Active).Select(m => m.SiloAddress.Endpoint.ToString()).ToHashSet();
@@ -167,7 +167,7 @@ public sealed class LayerGrain(
             ReturnAttention = command.ReturnAttention,
         };
         var wire = command.Bf16Wire ? WireFormat.Bf16 : scatter.Value.WireFormat;
-        var groups = await new HeadScatter(GrainFactory, silo.Name, scatter.Value.Scatter).Run(work, wire, headKeys, locations);
+        var groups = await new HeadScatter(GrainFactory, silo.Name, scatter.Value.Scatter).Run(work, wire, headKeys, locations, cancellationToken);
         // A head that answered from elsewhere has moved: look its layer up again before the next pass.
         if (groups.Where((g, i) => g.Outcome.Silo != locations[i]).Any()) _locations = null;
         return groups;

@@ -15,14 +15,14 @@ public sealed class SiloRelayGrain : Grain, ISiloRelayGrain
 {
     public Task<int> Echo(byte[] payload) => Task.FromResult(payload.Length);
 
-    public async Task<RelayOutcome> Attend(HeadWork work, string[] headKeys)
+    public async Task<RelayOutcome> Attend(HeadWork work, string[] headKeys, CancellationToken cancellationToken = default)
     {
         // Heads compute in float32: widen X once for all of this silo's heads.
         var local = work.Wire == WireFormat.Bf16 ? work with { Input = Bf16.DecodeToFloatBytes(work.Input), Wire = WireFormat.F32 } : work;
         var results = await Task.WhenAll(headKeys.Select(async key =>
         {
             long started = Stopwatch.GetTimestamp();
-            var outcome = await GrainFactory.GetGrain<IHeadGrain>(key).Attend(local);
+            var outcome = await GrainFactory.GetGrain<IHeadGrain>(key).Attend(local, cancellationToken);
             return (Outcome: outcome, CallMs: Stopwatch.GetElapsedTime(started).TotalMilliseconds);
         }));
         return new RelayOutcome
