@@ -13,6 +13,8 @@ public sealed record HeadWork
     [Id(5)] public bool ReturnAttention { get; init; }
     /// <summary>How <see cref="Input"/> is encoded, and how Z should come back.</summary>
     [Id(6)] public WireFormat Wire { get; init; }
+    /// <summary>Names this pass, so that its coordinator can call it off on every silo (<see cref="ISiloRelayGrain.Cancel"/>).</summary>
+    [Id(7)] public Guid ForwardId { get; init; }
 }
 
 /// <summary>One head group's answer.</summary>

@@ -15,4 +15,11 @@ public interface ISiloRelayGrain : IGrainWithStringKey
     /// (bench/Headwise.Scaling fits per-message and per-byte costs with it).
     /// </summary>
     Task<int> Echo(byte[] payload);
+
+    /// <summary>
+    /// Calls off a forward pass on this silo: its heads stop at their next sequence. The coordinator sends it when
+    /// the request's deadline passes or its caller cancels, because a token does not reach a head call already running.
+    /// </summary>
+    [Orleans.Concurrency.OneWay]
+    Task Cancel(Guid forwardId);
 }

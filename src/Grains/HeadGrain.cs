@@ -14,6 +14,7 @@ namespace Headwise.Grains;
 public sealed class HeadGrain(
     [PersistentState("head", StorageNames.Weights)] IPersistentState<HeadState> state,
     IHeadKernel kernel,
+    CancelledForwards cancelled,
     SiloIdentity silo) : Grain, IHeadGrain
 {
     // Floats are rebuilt once per activation so the forward path reads them without conversion.
@@ -52,12 +53,27 @@ public sealed class HeadGrain(
         var options = new AttentionOptions(spec.Scale, work.Causal, spec.Window);
 
         long started = Stopwatch.GetTimestamp();
-        if (spec.HasRope) // RoPE goes through the projections + rotary + incremental path, leaving the fused kernels as they are
-            IncrementalAttention.Forward(kernel, FloatBytes.AsFloats(work.Input), work.Batch, work.Tokens, work.Lengths, _weights, options,
-                HeadDecoder.RotaryOf(spec), FloatBytes.AsFloats(output.AsSpan()), attention is null ? Span<float>.Empty : FloatBytes.AsFloats(attention.AsSpan()));
-        else
-            kernel.Attend(FloatBytes.AsFloats(work.Input), work.Batch, work.Tokens, work.Lengths, _weights, options,
-                FloatBytes.AsFloats(output.AsSpan()), attention is null ? Span<float>.Empty : FloatBytes.AsFloats(attention.AsSpan()));
+        // One sequence at a time: the heads of a silo all start at once and share its cores, so a caller that gives
+        // up (deadline, cancellation) is heard between sequences rather than after the whole batch.
+        int inputPer = work.Tokens * spec.ModelDim, outputPer = work.Tokens * shape.QueryWidth;
+        int attentionPer = shape.QueryHeads * work.Tokens * work.Tokens;
+        var x = FloatBytes.AsFloats(work.Input);
+        var z = FloatBytes.AsFloats(output.AsSpan());
+        var probabilities = attention is null ? Span<float>.Empty : FloatBytes.AsFloats(attention.AsSpan());
+        for (int b = 0; b < work.Batch; b++)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            if (cancelled.IsCancelled(work.ForwardId))
+                throw new OperationCanceledException($"forward {work.ForwardId} was called off by its coordinator.");
+            var xb = x.Slice(b * inputPer, inputPer);
+            var zb = z.Slice(b * outputPer, outputPer);
+            var pb = probabilities.IsEmpty ? Span<float>.Empty : probabilities.Slice(b * attentionPer, attentionPer);
+            ReadOnlySpan<int> lb = work.Lengths.Length == 0 ? ReadOnlySpan<int>.Empty : work.Lengths.AsSpan(b, 1);
+            if (spec.HasRope) // RoPE goes through the projections + rotary + incremental path, leaving the fused kernels as they are
+                IncrementalAttention.Forward(kernel, xb, 1, work.Tokens, lb, _weights, options, HeadDecoder.RotaryOf(spec), zb, pb);
+            else
+                kernel.Attend(xb, 1, work.Tokens, lb, _weights, options, zb, pb);
+        }
         double computeMs = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
 
         telemetry.Computed(computeMs, attention);

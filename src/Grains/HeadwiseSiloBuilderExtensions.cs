@@ -16,6 +16,7 @@ public static class HeadwiseSiloBuilderExtensions
         double speed = speedGflops ?? SiloSpeed.MeasureGflops(kernel);
         silo.Services.AddSingleton(kernel);
         silo.Services.AddSingleton<SiloIdentity>();
+        silo.Services.AddSingleton<CancelledForwards>();
         silo.Services.AddOptions<ForwardLimits>();
         silo.Services.AddOptions<ScatterOptions>();
         silo.Services.AddOptions<DecodeSessionOptions>();

@@ -165,7 +165,15 @@ public sealed class LayerGrain(
             Causal = command.Causal,
             Lengths = command.Lengths,
             ReturnAttention = command.ReturnAttention,
+            ForwardId = Guid.NewGuid(),
         };
+        // A token does not reach head calls that are already running: when the caller gives up, tell every
+        // silo's relay to call this pass off, and its heads stop at their next sequence.
+        using var callOff = cancellationToken.Register(() =>
+        {
+            foreach (var target in locations.Distinct())
+                _ = GrainFactory.GetGrain<ISiloRelayGrain>(GrainKeys.Relay(target)).Cancel(work.ForwardId);
+        });
         var wire = command.Bf16Wire ? WireFormat.Bf16 : scatter.Value.WireFormat;
         var groups = await new HeadScatter(GrainFactory, silo.Name, scatter.Value.Scatter).Run(work, wire, headKeys, locations, cancellationToken);
         // A head that answered from elsewhere has moved: look its layer up again before the next pass.

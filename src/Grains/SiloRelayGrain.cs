@@ -11,8 +11,14 @@ namespace Headwise.Grains;
 /// It holds no state, so it interleaves the forward passes of every layer.
 /// </summary>
 [SiloBoundPlacement, Reentrant]
-public sealed class SiloRelayGrain : Grain, ISiloRelayGrain
+public sealed class SiloRelayGrain(CancelledForwards cancelled) : Grain, ISiloRelayGrain
 {
+    public Task Cancel(Guid forwardId)
+    {
+        cancelled.Cancel(forwardId);
+        return Task.CompletedTask;
+    }
+
     public Task<int> Echo(byte[] payload) => Task.FromResult(payload.Length);
 
     public async Task<RelayOutcome> Attend(HeadWork work, string[] headKeys, CancellationToken cancellationToken = default)

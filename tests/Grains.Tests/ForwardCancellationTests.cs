@@ -1,0 +1,82 @@
+using System.Diagnostics.Metrics;
+using Headwise.Contracts;
+using Headwise.Kernels;
+using Headwise.TestSupport;
+using Orleans.TestingHost;
+
+namespace Headwise.Grains.Tests;
+
+/// <summary>
+/// A caller that gives up (deadline, cancellation) cancels the head work: the heads stop at their next sequence
+/// and report nothing. Counted from the head compute histogram, which a head records only when it finished.
+/// </summary>
+public sealed class ForwardCancellationTests : IAsyncLifetime
+{
+    private const int Heads = 16, ModelDim = 1024, Batch = 16, Tokens = 512;
+    private TestCluster _cluster = null!;
+
+    private sealed class SiloConfigurator : ISiloConfigurator
+    {
+        public void Configure(ISiloBuilder silo)
+        {
+            silo.AddMemoryGrainStorage(StorageNames.Weights);
+            silo.AddHeadwiseGrains(KernelKind.Simd, speedGflops: 100);
+        }
+    }
+
+    public async Task InitializeAsync()
+    {
+        var builder = new TestClusterBuilder(1);
+        builder.AddSiloBuilderConfigurator<SiloConfigurator>();
+        _cluster = builder.Build();
+        await _cluster.DeployAsync();
+        var spec = new AttentionSpec { ModelDim = ModelDim, HeadCount = Heads }.Resolve();
+        await _cluster.Client.GetGrain<IModelCatalogGrain>(GrainKeys.Catalog).Create("cancel", spec);
+        await WeightUpload.StoreAsync(_cluster.Client, "cancel", SeededWeights.Create(spec, seed: 5));
+    }
+
+    public async Task DisposeAsync() => await _cluster.StopAllSilosAsync();
+
+    [Fact]
+    public async Task Heads_stop_their_work_when_the_caller_gives_up()
+    {
+        var layer = _cluster.Client.GetGrain<ILayerGrain>(GrainKeys.Layer("cancel", 0));
+        var command = Command();
+        await layer.Forward(command); // warm: every head active, kernels compiled
+
+        int completed = await CountHeadKernels(async () => Assert.NotNull(await layer.Forward(command)));
+        Assert.Equal(Heads, completed);
+
+        using var cancellation = new CancellationTokenSource(TimeSpan.FromMilliseconds(30));
+        int ranAfterCancel = await CountHeadKernels(async () =>
+            await Assert.ThrowsAnyAsync<OperationCanceledException>(() => layer.Forward(command, cancellation.Token)));
+        Assert.True(ranAfterCancel < Heads, $"{ranAfterCancel} of {Heads} heads finished their work after the caller gave up.");
+
+        // The layer still answers afterwards.
+        Assert.Equal(Batch * Tokens * ModelDim * sizeof(float), (await layer.Forward(command)).Output.Length);
+    }
+
+    private static ForwardCommand Command()
+    {
+        var random = new Random(3);
+        var input = new float[Batch * Tokens * ModelDim];
+        for (int i = 0; i < input.Length; i++) input[i] = (float)(random.NextDouble() - 0.5);
+        return new ForwardCommand { Batch = Batch, Tokens = Tokens, ModelDim = ModelDim, Input = FloatBytes.ToBytes(input) };
+    }
+
+    // Runs the call, waits until the heads it reached have settled, and counts the head kernels that ran.
+    private static async Task<int> CountHeadKernels(Func<Task> call)
+    {
+        int count = 0;
+        using var listener = new MeterListener();
+        listener.InstrumentPublished = (instrument, l) =>
+        {
+            if (instrument.Meter.Name == HeadwiseTelemetry.Name && instrument.Name == "headwise.head.compute") l.EnableMeasurementEvents(instrument);
+        };
+        listener.SetMeasurementEventCallback<double>((_, _, _, _) => Interlocked.Increment(ref count));
+        listener.Start();
+        await call();
+        await Task.Delay(TimeSpan.FromSeconds(2));
+        return Volatile.Read(ref count);
+    }
+}
