@@ -1,7 +1,8 @@
 using BenchmarkDotNet.Running;
 using Headwise.Bench;
 
-// dotnet run -c Release --project bench/Headwise.Bench [-- table [FILTER…] | peak | bdn BENCHMARKDOTNET-ARGS…]
+// dotnet run -c Release --project bench/Headwise.Bench -- table [FILTER…] | parts [T [D [dh [causal]]]] | threads [T]
+//     | attention [T [dh [causal]]] | sgemm | peak | bdn BENCHMARKDOTNET-ARGS…  (docs/performance.md says what each prints)
 string mode = args.Length > 0 ? args[0] : "table";
 string[] rest = args.Skip(1).ToArray();
 switch (mode)
@@ -14,6 +15,8 @@ switch (mode)
         return ThreadsRunner.Run(rest);
     case "attention":
         return AttentionProbe.Run(rest);
+    case "sgemm":
+        return SgemmRunner.Run();
     case "peak":
         Console.WriteLine($"FMA peak: {FmaPeak.Measure(1):F1} GFLOP/s on 1 thread, {FmaPeak.Measure(Environment.ProcessorCount):F1} on {Environment.ProcessorCount}");
         return 0;
@@ -21,6 +24,6 @@ switch (mode)
         BenchmarkSwitcher.FromAssembly(typeof(KernelBenchmarks).Assembly).Run(rest);
         return 0;
     default:
-        Console.Error.WriteLine("usage: Headwise.Bench [table [FILTER…] | peak | bdn BENCHMARKDOTNET-ARGS…]");
+        Console.Error.WriteLine("usage: Headwise.Bench [table [FILTER…] | parts [T [D [dh [causal]]]] | threads [T] | attention [T [dh [causal]]] | sgemm | peak | bdn ARGS…]");
         return 2;
 }

@@ -23,7 +23,11 @@ public sealed class HeadGrain(
     public override Task OnActivateAsync(CancellationToken cancellationToken)
     {
         if (state.State.Spec is { } spec && state.State.Weights is { } weights)
+        {
             _weights = HeadWeightsConverter.ToKernelWeights(spec, weights);
+            // Pack W_Q, W_K, W_V once per activation rather than on the first pass (the GPU kernel uploads them).
+            kernel.Prepare(_weights);
+        }
         return Task.CompletedTask;
     }
 
@@ -33,6 +37,7 @@ public sealed class HeadGrain(
         state.State.Spec = spec;
         state.State.Weights = weights;
         await state.WriteStateAsync();
+        kernel.Prepare(kernelWeights);
         _weights = kernelWeights;
     }
 

@@ -5,9 +5,9 @@ namespace Headwise.Kernels;
 /// <summary>
 /// Z = softmax(Q·Kᵀ + mask)·V for one query head over one sequence, fused and tiled (the flash-attention
 /// scheme): 8 query rows at a time walk the keys in chunks of <see cref="KeyChunk"/>; per chunk one GEMM
-/// gives the 8 × chunk scores, an online softmax (running max m and sum l per row, earlier partial sums
-/// rescaled by e^(m_old − m_new)) turns them into weights in place, and one more GEMM adds weights·V into
-/// an 8 × dh accumulator. Only 8 × chunk scores ever exist, and chunks outside the rows' visible keys
+/// gives the 8 × chunk scores, an online softmax (per row an offset m and lane-wise sums l; m is raised,
+/// and what was accumulated rescaled by e^(m_old − m_new), only when a chunk's scores exceed it by more than
+/// e^8) turns them into weights in place, and one more GEMM adds weights·V into an 8 × dh accumulator. Only 8 × chunk scores ever exist, and chunks outside the rows' visible keys
 /// (causal future, before the window, padding) are never computed.
 /// </summary>
 /// <remarks>

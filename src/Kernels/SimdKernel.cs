@@ -20,7 +20,10 @@ namespace Headwise.Kernels;
 /// <item>Scratch is rented from <see cref="ArrayPool{T}.Shared"/> and the parallel job is reused, so the
 /// steady state allocates nothing.</item>
 /// </list>
-/// MEASURED
+/// Measured on the 2-core AVX-512 Xeon of this project (docs/performance.md, bench `table` and `parts`): one
+/// GPT-2-small head group at T = 128 211× faster than the reference (0.26 ms against 55 ms); the whole
+/// GPT-2-small layer at T = 1024 on both cores 30 ms, 0.84× the OpenBLAS pipeline's perfect two-core figure
+/// and 77% of the measured FMA peak. Not measured against libtorch (none on these machines).
 /// Version 2 (the unpacked 4×2-vector GEMM with a softmax materialised per 8-row tile) is in git history.
 /// </summary>
 public sealed unsafe class SimdKernel : IHeadKernel
