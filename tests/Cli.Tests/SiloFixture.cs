@@ -55,20 +55,8 @@ public sealed class SiloFixture : IAsyncLifetime
         await _app.DisposeAsync();
     }
 
-    /// <summary>Ports no one listens on now: all are held open together so that they differ, then released.</summary>
-    public static int[] FreePorts(int count)
-    {
-        var listeners = Enumerable.Range(0, count).Select(_ => new TcpListener(IPAddress.Loopback, 0)).ToArray();
-        try
-        {
-            foreach (var listener in listeners) listener.Start();
-            return listeners.Select(l => ((IPEndPoint)l.LocalEndpoint).Port).ToArray();
-        }
-        finally
-        {
-            foreach (var listener in listeners) listener.Stop();
-        }
-    }
+    /// <summary>Free ports below the ephemeral range (see Headwise.TestSupport.FreePorts).</summary>
+    public static int[] FreePorts(int count) => Headwise.TestSupport.FreePorts.Take(count);
 }
 
 [CollectionDefinition(Name)]
