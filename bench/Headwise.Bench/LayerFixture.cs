@@ -87,6 +87,18 @@ internal sealed unsafe class LayerFixture
         kernel.Project(concat, t, shape.HeadCount * shape.HeadDim, outputWeights, shape.ModelDim, outputBias, output);
     }
 
+    /// <summary>Only the groups' Attend calls, on the thread pool as in <see cref="Headwise"/>.</summary>
+    public void AttendAll(IHeadKernel kernel)
+    {
+        var options = new AttentionOptions(scale, shape.Causal, 0);
+        int t = shape.Tokens;
+        Parallel.For(0, groups.Length, headThreads, group =>
+            kernel.Attend(input, 1, t, [], groups[group], options, groupOutputs[group], []));
+    }
+
+    /// <summary>Only the gather of the groups' outputs into one [T, Hq·dh] buffer.</summary>
+    public void GatherOnly() => Gather();
+
     /// <summary>Headwise on the calling thread only: groups one after another, then W_O.</summary>
     public void HeadwiseOneThread(IHeadKernel kernel)
     {

@@ -30,6 +30,21 @@ internal static class ThreadsRunner
         Report($"groups on {2 * cores} threads (oversubscribed), then W_O", () => fixture.HeadwiseOnThreads(kernel, 2 * cores));
         Report($"groups on {cores} dedicated threads, then W_O", () => fixture.HeadwiseOnThreads(kernel, cores));
         Report("W_O alone, split over the cores", () => fixture.ProjectOutput(kernel));
+        Report($"groups alone on {cores} threads (thread pool)", () => fixture.AttendAll(kernel));
+        Report("gather alone", fixture.GatherOnly);
+        Report("one group's Attend, alone", () => fixture.AttendOne(kernel, 0));
+        // Every core runs its own group's Attend over and over at the same time: what one call costs when the
+        // cores are all busy, against the row above.
+        using (var stop = new CancellationTokenSource())
+        {
+            var others = Enumerable.Range(1, cores - 1).Select(core => Task.Factory.StartNew(() =>
+            {
+                while (!stop.IsCancellationRequested) fixture.AttendOne(kernel, core);
+            }, TaskCreationOptions.LongRunning)).ToArray();
+            Report($"one group's Attend, {cores - 1} other core(s) busy with theirs", () => fixture.AttendOne(kernel, 0));
+            stop.Cancel();
+            Task.WaitAll(others);
+        }
         return 0;
     }
 }
