@@ -2,7 +2,7 @@ using BenchmarkDotNet.Running;
 using Headwise.Bench;
 
 // dotnet run -c Release --project bench/Headwise.Bench -- table [FILTER…] | parts [T [D [dh [causal]]]] | threads [T]
-//     | attention [T [dh [causal]]] | sgemm | peak | bdn BENCHMARKDOTNET-ARGS…  (docs/performance.md says what each prints)
+//     | decode [context [D [dh [g]]]] | attention [T [dh [causal]]] | sgemm | peak | bdn BENCHMARKDOTNET-ARGS…  (docs/performance.md says what each prints)
 string mode = args.Length > 0 ? args[0] : "table";
 string[] rest = args.Skip(1).ToArray();
 switch (mode)
@@ -13,8 +13,12 @@ switch (mode)
         return PartsRunner.Run(rest);
     case "threads":
         return ThreadsRunner.Run(rest);
+    case "decode":
+        return DecodeRunner.Run(rest);
     case "attention":
         return AttentionProbe.Run(rest);
+    case "memory":
+        return MemoryRunner.Run(rest);
     case "sgemm":
         return SgemmRunner.Run();
     case "peak":
@@ -24,6 +28,6 @@ switch (mode)
         BenchmarkSwitcher.FromAssembly(typeof(KernelBenchmarks).Assembly).Run(rest);
         return 0;
     default:
-        Console.Error.WriteLine("usage: Headwise.Bench [table [FILTER…] | parts [T [D [dh [causal]]]] | threads [T] | attention [T [dh [causal]]] | sgemm | peak | bdn ARGS…]");
+        Console.Error.WriteLine("usage: Headwise.Bench [table [FILTER…] | parts [T [D [dh [causal]]]] | threads [T] | decode [context [D [dh [g]]]] | attention [T [dh [causal]]] | sgemm | peak | bdn ARGS…]");
         return 2;
 }

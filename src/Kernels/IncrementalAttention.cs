@@ -44,9 +44,7 @@ public static class IncrementalAttention
             rotary.Apply(keys, tokens, 1, shape.HeadDim, firstPosition);
             cache.Append(keys, values, tokens);
 
-            var causal = options with { Causal = true };
-            Attend(queries, tokens, firstPosition, cache.Keys, cache.Values, cache.Count, cache.FirstPosition,
-                shape, causal, int.MaxValue, output, Span<float>.Empty);
+            AttendCached(queries, tokens, firstPosition, cache, shape, options with { Causal = true }, output);
             cache.TrimToWindow(options.Window);
         }
         finally
@@ -156,6 +154,55 @@ public static class IncrementalAttention
         finally
         {
             ArrayPool<float>.Shared.Return(scores);
+        }
+    }
+
+    /// <summary>
+    /// <see cref="Attend"/> over a cache, for queries at absolute positions firstQuery …: with Kᵀ and Vᵀ each score
+    /// row is dh multiply-adds along the visible keys and each output value one dot product, so the work runs over
+    /// long contiguous spans however few the queries.
+    /// </summary>
+    private static void AttendCached(
+        // q: [tokens, g·dh]
+        ReadOnlySpan<float> queries, int tokens, int firstQuery,
+        KeyValueCache cache, HeadGroupShape shape, AttentionOptions options,
+        // z: [tokens, g·dh]
+        Span<float> output)
+    {
+        int headDim = shape.HeadDim, queryWidth = shape.QueryWidth, firstKey = cache.FirstPosition;
+        var buffer = ArrayPool<float>.Shared.Rent(Math.Max(1, cache.Count));
+        try
+        {
+            for (int query = 0; query < tokens; query++)
+            {
+                var (start, end) = options.VisibleKeyRange(firstQuery + query, int.MaxValue);
+                start = Math.Max(start, firstKey) - firstKey;
+                end = Math.Min(end, firstKey + cache.Count) - firstKey;
+                for (int head = 0; head < shape.QueryHeads; head++)
+                {
+                    var z = output.Slice(query * queryWidth + head * headDim, headDim);
+                    if (end <= start)
+                    {
+                        z.Clear();
+                        continue;
+                    }
+                    var q = queries.Slice(query * queryWidth + head * headDim, headDim);
+                    var scores = buffer.AsSpan(0, end - start);
+                    TensorPrimitives.Multiply(cache.KeyRow(0)[start..end], q[0] * options.Scale, scores);
+                    for (int d = 1; d < headDim; d++)
+                        TensorPrimitives.MultiplyAdd(cache.KeyRow(d)[start..end], q[d] * options.Scale, scores, scores);
+                    TensorPrimitives.Subtract(scores, TensorPrimitives.Max(scores), scores);
+                    TensorPrimitives.Exp(scores, scores);
+                    // Normalising the dh outputs instead of the scores saves a pass over every key.
+                    float inverse = 1 / TensorPrimitives.Sum(scores);
+                    for (int d = 0; d < headDim; d++)
+                        z[d] = TensorPrimitives.Dot(scores, cache.ValueRow(d)[start..end]) * inverse;
+                }
+            }
+        }
+        finally
+        {
+            ArrayPool<float>.Shared.Return(buffer);
         }
     }
 

@@ -4,11 +4,14 @@ namespace Headwise.Kernels;
 /// The keys and values one head group has computed for one sequence, in token order, RoPE already applied to
 /// the keys. Rows sit at absolute positions <see cref="FirstPosition"/> … <see cref="Position"/> − 1; a sliding
 /// window lets the cache forget rows no later query can see, so its size is bounded by the window, not the sequence.
+/// K and V are held transposed, [dh × capacity]: a decode step's scores and weighted sum then run along contiguous
+/// spans of every cached token (one per dimension) instead of one short dh-wide call per token.
 /// </summary>
 public sealed class KeyValueCache(int headDim, int firstPosition = 0)
 {
-    private float[] _keys = [];   // [capacity, dh]
-    private float[] _values = []; // [capacity, dh]
+    private float[] _keys = [];   // Kᵀ: [dh, capacity]
+    private float[] _values = []; // Vᵀ: [dh, capacity]
+    private int _capacity;        // tokens each row has room for
 
     public int HeadDim { get; } = headDim;
     /// <summary>Rows held.</summary>
@@ -20,25 +23,28 @@ public sealed class KeyValueCache(int headDim, int firstPosition = 0)
     /// <summary>Bytes held by the two buffers.</summary>
     public long Bytes => 2L * _keys.Length * sizeof(float);
 
-    /// <summary>K rows: [Count, dh].</summary>
-    public ReadOnlySpan<float> Keys => _keys.AsSpan(0, Count * HeadDim);
-    /// <summary>V rows: [Count, dh].</summary>
-    public ReadOnlySpan<float> Values => _values.AsSpan(0, Count * HeadDim);
+    /// <summary>Dimension <paramref name="dimension"/> of every cached key: [Count].</summary>
+    public ReadOnlySpan<float> KeyRow(int dimension) => Row(_keys, dimension);
+    /// <summary>Dimension <paramref name="dimension"/> of every cached value: [Count].</summary>
+    public ReadOnlySpan<float> ValueRow(int dimension) => Row(_values, dimension);
 
     /// <summary>Appends rows for positions Position … Position + tokens − 1.</summary>
     public void Append(
         // keys, values: [tokens, dh]
         ReadOnlySpan<float> keys, ReadOnlySpan<float> values, int tokens)
     {
-        int needed = (Count + tokens) * HeadDim;
-        if (needed > _keys.Length)
+        if (keys.Length != tokens * HeadDim || values.Length != tokens * HeadDim)
+            throw new ArgumentException($"keys and values need [tokens, dh] = {tokens * HeadDim} values; got {keys.Length} and {values.Length}.");
+        if (Count + tokens > _capacity)
+            Grow(Math.Max(Count + tokens, Math.Max(16, 2 * _capacity)));
+        for (int token = 0; token < tokens; token++)
         {
-            int capacity = Math.Max(needed, Math.Max(16 * HeadDim, _keys.Length * 2));
-            Array.Resize(ref _keys, capacity);
-            Array.Resize(ref _values, capacity);
+            for (int d = 0; d < HeadDim; d++)
+            {
+                _keys[d * _capacity + Count + token] = keys[token * HeadDim + d];
+                _values[d * _capacity + Count + token] = values[token * HeadDim + d];
+            }
         }
-        keys.CopyTo(_keys.AsSpan(Count * HeadDim));
-        values.CopyTo(_values.AsSpan(Count * HeadDim));
         Count += tokens;
     }
 
@@ -53,9 +59,34 @@ public sealed class KeyValueCache(int headDim, int firstPosition = 0)
         int keep = Math.Max(0, window - 1);
         int drop = Count - keep;
         if (drop < Math.Max(window, 16)) return;
-        _keys.AsSpan(drop * HeadDim, keep * HeadDim).CopyTo(_keys);
-        _values.AsSpan(drop * HeadDim, keep * HeadDim).CopyTo(_values);
+        for (int d = 0; d < HeadDim; d++)
+        {
+            _keys.AsSpan(d * _capacity + drop, keep).CopyTo(_keys.AsSpan(d * _capacity));
+            _values.AsSpan(d * _capacity + drop, keep).CopyTo(_values.AsSpan(d * _capacity));
+        }
         FirstPosition += drop;
         Count = keep;
+    }
+
+    private ReadOnlySpan<float> Row(float[] rows, int dimension)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(dimension);
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(dimension, HeadDim);
+        return rows.AsSpan(dimension * _capacity, Count);
+    }
+
+    /// <summary>Every row's stride changes with the capacity, so growing re-lays each row in the new buffers.</summary>
+    private void Grow(int capacity)
+    {
+        var keys = new float[HeadDim * capacity];
+        var values = new float[HeadDim * capacity];
+        for (int d = 0; d < HeadDim; d++)
+        {
+            _keys.AsSpan(d * _capacity, Count).CopyTo(keys.AsSpan(d * capacity));
+            _values.AsSpan(d * _capacity, Count).CopyTo(values.AsSpan(d * capacity));
+        }
+        _keys = keys;
+        _values = values;
+        _capacity = capacity;
     }
 }

@@ -1,0 +1,137 @@
+namespace Headwise.Kernels.Tests;
+
+/// <summary>
+/// The decode path over the transposed K/V cache against a float64 oracle written here: Q, K, V = x·W + b, and for
+/// the token at position i and query head h, z = softmax(scale · q·Kᵀ) · V over the keys at positions
+/// max(0, i − window + 1) … i (every key when the window is 0), head h using the group's one K and V.
+/// The bound: max abs error ≤ 1e-5 × the largest |z| of the oracle.
+/// </summary>
+public sealed class DecodeAttentionTests
+{
+    private const double Tolerance = 1e-5;
+
+    public static TheoryData<int, int, int> Cases => new()
+    {
+        // g, window, chunk. 300 tokens without a window grow the cache 16 → 512 rows; windows of 5 and 40 trim
+        // it many times (300 ≫ 2·window), and 40 also grows it across doublings between the trims.
+        { 1, 0, 1 }, { 1, 0, 3 }, { 1, 0, 7 },
+        { 3, 0, 1 }, { 3, 0, 3 }, { 3, 0, 7 },
+        { 1, 5, 1 }, { 1, 5, 3 }, { 1, 5, 7 },
+        { 3, 5, 1 }, { 3, 5, 3 }, { 3, 5, 7 },
+        { 1, 40, 7 }, { 3, 40, 1 }, { 3, 40, 3 },
+    };
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void Decode_matches_the_float64_oracle(int queryHeads, int window, int chunk)
+    {
+        const int tokens = 300, modelDim = 16, headDim = 8;
+        var random = new Random(queryHeads * 1000 + window * 10 + chunk);
+        var shape = new HeadGroupShape(modelDim, headDim, queryHeads);
+        var weights = RandomTensors.GroupWeights(random, shape, 0.5, bias: true);
+        var x = RandomTensors.Normal(random, tokens * modelDim);
+        var options = new AttentionOptions(1f / MathF.Sqrt(headDim), Causal: true, window);
+
+        var cache = new KeyValueCache(headDim);
+        var actual = new float[tokens * shape.QueryWidth];
+        for (int start = 0; start < tokens; start += chunk)
+        {
+            int count = Math.Min(chunk, tokens - start);
+            IncrementalAttention.Decode(new SimdKernel(), weights, options, Rotary.None, x.AsSpan(start * modelDim, count * modelDim), count,
+                cache, actual.AsSpan(start * shape.QueryWidth, count * shape.QueryWidth));
+        }
+
+        var q = Project(x, tokens, modelDim, weights.Query, weights.QueryBias!, shape.QueryWidth);
+        var k = Project(x, tokens, modelDim, weights.Key, weights.KeyBias!, headDim);
+        var v = Project(x, tokens, modelDim, weights.Value, weights.ValueBias!, headDim);
+        var expected = Attention(q, k, v, tokens, headDim, queryHeads, options.Scale, window);
+        double bound = Tolerance * expected.Max(Math.Abs);
+        for (int i = 0; i < expected.Length; i++)
+            Assert.True(Math.Abs(actual[i] - expected[i]) <= bound,
+                $"g={queryHeads} window={window} chunk={chunk}: z[{i / shape.QueryWidth}, {i % shape.QueryWidth}] is {actual[i]}, expected {expected[i]}");
+
+        // The transposed rows hold exactly the keys and values of the positions the cache still keeps.
+        Assert.Equal(tokens, cache.Position);
+        if (window > 0) Assert.True(cache.FirstPosition > 0 && cache.Count <= window - 1 + Math.Max(window, 16) + chunk);
+        for (int d = 0; d < headDim; d++)
+        {
+            var keyRow = cache.KeyRow(d);
+            var valueRow = cache.ValueRow(d);
+            Assert.Equal(cache.Count, keyRow.Length);
+            for (int row = 0; row < cache.Count; row++)
+            {
+                int position = cache.FirstPosition + row;
+                Assert.True(Math.Abs(keyRow[row] - k[position * headDim + d]) <= 1e-5, $"K[{position}, {d}]");
+                Assert.True(Math.Abs(valueRow[row] - v[position * headDim + d]) <= 1e-5, $"V[{position}, {d}]");
+            }
+        }
+    }
+
+    [Fact]
+    public void Appending_across_growth_and_trimming_keeps_every_row()
+    {
+        const int headDim = 3, window = 20;
+        var cache = new KeyValueCache(headDim, firstPosition: 7);
+        var random = new Random(5);
+        var keys = RandomTensors.Normal(random, 500 * headDim);
+        var values = RandomTensors.Normal(random, 500 * headDim);
+        int appended = 0;
+        for (int chunk = 1; appended + chunk <= 500; chunk = chunk % 9 + 1)
+        {
+            cache.Append(keys.AsSpan(appended * headDim, chunk * headDim), values.AsSpan(appended * headDim, chunk * headDim), chunk);
+            appended += chunk;
+            if (appended < 200) continue; // grow through several doublings first, then trim
+            cache.TrimToWindow(window);
+            Assert.True(cache.Count >= window - 1);
+        }
+        Assert.Equal(7 + appended, cache.Position);
+        for (int d = 0; d < headDim; d++)
+        {
+            for (int row = 0; row < cache.Count; row++)
+            {
+                int token = cache.FirstPosition - 7 + row;
+                Assert.Equal(keys[token * headDim + d], cache.KeyRow(d)[row]);
+                Assert.Equal(values[token * headDim + d], cache.ValueRow(d)[row]);
+            }
+        }
+    }
+
+    private static double[] Project(float[] x, int tokens, int inner, float[] w, float[] b, int outer)
+    {
+        var y = new double[tokens * outer];
+        for (int t = 0; t < tokens; t++)
+            for (int o = 0; o < outer; o++)
+            {
+                double sum = b[o];
+                for (int i = 0; i < inner; i++) sum += (double)x[t * inner + i] * w[i * outer + o];
+                y[t * outer + o] = sum;
+            }
+        return y;
+    }
+
+    private static double[] Attention(double[] q, double[] k, double[] v, int tokens, int headDim, int queryHeads, double scale, int window)
+    {
+        int width = queryHeads * headDim;
+        var z = new double[tokens * width];
+        var weights = new double[tokens];
+        for (int i = 0; i < tokens; i++)
+            for (int h = 0; h < queryHeads; h++)
+            {
+                int first = window > 0 ? Math.Max(0, i - window + 1) : 0;
+                double max = double.NegativeInfinity;
+                for (int j = first; j <= i; j++)
+                {
+                    double score = 0;
+                    for (int d = 0; d < headDim; d++) score += q[i * width + h * headDim + d] * k[j * headDim + d];
+                    weights[j] = score * scale;
+                    max = Math.Max(max, weights[j]);
+                }
+                double sum = 0;
+                for (int j = first; j <= i; j++) sum += weights[j] = Math.Exp(weights[j] - max);
+                for (int j = first; j <= i; j++)
+                    for (int d = 0; d < headDim; d++)
+                        z[i * width + h * headDim + d] += weights[j] / sum * v[j * headDim + d];
+            }
+        return z;
+    }
+}
