@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
 using Headwise.Client;
+using Headwise.Contracts;
 using Headwise.TestSupport;
 
 // Per-token decode latency of the demo model (GPT-2-small shape: D 768, 12 heads of 64) through gRPC, for a range
@@ -89,8 +90,27 @@ root.SetAction(async (parse, cancellationToken) =>
         }
 
         await Measure(64); // warm-up: JIT, connections, activations
+        // The floor under every step: one gRPC round trip and one grain call that does no arithmetic.
+        var floor = new List<double>();
+        for (int i = 0; i < 20 + 128; i++)
+        {
+            long started = Stopwatch.GetTimestamp();
+            await client.ListModelsAsync(cancellationToken);
+            if (i >= 20) floor.Add(Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+        }
+        var floorSorted = floor.Order().ToArray();
+        var bare = new List<double>();
+        for (int i = 0; i < 20 + 128; i++)
+        {
+            long started = Stopwatch.GetTimestamp();
+            try { await client.DecodeAsync("not a session id!", Tokens(1), cancellationToken); } catch (HeadwiseException) { }
+            if (i >= 20) bare.Add(Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+        }
+        var bareSorted = bare.Order().ToArray();
+        Console.WriteLine($"bare (Decode refused at the gateway, no grain call): p50 {Percentile(bareSorted, 0.5):F3} ms, min {bareSorted[0]:F3} ms");
         Console.WriteLine($"silos {siloCount}; heads on {model.Heads.Select(h => h.Silo).Distinct().Count()} silo(s); {Environment.ProcessorCount} cores; " +
                           $"load average {LoadAverage()}; {sessionCount} sessions x {stepCount} steps per row");
+        Console.WriteLine($"floor (ListModels: gRPC round trip + one grain call): p50 {Percentile(floorSorted, 0.5):F3} ms, min {floorSorted[0]:F3} ms");
         Console.WriteLine("| context | p50 ms | p99 ms | min ms | max ms |");
         Console.WriteLine("| ---: | ---: | ---: | ---: | ---: |");
         foreach (int context in targets)

@@ -49,6 +49,8 @@ public sealed record DecodeResult
     /// <summary>Head groups whose cache was rebuilt from the session's inputs (lost silo, evicted cache).</summary>
     [Id(3)] public int ReprefilledGroups { get; init; }
     [Id(4)] public string TraceId { get; init; } = "";
+    /// <summary>Head groups computed in-process on the session's own silo rather than called by message.</summary>
+    [Id(5)] public int LocalGroups { get; init; }
 }
 
 /// <summary>The session coordinator's request to one head group.</summary>

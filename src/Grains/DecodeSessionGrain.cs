@@ -25,6 +25,8 @@ public sealed class DecodeSessionGrain(
     IOptions<DecodeSessionOptions> options,
     IOptions<ForwardLimits> limits,
     SessionRegistry registry,
+    SessionCaches caches,
+    LocalHeads localHeads,
     SiloIdentity silo) : Grain, IDecodeSessionGrain
 {
     private IGrainTimer? _timer;
@@ -78,7 +80,7 @@ public sealed class DecodeSessionGrain(
         Remember(session, command);
         try
         {
-            var groups = await Task.WhenAll(Enumerable.Range(0, spec.GroupCount).Select(g => CallHead(session, g, command)));
+            var (groups, localGroups) = await StepHeads(session, command, activity);
             var output = Project(session, command, groups.Select(g => g.Z).ToArray());
             session.Position += command.Tokens;
             Forget(session);
@@ -90,6 +92,7 @@ public sealed class DecodeSessionGrain(
                 ModelDim = spec.ModelDim,
                 Position = session.Position,
                 ReprefilledGroups = groups.Count(g => g.Reprefilled),
+                LocalGroups = localGroups,
                 TraceId = Activity.Current?.TraceId.ToString() ?? "",
             };
         }
@@ -215,18 +218,57 @@ public sealed class DecodeSessionGrain(
         session.HistoryStart += drop;
     }
 
+    // The heads active on this silo are computed here, in parallel over the cores (LocalHeads says why); the others
+    // get one message each, sent first so they run meanwhile.
+    private async Task<((float[] Z, bool Reprefilled)[] Groups, int LocalGroups)> StepHeads(DecodeSessionState session, DecodeCommand command, Activity? activity)
+    {
+        int groupCount = session.Spec.GroupCount;
+        var results = new (float[] Z, bool Reprefilled)[groupCount];
+        var local = new List<(int Group, string Key, LocalHead Head)>(groupCount);
+        var remote = new List<Task>();
+        for (int group = 0; group < groupCount; group++)
+        {
+            string key = GrainKeys.Head(session.Model, session.Layer, group);
+            if (localHeads.TryGet(key, out var head)) local.Add((group, key, head));
+            else remote.Add(CallRemote(group));
+        }
+        activity?.SetTag("headwise.local_groups", local.Count);
+        if (local.Count > 0)
+        {
+            try
+            {
+                Parallel.For(0, local.Count, s_cores, i =>
+                {
+                    var (group, key, head) = local[i];
+                    results[group] = StepLocal(session, command, key, head);
+                });
+            }
+            catch (AggregateException e) when (e.InnerExceptions.Count == 1)
+            {
+                System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(e.InnerExceptions[0]);
+            }
+        }
+        await Task.WhenAll(remote);
+        return (results, local.Count);
+
+        async Task CallRemote(int group) => results[group] = await CallHead(session, group, command);
+    }
+
+    private static readonly ParallelOptions s_cores = new() { MaxDegreeOfParallelism = Environment.ProcessorCount };
+
+    private (float[] Z, bool Reprefilled) StepLocal(DecodeSessionState session, DecodeCommand command, string key, LocalHead head)
+    {
+        var work = Work(session, command);
+        var outcome = HeadDecoder.Decode(key, work, head.Spec, head.Weights, kernel, silo.Name, caches);
+        if (outcome.Output is { } z) return (FloatBytes.ToFloats(z), false);
+        var refill = HeadDecoder.Decode(key, RefillWork(session, command, work), head.Spec, head.Weights, kernel, silo.Name, caches);
+        return (NewRows(session, command, refill.Output!), true);
+    }
+
     private async Task<(float[] Z, bool Reprefilled)> CallHead(DecodeSessionState session, int group, DecodeCommand command)
     {
         var head = Head(session, group);
-        var work = new HeadDecodeWork
-        {
-            Session = Id,
-            Batch = command.Batch,
-            Tokens = command.Tokens,
-            Position = session.Position,
-            Input = command.Input,
-            Restart = session.Position == 0,
-        };
+        var work = Work(session, command);
         HeadDecodeOutcome outcome;
         try
         {
@@ -240,27 +282,49 @@ public sealed class DecodeSessionGrain(
         }
         if (outcome.Output is { } z) return (FloatBytes.ToFloats(z), false);
 
-        // Re-fill: every kept input of the session, this step's included, from the first kept position.
+        var refillWork = RefillWork(session, command, work);
+        // The dead silo may still be in the directory for a moment: retry with backoff like a forward pass does.
+        var refill = await HeadCallRetry.RunAsync(() => head.Decode(refillWork), () => { });
+        return (NewRows(session, command, refill.Output ?? throw new HeadwiseException(ErrorCode.Internal, $"head group {group} of session '{Id}' refused a re-fill.")), true);
+    }
+
+    private HeadDecodeWork Work(DecodeSessionState session, DecodeCommand command) => new()
+    {
+        Session = Id,
+        Batch = command.Batch,
+        Tokens = command.Tokens,
+        Position = session.Position,
+        Input = command.Input,
+        Restart = session.Position == 0,
+    };
+
+    // Re-fill: every kept input of the session, this step's included, from the first kept position.
+    private static HeadDecodeWork RefillWork(DecodeSessionState session, DecodeCommand command, HeadDecodeWork work)
+    {
         int modelDim = session.Spec.ModelDim;
         int rows = session.Position - session.HistoryStart + command.Tokens;
         var all = new float[command.Batch * rows * modelDim];
         for (int s = 0; s < command.Batch; s++)
             session.History[s].AsSpan(0, rows * modelDim).CopyTo(all.AsSpan(s * rows * modelDim));
-        var refillWork = work with
+        return work with
         {
             Tokens = rows,
             Position = session.HistoryStart,
             Input = FloatBytes.ToBytes(all),
             Restart = true,
         };
-        // The dead silo may still be in the directory for a moment: retry with backoff like a forward pass does.
-        var refill = await HeadCallRetry.RunAsync(() => head.Decode(refillWork), () => { });
-        var full = FloatBytes.AsFloats(refill.Output ?? throw new HeadwiseException(ErrorCode.Internal, $"head group {group} of session '{Id}' refused a re-fill."));
+    }
+
+    // A re-fill answers for every kept row; the step wants only the new ones.
+    private static float[] NewRows(DecodeSessionState session, DecodeCommand command, byte[] refillOutput)
+    {
+        var full = FloatBytes.AsFloats(refillOutput);
+        int rows = session.Position - session.HistoryStart + command.Tokens;
         int width = session.Spec.GroupSize * session.Spec.HeadDim;
         var tail = new float[command.Batch * command.Tokens * width];
         for (int s = 0; s < command.Batch; s++)
             full.Slice((s * rows + rows - command.Tokens) * width, command.Tokens * width).CopyTo(tail.AsSpan(s * command.Tokens * width));
-        return (tail, true);
+        return tail;
     }
 
     // Y = Concat(Z)·W_O + b_O for the new rows.

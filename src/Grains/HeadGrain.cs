@@ -15,10 +15,12 @@ public sealed class HeadGrain(
     [PersistentState("head", StorageNames.Weights)] IPersistentState<HeadState> state,
     IHeadKernel kernel,
     CancelledForwards cancelled,
+    LocalHeads localHeads,
     SiloIdentity silo) : Grain, IHeadGrain
 {
     // Floats are rebuilt once per activation so the forward path reads them without conversion.
     private HeadGroupWeights? _weights;
+    private LocalHead? _published;
 
     public override Task OnActivateAsync(CancellationToken cancellationToken)
     {
@@ -27,8 +29,30 @@ public sealed class HeadGrain(
             _weights = HeadWeightsConverter.ToKernelWeights(spec, weights);
             // Pack W_Q, W_K, W_V once per activation rather than on the first pass (the GPU kernel uploads them).
             kernel.Prepare(_weights);
+            Publish(spec, _weights);
         }
         return Task.CompletedTask;
+    }
+
+    public override Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
+    {
+        Withdraw();
+        return Task.CompletedTask;
+    }
+
+    // Decode sessions coordinated on this silo compute this head's steps in-process while it is active here.
+    private void Publish(AttentionSpec spec, HeadGroupWeights weights)
+    {
+        Withdraw();
+        _published = new LocalHead(spec, weights);
+        localHeads.Publish(this.GetPrimaryKeyString(), _published);
+    }
+
+    private void Withdraw()
+    {
+        if (_published is null) return;
+        localHeads.Withdraw(this.GetPrimaryKeyString(), _published);
+        _published = null;
     }
 
     public async Task Store(AttentionSpec spec, GroupWeights weights)
@@ -39,6 +63,7 @@ public sealed class HeadGrain(
         await state.WriteStateAsync();
         kernel.Prepare(kernelWeights);
         _weights = kernelWeights;
+        Publish(spec, kernelWeights);
     }
 
     public Task<HeadOutcome> Attend(HeadWork work, CancellationToken cancellationToken = default)
@@ -123,6 +148,7 @@ public sealed class HeadGrain(
     public async Task Clear()
     {
         _weights = null;
+        Withdraw();
         await state.ClearStateAsync();
         DeactivateOnIdle();
     }

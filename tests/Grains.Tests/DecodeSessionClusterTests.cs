@@ -146,6 +146,8 @@ public sealed class DecodeSessionSiloLossTests : IAsyncLifetime
         int lostGroups = model.Heads.Count(h => h.Silo == killed);
         Assert.True(lostGroups > 0);
         Assert.Equal(lostGroups, steps.Sum(s => s.ReprefilledGroups));
+        // Heads on the coordinator's silo were computed in-process, the others by message: both paths were taken.
+        Assert.Contains(steps, s => s.LocalGroups > 0 && s.LocalGroups < golden.Spec.Resolve().GroupCount);
     }
 }
 
@@ -203,6 +205,8 @@ public sealed class DecodeSessionLimitTests : IAsyncLifetime
         Tolerance.AssertClose(FloatBytes.AsFloats(expected.Output), actual, "decode with every cache evicted");
         int groups = golden.Spec.Resolve().GroupCount;
         Assert.All(steps.Skip(1), s => Assert.Equal(groups, s.ReprefilledGroups));
+        // One silo: every head is computed in-process by the session's coordinator, re-fills included.
+        Assert.All(steps, s => Assert.Equal(groups, s.LocalGroups));
     }
 
     [Fact]
