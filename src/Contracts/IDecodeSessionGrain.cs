@@ -51,6 +51,9 @@ public sealed record DecodeResult
     [Id(4)] public string TraceId { get; init; } = "";
     /// <summary>Head groups computed in-process on the session's own silo rather than called by message.</summary>
     [Id(5)] public int LocalGroups { get; init; }
+    /// <summary>Messages the step sent to other silos' relays and heads (re-fills not counted): one per silo once the
+    /// session knows where its heads are.</summary>
+    [Id(6)] public int RemoteMessages { get; init; }
 }
 
 /// <summary>The session coordinator's request to one head group.</summary>

@@ -11,6 +11,13 @@ public interface ISiloRelayGrain : IGrainWithStringKey
     Task<RelayOutcome> Attend(HeadWork work, string[] headKeys, CancellationToken cancellationToken = default);
 
     /// <summary>
+    /// One decode step of this silo's heads of a session: those active here are computed in-process, any other is
+    /// called by its grain. An outcome without output means that head holds no cache at the step's position.
+    /// </summary>
+    /// <param name="headKeys">Keys of head grains last seen on this silo.</param>
+    Task<HeadDecodeOutcome[]> Decode(HeadDecodeWork work, string[] headKeys);
+
+    /// <summary>
     /// Returns the payload's length: what moving bytes to this silo costs, without any compute
     /// (bench/Headwise.Scaling fits per-message and per-byte costs with it).
     /// </summary>

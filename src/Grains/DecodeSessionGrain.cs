@@ -12,7 +12,8 @@ namespace Headwise.Grains;
 /// What the session needs is in memory only, in this silo's <see cref="SessionRegistry"/> (so a re-activation here
 /// finds it): the layer's spec, W_O and b_O, and the inputs of every token the session has seen (the last window of
 /// them for sliding-window models). Each step sends only the new tokens' X to
-/// the layer's head grains, which keep K and V (<see cref="SessionCaches"/>); a head that lost its cache (its silo
+/// the layer's head grains, which keep K and V (<see cref="SessionCaches"/>): the heads active on this silo are computed
+/// in-process, the heads of each other silo through one message to its relay. A head that lost its cache (its silo
 /// died, or the cache was evicted) answers without output and gets the session's inputs again, so the step still
 /// gives the right answer. Placed on the silo that opens it, so the gateway's call stays local.
 /// A session that is closed, idle past <see cref="DecodeSessionOptions.IdleSeconds"/>, or whose coordinator's silo died
@@ -80,7 +81,7 @@ public sealed class DecodeSessionGrain(
         Remember(session, command);
         try
         {
-            var (groups, localGroups) = await StepHeads(session, command, activity);
+            var (groups, localGroups, remoteMessages) = await StepHeads(session, command, activity);
             var output = Project(session, command, groups.Select(g => g.Z).ToArray());
             session.Position += command.Tokens;
             Forget(session);
@@ -93,6 +94,7 @@ public sealed class DecodeSessionGrain(
                 Position = session.Position,
                 ReprefilledGroups = groups.Count(g => g.Reprefilled),
                 LocalGroups = localGroups,
+                RemoteMessages = remoteMessages,
                 TraceId = Activity.Current?.TraceId.ToString() ?? "",
             };
         }
@@ -218,75 +220,104 @@ public sealed class DecodeSessionGrain(
         session.HistoryStart += drop;
     }
 
-    // The heads active on this silo are computed here, in parallel over the cores (LocalHeads says why); the others
-    // get one message each, sent first so they run meanwhile.
-    private async Task<((float[] Z, bool Reprefilled)[] Groups, int LocalGroups)> StepHeads(DecodeSessionState session, DecodeCommand command, Activity? activity)
+    // The heads active on this silo are computed here, in parallel over the cores (LocalHeads says why); the heads of
+    // each other silo get one message to that silo's relay, which does the same there; a head whose silo is not known
+    // yet gets its own message, and its answer says where it lives. Remote messages go first so they run meanwhile.
+    private async Task<((float[] Z, bool Reprefilled)[] Groups, int LocalGroups, int RemoteMessages)> StepHeads(DecodeSessionState session, DecodeCommand command, Activity? activity)
     {
         int groupCount = session.Spec.GroupCount;
+        if (session.HeadSilos.Length != groupCount) session.HeadSilos = Enumerable.Repeat("", groupCount).ToArray();
+        var work = Work(session, command);
         var results = new (float[] Z, bool Reprefilled)[groupCount];
-        var local = new List<(int Group, string Key, LocalHead Head)>(groupCount);
-        var remote = new List<Task>();
+        var local = new List<(string Key, LocalHead Head)>(groupCount);
+        var localGroups = new List<int>(groupCount);
+        var bySilo = new Dictionary<string, List<int>>();
+        var calls = new List<Task>();
         for (int group = 0; group < groupCount; group++)
         {
             string key = GrainKeys.Head(session.Model, session.Layer, group);
-            if (localHeads.TryGet(key, out var head)) local.Add((group, key, head));
-            else remote.Add(CallRemote(group));
+            string where = session.HeadSilos[group];
+            if (localHeads.TryGet(key, out var head))
+            {
+                local.Add((key, head));
+                localGroups.Add(group);
+                session.HeadSilos[group] = silo.Name;
+            }
+            else if (where.Length > 0 && where != silo.Name)
+            {
+                if (bySilo.TryGetValue(where, out var groups)) groups.Add(group);
+                else bySilo[where] = [group];
+            }
+            else
+            {
+                calls.Add(CallHead(group));
+            }
         }
+        foreach (var (where, groups) in bySilo) calls.Add(CallRelay(where, groups));
         activity?.SetTag("headwise.local_groups", local.Count);
-        if (local.Count > 0)
+        activity?.SetTag("headwise.remote_messages", calls.Count);
+
+        var outcomes = HeadDecoder.DecodeLocal(local, work, kernel, silo.Name, caches);
+        for (int i = 0; i < outcomes.Length; i++)
         {
+            results[localGroups[i]] = outcomes[i].Output is { } z
+                ? (FloatBytes.ToFloats(z), false)
+                : (NewRows(session, command, HeadDecoder.Decode(local[i].Key, RefillWork(session, command, work), local[i].Head.Spec,
+                    local[i].Head.Weights, kernel, silo.Name, caches).Output!), true);
+        }
+        await Task.WhenAll(calls);
+        return (results, local.Count, calls.Count);
+
+        async Task CallRelay(string where, List<int> groups)
+        {
+            HeadDecodeOutcome[]? relayed = null;
             try
             {
-                Parallel.For(0, local.Count, s_cores, i =>
-                {
-                    var (group, key, head) = local[i];
-                    results[group] = StepLocal(session, command, key, head);
-                });
+                relayed = await GrainFactory.GetGrain<ISiloRelayGrain>(GrainKeys.Relay(where))
+                    .Decode(work, groups.Select(g => GrainKeys.Head(session.Model, session.Layer, g)).ToArray());
             }
-            catch (AggregateException e) when (e.InnerExceptions.Count == 1)
+            catch (Exception e) when (IsSiloLoss(e))
             {
-                System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(e.InnerExceptions[0]);
+                // That silo left: its heads have no cache wherever they are activated next; each re-fills below.
             }
+            await Task.WhenAll(groups.Select((group, i) => Finish(group, relayed?[i])));
         }
-        await Task.WhenAll(remote);
-        return (results, local.Count);
 
-        async Task CallRemote(int group) => results[group] = await CallHead(session, group, command);
-    }
-
-    private static readonly ParallelOptions s_cores = new() { MaxDegreeOfParallelism = Environment.ProcessorCount };
-
-    private (float[] Z, bool Reprefilled) StepLocal(DecodeSessionState session, DecodeCommand command, string key, LocalHead head)
-    {
-        var work = Work(session, command);
-        var outcome = HeadDecoder.Decode(key, work, head.Spec, head.Weights, kernel, silo.Name, caches);
-        if (outcome.Output is { } z) return (FloatBytes.ToFloats(z), false);
-        var refill = HeadDecoder.Decode(key, RefillWork(session, command, work), head.Spec, head.Weights, kernel, silo.Name, caches);
-        return (NewRows(session, command, refill.Output!), true);
-    }
-
-    private async Task<(float[] Z, bool Reprefilled)> CallHead(DecodeSessionState session, int group, DecodeCommand command)
-    {
-        var head = Head(session, group);
-        var work = Work(session, command);
-        HeadDecodeOutcome outcome;
-        try
+        async Task CallHead(int group)
         {
-            outcome = await head.Decode(work);
+            HeadDecodeOutcome? outcome = null;
+            try
+            {
+                outcome = await Head(session, group).Decode(work);
+            }
+            catch (Exception e) when (IsSiloLoss(e))
+            {
+                // The head's silo left: its next activation has no cache; re-fill it below.
+            }
+            await Finish(group, outcome);
         }
-        catch (Exception e) when (e is SiloUnavailableException or OrleansMessageRejectionException or TimeoutException
-                                      || e is HeadwiseException { Code: ErrorCode.Unavailable })
-        {
-            // The head's silo left: its next activation has no cache; re-fill it below.
-            outcome = new HeadDecodeOutcome { Output = null, Silo = "" };
-        }
-        if (outcome.Output is { } z) return (FloatBytes.ToFloats(z), false);
 
-        var refillWork = RefillWork(session, command, work);
-        // The dead silo may still be in the directory for a moment: retry with backoff like a forward pass does.
-        var refill = await HeadCallRetry.RunAsync(() => head.Decode(refillWork), () => { });
-        return (NewRows(session, command, refill.Output ?? throw new HeadwiseException(ErrorCode.Internal, $"head group {group} of session '{Id}' refused a re-fill.")), true);
+        async Task Finish(int group, HeadDecodeOutcome? outcome)
+        {
+            if (outcome?.Output is { } z)
+            {
+                results[group] = (FloatBytes.ToFloats(z), false);
+                session.HeadSilos[group] = outcome.Silo;
+                return;
+            }
+            var refillWork = RefillWork(session, command, work);
+            var head = Head(session, group);
+            // The dead silo may still be in the directory for a moment: retry with backoff like a forward pass does.
+            var refill = await HeadCallRetry.RunAsync(() => head.Decode(refillWork), () => { });
+            session.HeadSilos[group] = refill.Silo;
+            results[group] = (NewRows(session, command, refill.Output
+                ?? throw new HeadwiseException(ErrorCode.Internal, $"head group {group} of session '{Id}' refused a re-fill.")), true);
+        }
     }
+
+    private static bool IsSiloLoss(Exception e) =>
+        e is SiloUnavailableException or OrleansMessageRejectionException or TimeoutException
+        || e is HeadwiseException { Code: ErrorCode.Unavailable };
 
     private HeadDecodeWork Work(DecodeSessionState session, DecodeCommand command) => new()
     {

@@ -13,6 +13,28 @@ internal static class HeadDecoder
 {
     public static Rotary RotaryOf(AttentionSpec spec) => spec.HasRope ? new Rotary(spec.RopeTheta, spec.RopeDim) : Rotary.None;
 
+    private static readonly ParallelOptions s_cores = new() { MaxDegreeOfParallelism = Environment.ProcessorCount };
+
+    /// <summary>
+    /// The step of several heads active on this silo (<see cref="LocalHeads"/>), in parallel over the cores and on
+    /// the calling thread, without a message each: outcome i belongs to <paramref name="heads"/>[i].
+    /// </summary>
+    public static HeadDecodeOutcome[] DecodeLocal(IReadOnlyList<(string Key, LocalHead Head)> heads, HeadDecodeWork work,
+        IHeadKernel kernel, string silo, SessionCaches caches)
+    {
+        var outcomes = new HeadDecodeOutcome[heads.Count];
+        try
+        {
+            Parallel.For(0, heads.Count, s_cores, i =>
+                outcomes[i] = Decode(heads[i].Key, work, heads[i].Head.Spec, heads[i].Head.Weights, kernel, silo, caches));
+        }
+        catch (AggregateException e) when (e.InnerExceptions.Count == 1)
+        {
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(e.InnerExceptions[0]);
+        }
+        return outcomes;
+    }
+
     public static HeadDecodeOutcome Decode(string head, HeadDecodeWork work, AttentionSpec spec, HeadGroupWeights weights,
         IHeadKernel kernel, string silo, SessionCaches caches)
     {

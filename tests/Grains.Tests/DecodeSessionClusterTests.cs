@@ -148,6 +148,11 @@ public sealed class DecodeSessionSiloLossTests : IAsyncLifetime
         Assert.Equal(lostGroups, steps.Sum(s => s.ReprefilledGroups));
         // Heads on the coordinator's silo were computed in-process, the others by message: both paths were taken.
         Assert.Contains(steps, s => s.LocalGroups > 0 && s.LocalGroups < golden.Spec.Resolve().GroupCount);
+        // Once the session knows where its heads are, a step sends one message per other silo (here 2), not one per
+        // remote head; the second step is before the kill.
+        int otherSilos = model.Heads.Select(h => h.Silo).Distinct().Count() - 1;
+        Assert.Equal(otherSilos, steps[1].RemoteMessages);
+        Assert.True(golden.Spec.Resolve().GroupCount - steps[1].LocalGroups > otherSilos);
     }
 }
 
