@@ -40,7 +40,10 @@ public sealed class DecodeSessionGrain(
             throw new HeadwiseException(ErrorCode.AlreadyExists, $"session '{Id}' is already open.");
         ModelName.Validate(model, "model");
         foreach (var (_, expired) in registry.RemoveIdle(TimeSpan.FromSeconds(options.Value.IdleSeconds)))
+        {
             budget.Release(expired.ReservedBytes); // their head caches expire on their own
+            HeadwiseTelemetry.OpenSessions.Add(-1, Tags(expired));
+        }
         var limit = options.Value;
         if (maxTokens < 0 || maxTokens > limit.MaxTokens)
             throw new HeadwiseException(ErrorCode.InvalidArgument, $"max_tokens must be 0 (default {limit.DefaultMaxTokens}) or in 1..{limit.MaxTokens} (Headwise__Sessions__MaxTokens), got {maxTokens}.");
@@ -55,6 +58,7 @@ public sealed class DecodeSessionGrain(
             OutputBias = projection.OutputBias is { } bias ? FloatBytes.ToFloats(bias) : [],
         };
         registry.Add(Id, session);
+        HeadwiseTelemetry.OpenSessions.Add(1, Tags(session));
         EnsureTimer();
         DelayDeactivation(TimeSpan.FromSeconds(limit.IdleSeconds + 60));
         return new SessionInfo { Session = Id, MaxTokens = session.MaxTokens };
@@ -77,6 +81,7 @@ public sealed class DecodeSessionGrain(
         activity?.SetTag("headwise.tokens", command.Tokens);
         activity?.SetTag("headwise.position", session.Position);
 
+        long started = Stopwatch.GetTimestamp();
         // Inputs are kept before the heads are called, so a head that must be re-filled gets this step's rows too.
         Remember(session, command);
         try
@@ -86,7 +91,12 @@ public sealed class DecodeSessionGrain(
             session.Position += command.Tokens;
             Forget(session);
             session.LastUse = Stopwatch.GetTimestamp();
-            activity?.SetTag("headwise.reprefilled_groups", groups.Count(g => g.Reprefilled));
+            int refilled = groups.Count(g => g.Reprefilled);
+            activity?.SetTag("headwise.reprefilled_groups", refilled);
+            var tags = Tags(session);
+            HeadwiseTelemetry.DecodeMs.Record(Stopwatch.GetElapsedTime(started).TotalMilliseconds, tags);
+            HeadwiseTelemetry.DecodeTokens.Add((long)command.Batch * command.Tokens, tags);
+            if (refilled > 0) HeadwiseTelemetry.DecodeRefills.Add(refilled, tags);
             return new DecodeResult
             {
                 Output = output,
@@ -118,6 +128,7 @@ public sealed class DecodeSessionGrain(
     {
         if (registry.Remove(Id) is null) return;
         budget.Release(session.ReservedBytes);
+        HeadwiseTelemetry.OpenSessions.Add(-1, Tags(session));
         var spec = session.Spec;
         // Best effort: a head on a silo that is gone has nothing to free.
         await Task.WhenAll(Enumerable.Range(0, spec.GroupCount).Select(async g =>
@@ -380,6 +391,9 @@ public sealed class DecodeSessionGrain(
             ArrayPool<float>.Shared.Return(concat);
         }
     }
+
+    private static TagList Tags(DecodeSessionState session) =>
+        new() { { "model", session.Model }, { "layer", session.Layer } };
 
     private IHeadGrain Head(DecodeSessionState session, int group) =>
         GrainFactory.GetGrain<IHeadGrain>(GrainKeys.Head(session.Model, session.Layer, group));

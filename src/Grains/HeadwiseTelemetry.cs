@@ -73,6 +73,39 @@ public static class HeadwiseTelemetry
     public static readonly UpDownCounter<long> ActiveForwards =
         Meter.CreateUpDownCounter<long>("headwise.forward.active", "{forward}", "Forward passes under way");
 
+    /// <summary>Wall time of one decode step in the session's coordinator (heads, W_O). Tags: model, layer.</summary>
+    public static readonly Histogram<double> DecodeMs = Meter.CreateHistogram<double>(
+        "headwise.decode.duration", "ms", "Time of one decode step in the session's coordinator", tags: null,
+        new InstrumentAdvice<double> { HistogramBucketBoundaries = MillisecondBuckets });
+
+    /// <summary>New tokens (batch × tokens) decode steps took in; prefills included. Tags: model, layer.</summary>
+    public static readonly Counter<long> DecodeTokens =
+        Meter.CreateCounter<long>("headwise.decode.tokens", "{token}", "Tokens (batch x new tokens) processed by decode steps");
+
+    /// <summary>Head groups whose K/V cache a decode step rebuilt from the session's inputs. Tags: model, layer.</summary>
+    public static readonly Counter<long> DecodeRefills =
+        Meter.CreateCounter<long>("headwise.decode.refills", "{group}", "Head groups re-filled from the session's inputs (lost silo, evicted cache)");
+
+    /// <summary>Decode sessions open on this silo's coordinators. Tags: model, layer.</summary>
+    public static readonly UpDownCounter<long> OpenSessions =
+        Meter.CreateUpDownCounter<long>("headwise.decode.sessions", "{session}", "Decode sessions open");
+
+    // Every silo of the process (tests run several) reports its own caches, tagged with its name.
+    private static readonly ConditionalWeakTable<SessionCaches, string> Caches = new();
+
+    /// <summary>Bytes of K/V held by a silo's decode caches. Tags: silo.</summary>
+    public static readonly ObservableGauge<long> CacheBytes = Meter.CreateObservableGauge("headwise.decode.cache.bytes",
+        () => Caches.Select(c => new Measurement<long>(c.Key.Bytes, new KeyValuePair<string, object?>("silo", c.Value))), "By",
+        "Bytes of K/V held by this silo's decode caches");
+
+    /// <summary>Decode caches a silo evicted for its byte cap or idleness. Tags: silo.</summary>
+    public static readonly ObservableCounter<long> CacheEvictions = Meter.CreateObservableCounter("headwise.decode.cache.evictions",
+        () => Caches.Select(c => new Measurement<long>(c.Key.Evictions, new KeyValuePair<string, object?>("silo", c.Value))), "{cache}",
+        "Decode caches evicted for the byte cap or idleness");
+
+    /// <summary>Reports <paramref name="caches"/> under <paramref name="silo"/> for as long as it lives.</summary>
+    public static void Track(SessionCaches caches, string silo) => Caches.AddOrUpdate(caches, silo);
+
     private static readonly ConditionalWeakTable<Activity, Exception> LastException = new();
 
     static HeadwiseTelemetry() => AppDomain.CurrentDomain.FirstChanceException += (_, e) => RememberException(e.Exception);

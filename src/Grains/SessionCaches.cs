@@ -10,8 +10,16 @@ namespace Headwise.Grains;
 /// the least recently used session's cache; a dropped cache is not an error, the session's coordinator re-fills it.
 /// Entries unused for <see cref="DecodeSessionOptions.IdleSeconds"/> are dropped too.
 /// </summary>
-public sealed class SessionCaches(IOptions<DecodeSessionOptions> options)
+public sealed class SessionCaches
 {
+    private readonly IOptions<DecodeSessionOptions> options;
+
+    public SessionCaches(IOptions<DecodeSessionOptions> options, SiloIdentity? silo = null)
+    {
+        this.options = options;
+        if (silo is not null) HeadwiseTelemetry.Track(this, silo.Name);
+    }
+
     private sealed class Entry(KeyValueCache[] caches)
     {
         public KeyValueCache[] Caches { get; } = caches;

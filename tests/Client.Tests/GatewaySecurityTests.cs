@@ -223,6 +223,29 @@ public sealed class ForwardGateTests
         Assert.Equal("4", await gate.UnaryServerHandler<string, string>("x", forward, (_, _) => Task.FromResult("4")));
     }
 
+    [Fact]
+    public async Task Decode_steps_have_their_own_limit()
+    {
+        var gate = new Silo.Gateway.ForwardGate(Microsoft.Extensions.Options.Options.Create(
+            new Silo.Gateway.GatewayOptions { MaxConcurrentForwards = 1, MaxConcurrentDecodes = 3 }));
+        var release = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var decode = new FakeContext("/headwise.v1.Attention/Decode");
+        Task<string> Held(ServerCallContext context) => gate.UnaryServerHandler<string, string>("x", context, (_, _) => release.Task);
+
+        var held = new[] { Held(decode), Held(decode), Held(decode) };
+        var refused = await Assert.ThrowsAsync<RpcException>(() => Held(decode));
+        Assert.Equal(StatusCode.ResourceExhausted, refused.StatusCode);
+        Assert.Contains("3 decode steps (Headwise__MaxConcurrentDecodes)", refused.Status.Detail);
+        // Decode steps do not take forward slots: one forward still gets in, and a second is refused by its own limit.
+        var forward = Held(new FakeContext("/headwise.v1.Attention/Forward"));
+        var forwardRefused = await Assert.ThrowsAsync<RpcException>(() => Held(new FakeContext("/headwise.v1.Attention/Forward")));
+        Assert.Contains("Headwise__MaxConcurrentForwards", forwardRefused.Status.Detail);
+
+        release.SetResult("1");
+        Assert.Equal(["1", "1", "1", "1"], await Task.WhenAll([.. held, forward]));
+        Assert.Equal("2", await gate.UnaryServerHandler<string, string>("x", decode, (_, _) => Task.FromResult("2")));
+    }
+
     private sealed class FakeContext(string method) : ServerCallContext
     {
         protected override string MethodCore => method;

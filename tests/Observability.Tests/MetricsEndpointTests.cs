@@ -1,3 +1,4 @@
+using Headwise.Client;
 using Headwise.Contracts;
 
 namespace Headwise.Observability.Tests;
@@ -41,5 +42,51 @@ public sealed class MetricsEndpointTests(ThreeSiloCluster cluster)
         Assert.Contains(samples, s => s.Name == "headwise_scatter_bytes_total" && s.Labels.GetValueOrDefault("model") == "metrics" && s.Value > 0);
         Assert.Contains(samples, s => s.Name == "headwise_gather_bytes_total" && s.Labels.GetValueOrDefault("model") == "metrics" && s.Value > 0);
         Assert.Equal(0, samples.Single(s => s.Name == "headwise_forward_active" && s.Labels.GetValueOrDefault("model") == "metrics").Value);
+    }
+
+    [Fact]
+    public async Task Decode_steps_open_sessions_and_cache_bytes_are_measured()
+    {
+        const string model = "decode-metrics";
+        await cluster.CreateModel(model, Spec);
+        await using var client = new GrpcAttentionClient(cluster.GrpcAddress(0));
+        var session = await client.OpenSessionAsync(model, 0, maxTokens: 16);
+        var random = new Random(3);
+        for (int step = 0; step < 3; step++)
+        {
+            var x = Enumerable.Range(0, 2 * Spec.ModelDim).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
+            await client.DecodeAsync(session.Id, new FloatTensor(x, 1, 2, Spec.ModelDim));
+        }
+
+        var (types, samples) = await Scrape();
+        Assert.Equal("histogram", types["headwise_decode_duration_milliseconds"]);
+        Assert.Equal(3, samples.Single(s => s.Name == "headwise_decode_duration_milliseconds_count" && s.Labels.GetValueOrDefault("model") == model).Value);
+        Assert.Equal(3 * 2, samples.Single(s => s.Name == "headwise_decode_tokens_total" && s.Labels.GetValueOrDefault("model") == model).Value);
+        Assert.Equal(1, samples.Single(s => s.Name == "headwise_decode_sessions" && s.Labels.GetValueOrDefault("model") == model).Value);
+        // The session's heads hold 6 tokens of K and V on the silos they live on.
+        var cacheBytes = samples.Where(s => s.Name == "headwise_decode_cache_bytes").ToList();
+        Assert.All(cacheBytes, s => Assert.Matches(@"^127\.0\.0\.1:\d+$", s.Labels["silo"]));
+        Assert.True(cacheBytes.Sum(s => s.Value) >= Spec.HeadCount * 2 * 6 * (Spec.ModelDim / Spec.HeadCount) * sizeof(float));
+        Assert.Contains(samples, s => s.Name == "headwise_decode_cache_evictions_total");
+
+        await client.CloseSessionAsync(session.Id);
+        // The exporter may answer from its scrape cache for a moment.
+        var deadline = DateTime.UtcNow.AddSeconds(5);
+        double open;
+        do
+        {
+            await Task.Delay(100);
+            (_, samples) = await Scrape();
+            open = samples.Single(s => s.Name == "headwise_decode_sessions" && s.Labels.GetValueOrDefault("model") == model).Value;
+        } while (open != 0 && DateTime.UtcNow < deadline);
+        Assert.Equal(0, open);
+    }
+
+    private async Task<(IReadOnlyDictionary<string, string> Types, IReadOnlyList<PrometheusSample> Samples)> Scrape()
+    {
+        using var http = new HttpClient();
+        var response = await http.GetAsync(new Uri(cluster.WebAddress(0), "metrics"));
+        response.EnsureSuccessStatusCode();
+        return PrometheusText.Parse(await response.Content.ReadAsStringAsync());
     }
 }

@@ -5,36 +5,42 @@ using Microsoft.Extensions.Options;
 namespace Headwise.Silo.Gateway;
 
 /// <summary>
-/// Back-pressure at the edge: at most Headwise__MaxConcurrentForwards Forward calls run in this silo's gateway at
-/// once; one more is answered RESOURCE_EXHAUSTED at once instead of joining a queue that grows without bound.
-/// Clients retry it with backoff or spread load over more silos.
+/// Back-pressure at the edge: at most Headwise__MaxConcurrentForwards Forward calls and Headwise__MaxConcurrentDecodes
+/// Decode calls run in this silo's gateway at once; one more is answered RESOURCE_EXHAUSTED at once instead of joining
+/// a queue that grows without bound. Clients retry it with backoff or spread load over more silos. The two are counted
+/// apart because a decode step is a thousand times smaller than a forward pass and many sessions step at once.
 /// </summary>
 public sealed class ForwardGate : Interceptor
 {
-    private const string ForwardMethod = "/headwise.v1.Attention/Forward";
-    private readonly SemaphoreSlim? _slots;
-    private readonly int _limit;
+    private sealed record Slots(SemaphoreSlim Semaphore, int Limit, string Call, string Setting);
+
+    private readonly Dictionary<string, Slots> _slots = [];
 
     public ForwardGate(IOptions<GatewayOptions> options)
     {
-        _limit = options.Value.MaxConcurrentForwards;
-        _slots = _limit > 0 ? new SemaphoreSlim(_limit, _limit) : null;
+        Add("/headwise.v1.Attention/Forward", options.Value.MaxConcurrentForwards, "forward passes", "Headwise__MaxConcurrentForwards");
+        Add("/headwise.v1.Attention/Decode", options.Value.MaxConcurrentDecodes, "decode steps", "Headwise__MaxConcurrentDecodes");
+    }
+
+    private void Add(string method, int limit, string call, string setting)
+    {
+        if (limit > 0) _slots[method] = new Slots(new SemaphoreSlim(limit, limit), limit, call, setting);
     }
 
     public override async Task<TResponse> UnaryServerHandler<TRequest, TResponse>(TRequest request, ServerCallContext context,
         UnaryServerMethod<TRequest, TResponse> continuation)
     {
-        if (_slots is null || context.Method != ForwardMethod) return await continuation(request, context);
-        if (!_slots.Wait(0))
+        if (!_slots.TryGetValue(context.Method, out var slots)) return await continuation(request, context);
+        if (!slots.Semaphore.Wait(0))
             throw new RpcException(new Status(StatusCode.ResourceExhausted,
-                $"forward: this silo already runs {_limit} forward passes (Headwise__MaxConcurrentForwards); retry later."));
+                $"{context.Method[(context.Method.LastIndexOf('/') + 1)..].ToLowerInvariant()}: this silo already runs {slots.Limit} {slots.Call} ({slots.Setting}); retry later."));
         try
         {
             return await continuation(request, context);
         }
         finally
         {
-            _slots.Release();
+            slots.Semaphore.Release();
         }
     }
 }

@@ -3,7 +3,7 @@ namespace Headwise.Silo.Gateway;
 /// <summary>
 /// Who may call the gRPC gateway, over what, and how many forward passes it runs at once; bound once from the
 /// "Headwise" section (Headwise__ApiKey, Headwise__RequireKeyForForward, Headwise__TlsCertificate,
-/// Headwise__TlsCertificatePassword, Headwise__MaxConcurrentForwards) and checked at start.
+/// Headwise__TlsCertificatePassword, Headwise__MaxConcurrentForwards, Headwise__MaxConcurrentDecodes) and checked at start.
 /// </summary>
 public sealed class GatewayOptions
 {
@@ -22,12 +22,17 @@ public sealed class GatewayOptions
     /// <summary>Most forward passes this silo's gateway runs at once; one more is RESOURCE_EXHAUSTED at once. 0: no limit.</summary>
     public int MaxConcurrentForwards { get; set; } = 256;
 
+    /// <summary>Most decode steps this silo's gateway runs at once; one more is RESOURCE_EXHAUSTED at once. 0: no limit.</summary>
+    public int MaxConcurrentDecodes { get; set; } = 1024;
+
     /// <summary>Every problem with these settings, each naming its Headwise__ variable; empty when usable.</summary>
     public IReadOnlyList<string> Problems()
     {
         var problems = new List<string>();
         if (MaxConcurrentForwards < 0)
             problems.Add($"Headwise__MaxConcurrentForwards is {MaxConcurrentForwards}; it must be 0 (no limit) or positive.");
+        if (MaxConcurrentDecodes < 0)
+            problems.Add($"Headwise__MaxConcurrentDecodes is {MaxConcurrentDecodes}; it must be 0 (no limit) or positive.");
         if (RequireKeyForForward && string.IsNullOrEmpty(ApiKey))
             problems.Add("Headwise__RequireKeyForForward is true but Headwise__ApiKey is empty; set the key.");
         if (!string.IsNullOrEmpty(ApiKey) && ApiKey.Length < 16)
