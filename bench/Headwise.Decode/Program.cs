@@ -119,6 +119,25 @@ root.SetAction(async (parse, cancellationToken) =>
             string F(double value) => value.ToString("F3", CultureInfo.InvariantCulture);
             Console.WriteLine($"| {context} … {context + stepCount - 1} | {F(Percentile(sorted, 0.5))} | {F(Percentile(sorted, 0.99))} | {F(sorted[0])} | {F(sorted[^1])} |");
         }
+        // Prefill is a Decode of many tokens: its cost against one causal Forward of the same tokens.
+        foreach (int tokens in new[] { 128, 1024 })
+        {
+            var prefill = new List<double>();
+            var forward = new List<double>();
+            for (int i = 0; i < 5; i++)
+            {
+                var x = Tokens(tokens);
+                var session = await client.OpenSessionAsync("demo", 0, tokens, cancellationToken);
+                long started = Stopwatch.GetTimestamp();
+                await client.DecodeAsync(session.Id, x, cancellationToken);
+                prefill.Add(Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+                await client.CloseSessionAsync(session.Id, cancellationToken);
+                started = Stopwatch.GetTimestamp();
+                await client.ForwardAsync("demo", new AttentionInput { Input = x, Causal = true }, cancellationToken);
+                forward.Add(Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+            }
+            Console.WriteLine($"prefill of {tokens} tokens (one Decode): median {prefill.Order().ElementAt(2):F1} ms; causal Forward of the same: median {forward.Order().ElementAt(2):F1} ms");
+        }
         Console.WriteLine($"load average after: {LoadAverage()}");
     }
     finally

@@ -12,6 +12,9 @@ namespace Headwise.Kernels;
 /// </summary>
 public static class IncrementalAttention
 {
+    /// <summary>New tokens from which a step into an empty cache takes the kernel's fused attention.</summary>
+    public const int FusedPrefillTokens = 16;
+
     /// <summary>
     /// One decode step for one sequence: projects the new tokens, appends their K and V to <paramref name="cache"/>
     /// and computes Z for them, causal over everything the cache has seen (bounded below by the window).
@@ -39,6 +42,18 @@ public static class IncrementalAttention
             var queries = buffer.AsSpan(0, tokens * shape.QueryWidth);                           // [tokens, g·dh]
             var keys = buffer.AsSpan(queries.Length, tokens * shape.HeadDim);                   // [tokens, dh]
             var values = buffer.AsSpan(queries.Length + keys.Length, tokens * shape.HeadDim);   // [tokens, dh]
+            if (cache.Count == 0 && tokens >= FusedPrefillTokens && !rotary.IsEnabled)
+            {
+                // A prefill (or a re-fill) into an empty cache sees only its own tokens, and causal and window masks
+                // depend on distances only: the kernel's fused, tiled attention gives Z at forward-pass speed, and
+                // the cache needs just K and V (a query row at a time over the cache was 2.5× a forward at 1024).
+                kernel.Attend(input, 1, tokens, [], weights, options with { Causal = true }, output, []);
+                kernel.Project(input, tokens, shape.ModelDim, weights.Key, shape.HeadDim, weights.KeyBias, keys);
+                kernel.Project(input, tokens, shape.ModelDim, weights.Value, shape.HeadDim, weights.ValueBias, values);
+                cache.Append(keys, values, tokens);
+                cache.TrimToWindow(options.Window);
+                return;
+            }
             Project(kernel, weights, input, tokens, queries, keys, values);
             rotary.Apply(queries, tokens, shape.QueryHeads, shape.HeadDim, firstPosition);
             rotary.Apply(keys, tokens, 1, shape.HeadDim, firstPosition);

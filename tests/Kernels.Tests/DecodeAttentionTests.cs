@@ -19,6 +19,9 @@ public sealed class DecodeAttentionTests
         { 1, 5, 1 }, { 1, 5, 3 }, { 1, 5, 7 },
         { 3, 5, 1 }, { 3, 5, 3 }, { 3, 5, 7 },
         { 1, 40, 7 }, { 3, 40, 1 }, { 3, 40, 3 },
+        // Chunks of at least IncrementalAttention.FusedPrefillTokens: the first goes into the empty cache through the
+        // kernel's fused attention, the later ones over the cache.
+        { 1, 0, 40 }, { 3, 0, 40 }, { 3, 5, 40 }, { 1, 40, 100 },
     };
 
     [Theory]
@@ -65,6 +68,39 @@ public sealed class DecodeAttentionTests
                 Assert.True(Math.Abs(valueRow[row] - v[position * headDim + d]) <= 1e-5, $"V[{position}, {d}]");
             }
         }
+    }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(3)]
+    public void A_refill_from_the_first_kept_position_gives_the_same_new_rows(int queryHeads)
+    {
+        // What a session does for a head that lost its cache under a window: a new cache starting at the first input
+        // it kept (window − 1 back), filled with every kept input and this step's in one step.
+        const int tokens = 300, modelDim = 16, headDim = 8, window = 5, lost = 200;
+        var random = new Random(queryHeads);
+        var shape = new HeadGroupShape(modelDim, headDim, queryHeads);
+        var weights = RandomTensors.GroupWeights(random, shape, 0.5, bias: true);
+        var x = RandomTensors.Normal(random, tokens * modelDim);
+        var options = new AttentionOptions(1f / MathF.Sqrt(headDim), Causal: true, window);
+        int kept = lost - (window - 1);
+        var cache = new KeyValueCache(headDim, firstPosition: kept);
+        var z = new float[(tokens - kept) * shape.QueryWidth];
+        IncrementalAttention.Decode(new SimdKernel(), weights, options, Rotary.None, x.AsSpan(kept * modelDim), tokens - kept, cache, z);
+
+        var q = Project(x, tokens, modelDim, weights.Query, weights.QueryBias!, shape.QueryWidth);
+        var k = Project(x, tokens, modelDim, weights.Key, weights.KeyBias!, headDim);
+        var v = Project(x, tokens, modelDim, weights.Value, weights.ValueBias!, headDim);
+        var expected = Attention(q, k, v, tokens, headDim, queryHeads, options.Scale, window);
+        double bound = Tolerance * expected.Max(Math.Abs);
+        for (int position = lost; position < tokens; position++)
+            for (int c = 0; c < shape.QueryWidth; c++)
+            {
+                float actual = z[(position - kept) * shape.QueryWidth + c];
+                double wanted = expected[position * shape.QueryWidth + c];
+                Assert.True(Math.Abs(actual - wanted) <= bound, $"z[{position}, {c}] is {actual}, expected {wanted}");
+            }
+        Assert.Equal(tokens, cache.Position);
     }
 
     [Fact]
