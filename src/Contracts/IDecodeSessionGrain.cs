@@ -79,6 +79,8 @@ public sealed record HeadDecodeOutcome
     [Id(0)] public byte[]? Output { get; init; }
     [Id(1)] public required string Silo { get; init; }
     [Id(2)] public double ComputeMs { get; init; }
+    /// <summary>The version of the weights that answered (new with every upload of the head's weights).</summary>
+    [Id(3)] public Guid WeightsVersion { get; init; }
 }
 
 /// <summary>What a session needs from its layer: the resolved spec, W_O and b_O.</summary>
@@ -90,4 +92,6 @@ public sealed record LayerProjection
     [Id(1)] public required byte[] OutputWeights { get; init; }
     /// <summary>b_O: [D] float32 bytes, or null.</summary>
     [Id(2)] public byte[]? OutputBias { get; init; }
+    /// <summary>Per group, the version of the weights W_O's rows came from.</summary>
+    [Id(3)] public Guid[] HeadVersions { get; init; } = [];
 }

@@ -14,10 +14,16 @@ public interface IHeadGrain : IGrainWithStringKey
     /// <summary>Forgets the session's cache on this head.</summary>
     Task DropSession(string session);
     /// <summary>The group's rows of W_O: [g·dh × D] float32 bytes.</summary>
-    Task<byte[]> GetOutputRows();
+    Task<OutputRows> GetOutputRows();
     /// <summary>The silo this activation runs on.</summary>
     Task<string> GetSilo();
     Task Clear();
     /// <summary>Ends this activation once idle, so the next call places the head anew (re-balancing).</summary>
     Task Deactivate();
 }
+
+/// <summary>A head group's rows of W_O, [g·dh × D] float32 bytes, and the version of the weights they belong to.</summary>
+[GenerateSerializer, Immutable, Alias("headwise.output-rows")]
+public sealed record OutputRows(
+    [property: Id(0)] byte[] Rows,
+    [property: Id(1)] Guid WeightsVersion);

@@ -56,6 +56,7 @@ public sealed class DecodeSessionGrain(
             Spec = projection.Spec,
             OutputWeights = FloatBytes.ToFloats(projection.OutputWeights),
             OutputBias = projection.OutputBias is { } bias ? FloatBytes.ToFloats(bias) : [],
+            HeadVersions = projection.HeadVersions,
         };
         registry.Add(Id, session);
         HeadwiseTelemetry.OpenSessions.Add(1, Tags(session));
@@ -271,10 +272,18 @@ public sealed class DecodeSessionGrain(
         var outcomes = HeadDecoder.DecodeLocal(local, work, kernel, silo.Name, caches);
         for (int i = 0; i < outcomes.Length; i++)
         {
-            results[localGroups[i]] = outcomes[i].Output is { } z
-                ? (FloatBytes.ToFloats(z), false)
-                : (NewRows(session, command, HeadDecoder.Decode(local[i].Key, RefillWork(session, command, work), local[i].Head.Spec,
-                    local[i].Head.Weights, kernel, silo.Name, caches).Output!), true);
+            var outcome = outcomes[i];
+            if (outcome.Output is null)
+            {
+                var (key, head) = local[i];
+                outcome = HeadDecoder.Decode(key, RefillWork(session, command, work), head.Spec, head.Weights, head.Version, kernel, silo.Name, caches);
+                results[localGroups[i]] = (NewRows(session, command, outcome.Output!), true);
+            }
+            else
+            {
+                results[localGroups[i]] = (FloatBytes.ToFloats(outcome.Output), false);
+            }
+            RequireSameWeights(session, localGroups[i], outcome.WeightsVersion);
         }
         await Task.WhenAll(calls);
         return (results, local.Count, calls.Count);
@@ -312,6 +321,7 @@ public sealed class DecodeSessionGrain(
         {
             if (outcome?.Output is { } z)
             {
+                RequireSameWeights(session, group, outcome.WeightsVersion);
                 results[group] = (FloatBytes.ToFloats(z), false);
                 session.HeadSilos[group] = outcome.Silo;
                 return;
@@ -320,10 +330,21 @@ public sealed class DecodeSessionGrain(
             var head = Head(session, group);
             // The dead silo may still be in the directory for a moment: retry with backoff like a forward pass does.
             var refill = await HeadCallRetry.RunAsync(() => head.Decode(refillWork), () => { });
+            RequireSameWeights(session, group, refill.WeightsVersion);
             session.HeadSilos[group] = refill.Silo;
             results[group] = (NewRows(session, command, refill.Output
                 ?? throw new HeadwiseException(ErrorCode.Internal, $"head group {group} of session '{Id}' refused a re-fill.")), true);
         }
+    }
+
+    // W_O and every cached K and V of the session come from the weights it opened with: a head answering from other
+    // weights (an upload since) would mix the two in one answer.
+    private void RequireSameWeights(DecodeSessionState session, int group, Guid version)
+    {
+        if (group < session.HeadVersions.Length && session.HeadVersions[group] != version)
+            throw new HeadwiseException(ErrorCode.FailedPrecondition,
+                $"the weights of model '{session.Model}' layer {session.Layer} were uploaded again after session '{Id}' opened " +
+                $"(head group {group} changed): its W_O and cached keys and values belong to the old weights. Close it and open a new session.");
     }
 
     private static bool IsSiloLoss(Exception e) =>

@@ -26,7 +26,7 @@ internal static class HeadDecoder
         try
         {
             Parallel.For(0, heads.Count, s_cores, i =>
-                outcomes[i] = Decode(heads[i].Key, work, heads[i].Head.Spec, heads[i].Head.Weights, kernel, silo, caches));
+                outcomes[i] = Decode(heads[i].Key, work, heads[i].Head.Spec, heads[i].Head.Weights, heads[i].Head.Version, kernel, silo, caches));
         }
         catch (AggregateException e) when (e.InnerExceptions.Count == 1)
         {
@@ -35,7 +35,7 @@ internal static class HeadDecoder
         return outcomes;
     }
 
-    public static HeadDecodeOutcome Decode(string head, HeadDecodeWork work, AttentionSpec spec, HeadGroupWeights weights,
+    public static HeadDecodeOutcome Decode(string head, HeadDecodeWork work, AttentionSpec spec, HeadGroupWeights weights, Guid version,
         IHeadKernel kernel, string silo, SessionCaches caches)
     {
         var shape = weights.Shape;
@@ -44,7 +44,7 @@ internal static class HeadDecoder
 
         var sequences = work.Restart ? null : caches.Find(head, work.Session);
         if (!work.Restart && (sequences is null || sequences.Length != work.Batch || sequences[0].Position != work.Position))
-            return new HeadDecodeOutcome { Output = null, Silo = silo };
+            return new HeadDecodeOutcome { Output = null, Silo = silo, WeightsVersion = version };
         if (sequences is null)
         {
             sequences = Enumerable.Range(0, work.Batch).Select(_ => new KeyValueCache(shape.HeadDim, work.Position)).ToArray();
@@ -66,6 +66,6 @@ internal static class HeadDecoder
         }
         double computeMs = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
         caches.Account(head, work.Session);
-        return new HeadDecodeOutcome { Output = output, Silo = silo, ComputeMs = computeMs };
+        return new HeadDecodeOutcome { Output = output, Silo = silo, ComputeMs = computeMs, WeightsVersion = version };
     }
 }

@@ -29,7 +29,7 @@ public sealed class HeadGrain(
             _weights = HeadWeightsConverter.ToKernelWeights(spec, weights);
             // Pack W_Q, W_K, W_V once per activation rather than on the first pass (the GPU kernel uploads them).
             kernel.Prepare(_weights);
-            Publish(spec, _weights);
+            Publish(spec, _weights, state.State.Version);
         }
         return Task.CompletedTask;
     }
@@ -41,10 +41,10 @@ public sealed class HeadGrain(
     }
 
     // Decode sessions coordinated on this silo compute this head's steps in-process while it is active here.
-    private void Publish(AttentionSpec spec, HeadGroupWeights weights)
+    private void Publish(AttentionSpec spec, HeadGroupWeights weights, Guid version)
     {
         Withdraw();
-        _published = new LocalHead(spec, weights);
+        _published = new LocalHead(spec, weights, version);
         localHeads.Publish(this.GetPrimaryKeyString(), _published);
     }
 
@@ -60,10 +60,11 @@ public sealed class HeadGrain(
         var kernelWeights = HeadWeightsConverter.ToKernelWeights(spec, weights);
         state.State.Spec = spec;
         state.State.Weights = weights;
+        state.State.Version = Guid.NewGuid();
         await state.WriteStateAsync();
         kernel.Prepare(kernelWeights);
         _weights = kernelWeights;
-        Publish(spec, kernelWeights);
+        Publish(spec, kernelWeights, state.State.Version);
     }
 
     public Task<HeadOutcome> Attend(HeadWork work, CancellationToken cancellationToken = default)
@@ -123,7 +124,7 @@ public sealed class HeadGrain(
         if (_weights is null || state.State.Spec is not { } spec)
             throw new HeadwiseException(ErrorCode.FailedPrecondition, $"head '{this.GetPrimaryKeyString()}' has no weights; upload the model's weights first.");
         var caches = ServiceProvider.GetRequiredService<SessionCaches>();
-        return Task.FromResult(HeadDecoder.Decode(this.GetPrimaryKeyString(), work, spec, _weights, kernel, silo.Name, caches));
+        return Task.FromResult(HeadDecoder.Decode(this.GetPrimaryKeyString(), work, spec, _weights, state.State.Version, kernel, silo.Name, caches));
     }
 
     public Task DropSession(string session)
@@ -132,9 +133,9 @@ public sealed class HeadGrain(
         return Task.CompletedTask;
     }
 
-    public Task<byte[]> GetOutputRows() =>
+    public Task<OutputRows> GetOutputRows() =>
         state.State.Weights is { } weights
-            ? Task.FromResult(weights.Output)
+            ? Task.FromResult(new OutputRows(weights.Output, state.State.Version))
             : throw new HeadwiseException(ErrorCode.FailedPrecondition, $"head '{this.GetPrimaryKeyString()}' has no weights.");
 
     public Task<string> GetSilo() => Task.FromResult(silo.Name);

@@ -26,6 +26,7 @@ public sealed class LayerGrain(
     IOptions<ScatterOptions> scatter) : Grain, ILayerGrain
 {
     private float[]? _outputWeights; // W_O: [Hq·dh × D]
+    private Guid[] _headVersions = []; // per group, the weights version its rows of W_O came from
     private string[]? _locations;    // silo endpoint of each group, as last seen
     private long _lastForward = Stopwatch.GetTimestamp();
     private MembershipVersion _placedFor = MembershipVersion.MinValue;
@@ -99,7 +100,13 @@ public sealed class LayerGrain(
         if (!state.State.Ready)
             throw new HeadwiseException(ErrorCode.FailedPrecondition, $"layer '{Key}' has no weights yet; upload the model's weights before opening a session.");
         var outputWeights = _outputWeights ??= await AssembleOutputWeights(spec);
-        return new LayerProjection { Spec = spec, OutputWeights = FloatBytes.ToBytes(outputWeights), OutputBias = state.State.OutputBias };
+        return new LayerProjection
+        {
+            Spec = spec,
+            OutputWeights = FloatBytes.ToBytes(outputWeights),
+            OutputBias = state.State.OutputBias,
+            HeadVersions = _headVersions,
+        };
     }
 
     public async Task<HeadLocation[]> Locate()
@@ -249,11 +256,12 @@ public sealed class LayerGrain(
     private async Task<float[]> AssembleOutputWeights(AttentionSpec spec)
     {
         var blocks = await Task.WhenAll(Enumerable.Range(0, spec.GroupCount).Select(g => Head(g, spec).GetOutputRows()));
+        _headVersions = blocks.Select(b => b.WeightsVersion).ToArray();
         var weights = new float[spec.HeadCount * spec.HeadDim * spec.ModelDim];
         int offset = 0;
         foreach (var block in blocks)
         {
-            var rows = FloatBytes.AsFloats(block);
+            var rows = FloatBytes.AsFloats(block.Rows);
             rows.CopyTo(weights.AsSpan(offset));
             offset += rows.Length;
         }

@@ -4,8 +4,8 @@ using Headwise.Kernels;
 
 namespace Headwise.Grains;
 
-/// <summary>A head group active on this silo, as its grain published it: the spec and the kernel-ready weights.</summary>
-public sealed record LocalHead(AttentionSpec Spec, HeadGroupWeights Weights);
+/// <summary>A head group active on this silo, as its grain published it: the spec, the kernel-ready weights and their version.</summary>
+public sealed record LocalHead(AttentionSpec Spec, HeadGroupWeights Weights, Guid Version);
 
 /// <summary>
 /// The head grains active on this silo, by grain key. A decode step moves one token's X (3 KB) to each head and

@@ -66,6 +66,8 @@ public sealed class DecodeSessionState
     /// <summary>Per sequence: [kept tokens × D], grown by doubling; rows past Position belong to a step under way.</summary>
     public List<float[]> History { get; set; } = [];
     public long ReservedBytes { get; set; }
+    /// <summary>Per group, the version of the head's weights when the session opened: W_O and every cached K/V belong to it.</summary>
+    public required Guid[] HeadVersions { get; init; }
     /// <summary>Per group, the silo its head answered from last ("" until known): the step sends one message per silo.</summary>
     public string[] HeadSilos { get; set; } = [];
     public long LastUse { get; set; } = Stopwatch.GetTimestamp();

@@ -56,6 +56,36 @@ public sealed class DecodeClusterCollection
 
 internal static class DecodeSteps
 {
+    /// <summary>
+    /// Opens a session, steps it once, uploads the same weights again (new versions), and expects the next step to fail
+    /// with FailedPrecondition naming the session; a session opened afterwards decodes the new weights correctly.
+    /// </summary>
+    public static async Task AssertReuploadEndsSession(IGrainFactory grains, string model, GoldenCase golden)
+    {
+        var id = SessionIds.New();
+        var session = grains.GetGrain<IDecodeSessionGrain>(id);
+        await session.Open(model, 0, golden.Tokens);
+        int modelDim = golden.Spec.ModelDim;
+        DecodeCommand Step(int start, int count) => new()
+        {
+            Batch = 1, Tokens = count, ModelDim = modelDim, Input = FloatBytes.ToBytes(golden.Input.AsSpan(start * modelDim, count * modelDim).ToArray()),
+        };
+        await session.Decode(Step(0, 2));
+        await WeightUpload.UploadAsync(grains, model, golden.Bytes, golden.Layout, golden.Prefix);
+        var changed = await Assert.ThrowsAsync<HeadwiseException>(() => session.Decode(Step(2, 1)));
+        Assert.Equal(ErrorCode.FailedPrecondition, changed.Code);
+        Assert.Contains(id, changed.Message);
+        Assert.Contains("uploaded again", changed.Message);
+        await session.Close();
+
+        var expected = await grains.GetGrain<ILayerGrain>(GrainKeys.Layer(model, 0)).Forward(new ForwardCommand
+        {
+            Batch = golden.Batch, Tokens = golden.Tokens, ModelDim = modelDim, Input = FloatBytes.ToBytes(golden.Input), Causal = true,
+        });
+        var (actual, _) = await Run(grains, model, golden, chunk: 3);
+        Tolerance.AssertClose(FloatBytes.AsFloats(expected.Output), actual, "a session opened after the re-upload");
+    }
+
     /// <summary>Runs the golden case's input through a session <paramref name="chunk"/> tokens at a time; returns Y and the steps.</summary>
     public static async Task<(float[] Output, List<DecodeResult> Steps)> Run(IGrainFactory grains, string model, GoldenCase golden, int chunk,
         Func<int, Task>? beforeStep = null)
@@ -111,6 +141,15 @@ public sealed class DecodeSessionSiloLossTests : IAsyncLifetime
     }
 
     public async Task DisposeAsync() => await _cluster.StopAllSilosAsync();
+
+    [Fact]
+    public async Task A_reupload_ends_an_open_session_with_a_clear_error()
+    {
+        var golden = GoldenCase.Load("gpt2-small-shape");
+        await _cluster.Client.GetGrain<IModelCatalogGrain>(GrainKeys.Catalog).Create("reupload", golden.Spec);
+        await WeightUpload.UploadAsync(_cluster.Client, "reupload", golden.Bytes, golden.Layout, golden.Prefix);
+        await DecodeSteps.AssertReuploadEndsSession(_cluster.Client, "reupload", golden);
+    }
 
     [Fact]
     public async Task A_session_survives_the_loss_of_a_silo_holding_some_of_its_heads()
@@ -196,6 +235,13 @@ public sealed class DecodeSessionLimitTests : IAsyncLifetime
         await _cluster.Client.GetGrain<IModelCatalogGrain>(GrainKeys.Catalog).Create(model, golden.Spec with { RopeTheta = 10000 });
         await WeightUpload.UploadAsync(_cluster.Client, model, golden.Bytes, golden.Layout, golden.Prefix);
         return golden;
+    }
+
+    [Fact]
+    public async Task A_reupload_ends_an_open_session_with_a_clear_error_even_when_every_cache_is_refilled()
+    {
+        var golden = await Load("reupload-refilled");
+        await DecodeSteps.AssertReuploadEndsSession(_cluster.Client, "reupload-refilled", golden);
     }
 
     [Fact]
