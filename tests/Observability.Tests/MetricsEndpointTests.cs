@@ -15,11 +15,14 @@ public sealed class MetricsEndpointTests(ThreeSiloCluster cluster)
         await cluster.CreateModel("metrics", Spec);
         for (int i = 0; i < 3; i++) await cluster.Forward("metrics", Spec.ModelDim, tokens: 8, silo: i);
 
-        using var http = new HttpClient();
-        var response = await http.GetAsync(new Uri(cluster.WebAddress(0), "metrics"));
-        response.EnsureSuccessStatusCode();
-        Assert.StartsWith("text/plain", response.Content.Headers.ContentType?.MediaType);
-        var (types, samples) = PrometheusText.Parse(await response.Content.ReadAsStringAsync());
+        using (var http = new HttpClient())
+        {
+            var response = await http.GetAsync(new Uri(cluster.WebAddress(0), "metrics"));
+            response.EnsureSuccessStatusCode();
+            Assert.StartsWith("text/plain", response.Content.Headers.ContentType?.MediaType);
+        }
+        var (types, samples) = await ScrapeUntil(s => s.Count(x => x.Name == "headwise_head_compute_milliseconds_count" && x.Labels.GetValueOrDefault("model") == "metrics"
+            && x.Value == 3) == Spec.HeadCount);
 
         Assert.Equal("histogram", types["headwise_head_compute_milliseconds"]);
         var heads = samples.Where(s => s.Name == "headwise_head_compute_milliseconds_count" && s.Labels.GetValueOrDefault("model") == "metrics").ToList();
@@ -58,7 +61,8 @@ public sealed class MetricsEndpointTests(ThreeSiloCluster cluster)
             await client.DecodeAsync(session.Id, new FloatTensor(x, 1, 2, Spec.ModelDim));
         }
 
-        var (types, samples) = await Scrape();
+        var (types, samples) = await ScrapeUntil(s => s.Any(x => x.Name == "headwise_decode_duration_milliseconds_count"
+            && x.Labels.GetValueOrDefault("model") == model && x.Value == 3));
         Assert.Equal("histogram", types["headwise_decode_duration_milliseconds"]);
         Assert.Equal(3, samples.Single(s => s.Name == "headwise_decode_duration_milliseconds_count" && s.Labels.GetValueOrDefault("model") == model).Value);
         Assert.Equal(3 * 2, samples.Single(s => s.Name == "headwise_decode_tokens_total" && s.Labels.GetValueOrDefault("model") == model).Value);
@@ -70,23 +74,26 @@ public sealed class MetricsEndpointTests(ThreeSiloCluster cluster)
         Assert.Contains(samples, s => s.Name == "headwise_decode_cache_evictions_total");
 
         await client.CloseSessionAsync(session.Id);
-        // The exporter may answer from its scrape cache for a moment.
-        var deadline = DateTime.UtcNow.AddSeconds(5);
-        double open;
-        do
-        {
-            await Task.Delay(100);
-            (_, samples) = await Scrape();
-            open = samples.Single(s => s.Name == "headwise_decode_sessions" && s.Labels.GetValueOrDefault("model") == model).Value;
-        } while (open != 0 && DateTime.UtcNow < deadline);
-        Assert.Equal(0, open);
+        (_, samples) = await ScrapeUntil(s => s.Any(x => x.Name == "headwise_decode_sessions" && x.Labels.GetValueOrDefault("model") == model && x.Value == 0));
+        Assert.Equal(0, samples.Single(s => s.Name == "headwise_decode_sessions" && s.Labels.GetValueOrDefault("model") == model).Value);
     }
 
-    private async Task<(IReadOnlyDictionary<string, string> Types, IReadOnlyList<PrometheusSample> Samples)> Scrape()
+    /// <summary>
+    /// Scrapes /metrics until <paramref name="ready"/> holds or 5 s pass, and returns the last scrape: the exporter
+    /// answers from a short-lived cache, so a scrape right after another may not show the latest measurements yet.
+    /// </summary>
+    private async Task<(IReadOnlyDictionary<string, string> Types, IReadOnlyList<PrometheusSample> Samples)> ScrapeUntil(
+        Func<IReadOnlyList<PrometheusSample>, bool> ready)
     {
         using var http = new HttpClient();
-        var response = await http.GetAsync(new Uri(cluster.WebAddress(0), "metrics"));
-        response.EnsureSuccessStatusCode();
-        return PrometheusText.Parse(await response.Content.ReadAsStringAsync());
+        var deadline = DateTime.UtcNow.AddSeconds(5);
+        while (true)
+        {
+            var response = await http.GetAsync(new Uri(cluster.WebAddress(0), "metrics"));
+            response.EnsureSuccessStatusCode();
+            var scraped = PrometheusText.Parse(await response.Content.ReadAsStringAsync());
+            if (ready(scraped.Samples) || DateTime.UtcNow > deadline) return scraped;
+            await Task.Delay(100);
+        }
     }
 }
