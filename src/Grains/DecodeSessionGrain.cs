@@ -27,6 +27,7 @@ public sealed class DecodeSessionGrain(
     IOptions<ForwardLimits> limits,
     SessionRegistry registry,
     SessionCaches caches,
+    SessionProjections projections,
     LocalHeads localHeads,
     SiloIdentity silo) : Grain, IDecodeSessionGrain
 {
@@ -54,9 +55,7 @@ public sealed class DecodeSessionGrain(
             Layer = layer,
             MaxTokens = maxTokens == 0 ? limit.DefaultMaxTokens : maxTokens,
             Spec = projection.Spec,
-            OutputWeights = FloatBytes.ToFloats(projection.OutputWeights),
-            OutputBias = projection.OutputBias is { } bias ? FloatBytes.ToFloats(bias) : [],
-            HeadVersions = projection.HeadVersions,
+            Projection = projections.Get(model, layer, projection),
         };
         registry.Add(Id, session);
         HeadwiseTelemetry.OpenSessions.Add(1, Tags(session));
@@ -341,7 +340,8 @@ public sealed class DecodeSessionGrain(
     // weights (an upload since) would mix the two in one answer.
     private void RequireSameWeights(DecodeSessionState session, int group, Guid version)
     {
-        if (group < session.HeadVersions.Length && session.HeadVersions[group] != version)
+        var versions = session.Projection.HeadVersions;
+        if (group < versions.Length && versions[group] != version)
             throw new HeadwiseException(ErrorCode.FailedPrecondition,
                 $"the weights of model '{session.Model}' layer {session.Layer} were uploaded again after session '{Id}' opened " +
                 $"(head group {group} changed): its W_O and cached keys and values belong to the old weights. Close it and open a new session.");
@@ -403,8 +403,8 @@ public sealed class DecodeSessionGrain(
                 for (int row = 0; row < rows; row++)
                     groupOutputs[g].AsSpan(row * width, width).CopyTo(concat.AsSpan(row * concatWidth + g * width));
             var output = new byte[rows * spec.ModelDim * sizeof(float)];
-            kernel.Project(concat.AsSpan(0, rows * concatWidth), rows, concatWidth, session.OutputWeights, spec.ModelDim,
-                session.OutputBias, FloatBytes.AsFloats(output.AsSpan()));
+            kernel.Project(concat.AsSpan(0, rows * concatWidth), rows, concatWidth, session.Projection.OutputWeights, spec.ModelDim,
+                session.Projection.OutputBias, FloatBytes.AsFloats(output.AsSpan()));
             return output;
         }
         finally

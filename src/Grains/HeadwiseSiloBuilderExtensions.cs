@@ -24,6 +24,7 @@ public static class HeadwiseSiloBuilderExtensions
         silo.Services.AddSingleton<SessionBudget>();
         silo.Services.AddSingleton<SessionRegistry>();
         silo.Services.AddSingleton<LocalHeads>();
+        silo.Services.AddSingleton<SessionProjections>();
         silo.Services.AddPlacementDirector<SpreadHeadsStrategy, SpreadHeadsDirector>();
         silo.Services.AddPlacementDirector<SiloBoundStrategy, SiloBoundDirector>();
         // Silos advertise kernel and speed in membership so every placement decision can weigh them.

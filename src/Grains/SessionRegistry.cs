@@ -53,10 +53,8 @@ public sealed class DecodeSessionState
     public required int Layer { get; init; }
     public required int MaxTokens { get; init; }
     public required AttentionSpec Spec { get; init; }
-    /// <summary>W_O: [Hq·dh × D]</summary>
-    public required float[] OutputWeights { get; init; }
-    /// <summary>b_O: [D], or empty.</summary>
-    public required float[] OutputBias { get; init; }
+    /// <summary>W_O, b_O and the weights versions the session opened with, shared with the silo's other sessions of the layer.</summary>
+    public required SharedProjection Projection { get; init; }
     /// <summary>Sequences; 0 until the first step.</summary>
     public int Batch { get; set; }
     /// <summary>Tokens seen.</summary>
@@ -66,8 +64,6 @@ public sealed class DecodeSessionState
     /// <summary>Per sequence: [kept tokens × D], grown by doubling; rows past Position belong to a step under way.</summary>
     public List<float[]> History { get; set; } = [];
     public long ReservedBytes { get; set; }
-    /// <summary>Per group, the version of the head's weights when the session opened: W_O and every cached K/V belong to it.</summary>
-    public required Guid[] HeadVersions { get; init; }
     /// <summary>Per group, the silo its head answered from last ("" until known): the step sends one message per silo.</summary>
     public string[] HeadSilos { get; set; } = [];
     public long LastUse { get; set; } = Stopwatch.GetTimestamp();
