@@ -30,6 +30,7 @@ public sealed class SessionCaches
     private readonly Dictionary<(string Head, string Session), Entry> _entries = [];
     private readonly Lock _lock = new();
     private long _bytes;
+    private long _nextSweep;
 
     /// <summary>Bytes held by all caches of this silo.</summary>
     public long Bytes { get { lock (_lock) return _bytes; } }
@@ -66,16 +67,24 @@ public sealed class SessionCaches
         {
             if (_entries.TryGetValue((head, session), out var entry))
             {
-                long bytes = entry.Caches.Sum(c => c.Bytes);
+                long bytes = 0;
+                foreach (var cache in entry.Caches) bytes += cache.Bytes;
                 _bytes += bytes - entry.Bytes;
                 entry.Bytes = bytes;
                 entry.LastUse = Stopwatch.GetTimestamp();
             }
+            // Every head of every step comes here: the idle sweep walks all entries, so it runs at most a few times
+            // per idle period rather than on each call.
             var idle = TimeSpan.FromSeconds(options.Value.IdleSeconds);
-            foreach (var key in _entries.Where(e => Stopwatch.GetElapsedTime(e.Value.LastUse) > idle).Select(e => e.Key).ToList())
+            long now = Stopwatch.GetTimestamp();
+            if (now >= _nextSweep)
             {
-                Remove(key.Head, key.Session);
-                Evictions++;
+                _nextSweep = now + (long)(Stopwatch.Frequency * Math.Min(1.0, options.Value.IdleSeconds / 4.0));
+                foreach (var key in _entries.Where(e => Stopwatch.GetElapsedTime(e.Value.LastUse, now) > idle).Select(e => e.Key).ToList())
+                {
+                    Remove(key.Head, key.Session);
+                    Evictions++;
+                }
             }
             while (_bytes > options.Value.CacheBytesPerSilo && _entries.Count > 0)
             {
