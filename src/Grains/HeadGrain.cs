@@ -100,10 +100,10 @@ public sealed class HeadGrain(
             var zb = z.Slice(b * outputPer, outputPer);
             var pb = probabilities.IsEmpty ? Span<float>.Empty : probabilities.Slice(b * attentionPer, attentionPer);
             ReadOnlySpan<int> lb = work.Lengths.Length == 0 ? ReadOnlySpan<int>.Empty : work.Lengths.AsSpan(b, 1);
-            if (spec.HasRope) // RoPE goes through the projections + rotary + incremental path, leaving the fused kernels as they are
+            if (spec.HasRope && !kernel.SupportsRotary) // e.g. the GPU kernel: projections + rotary + the incremental path
                 IncrementalAttention.Forward(kernel, xb, 1, work.Tokens, lb, _weights, options, HeadDecoder.RotaryOf(spec), zb, pb);
             else
-                kernel.Attend(xb, 1, work.Tokens, lb, _weights, options, zb, pb);
+                kernel.Attend(xb, 1, work.Tokens, lb, _weights, options with { Rotary = HeadDecoder.RotaryOf(spec) }, zb, pb);
         }
         double computeMs = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
 

@@ -4,7 +4,9 @@ namespace Headwise.Kernels;
 /// <param name="Scale">Multiplies Q·Kᵀ; usually 1/√dh.</param>
 /// <param name="Causal">Query i sees only keys j ≤ i.</param>
 /// <param name="Window">When positive, query i sees only keys j &gt; i − Window.</param>
-public readonly record struct AttentionOptions(float Scale, bool Causal, int Window)
+/// <param name="Rotary">RoPE on Q and K at positions 0 … tokens − 1 of each sequence, for kernels that
+/// <see cref="IHeadKernel.SupportsRotary"/>; the others take <see cref="IncrementalAttention.Forward"/>.</param>
+public readonly record struct AttentionOptions(float Scale, bool Causal, int Window, Rotary Rotary = default)
 {
     /// <summary>
     /// The one visibility rule every kernel follows: key j is visible to query i of a sequence of

@@ -117,6 +117,8 @@ public sealed class GpuKernel : IHeadKernel, IDisposable
         Span<float> attention)
     {
         KernelArguments.CheckAttend(input, batch, tokens, lengths, weights, output, attention);
+        if (options.Rotary.IsEnabled)
+            throw new NotSupportedException("the GPU kernel has no RoPE step; RoPE layers take IncrementalAttention.Forward on this kernel.");
         var shape = weights.Shape;
         if (batch == 0 || tokens == 0 || shape.QueryWidth == 0) return;
         int modelDim = shape.ModelDim, headDim = shape.HeadDim, queryWidth = shape.QueryWidth;

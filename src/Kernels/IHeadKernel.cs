@@ -9,6 +9,9 @@ public interface IHeadKernel
     /// <summary>Short name reported per head ("reference", "simd", …).</summary>
     string Name { get; }
 
+    /// <summary>Whether <see cref="Attend"/> applies <see cref="AttentionOptions.Rotary"/>; a kernel that does not throws on it.</summary>
+    bool SupportsRotary => false;
+
     /// <summary>
     /// Readies a head group's weights for this kernel (the SIMD kernel packs W_Q, W_K, W_V into one GEMM
     /// operand; the GPU kernel copies them to the device), so the first <see cref="Attend"/> does not pay for

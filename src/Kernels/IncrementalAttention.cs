@@ -42,14 +42,17 @@ public static class IncrementalAttention
             var queries = buffer.AsSpan(0, tokens * shape.QueryWidth);                           // [tokens, g·dh]
             var keys = buffer.AsSpan(queries.Length, tokens * shape.HeadDim);                   // [tokens, dh]
             var values = buffer.AsSpan(queries.Length + keys.Length, tokens * shape.HeadDim);   // [tokens, dh]
-            if (cache.Count == 0 && tokens >= FusedPrefillTokens && !rotary.IsEnabled)
+            if (cache.Count == 0 && tokens >= FusedPrefillTokens
+                && (!rotary.IsEnabled || (kernel.SupportsRotary && firstPosition == 0)))
             {
                 // A prefill (or a re-fill) into an empty cache sees only its own tokens, and causal and window masks
                 // depend on distances only: the kernel's fused, tiled attention gives Z at forward-pass speed, and
                 // the cache needs just K and V (a query row at a time over the cache was 2.5× a forward at 1024).
-                kernel.Attend(input, 1, tokens, [], weights, options with { Causal = true }, output, []);
+                // The kernel's RoPE counts positions from 0, so a RoPE re-fill from a later position stays below.
+                kernel.Attend(input, 1, tokens, [], weights, options with { Causal = true, Rotary = rotary }, output, []);
                 kernel.Project(input, tokens, shape.ModelDim, weights.Key, shape.HeadDim, weights.KeyBias, keys);
                 kernel.Project(input, tokens, shape.ModelDim, weights.Value, shape.HeadDim, weights.ValueBias, values);
+                rotary.Apply(keys, tokens, 1, shape.HeadDim, firstPosition);
                 cache.Append(keys, values, tokens);
                 cache.TrimToWindow(options.Window);
                 return;

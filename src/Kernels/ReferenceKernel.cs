@@ -9,6 +9,8 @@ public sealed class ReferenceKernel : IHeadKernel
 {
     public string Name => "reference";
 
+    public bool SupportsRotary => true;
+
     public void Attend(
         // x: [batch, tokens, D]
         ReadOnlySpan<float> input, int batch, int tokens,
@@ -32,6 +34,11 @@ public sealed class ReferenceKernel : IHeadKernel
             double[] queries = Linear(x, tokens, modelDim, weights.Query, queryWidth, weights.QueryBias); // [tokens, g·dh]
             double[] keys = Linear(x, tokens, modelDim, weights.Key, headDim, weights.KeyBias);            // [tokens, dh]
             double[] values = Linear(x, tokens, modelDim, weights.Value, headDim, weights.ValueBias);      // [tokens, dh]
+            if (options.Rotary.IsEnabled)
+            {
+                Rotate(queries, tokens, shape.QueryHeads, headDim, options.Rotary);
+                Rotate(keys, tokens, 1, headDim, options.Rotary);
+            }
 
             for (int head = 0; head < shape.QueryHeads; head++)
             {
@@ -100,6 +107,25 @@ public sealed class ReferenceKernel : IHeadKernel
         double[] y = Linear(input, rows, inner, weights, outer, bias);
         for (int i = 0; i < y.Length; i++)
             output[i] = (float)y[i];
+    }
+
+    /// <summary>RoPE in float64 on rows [tokens, heads·dh] at positions 0 … tokens − 1 (see <see cref="Rotary"/>).</summary>
+    private static void Rotate(double[] rows, int tokens, int heads, int headDim, Rotary rotary)
+    {
+        int half = rotary.Dim / 2;
+        for (int token = 0; token < tokens; token++)
+            for (int i = 0; i < half; i++)
+            {
+                double angle = token * Math.Pow(rotary.Theta, -2.0 * i / rotary.Dim);
+                double cos = Math.Cos(angle), sin = Math.Sin(angle);
+                for (int head = 0; head < heads; head++)
+                {
+                    int at = (token * heads + head) * headDim + i;
+                    double a = rows[at], b = rows[at + half];
+                    rows[at] = a * cos - b * sin;
+                    rows[at + half] = b * cos + a * sin;
+                }
+            }
     }
 
     /// <summary>y = x·W + b in float64.</summary>

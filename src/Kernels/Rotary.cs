@@ -21,13 +21,26 @@ public readonly record struct Rotary(float Theta, int Dim)
         // rows: [tokens, heads·headDim]
         Span<float> rows, int tokens, int heads, int headDim, int firstPosition)
     {
+        if (rows.Length != tokens * heads * headDim)
+            throw new ArgumentException($"rows has {rows.Length} values; [tokens, heads·headDim] needs {tokens * heads * headDim}.", nameof(rows));
+        Apply(rows, heads * headDim, tokens, heads, headDim, firstPosition);
+    }
+
+    /// <summary>
+    /// The same over rows <paramref name="stride"/> floats apart (Q or K columns inside a wider [tokens × (g+2)·dh]
+    /// projection): row t's heads start at t·stride.
+    /// </summary>
+    public void Apply(Span<float> rows, int stride, int tokens, int heads, int headDim, int firstPosition)
+    {
         if (!IsEnabled || tokens == 0) return;
         if (Dim % 2 != 0 || Dim > headDim)
             throw new ArgumentException($"rotary dim {Dim} must be even and at most the head width {headDim}.", nameof(headDim));
-        if (rows.Length != tokens * heads * headDim)
-            throw new ArgumentException($"rows has {rows.Length} values; [tokens, heads·headDim] needs {tokens * heads * headDim}.", nameof(rows));
+        if (stride < heads * headDim || (long)(tokens - 1) * stride + heads * headDim > rows.Length)
+            throw new ArgumentException($"rows has {rows.Length} values; {tokens} rows of {heads * headDim} at stride {stride} do not fit.", nameof(rows));
 
         int half = Dim / 2;
+        Span<double> inverseFrequency = half <= 256 ? stackalloc double[half] : new double[half];
+        for (int i = 0; i < half; i++) inverseFrequency[i] = Math.Pow(Theta, -2.0 * i / Dim);
         Span<float> cos = half <= 512 ? stackalloc float[half] : new float[half];
         Span<float> sin = half <= 512 ? stackalloc float[half] : new float[half];
         for (int token = 0; token < tokens; token++)
@@ -35,13 +48,13 @@ public readonly record struct Rotary(float Theta, int Dim)
             double position = firstPosition + token;
             for (int i = 0; i < half; i++)
             {
-                double angle = position * Math.Pow(Theta, -2.0 * i / Dim);
+                double angle = position * inverseFrequency[i];
                 cos[i] = (float)Math.Cos(angle);
                 sin[i] = (float)Math.Sin(angle);
             }
             for (int head = 0; head < heads; head++)
             {
-                var vector = rows.Slice((token * heads + head) * headDim, Dim);
+                var vector = rows.Slice(token * stride + head * headDim, Dim);
                 for (int i = 0; i < half; i++)
                 {
                     float a = vector[i], b = vector[i + half];

@@ -39,6 +39,8 @@ public sealed unsafe class SimdKernel : IHeadKernel
 
     public string Name => "simd";
 
+    public bool SupportsRotary => true;
+
     /// <summary>
     /// Packs the group's weights for this kernel now rather than on the first <see cref="Attend"/>. The packed
     /// copy lives as long as <paramref name="weights"/> does; the weights must not change after this call.
@@ -126,6 +128,13 @@ public sealed unsafe class SimdKernel : IHeadKernel
                     Gemm.Multiply<TOps, TVector>(x + (nint)sequence * tokens * modelDim, modelDim, tokens, modelDim, weightPanels,
                         qkv, projectionWidth, accumulate: false, bias);
 
+                    if (options.Rotary.IsEnabled)
+                    {
+                        // RoPE on Q's heads and K where the GEMM left them, before Q is scaled and K packed.
+                        var rows = new Span<float>(qkv, tokens * projectionWidth);
+                        options.Rotary.Apply(rows, projectionWidth, tokens, shape.QueryHeads, headDim, 0);
+                        options.Rotary.Apply(rows[queryWidth..], projectionWidth, tokens, 1, headDim, 0);
+                    }
                     // Scaling Q once costs tokens·g·dh multiplies; scaling the scores would cost tokens² per head.
                     for (int row = 0; row < tokens; row++)
                         ScaleRow<TOps, TVector>(qkv + (nint)row * projectionWidth, queryWidth, options.Scale);

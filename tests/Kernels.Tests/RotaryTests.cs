@@ -93,16 +93,21 @@ public sealed class RotaryTests
         var options = new AttentionOptions(1f / MathF.Sqrt(headDim), causal, window);
         int[] lengths = [length, tokens];
 
+        var expected = Enumerable.Range(0, batch).Select(b => HfAttention(x.AsSpan(b * tokens * shape.ModelDim, tokens * shape.ModelDim).ToArray(),
+            tokens, weights, options.Scale, causal, window, lengths[b], 10000, dim).Cast<double>().Select(v => (float)v).ToArray()).ToArray();
         foreach (var kernel in Kernels)
         {
+            // The projections + rotary + incremental path (what a kernel without RoPE of its own takes) …
             var z = new float[batch * tokens * shape.QueryWidth];
             IncrementalAttention.Forward(kernel, x, batch, tokens, lengths, weights, options, rotary, z, Span<float>.Empty);
+            // … and the kernel's own Attend with RoPE in its options (the fused SIMD attention).
+            Assert.True(kernel.SupportsRotary);
+            var fused = new float[batch * tokens * shape.QueryWidth];
+            kernel.Attend(x, batch, tokens, lengths, weights, options with { Rotary = rotary }, fused, []);
             for (int b = 0; b < batch; b++)
             {
-                var expected = HfAttention(x.AsSpan(b * tokens * shape.ModelDim, tokens * shape.ModelDim).ToArray(), tokens, weights,
-                    options.Scale, causal, window, lengths[b], 10000, dim);
-                TensorAssert.Close(expected.Cast<double>().Select(v => (float)v).ToArray(),
-                    z.AsSpan(b * tokens * shape.QueryWidth, tokens * shape.QueryWidth), $"{kernel.Name} sequence {b}");
+                TensorAssert.Close(expected[b], z.AsSpan(b * tokens * shape.QueryWidth, tokens * shape.QueryWidth), $"{kernel.Name} incremental, sequence {b}");
+                TensorAssert.Close(expected[b], fused.AsSpan(b * tokens * shape.QueryWidth, tokens * shape.QueryWidth), $"{kernel.Name} Attend, sequence {b}");
             }
         }
     }
@@ -128,6 +133,8 @@ public sealed class RotaryTests
         // queryHeads, window, ropeTheta (0 = none), chunk
         { 1, 0, 0f, 1 }, { 1, 0, 10000f, 3 }, { 4, 0, 0f, 7 }, { 4, 0, 10000f, 1 },
         { 2, 6, 0f, 3 }, { 2, 6, 10000f, 1 }, { 2, 6, 10000f, 7 },
+        // A first chunk of at least IncrementalAttention.FusedPrefillTokens goes through the kernel's fused attention.
+        { 2, 6, 10000f, 20 }, { 4, 0, 10000f, 45 }, { 1, 0, 0f, 16 },
     };
 
     [Theory]
