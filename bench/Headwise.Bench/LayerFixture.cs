@@ -132,8 +132,13 @@ internal sealed unsafe class LayerFixture
     }
 
     /// <summary>One head group's Attend, the unit a head grain runs.</summary>
-    public void AttendOne(IHeadKernel kernel, int group = 0) =>
-        kernel.Attend(input, 1, shape.Tokens, [], groups[group], new AttentionOptions(scale, shape.Causal, 0), groupOutputs[group], []);
+    public void AttendOne(IHeadKernel kernel, int group = 0, Rotary rope = default) =>
+        kernel.Attend(input, 1, shape.Tokens, [], groups[group], new AttentionOptions(scale, shape.Causal, 0, rope), groupOutputs[group], []);
+
+    /// <summary>One group with RoPE the way a kernel without its own RoPE step computes it.</summary>
+    public void AttendOneIncremental(IHeadKernel kernel, Rotary rope, int group = 0) =>
+        IncrementalAttention.Forward(kernel, input, 1, shape.Tokens, [], groups[group], new AttentionOptions(scale, shape.Causal, 0), rope,
+            groupOutputs[group], []);
 
     /// <summary>The coordinator's W_O on the gathered heads.</summary>
     public void ProjectOutput(IHeadKernel kernel) =>

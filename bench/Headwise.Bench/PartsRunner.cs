@@ -45,6 +45,11 @@ internal static unsafe class PartsRunner
         });
         double visible = causal ? tokens * (tokens + 1.0) / 2 : (double)tokens * tokens;
         Report("Attend (1 group: QKV + attention)", 2.0 * tokens * modelDim * 3 * headDim + 4 * visible * headDim, () => fixture.AttendOne(kernel));
+        var rope = new Rotary(10000f, headDim);
+        Report("Attend with RoPE (fused)", 2.0 * tokens * modelDim * 3 * headDim + 4 * visible * headDim, () => fixture.AttendOne(kernel, rope: rope));
+        if (tokens <= 1024)
+            Report("RoPE: projections + incremental path", 2.0 * tokens * modelDim * 3 * headDim + 4 * visible * headDim,
+                () => fixture.AttendOneIncremental(kernel, rope));
         Report("W_O Project (all cores)", 2.0 * tokens * modelDim * modelDim, () => fixture.ProjectOutput(kernel));
         var single = new float[tokens * modelDim];
         var w = new float[modelDim * modelDim];

@@ -130,10 +130,9 @@ public sealed unsafe class SimdKernel : IHeadKernel
 
                     if (options.Rotary.IsEnabled)
                     {
-                        // RoPE on Q's heads and K where the GEMM left them, before Q is scaled and K packed.
-                        var rows = new Span<float>(qkv, tokens * projectionWidth);
-                        options.Rotary.Apply(rows, projectionWidth, tokens, shape.QueryHeads, headDim, 0);
-                        options.Rotary.Apply(rows[queryWidth..], projectionWidth, tokens, 1, headDim, 0);
+                        // RoPE where the GEMM left Q and K, before Q is scaled and K packed: K's columns follow Q's heads,
+                        // so one call rotates the g + 1 heads and computes each position's angles once.
+                        options.Rotary.Apply(new Span<float>(qkv, tokens * projectionWidth), projectionWidth, tokens, shape.QueryHeads + 1, headDim, 0);
                     }
                     // Scaling Q once costs tokens·g·dh multiplies; scaling the scores would cost tokens² per head.
                     for (int row = 0; row < tokens; row++)
