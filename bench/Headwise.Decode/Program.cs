@@ -107,6 +107,22 @@ root.SetAction(async (parse, cancellationToken) =>
             if (i >= 20) bare.Add(Stopwatch.GetElapsedTime(started).TotalMilliseconds);
         }
         var bareSorted = bare.Order().ToArray();
+        if (processes.Count > 0)
+        {
+            // Below gRPC: an HTTP/2 GET on the same port that Kestrel answers 404 at once (no gRPC, no grain call).
+            using var http = new HttpClient();
+            var h2 = new List<double>();
+            for (int i = 0; i < 20 + 128; i++)
+            {
+                using var get = new HttpRequestMessage(HttpMethod.Get, new Uri(processes[0].GrpcAddress, "/nothing-here"))
+                    { Version = System.Net.HttpVersion.Version20, VersionPolicy = HttpVersionPolicy.RequestVersionExact };
+                long started = Stopwatch.GetTimestamp();
+                using var answer = await http.SendAsync(get, cancellationToken);
+                if (i >= 20) h2.Add(Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+            }
+            var h2Sorted = h2.Order().ToArray();
+            Console.WriteLine($"http/2 (GET on the gRPC port, 404, no gRPC, no grain call): p50 {Percentile(h2Sorted, 0.5):F3} ms, min {h2Sorted[0]:F3} ms");
+        }
         Console.WriteLine($"bare (Decode refused at the gateway, no grain call): p50 {Percentile(bareSorted, 0.5):F3} ms, min {bareSorted[0]:F3} ms");
         Console.WriteLine($"silos {siloCount}; heads on {model.Heads.Select(h => h.Silo).Distinct().Count()} silo(s); {Environment.ProcessorCount} cores; " +
                           $"load average {LoadAverage()}; {sessionCount} sessions x {stepCount} steps per row");
