@@ -39,19 +39,11 @@ public readonly record struct Rotary(float Theta, int Dim)
             throw new ArgumentException($"rows has {rows.Length} values; {tokens} rows of {heads * headDim} at stride {stride} do not fit.", nameof(rows));
 
         int half = Dim / 2;
-        Span<double> inverseFrequency = half <= 256 ? stackalloc double[half] : new double[half];
-        for (int i = 0; i < half; i++) inverseFrequency[i] = Math.Pow(Theta, -2.0 * i / Dim);
-        Span<float> cos = half <= 512 ? stackalloc float[half] : new float[half];
-        Span<float> sin = half <= 512 ? stackalloc float[half] : new float[half];
+        var table = RotaryTable.For(Theta, Dim, firstPosition + tokens);
         for (int token = 0; token < tokens; token++)
         {
-            double position = firstPosition + token;
-            for (int i = 0; i < half; i++)
-            {
-                double angle = position * inverseFrequency[i];
-                cos[i] = (float)Math.Cos(angle);
-                sin[i] = (float)Math.Sin(angle);
-            }
+            var cos = table.Cos(firstPosition + token);
+            var sin = table.Sin(firstPosition + token);
             for (int head = 0; head < heads; head++)
             {
                 var vector = rows.Slice(token * stride + head * headDim, Dim);

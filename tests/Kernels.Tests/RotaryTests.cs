@@ -128,6 +128,24 @@ public sealed class RotaryTests
         Assert.Equal(Dot(At(q, 10), At(k, 3)), Dot(At(q, 1007), At(k, 1000)), 3);
     }
 
+    [Fact]
+    public void Positions_past_the_first_table_and_after_it_grows_match_the_definition()
+    {
+        // The cos/sin table starts at 1024 positions and doubles: positions on both sides of each growth, asked in an
+        // order that grows it more than once, rotate as the float64 definition says.
+        var random = new Random(11);
+        var rotary = new Rotary(777f, 12);
+        var x = RandomTensors.Normal(random, 16);
+        foreach (int position in new[] { 3, 1023, 1024, 5000, 2047, 40000, 0 })
+        {
+            var actual = (float[])x.Clone();
+            rotary.Apply(actual, 1, 1, 16, position);
+            var expected = HfRotate(x.Select(v => (double)v).ToArray(), position, 777, 12);
+            for (int d = 0; d < 16; d++)
+                Assert.True(Math.Abs(actual[d] - expected[d]) <= 1e-5, $"position {position}, dim {d}: {actual[d]} against {expected[d]}");
+        }
+    }
+
     public static TheoryData<int, int, float, int> DecodeCases => new()
     {
         // queryHeads, window, ropeTheta (0 = none), chunk
