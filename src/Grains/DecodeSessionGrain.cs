@@ -243,7 +243,7 @@ public sealed class DecodeSessionGrain(
         var local = new List<(string Key, LocalHead Head)>(groupCount);
         var localGroups = new List<int>(groupCount);
         var bySilo = new Dictionary<string, List<int>>();
-        var calls = new List<Task>();
+        var direct = new List<int>();
         for (int group = 0; group < groupCount; group++)
         {
             string key = GrainKeys.Head(session.Model, session.Layer, group);
@@ -261,31 +261,48 @@ public sealed class DecodeSessionGrain(
             }
             else
             {
-                calls.Add(CallHead(group));
+                direct.Add(group);
             }
         }
-        foreach (var (where, groups) in bySilo) calls.Add(CallRelay(where, groups));
+        // Before anything is sent or appended: a local head that holds other weights fails the step untouched.
+        for (int i = 0; i < local.Count; i++) RequireSameWeights(session, localGroups[i], local[i].Head.Version);
+
+        var calls = direct.Select(CallHead).Concat(bySilo.Select(s => CallRelay(s.Key, s.Value))).ToList();
         activity?.SetTag("headwise.local_groups", local.Count);
         activity?.SetTag("headwise.remote_messages", calls.Count);
-
-        var outcomes = HeadDecoder.DecodeLocal(local, work, kernel, silo.Name, caches);
-        for (int i = 0; i < outcomes.Length; i++)
+        try
         {
-            var outcome = outcomes[i];
-            if (outcome.Output is null)
-            {
-                var (key, head) = local[i];
-                outcome = HeadDecoder.Decode(key, RefillWork(session, command, work), head.Spec, head.Weights, head.Version, kernel, silo.Name, caches);
-                results[localGroups[i]] = (NewRows(session, command, outcome.Output!), true);
-            }
-            else
-            {
-                results[localGroups[i]] = (FloatBytes.ToFloats(outcome.Output), false);
-            }
-            RequireSameWeights(session, localGroups[i], outcome.WeightsVersion);
+            StepLocal();
+        }
+        catch
+        {
+            // The step fails with the local error; the remote calls under way still finish first, so none of them
+            // runs on into the session's next step.
+            try { await Task.WhenAll(calls); } catch (Exception) { }
+            throw;
         }
         await Task.WhenAll(calls);
         return (results, local.Count, calls.Count);
+
+        void StepLocal()
+        {
+            var outcomes = HeadDecoder.DecodeLocal(local, work, kernel, silo.Name, caches);
+            for (int i = 0; i < outcomes.Length; i++)
+            {
+                var outcome = outcomes[i];
+                if (outcome.Output is null)
+                {
+                    var (key, head) = local[i];
+                    outcome = HeadDecoder.Decode(key, RefillWork(session, command, work), head.Spec, head.Weights, head.Version, kernel, silo.Name, caches);
+                    results[localGroups[i]] = (NewRows(session, command, outcome.Output!), true);
+                }
+                else
+                {
+                    results[localGroups[i]] = (FloatBytes.ToFloats(outcome.Output), false);
+                }
+                RequireSameWeights(session, localGroups[i], outcome.WeightsVersion);
+            }
+        }
 
         async Task CallRelay(string where, List<int> groups)
         {

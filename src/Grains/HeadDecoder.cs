@@ -13,7 +13,13 @@ internal static class HeadDecoder
 {
     public static Rotary RotaryOf(AttentionSpec spec) => spec.HasRope ? new Rotary(spec.RopeTheta, spec.RopeDim) : Rotary.None;
 
-    private static readonly ParallelOptions s_cores = new() { MaxDegreeOfParallelism = Environment.ProcessorCount };
+    // The thread pool's scheduler, named: inside a grain turn the current scheduler is the activation's, which runs one
+    // work item at a time, so the loop's other workers would queue behind the very turn that waits for them.
+    private static readonly ParallelOptions s_cores = new()
+    {
+        MaxDegreeOfParallelism = Environment.ProcessorCount,
+        TaskScheduler = TaskScheduler.Default,
+    };
 
     /// <summary>
     /// The step of several heads active on this silo (<see cref="LocalHeads"/>), in parallel over the cores and on
@@ -28,9 +34,10 @@ internal static class HeadDecoder
             Parallel.For(0, heads.Count, s_cores, i =>
                 outcomes[i] = Decode(heads[i].Key, work, heads[i].Head.Spec, heads[i].Head.Weights, heads[i].Head.Version, kernel, silo, caches));
         }
-        catch (AggregateException e) when (e.InnerExceptions.Count == 1)
+        catch (AggregateException e)
         {
-            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(e.InnerExceptions[0]);
+            // Several heads failing together fail for the same reason; the caller wants its code, not a wrapper.
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(e.InnerExceptions.FirstOrDefault(x => x is HeadwiseException) ?? e.InnerExceptions[0]);
         }
         return outcomes;
     }

@@ -11,6 +11,10 @@ namespace Headwise.Grains;
 /// layer's coordinator (<see cref="LayerGrain"/>), which is its only caller on the forward path.
 /// </summary>
 [SpreadHeadsPlacement]
+// Idle for a day before Orleans collects it (delete and re-balancing deactivate it explicitly): decode steps computed
+// in-process send it no message, and the default quarter of an hour would withdraw its weights from LocalHeads in the
+// middle of a session (its next step then reloads them from storage).
+[CollectionAgeLimit(Days = 1)]
 public sealed class HeadGrain(
     [PersistentState("head", StorageNames.Weights)] IPersistentState<HeadState> state,
     IHeadKernel kernel,
@@ -58,10 +62,20 @@ public sealed class HeadGrain(
     public async Task Store(AttentionSpec spec, GroupWeights weights)
     {
         var kernelWeights = HeadWeightsConverter.ToKernelWeights(spec, weights);
+        var (oldSpec, oldWeights, oldVersion) = (state.State.Spec, state.State.Weights, state.State.Version);
         state.State.Spec = spec;
         state.State.Weights = weights;
         state.State.Version = Guid.NewGuid();
-        await state.WriteStateAsync();
+        try
+        {
+            await state.WriteStateAsync();
+        }
+        catch
+        {
+            // Not stored: this activation goes on answering with what storage still holds.
+            (state.State.Spec, state.State.Weights, state.State.Version) = (oldSpec, oldWeights, oldVersion);
+            throw;
+        }
         kernel.Prepare(kernelWeights);
         _weights = kernelWeights;
         Publish(spec, kernelWeights, state.State.Version);

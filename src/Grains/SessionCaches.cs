@@ -73,8 +73,8 @@ public sealed class SessionCaches
                 entry.Bytes = bytes;
                 entry.LastUse = Stopwatch.GetTimestamp();
             }
-            // Every head of every step comes here: the idle sweep walks all entries, so it runs at most a few times
-            // per idle period rather than on each call.
+            // Every head of every step comes here: the idle sweep walks all entries, so it runs at most once a second
+            // (four times per idle period when that is shorter) rather than on each call.
             var idle = TimeSpan.FromSeconds(options.Value.IdleSeconds);
             long now = Stopwatch.GetTimestamp();
             if (now >= _nextSweep)

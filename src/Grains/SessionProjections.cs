@@ -18,12 +18,15 @@ public sealed class SessionProjections
     {
         lock (_lock)
         {
+            // b_O lives with the layer, not the heads: an upload that changed only it leaves the versions alike.
+            var bias = projection.OutputBias is { } bytes ? FloatBytes.AsFloats(bytes) : [];
             if (_layers.TryGetValue((model, layer), out var weak) && weak.TryGetTarget(out var shared)
-                && shared.HeadVersions.AsSpan().SequenceEqual(projection.HeadVersions))
+                && shared.HeadVersions.AsSpan().SequenceEqual(projection.HeadVersions)
+                && shared.OutputBias.AsSpan().SequenceEqual(bias))
                 return shared;
             shared = new SharedProjection(
                 FloatBytes.ToFloats(projection.OutputWeights),
-                projection.OutputBias is { } bias ? FloatBytes.ToFloats(bias) : [],
+                bias.ToArray(),
                 projection.HeadVersions);
             _layers[(model, layer)] = new WeakReference<SharedProjection>(shared);
             return shared;

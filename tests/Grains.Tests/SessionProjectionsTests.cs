@@ -29,6 +29,10 @@ public sealed class SessionProjectionsTests
         var reuploaded = projections.Get("m", 0, Projection([versions[0], Guid.NewGuid()], 9));
         Assert.NotSame(first, reuploaded);
         Assert.Equal(9f, reuploaded.OutputWeights[0]);
+
+        // b_O belongs to the layer: a new one with the heads' versions unchanged is a new copy too.
+        var newBias = Projection(versions, 1) with { OutputBias = FloatBytes.ToBytes([2f, 2, 2, 2]) };
+        Assert.Equal([2f, 2, 2, 2], projections.Get("m", 0, newBias).OutputBias);
     }
 
     [Fact]
