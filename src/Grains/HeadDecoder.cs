@@ -13,8 +13,8 @@ internal static class HeadDecoder
 {
     public static Rotary RotaryOf(AttentionSpec spec) => spec.HasRope ? new Rotary(spec.RopeTheta, spec.RopeDim) : Rotary.None;
 
-    // The thread pool's scheduler, named: inside a grain turn the current scheduler is the activation's, which runs one
-    // work item at a time, so the loop's other workers would queue behind the very turn that waits for them.
+    // The thread pool's scheduler, named rather than left to the default: inside a grain turn the current scheduler is
+    // the activation's, which runs one work item at a time, and the loop's workers must not land there.
     private static readonly ParallelOptions s_cores = new()
     {
         MaxDegreeOfParallelism = Environment.ProcessorCount,

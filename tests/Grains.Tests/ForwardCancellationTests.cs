@@ -45,15 +45,19 @@ public sealed class ForwardCancellationTests : IAsyncLifetime
         var command = Command();
         await layer.Forward(command); // warm: every head active, kernels compiled
 
+        var clock = System.Diagnostics.Stopwatch.StartNew();
         int completed = await CountHeadKernels(async () => Assert.NotNull(await layer.Forward(command)));
+        var whole = clock.Elapsed;
         Assert.Equal(Heads, completed);
 
-        // Give up as soon as the first head has finished: the others are still running or waiting for a core.
+        // Give up a fifth of the way through a pass (or when the first head finishes, if sooner). The heads may run two
+        // at a time or all at once, as the thread pool has grown; either way most still have sequences to go.
         using var cancellation = new CancellationTokenSource();
+        cancellation.CancelAfter((whole - TimeSpan.FromSeconds(2)) / 5);
         int ranAfterCancel = await CountHeadKernels(async () =>
             await Assert.ThrowsAnyAsync<OperationCanceledException>(() => layer.Forward(command, cancellation.Token)),
             onFirstHead: cancellation.Cancel);
-        Assert.True(ranAfterCancel < Heads, $"{ranAfterCancel} of {Heads} heads finished their work although the caller gave up after the first.");
+        Assert.True(ranAfterCancel < Heads, $"{ranAfterCancel} of {Heads} heads finished their work although the caller gave up early.");
 
         // The layer still answers afterwards.
         Assert.Equal(Batch * Tokens * ModelDim * sizeof(float), (await layer.Forward(command)).Output.Length);
