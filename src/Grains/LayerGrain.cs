@@ -29,7 +29,7 @@ public sealed class LayerGrain(
     private Guid[] _headVersions = []; // per group, the weights version its rows of W_O came from
     private string[]? _locations;    // silo endpoint of each group, as last seen
     private long _lastForward = Stopwatch.GetTimestamp();
-    private MembershipVersion _placedFor = MembershipVersion.MinValue;
+    private string? _placedFor;      // the eligible silo set the heads were last found placed for
 
     private string Key => this.GetPrimaryKeyString();
 
@@ -121,8 +121,7 @@ public sealed class LayerGrain(
     public async Task<int> Rebalance()
     {
         var spec = RequireSpec();
-        var active = membership.CurrentSnapshot;
-        var silos = active.Members.Values.Where(m => m.Status == SiloStatus.Active).Select(m => m.SiloAddress).ToList();
+        var silos = PlacementSilos.Eligible(membership, services.GetService<IClusterManifestProvider>());
         var current = await Locate();
         var metadata = services.GetService<ISiloMetadataCache>();
         int layer = ParseKey().Layer;
@@ -134,7 +133,7 @@ public sealed class LayerGrain(
         await Task.WhenAll(misplaced.Select(h => Head(h.Group, spec).Deactivate()));
         // Converged only when nothing had to move: a silo another silo has not fully learned of yet can make a
         // move land elsewhere, and the next idle check then tries again.
-        if (misplaced.Count == 0) _placedFor = active.Version;
+        if (misplaced.Count == 0) _placedFor = PlacementSilos.SetKey(silos);
         else await Locate();
         return misplaced.Count;
     }
@@ -249,7 +248,7 @@ public sealed class LayerGrain(
         // Only between passes, only when the heads have been idle for a while, only when the silo set changed.
         if (state.State.Spec is null || !state.State.Ready) return;
         if (Stopwatch.GetElapsedTime(_lastForward).TotalSeconds < scatter.Value.RebalanceIdleSeconds) return;
-        if (membership.CurrentSnapshot.Version == _placedFor) return;
+        if (PlacementSilos.SetKey(PlacementSilos.Eligible(membership, services.GetService<IClusterManifestProvider>())) == _placedFor) return;
         await Rebalance();
     }
 
