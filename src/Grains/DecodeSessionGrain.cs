@@ -364,9 +364,8 @@ public sealed class DecodeSessionGrain(
                 $"(head group {group} changed): its W_O and cached keys and values belong to the old weights. Close it and open a new session.");
     }
 
-    private static bool IsSiloLoss(Exception e) =>
-        e is SiloUnavailableException or OrleansMessageRejectionException or TimeoutException
-        || e is HeadwiseException { Code: ErrorCode.Unavailable };
+    // A retryable silo failure, or a head call that timed out: either way its cache may be gone, so it is re-filled.
+    private static bool IsSiloLoss(Exception e) => HeadCallRetry.IsSiloFailure(e) || e is TimeoutException;
 
     private HeadDecodeWork Work(DecodeSessionState session, DecodeCommand command) => new()
     {

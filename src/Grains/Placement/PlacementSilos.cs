@@ -15,14 +15,16 @@ public static class PlacementSilos
     {
         var known = compatible.ToList();
         if (membership is null) return known;
-        var active = membership.CurrentSnapshot.Members.Values.Where(m => m.Status == SiloStatus.Active).Select(m => m.SiloAddress).ToHashSet();
+        var active = Active(membership).ToHashSet();
         return known.Where(active.Contains).ToList();
     }
 
     /// <summary>The eligible silos as this silo sees them outside placement: active members with a manifest.</summary>
     public static IReadOnlyList<SiloAddress> Eligible(IClusterMembershipService membership, IClusterManifestProvider? manifests) =>
-        Eligible(membership, manifests?.Current.Silos.Keys
-            ?? membership.CurrentSnapshot.Members.Values.Where(m => m.Status == SiloStatus.Active).Select(m => m.SiloAddress));
+        Eligible(membership, manifests?.Current.Silos.Keys ?? Active(membership));
+
+    private static IEnumerable<SiloAddress> Active(IClusterMembershipService membership) =>
+        membership.CurrentSnapshot.Members.Values.Where(m => m.Status == SiloStatus.Active).Select(m => m.SiloAddress);
 
     /// <summary>A value that changes whenever the eligible set does (membership versions alone miss a manifest arriving).</summary>
     public static string SetKey(IEnumerable<SiloAddress> silos) =>
