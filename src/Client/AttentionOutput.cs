@@ -20,6 +20,10 @@ public sealed record AttentionOutput
     /// <summary>Per-head Z [batch, head_count, tokens, head_dim] when asked for, else null.</summary>
     public FloatTensor? HeadOutputs { get; init; }
 
+    /// <summary>Where the output projection of the remote heads ran: on their own silos (partial sums of W_O, sent back
+    /// one per silo) or on the coordinator (their Z gathered there).</summary>
+    public OutputProjectionMode OutputProjection { get; init; }
+
     /// <summary>W3C trace id of the forward pass, to look it up in a trace viewer.</summary>
     public required string TraceId { get; init; }
 }

@@ -93,6 +93,7 @@ internal static class GrpcMapping
         }).ToArray(),
         Attention = FromProto(response.Attention),
         HeadOutputs = FromProto(response.HeadOutputs),
+        OutputProjection = response.OutputProjection == "gathered" ? OutputProjectionMode.Gathered : OutputProjectionMode.PartialSums,
         TraceId = response.TraceId,
     };
 

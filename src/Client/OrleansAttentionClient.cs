@@ -64,7 +64,7 @@ public sealed class OrleansAttentionClient(IClusterClient cluster) : IAttentionC
             ReturnHeadOutputs = input.ReturnHeadOutputs,
             Bf16Wire = input.Bf16Wire,
         };
-        var result = await cluster.GetGrain<ILayerGrain>(GrainKeys.Layer(model, input.Layer)).Forward(command, cancellationToken).WaitAsync(cancellationToken);
+        var result = await cluster.GetGrain<IForwardCoordinatorGrain>(GrainKeys.Layer(model, input.Layer)).Forward(command, cancellationToken).WaitAsync(cancellationToken);
         int batch = shape[0], tokens = shape[1];
         return new AttentionOutput
         {
@@ -77,6 +77,7 @@ public sealed class OrleansAttentionClient(IClusterClient cluster) : IAttentionC
             HeadOutputs = result.HeadOutputs is { } headOutputs
                 ? new FloatTensor(FloatBytes.ToFloats(headOutputs), batch, result.HeadCount, tokens, result.HeadDim)
                 : null,
+            OutputProjection = result.OutputProjection,
             TraceId = result.TraceId,
         };
     }

@@ -79,4 +79,6 @@ public sealed record ForwardResult
     [Id(7)] public required int HeadDim { get; init; }
     /// <summary>Per silo: head groups, bytes sent and received.</summary>
     [Id(8)] public SiloTraffic[] Silos { get; init; } = [];
+    /// <summary>Where the remote heads' W_O ran: on their silos (partial sums) or here (gathered Z).</summary>
+    [Id(9)] public OutputProjectionMode OutputProjection { get; init; }
 }

@@ -31,12 +31,3 @@ public sealed record HeadOutcome
     /// <summary>How <see cref="Output"/> is encoded.</summary>
     [Id(5)] public WireFormat Wire { get; init; }
 }
-
-/// <summary>The outcomes of the heads a relay called on its silo, in the order they were asked for.</summary>
-[GenerateSerializer, Immutable, Alias("headwise.relay-outcome")]
-public sealed record RelayOutcome
-{
-    [Id(0)] public required HeadOutcome[] Heads { get; init; }
-    /// <summary>Time of each head call as the relay saw it.</summary>
-    [Id(1)] public required double[] CallMs { get; init; }
-}

@@ -15,6 +15,8 @@ public interface IHeadGrain : IGrainWithStringKey
     Task DropSession(string session);
     /// <summary>The group's rows of W_O: [g·dh × D] float32 bytes.</summary>
     Task<OutputRows> GetOutputRows();
+    /// <summary>Where this head is active and the version of its weights (activating it where placement says).</summary>
+    Task<HeadPlacement> Describe();
     /// <summary>The silo this activation runs on.</summary>
     Task<string> GetSilo();
     Task Clear();
@@ -27,3 +29,9 @@ public interface IHeadGrain : IGrainWithStringKey
 public sealed record OutputRows(
     [property: Id(0)] byte[] Rows,
     [property: Id(1)] Guid WeightsVersion);
+
+/// <summary>The silo a head group is active on and the version of the weights it serves.</summary>
+[GenerateSerializer, Immutable, Alias("headwise.head-placement")]
+public sealed record HeadPlacement(
+    [property: Id(0)] string Silo,
+    [property: Id(1)] Guid Version);

@@ -1,8 +1,9 @@
 namespace Headwise.Contracts;
 
 /// <summary>
-/// The coordinator of one attention layer (key "{model}/{layer}"): it validates a forward pass, scatters
-/// the input to the layer's head grains, gathers their Z and applies W_O.
+/// The owner of one attention layer (key "{model}/{layer}"): its spec, b_O and readiness, the loading of its heads'
+/// weights and their placement. Forward passes are coordinated elsewhere (<see cref="IForwardCoordinatorGrain"/>, on
+/// the silo the request reached), from the plan this grain hands out.
 /// </summary>
 public interface ILayerGrain : IGrainWithStringKey
 {
@@ -12,13 +13,11 @@ public interface ILayerGrain : IGrainWithStringKey
     /// <summary>Records b_O and marks the layer ready; the coordinator re-assembles W_O from its heads.</summary>
     Task CompleteLoad(byte[]? outputBias);
     /// <summary>
-    /// One forward pass. Read-only, so passes of the same layer interleave (while one waits for its heads another
-    /// scatters); loading weights, re-balancing and deleting still wait for passes under way, and they for them.
+    /// What a coordinator needs to run passes of this layer: the spec, b_O, and where each head group is active with
+    /// the version of its weights. NotFound for an unknown layer, FailedPrecondition while it has no weights.
     /// </summary>
-    /// <remarks>Cancelling <paramref name="cancellationToken"/> (the caller's deadline) stops the coordinator's retries
-    /// and answers OperationCanceledException; head work already running finishes.</remarks>
     [Orleans.Concurrency.ReadOnly]
-    Task<ForwardResult> Forward(ForwardCommand command, CancellationToken cancellationToken = default);
+    Task<LayerPlanInfo> GetPlan();
     Task<HeadLocation[]> Locate();
     /// <summary>The resolved spec, W_O and b_O, for a decode session; NotFound or FailedPrecondition like Forward.</summary>
     [Orleans.Concurrency.ReadOnly]
@@ -27,4 +26,17 @@ public interface ILayerGrain : IGrainWithStringKey
     Task<int> Rebalance();
     /// <summary>Forgets the layer and the weights of its heads.</summary>
     Task Delete();
+}
+
+/// <summary>A layer's plan for forward passes (<see cref="ILayerGrain.GetPlan"/>).</summary>
+[GenerateSerializer, Immutable, Alias("headwise.layer-plan")]
+public sealed record LayerPlanInfo
+{
+    [Id(0)] public required AttentionSpec Spec { get; init; }
+    /// <summary>b_O: [D] float32 bytes, or null.</summary>
+    [Id(1)] public byte[]? OutputBias { get; init; }
+    /// <summary>Per group: the silo endpoint it is active on.</summary>
+    [Id(2)] public required string[] HeadSilos { get; init; }
+    /// <summary>Per group: the version of the weights it serves.</summary>
+    [Id(3)] public required Guid[] HeadVersions { get; init; }
 }

@@ -7,8 +7,11 @@ namespace Headwise.Contracts;
 /// </summary>
 public interface ISiloRelayGrain : IGrainWithStringKey
 {
-    /// <param name="headKeys">Keys of head grains on this silo ("{model}/{layer}/{group}").</param>
-    Task<RelayOutcome> Attend(HeadWork work, string[] headKeys, CancellationToken cancellationToken = default);
+    /// <summary>
+    /// This silo's part of a forward pass: X on to the silos below it in the tree first, then its own head groups on its
+    /// compute threads, their partial sum of W_O (or their Z), and the answers from below added in.
+    /// </summary>
+    Task<SiloPassAnswer> Forward(SiloPassRequest request, CancellationToken cancellationToken = default);
 
     /// <summary>
     /// One decode step of this silo's heads of a session: those active here are computed in-process, any other is

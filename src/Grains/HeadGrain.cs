@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Headwise.Contracts;
+using Headwise.Grains.Forward;
 using Headwise.Grains.Placement;
 using Headwise.Kernels;
 using Microsoft.Extensions.DependencyInjection;
@@ -33,7 +34,7 @@ public sealed class HeadGrain(
             _weights = HeadWeightsConverter.ToKernelWeights(spec, weights);
             // Pack W_Q, W_K, W_V once per activation rather than on the first pass (the GPU kernel uploads them).
             kernel.Prepare(_weights);
-            Publish(spec, _weights, state.State.Version);
+            Publish(spec, _weights, weights, state.State.Version);
         }
         return Task.CompletedTask;
     }
@@ -45,10 +46,10 @@ public sealed class HeadGrain(
     }
 
     // Decode sessions coordinated on this silo compute this head's steps in-process while it is active here.
-    private void Publish(AttentionSpec spec, HeadGroupWeights weights, Guid version)
+    private void Publish(AttentionSpec spec, HeadGroupWeights weights, GroupWeights stored, Guid version)
     {
         Withdraw();
-        _published = new LocalHead(spec, weights, version);
+        _published = new LocalHead(spec, weights, FloatBytes.ToFloats(stored.Output), version);
         localHeads.Publish(this.GetPrimaryKeyString(), _published);
     }
 
@@ -78,51 +79,23 @@ public sealed class HeadGrain(
         }
         kernel.Prepare(kernelWeights);
         _weights = kernelWeights;
-        Publish(spec, kernelWeights, state.State.Version);
+        Publish(spec, kernelWeights, weights, state.State.Version);
     }
 
     public Task<HeadOutcome> Attend(HeadWork work, CancellationToken cancellationToken = default)
     {
-        if (_weights is null || state.State.Spec is not { } spec)
+        if (_published is not { } head)
             throw new HeadwiseException(ErrorCode.FailedPrecondition, $"head '{this.GetPrimaryKeyString()}' has no weights; upload the model's weights first.");
         // The request's deadline passed while this call waited for its turn: nobody will read the answer.
         cancellationToken.ThrowIfCancellationRequested();
-
-        var shape = _weights.Shape;
-        using var telemetry = HeadwiseTelemetry.StartHead(this.GetPrimaryKeyString(), work, shape, silo.Name, kernel.Name);
-
+        var shape = head.Weights.Shape;
         var output = new byte[checked(work.Batch * work.Tokens * shape.QueryWidth * sizeof(float))];
         var attention = work.ReturnAttention
             ? new byte[checked(work.Batch * shape.QueryHeads * work.Tokens * work.Tokens * sizeof(float))]
             : null;
-        var options = new AttentionOptions(spec.Scale, work.Causal, spec.Window);
-
-        long started = Stopwatch.GetTimestamp();
-        // One sequence at a time: the heads of a silo all start at once and share its cores, so a caller that gives
-        // up (deadline, cancellation) is heard between sequences rather than after the whole batch.
-        int inputPer = work.Tokens * spec.ModelDim, outputPer = work.Tokens * shape.QueryWidth;
-        int attentionPer = shape.QueryHeads * work.Tokens * work.Tokens;
-        var x = FloatBytes.AsFloats(work.Input);
-        var z = FloatBytes.AsFloats(output.AsSpan());
-        var probabilities = attention is null ? Span<float>.Empty : FloatBytes.AsFloats(attention.AsSpan());
-        for (int b = 0; b < work.Batch; b++)
-        {
-            cancellationToken.ThrowIfCancellationRequested();
-            if (cancelled.IsCancelled(work.ForwardId))
-                throw new OperationCanceledException($"forward {work.ForwardId} was called off by its coordinator.");
-            var xb = x.Slice(b * inputPer, inputPer);
-            var zb = z.Slice(b * outputPer, outputPer);
-            var pb = probabilities.IsEmpty ? Span<float>.Empty : probabilities.Slice(b * attentionPer, attentionPer);
-            ReadOnlySpan<int> lb = work.Lengths.Length == 0 ? ReadOnlySpan<int>.Empty : work.Lengths.AsSpan(b, 1);
-            if (spec.HasRope && !kernel.SupportsRotary) // e.g. the GPU kernel: projections + rotary + the incremental path
-                IncrementalAttention.Forward(kernel, xb, 1, work.Tokens, lb, _weights, options, HeadDecoder.RotaryOf(spec), zb, pb);
-            else
-                kernel.Attend(xb, 1, work.Tokens, lb, _weights, options with { Rotary = HeadDecoder.RotaryOf(spec) }, zb, pb);
-        }
-        double computeMs = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
-
-        telemetry.Computed(computeMs, attention);
-
+        double computeMs = HeadAttention.Run(this.GetPrimaryKeyString(), work, FloatBytes.AsFloats(work.Input), head, kernel, silo.Name,
+            cancelled, cancellationToken, FloatBytes.AsFloats(output.AsSpan()),
+            attention is null ? Span<float>.Empty : FloatBytes.AsFloats(attention.AsSpan()), attention);
         return Task.FromResult(new HeadOutcome
         {
             Output = output,
@@ -132,6 +105,11 @@ public sealed class HeadGrain(
             ComputeMs = computeMs,
         });
     }
+
+    public Task<HeadPlacement> Describe() =>
+        _published is { } head
+            ? Task.FromResult(new HeadPlacement(silo.Name, head.Version))
+            : throw new HeadwiseException(ErrorCode.FailedPrecondition, $"head '{this.GetPrimaryKeyString()}' has no weights; upload the model's weights first.");
 
     public Task<HeadDecodeOutcome> Decode(HeadDecodeWork work)
     {

@@ -25,6 +25,11 @@ public static class HeadwiseSiloBuilderExtensions
         silo.Services.AddSingleton<SessionRegistry>();
         silo.Services.AddSingleton<LocalHeads>();
         silo.Services.AddSingleton<SessionProjections>();
+        silo.Services.AddSingleton(new SiloSpeedReading(speed));
+        silo.Services.AddSingleton(_ => new Forward.ComputeScheduler(Environment.ProcessorCount));
+        silo.Services.AddSingleton<Forward.SiloPass>();
+        silo.Services.AddSingleton<Forward.LayerPlans>();
+        silo.Services.AddSingleton<Forward.ForwardCoordinator>();
         silo.Services.AddPlacementDirector<SpreadHeadsStrategy, SpreadHeadsDirector>();
         silo.Services.AddPlacementDirector<SiloBoundStrategy, SiloBoundDirector>();
         // Silos advertise kernel and speed in membership so every placement decision can weigh them.

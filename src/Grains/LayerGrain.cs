@@ -1,8 +1,5 @@
-using System.Buffers;
-using System.Diagnostics;
 using Headwise.Contracts;
 using Headwise.Grains.Placement;
-using Headwise.Kernels;
 using Microsoft.Extensions.Options;
 using Microsoft.Extensions.DependencyInjection;
 using Orleans.Runtime;
@@ -11,24 +8,20 @@ using Orleans.Runtime.MembershipService.SiloMetadata;
 namespace Headwise.Grains;
 
 /// <summary>
-/// The coordinator of one attention layer. Called by the gRPC gateway and by Orleans clients, it validates a
-/// forward pass, scatters X to the layer's <see cref="HeadGrain"/>s (<see cref="HeadScatter"/>), gathers their Z
-/// into one [rows × Hq·dh] buffer (<see cref="HeadGather"/>) and applies W_O, which it assembles from the heads'
-/// rows. It also moves its heads when the silo set changed (<see cref="Rebalance"/>).
+/// The owner of one attention layer: its spec, b_O and readiness, the loading of its <see cref="HeadGrain"/>s, and
+/// their placement (it moves them when the silo set changed, <see cref="Rebalance"/>). Forward passes do not come
+/// here: <see cref="ForwardCoordinatorGrain"/> runs them on the silo each request reached, from the plan this grain
+/// hands out (<see cref="GetPlan"/>); decode sessions take W_O from <see cref="GetProjection"/>.
 /// </summary>
 public sealed class LayerGrain(
     [PersistentState("layer", StorageNames.Weights)] IPersistentState<LayerState> state,
-    IHeadKernel kernel,
-    SiloIdentity silo,
     IClusterMembershipService membership,
     IServiceProvider services,
-    IOptions<ForwardLimits> limits,
     IOptions<ScatterOptions> scatter) : Grain, ILayerGrain
 {
     private float[]? _outputWeights; // W_O: [Hq·dh × D]
     private Guid[] _headVersions = []; // per group, the weights version its rows of W_O came from
     private string[]? _locations;    // silo endpoint of each group, as last seen
-    private long _lastForward = Stopwatch.GetTimestamp();
     private string? _placedFor;      // the eligible silo set the heads were last found placed for
 
     private string Key => this.GetPrimaryKeyString();
@@ -76,22 +69,21 @@ public sealed class LayerGrain(
         await state.WriteStateAsync();
     }
 
-    public async Task<ForwardResult> Forward(ForwardCommand command, CancellationToken cancellationToken = default)
+    public async Task<LayerPlanInfo> GetPlan()
     {
         var spec = await RequireSpecForForward();
         if (!state.State.Ready)
             throw new HeadwiseException(ErrorCode.FailedPrecondition, $"layer '{Key}' has no weights yet; upload the model's weights before Forward.");
-        ForwardValidator.Validate(command, spec, limits.Value);
-
-        using var telemetry = HeadwiseTelemetry.StartForward(Key, command, spec);
-
-        var outputWeights = _outputWeights ??= await AssembleOutputWeights(spec);
-        var groups = await ScatterToHeads(command, spec, cancellationToken);
-        cancellationToken.ThrowIfCancellationRequested();
-        var result = GatherAndProject(command, spec, groups, outputWeights);
-        _lastForward = Stopwatch.GetTimestamp();
-        telemetry.Complete(result);
-        return result;
+        // Describing each head activates it where placement says, so the plan's silos are where its heads now are.
+        var heads = await Task.WhenAll(Enumerable.Range(0, spec.GroupCount).Select(g => Head(g, spec).Describe()));
+        _locations = heads.Select(h => h.Silo).ToArray();
+        return new LayerPlanInfo
+        {
+            Spec = spec,
+            OutputBias = state.State.OutputBias,
+            HeadSilos = _locations,
+            HeadVersions = heads.Select(h => h.Version).ToArray(),
+        };
     }
 
     public async Task<LayerProjection> GetProjection()
@@ -149,105 +141,11 @@ public sealed class LayerGrain(
         DeactivateOnIdle();
     }
 
-    // A silo left or died between looking the heads up and calling them: look again, a bounded number of times
-    // with backoff (HeadCallRetry); their weights come back from storage wherever they re-activate.
-    private Task<GroupResult[]> ScatterToHeads(ForwardCommand command, AttentionSpec spec, CancellationToken cancellationToken) =>
-        HeadCallRetry.RunAsync(() => ScatterOnce(command, spec, cancellationToken), () => _locations = null, cancellationToken);
-
-    private async Task<GroupResult[]> ScatterOnce(ForwardCommand command, AttentionSpec spec, CancellationToken cancellationToken)
-    {
-        var active = membership.CurrentSnapshot.Members.Values
-            .Where(m => m.Status == SiloStatus.Active).Select(m => m.SiloAddress.Endpoint.ToString()).ToHashSet();
-        if (_locations is null || _locations.Any(silo => !active.Contains(silo))) await Locate();
-        var locations = _locations!;
-        var (model, layer) = ParseKey();
-        var headKeys = Enumerable.Range(0, spec.GroupCount).Select(g => GrainKeys.Head(model, layer, g)).ToArray();
-        // One immutable HeadWork for all heads: in-silo calls share it without a copy.
-        var work = new HeadWork
-        {
-            Batch = command.Batch,
-            Tokens = command.Tokens,
-            Input = command.Input,
-            Causal = command.Causal,
-            Lengths = command.Lengths,
-            ReturnAttention = command.ReturnAttention,
-            ForwardId = Guid.NewGuid(),
-        };
-        // A token does not reach head calls that are already running: when the caller gives up, tell every
-        // silo's relay to call this pass off, and its heads stop at their next sequence.
-        using var callOff = cancellationToken.Register(() =>
-        {
-            foreach (var target in locations.Distinct())
-                _ = GrainFactory.GetGrain<ISiloRelayGrain>(GrainKeys.Relay(target)).Cancel(work.ForwardId);
-        });
-        var wire = command.Bf16Wire ? WireFormat.Bf16 : scatter.Value.WireFormat;
-        var groups = await new HeadScatter(GrainFactory, silo.Name, scatter.Value.Scatter).Run(work, wire, headKeys, locations, cancellationToken);
-        // A head that answered from elsewhere has moved: look its layer up again before the next pass.
-        if (groups.Where((g, i) => g.Outcome.Silo != locations[i]).Any()) _locations = null;
-        return groups;
-    }
-
-    private ForwardResult GatherAndProject(ForwardCommand command, AttentionSpec spec, GroupResult[] groups, float[] outputWeights)
-    {
-        int rows = command.Batch * command.Tokens;
-        int concatWidth = spec.HeadCount * spec.HeadDim;
-        var concat = ArrayPool<float>.Shared.Rent(rows * concatWidth);
-        try
-        {
-            var concatenated = concat.AsSpan(0, rows * concatWidth);
-            HeadGather.Concatenate(groups, rows, spec, concatenated);
-
-            var output = new byte[rows * spec.ModelDim * sizeof(float)];
-            using (HeadwiseTelemetry.StartOutputProjection(rows, concatWidth, spec.ModelDim))
-            {
-                var bias = state.State.OutputBias is { } b ? FloatBytes.AsFloats(b) : ReadOnlySpan<float>.Empty;
-                kernel.Project(concatenated, rows, concatWidth, outputWeights, spec.ModelDim, bias, FloatBytes.AsFloats(output.AsSpan()));
-            }
-
-            return new ForwardResult
-            {
-                Output = output,
-                Heads = groups.Select((r, g) => new HeadReport
-                {
-                    Group = g,
-                    Heads = Enumerable.Range(g * spec.GroupSize, spec.GroupSize).ToArray(),
-                    Silo = r.Outcome.Silo,
-                    Kernel = r.Outcome.Kernel,
-                    ComputeMs = r.Outcome.ComputeMs,
-                    CallMs = r.CallMs,
-                    InputBytes = r.InputBytes,
-                    OutputBytes = r.OutputBytes,
-                }).ToArray(),
-                Silos = Traffic(groups),
-                Attention = command.ReturnAttention ? HeadGather.Attention(groups, command.Batch, command.Tokens, spec) : null,
-                HeadOutputs = command.ReturnHeadOutputs ? HeadGather.SplitHeads(concatenated, command.Batch, command.Tokens, spec) : null,
-                TraceId = Activity.Current?.TraceId.ToString() ?? "",
-                ModelDim = spec.ModelDim,
-                HeadCount = spec.HeadCount,
-                HeadDim = spec.HeadDim,
-            };
-        }
-        finally
-        {
-            ArrayPool<float>.Shared.Return(concat);
-        }
-    }
-
-    // Per silo, X counts once per relay call (every group of that silo reports the same bytes) or once per head.
-    private SiloTraffic[] Traffic(GroupResult[] groups) =>
-        groups.GroupBy(g => g.Outcome.Silo).Select(silo => new SiloTraffic
-        {
-            Silo = silo.Key,
-            Groups = silo.Count(),
-            BytesSent = scatter.Value.Scatter == ScatterMode.PerHead ? silo.Sum(g => g.InputBytes) : silo.Max(g => g.InputBytes),
-            BytesReceived = silo.Sum(g => g.OutputBytes),
-        }).OrderBy(t => t.Silo, StringComparer.Ordinal).ToArray();
-
     private async Task RebalanceWhenIdle(CancellationToken cancellationToken)
     {
-        // Only between passes, only when the heads have been idle for a while, only when the silo set changed.
+        // Only when the silo set changed. Passes may be under way: a head moved under one is found by its relay at its
+        // new silo and the pass re-routes those groups (SiloPass reports it moved), so no answer is lost.
         if (state.State.Spec is null || !state.State.Ready) return;
-        if (Stopwatch.GetElapsedTime(_lastForward).TotalSeconds < scatter.Value.RebalanceIdleSeconds) return;
         if (PlacementSilos.SetKey(PlacementSilos.Eligible(membership, services.GetService<IClusterManifestProvider>())) == _placedFor) return;
         await Rebalance();
     }

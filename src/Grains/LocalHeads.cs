@@ -4,14 +4,16 @@ using Headwise.Kernels;
 
 namespace Headwise.Grains;
 
-/// <summary>A head group active on this silo, as its grain published it: the spec, the kernel-ready weights and their version.</summary>
-public sealed record LocalHead(AttentionSpec Spec, HeadGroupWeights Weights, Guid Version);
+/// <summary>
+/// A head group active on this silo, as its grain published it: the spec, the kernel-ready weights, its rows of W_O
+/// ([g·dh × D], for the silo's partial sum of the output projection) and the version all of them belong to.
+/// </summary>
+public sealed record LocalHead(AttentionSpec Spec, HeadGroupWeights Weights, float[] OutputRows, Guid Version);
 
 /// <summary>
-/// The head grains active on this silo, by grain key. A decode step moves one token's X (3 KB) to each head and
-/// back; on two cores the twelve Orleans messages of a GPT-2-small step cost more than the arithmetic, so a
-/// session's coordinator computes the step of the heads active on its own silo in-process from what they
-/// published here, and sends messages only to heads on other silos. The weights are immutable once published
+/// The head grains active on this silo, by grain key. Forward passes and decode steps compute the heads of a silo
+/// in-process from what they published here (one message per silo, not one per head: on two cores the twelve Orleans
+/// messages of a GPT-2-small decode step cost more than the arithmetic). The weights are immutable once published
 /// (a new upload publishes a new object), and each head's K/V cache lives in the silo's
 /// <see cref="SessionCaches"/> whichever path computed it, so both paths see the same cache.
 /// </summary>

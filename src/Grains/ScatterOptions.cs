@@ -2,11 +2,20 @@ using Headwise.Contracts;
 
 namespace Headwise.Grains;
 
-/// <summary>How the coordinator spreads a forward pass over silos (Headwise__Scatter, Headwise__WireFormat, Headwise__RebalanceIdleSeconds).</summary>
+/// <summary>
+/// How the coordinator spreads a forward pass over silos (Headwise__WireFormat, Headwise__OutputProjection,
+/// Headwise__TreeFanout, Headwise__LinkBytesPerSecond, Headwise__RebalanceIdleSeconds).
+/// </summary>
 public sealed class ScatterOptions
 {
-    /// <summary>PerSilo sends X once to each remote silo, whose relay calls its local heads; PerHead sends it to every head.</summary>
-    public ScatterMode Scatter { get; set; } = ScatterMode.PerSilo;
+    /// <summary>Where remote heads' W_O runs: Auto lets <c>OutputProjectionCost</c> choose per pass.</summary>
+    public OutputProjectionChoice OutputProjection { get; set; } = OutputProjectionChoice.Auto;
+
+    /// <summary>Children per node of the broadcast/reduction tree; a pass with no more remote silos than this is flat.</summary>
+    public int TreeFanout { get; set; } = 4;
+
+    /// <summary>Bytes per second one silo-to-silo message moves, for the cost model (Orleans' serialisation measured ~1.7 GB/s).</summary>
+    public double LinkBytesPerSecond { get; set; } = 1.7e9;
 
     /// <summary>Bf16 halves the bytes of X and Z between silos for every request, not only those that ask for it.</summary>
     public WireFormat WireFormat { get; set; } = WireFormat.F32;
@@ -15,5 +24,5 @@ public sealed class ScatterOptions
     public int RebalanceIdleSeconds { get; set; } = 10;
 }
 
-/// <summary>How X reaches remote head grains.</summary>
-public enum ScatterMode { PerSilo, PerHead }
+/// <summary>Where the output projection of remote heads runs.</summary>
+public enum OutputProjectionChoice { Auto, PartialSums, Gathered }

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Headwise.Contracts;
+using Headwise.Grains.Forward;
 using Headwise.Grains.Placement;
 using Headwise.Kernels;
 using Orleans.Concurrency;
@@ -7,9 +8,10 @@ using Orleans.Concurrency;
 namespace Headwise.Grains;
 
 /// <summary>
-/// The per-silo fan-out: the coordinator (<see cref="LayerGrain"/>) sends X once to the relay of each remote
-/// silo, and the relay calls the head grains on its silo with that one buffer ([Immutable], so no copy).
-/// It holds no state, so it interleaves the forward passes of every layer. A decode step of a session reaches the
+/// The per-silo fan-out: a forward pass's coordinator (<see cref="ForwardCoordinatorGrain"/>) sends X once to the relay
+/// of each remote silo (or of each child in the broadcast tree), which runs the silo's part of the pass
+/// (<see cref="SiloPass"/>) and answers with one partial sum of W_O. It holds no state, so it interleaves the forward
+/// passes of every layer. A decode step of a session reaches the
 /// silo's heads the same way, one message per silo; the heads active here are computed in-process (<see cref="LocalHeads"/>).
 /// </summary>
 [SiloBoundPlacement, Reentrant]
@@ -18,6 +20,7 @@ public sealed class SiloRelayGrain(
     LocalHeads localHeads,
     IHeadKernel kernel,
     SessionCaches caches,
+    SiloPass pass,
     SiloIdentity silo) : Grain, ISiloRelayGrain
 {
     public async Task<HeadDecodeOutcome[]> Decode(HeadDecodeWork work, string[] headKeys)
@@ -54,22 +57,6 @@ public sealed class SiloRelayGrain(
 
     public Task<int> Echo(byte[] payload) => Task.FromResult(payload.Length);
 
-    public async Task<RelayOutcome> Attend(HeadWork work, string[] headKeys, CancellationToken cancellationToken = default)
-    {
-        // Heads compute in float32: widen X once for all of this silo's heads.
-        var local = work.Wire == WireFormat.Bf16 ? work with { Input = Bf16.DecodeToFloatBytes(work.Input), Wire = WireFormat.F32 } : work;
-        var results = await Task.WhenAll(headKeys.Select(async key =>
-        {
-            long started = Stopwatch.GetTimestamp();
-            var outcome = await GrainFactory.GetGrain<IHeadGrain>(key).Attend(local, cancellationToken);
-            return (Outcome: outcome, CallMs: Stopwatch.GetElapsedTime(started).TotalMilliseconds);
-        }));
-        return new RelayOutcome
-        {
-            Heads = results.Select(r => work.Wire == WireFormat.Bf16
-                ? r.Outcome with { Output = Bf16.Encode(FloatBytes.AsFloats(r.Outcome.Output)), Wire = WireFormat.Bf16 }
-                : r.Outcome).ToArray(),
-            CallMs = results.Select(r => r.CallMs).ToArray(),
-        };
-    }
+    public Task<SiloPassAnswer> Forward(SiloPassRequest request, CancellationToken cancellationToken = default) =>
+        pass.Run(request, localInput: null, encode: true, cancellationToken);
 }

@@ -30,3 +30,6 @@ public static class SiloSpeed
         return 2.0 * rows * inner * outer / best / 1e9;
     }
 }
+
+/// <summary>The speed this silo measured or was given at start, for the coordinator's cost model.</summary>
+public sealed record SiloSpeedReading(double Gflops);

@@ -78,7 +78,7 @@ internal static class DecodeSteps
         Assert.Contains("uploaded again", changed.Message);
         await session.Close();
 
-        var expected = await grains.GetGrain<ILayerGrain>(GrainKeys.Layer(model, 0)).Forward(new ForwardCommand
+        var expected = await grains.GetGrain<IForwardCoordinatorGrain>(GrainKeys.Layer(model, 0)).Forward(new ForwardCommand
         {
             Batch = golden.Batch, Tokens = golden.Tokens, ModelDim = modelDim, Input = FloatBytes.ToBytes(golden.Input), Causal = true,
         });
@@ -158,7 +158,7 @@ public sealed class DecodeSessionSiloLossTests : IAsyncLifetime
         var grains = _cluster.Client;
         await grains.GetGrain<IModelCatalogGrain>(GrainKeys.Catalog).Create("loss", golden.Spec);
         var model = await WeightUpload.UploadAsync(grains, "loss", golden.Bytes, golden.Layout, golden.Prefix);
-        var expected = await grains.GetGrain<ILayerGrain>(GrainKeys.Layer("loss", 0)).Forward(new ForwardCommand
+        var expected = await grains.GetGrain<IForwardCoordinatorGrain>(GrainKeys.Layer("loss", 0)).Forward(new ForwardCommand
         {
             Batch = golden.Batch, Tokens = golden.Tokens, ModelDim = golden.Spec.ModelDim, Input = FloatBytes.ToBytes(golden.Input), Causal = true,
         });
@@ -248,7 +248,7 @@ public sealed class DecodeSessionLimitTests : IAsyncLifetime
     public async Task Evicted_caches_are_refilled_transparently()
     {
         var golden = await Load("evicted");
-        var expected = await _cluster.Client.GetGrain<ILayerGrain>(GrainKeys.Layer("evicted", 0)).Forward(new ForwardCommand
+        var expected = await _cluster.Client.GetGrain<IForwardCoordinatorGrain>(GrainKeys.Layer("evicted", 0)).Forward(new ForwardCommand
         {
             Batch = golden.Batch, Tokens = golden.Tokens, ModelDim = golden.Spec.ModelDim, Input = FloatBytes.ToBytes(golden.Input), Causal = true,
         });

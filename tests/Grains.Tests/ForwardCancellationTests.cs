@@ -41,7 +41,7 @@ public sealed class ForwardCancellationTests : IAsyncLifetime
     [Fact]
     public async Task Heads_stop_their_work_when_the_caller_gives_up()
     {
-        var layer = _cluster.Client.GetGrain<ILayerGrain>(GrainKeys.Layer("cancel", 0));
+        var layer = _cluster.Client.GetGrain<IForwardCoordinatorGrain>(GrainKeys.Layer("cancel", 0));
         var command = Command();
         await layer.Forward(command); // warm: every head active, kernels compiled
 

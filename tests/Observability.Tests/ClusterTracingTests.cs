@@ -93,7 +93,7 @@ public sealed class ClusterTracingTests(ThreeSiloCluster cluster)
             // The client's call span is the root: the client passed the context on.
             var root = Assert.Single(trace, s => s.ParentSpanId == default);
             Assert.Equal(ActivityKind.Client, root.Kind);
-            Assert.Contains("ILayerGrain", root.DisplayName);
+            Assert.Contains("IForwardCoordinatorGrain", root.DisplayName);
             var forward = Assert.Single(trace, s => s.DisplayName == HeadwiseTelemetry.ForwardSpan);
             var heads = trace.Where(s => s.DisplayName == HeadwiseTelemetry.HeadSpan).ToList();
             Assert.Equal(Spec.HeadCount, heads.Count);

@@ -85,7 +85,7 @@ internal sealed class AttentionGateway(IGrainFactory grains, IOptions<SiloOption
             ReturnHeadOutputs = request.ReturnHeadOutputs,
             Bf16Wire = request.Bf16Wire,
         };
-        var result = await grains.GetGrain<ILayerGrain>(GrainKeys.Layer(request.Model, request.Layer)).Forward(command, context.CancellationToken)
+        var result = await grains.GetGrain<IForwardCoordinatorGrain>(GrainKeys.Layer(request.Model, request.Layer)).Forward(command, context.CancellationToken)
             .WaitAsync(context.CancellationToken);
         return ToResponse(command, result);
     }
@@ -131,6 +131,7 @@ internal sealed class AttentionGateway(IGrainFactory grains, IOptions<SiloOption
         {
             Output = TensorCodec.FromFloat32Bytes(result.Output, command.Batch, command.Tokens, result.ModelDim),
             TraceId = result.TraceId,
+            OutputProjection = result.OutputProjection == OutputProjectionMode.Gathered ? "gathered" : "partial_sums",
         };
         response.Heads.Add(result.Heads.Select(ProtoMapping.ToProto));
         response.Silos.Add(result.Silos.Select(ProtoMapping.ToProto));

@@ -42,7 +42,8 @@ public sealed class GatewayErrorInterceptor(ILogger<GatewayErrorInterceptor> log
         {
             case HeadwiseException headwise:
                 return new RpcException(new Status(headwise.Code.ToStatusCode(), headwise.Message));
-            case OperationCanceledException when context.CancellationToken.IsCancellationRequested && context.Deadline <= DateTime.UtcNow:
+            // The server's deadline timer can fire a few milliseconds before the wall clock reads the deadline.
+            case OperationCanceledException when context.CancellationToken.IsCancellationRequested && context.Deadline <= DateTime.UtcNow.AddMilliseconds(50):
                 return new RpcException(new Status(StatusCode.DeadlineExceeded, "deadline: the call's deadline passed before the answer was ready."));
             case OperationCanceledException when context.CancellationToken.IsCancellationRequested:
                 return new RpcException(new Status(StatusCode.Cancelled, "the call was cancelled."));

@@ -1,0 +1,74 @@
+namespace Headwise.Contracts;
+
+/// <summary>Where the output projection of a pass's remote heads runs.</summary>
+public enum OutputProjectionMode
+{
+    /// <summary>Each silo multiplies its heads' Z by their rows of W_O and sends one partial sum (Megatron's row-parallel layer).</summary>
+    PartialSums = 0,
+    /// <summary>Each silo sends its heads' Z; the coordinator concatenates and multiplies by W_O (needed for per-head outputs).</summary>
+    Gathered = 1,
+}
+
+/// <summary>One silo of a pass and the head groups of the layer it is asked to compute.</summary>
+[GenerateSerializer, Immutable, Alias("headwise.silo-assignment")]
+public sealed record SiloAssignment(
+    [property: Id(0)] string Silo,
+    [property: Id(1)] int[] Groups);
+
+/// <summary>
+/// What a relay receives in a forward pass: X once for all its heads, the groups to compute, how to answer, and the
+/// silos below it in the broadcast tree (it forwards X to them before it computes, and adds their answers to its own).
+/// </summary>
+[GenerateSerializer, Immutable, Alias("headwise.silo-pass")]
+public sealed record SiloPassRequest
+{
+    /// <summary>"{model}/{layer}".</summary>
+    [Id(0)] public required string Layer { get; init; }
+    [Id(1)] public required HeadWork Work { get; init; }
+    /// <summary>This silo's groups.</summary>
+    [Id(2)] public required int[] Groups { get; init; }
+    [Id(3)] public OutputProjectionMode Mode { get; init; }
+    /// <summary>Silos below this one in the tree, in tree order (<c>ScatterTree</c> splits them again).</summary>
+    [Id(4)] public SiloAssignment[] Subtree { get; init; } = [];
+    /// <summary>Children per node of the tree.</summary>
+    [Id(5)] public int Fanout { get; init; } = 4;
+}
+
+/// <summary>One head group's part of a silo's answer.</summary>
+[GenerateSerializer, Immutable, Alias("headwise.group-answer")]
+public sealed record GroupAnswer
+{
+    [Id(0)] public required int Group { get; init; }
+    /// <summary>The weights version the group computed with: Q, K, V and its rows of W_O all belong to it.</summary>
+    [Id(1)] public required Guid Version { get; init; }
+    [Id(2)] public required string Silo { get; init; }
+    [Id(3)] public required string Kernel { get; init; }
+    [Id(4)] public double ComputeMs { get; init; }
+    /// <summary>Milliseconds from the relay's receipt of the request to the head's start (waiting for a core).</summary>
+    [Id(5)] public double QueueMs { get; init; }
+    /// <summary>Z [B, T, g·dh] (in the request's wire format) when the pass gathers Z; else null.</summary>
+    [Id(6)] public byte[]? Output { get; init; }
+    /// <summary>[B, g, T, T] float32 bytes, when asked for.</summary>
+    [Id(7)] public byte[]? Attention { get; init; }
+    /// <summary>Milliseconds of the call that brought this answer, as its parent saw it (the coordinator's view at the root).</summary>
+    [Id(8)] public double CallMs { get; init; }
+    /// <summary>How <see cref="Output"/> is encoded.</summary>
+    [Id(9)] public WireFormat Wire { get; init; }
+}
+
+/// <summary>
+/// A silo's answer, its subtree's added in: the partial sum Σ Z_h·W_O[h rows] over every group it computed (without b_O),
+/// each group's report, and the groups it could not compute because they are active elsewhere (with where).
+/// </summary>
+[GenerateSerializer, Immutable, Alias("headwise.silo-answer")]
+public sealed record SiloPassAnswer
+{
+    /// <summary>[B·T, D] in the request's wire format, or null when the pass gathers Z or no group was computed.</summary>
+    [Id(0)] public byte[]? Partial { get; init; }
+    [Id(1)] public required GroupAnswer[] Groups { get; init; }
+    [Id(2)] public SiloAssignment[] Moved { get; init; } = [];
+    /// <summary>Silos of the subtree that answered, this one included, with the bytes each received and sent back.</summary>
+    [Id(3)] public SiloTraffic[] Traffic { get; init; } = [];
+    /// <summary>Milliseconds this silo spent on its own W_O rows (0 when gathering).</summary>
+    [Id(4)] public double ProjectionMs { get; init; }
+}

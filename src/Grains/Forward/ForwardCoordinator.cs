@@ -1,0 +1,243 @@
+using System.Buffers;
+using System.Diagnostics;
+using Headwise.Contracts;
+using Headwise.Kernels;
+using Microsoft.Extensions.Options;
+
+namespace Headwise.Grains.Forward;
+
+/// <summary>
+/// Runs forward passes on the silo the request reached (<see cref="ForwardCoordinatorGrain"/> calls it): validate, plan
+/// (<see cref="LayerPlans"/>), choose where W_O runs (<see cref="OutputProjectionCost"/>), then one
+/// <see cref="SiloPass"/> with this silo as the root of the broadcast tree: X leaves for the remote silos before this
+/// silo's heads start, each silo answers with one partial sum Σ Z_h·W_O[h rows], and Y = Σ partials + b_O.
+/// Every head answers with the version of its weights; a pass that saw a version other than its plan's is run again
+/// on a fresh plan, so no answer mixes two uploads.
+/// </summary>
+public sealed class ForwardCoordinator(
+    IGrainFactory grains,
+    LayerPlans plans,
+    SiloPass pass,
+    SessionProjections projections,
+    IHeadKernel kernel,
+    SiloIdentity silo,
+    SiloSpeedReading speed,
+    CancelledForwards cancelled,
+    IOptions<ForwardLimits> limits,
+    IOptions<ScatterOptions> scatter)
+{
+    private const int MaxRounds = 4;
+
+    public async Task<ForwardResult> Forward(string layerKey, ForwardCommand command, CancellationToken cancellationToken)
+    {
+        var plan = await plans.Get(layerKey);
+        ForwardValidator.Validate(command, plan.Spec, limits.Value);
+        using var telemetry = HeadwiseTelemetry.StartForward(layerKey, command, plan.Spec);
+        ForwardResult result;
+        try
+        {
+            result = await HeadCallRetry.RunAsync(() => Pass(layerKey, command, cancellationToken), () => plans.Forget(layerKey), cancellationToken);
+        }
+        catch (StalePlanException)
+        {
+            // Heads answered from weights other than the plan's (an upload finished, or the model was deleted): plan
+            // again; the layer says NotFound or FailedPrecondition if that is what happened.
+            plans.Forget(layerKey);
+            result = await HeadCallRetry.RunAsync(() => Pass(layerKey, command, cancellationToken), () => plans.Forget(layerKey), cancellationToken);
+        }
+        telemetry.Complete(result);
+        return result;
+    }
+
+    private async Task<ForwardResult> Pass(string layerKey, ForwardCommand command, CancellationToken cancellationToken)
+    {
+        var plan = await plans.Get(layerKey);
+        var spec = plan.Spec;
+        ForwardValidator.Validate(command, spec, limits.Value);
+        var mode = ChooseMode(command, plan);
+        Activity.Current?.SetTag("headwise.output_projection", mode == OutputProjectionMode.Gathered ? "gathered" : "partial_sums");
+
+        var work = new HeadWork
+        {
+            Batch = command.Batch,
+            Tokens = command.Tokens,
+            Input = command.Input,
+            Causal = command.Causal,
+            Lengths = command.Lengths,
+            ReturnAttention = command.ReturnAttention,
+            ForwardId = Guid.NewGuid(),
+        };
+        var wire = command.Bf16Wire ? WireFormat.Bf16 : scatter.Value.WireFormat;
+        // Encoded once for every relay: the same immutable buffer goes to each child of the tree.
+        var wireWork = wire == WireFormat.Bf16 && plan.HeadSilos.Any(s => s != silo.Name)
+            ? work with { Input = Bf16.Encode(FloatBytes.AsFloats(work.Input)), Wire = WireFormat.Bf16 }
+            : work;
+
+        var involved = new HashSet<string>(plan.HeadSilos);
+        // A token does not reach head work already running: when the caller gives up, every silo of the pass hears it.
+        using var callOff = cancellationToken.Register(() =>
+        {
+            cancelled.Cancel(work.ForwardId);
+            foreach (var target in involved.Where(s => s != silo.Name))
+                _ = grains.GetGrain<ISiloRelayGrain>(GrainKeys.Relay(target)).Cancel(work.ForwardId);
+        });
+
+        var assignments = Assign(plan.HeadSilos, Enumerable.Range(0, spec.GroupCount));
+        var answers = new List<SiloPassAnswer>();
+        var pending = assignments;
+        for (int round = 0; pending.Count > 0; round++)
+        {
+            if (round == MaxRounds)
+                throw new HeadwiseException(ErrorCode.Unavailable, $"the heads of layer '{layerKey}' kept moving during the pass; retry.");
+            var own = pending.FirstOrDefault(a => a.Silo == silo.Name)?.Groups ?? [];
+            var request = new SiloPassRequest
+            {
+                Layer = layerKey,
+                Work = wireWork,
+                Groups = own,
+                Mode = mode,
+                Subtree = pending.Where(a => a.Silo != silo.Name).ToArray(),
+                Fanout = Math.Max(1, scatter.Value.TreeFanout),
+            };
+            var answer = await pass.Run(request, work.Input, encode: false, cancellationToken);
+            answers.Add(answer);
+            if (answer.Moved.Length == 0) break;
+            plans.Moved(layerKey, plan, answer.Moved);
+            involved.UnionWith(answer.Moved.Select(m => m.Silo));
+            pending = Assign(answer.Moved.SelectMany(m => m.Groups.Select(g => (g, m.Silo))));
+        }
+        cancellationToken.ThrowIfCancellationRequested();
+
+        var groups = new GroupAnswer[spec.GroupCount];
+        var returned = new long[spec.GroupCount];
+        foreach (var group in answers.SelectMany(a => a.Groups))
+        {
+            if (group.Version != plan.HeadVersions[group.Group]) throw new StalePlanException();
+            returned[group.Group] = group.Silo == silo.Name ? 0 : (group.Output?.LongLength ?? 0) + (group.Attention?.LongLength ?? 0);
+            groups[group.Group] = Widen(group);
+        }
+        if (groups.Any(g => g is null))
+            throw new HeadwiseException(ErrorCode.Internal, $"layer '{layerKey}': a head group went unanswered in the pass.");
+
+        var output = mode == OutputProjectionMode.PartialSums
+            ? SumPartials(answers, plan, command)
+            : await ProjectGathered(layerKey, plan, command, groups);
+        return Result(command, plan, mode, groups, returned, answers, output);
+    }
+
+    private OutputProjectionMode ChooseMode(ForwardCommand command, LayerPlan plan)
+    {
+        // Per-head outputs need every Z here; attention comes back per head anyway.
+        if (command.ReturnHeadOutputs || command.ReturnAttention) return OutputProjectionMode.Gathered;
+        switch (scatter.Value.OutputProjection)
+        {
+            case OutputProjectionChoice.PartialSums: return OutputProjectionMode.PartialSums;
+            case OutputProjectionChoice.Gathered: return OutputProjectionMode.Gathered;
+        }
+        var bySilo = plan.HeadSilos.GroupBy(s => s).ToDictionary(g => g.Key, g => g.Count());
+        int own = bySilo.GetValueOrDefault(silo.Name);
+        var remote = bySilo.Where(s => s.Key != silo.Name).Select(s => s.Value).ToArray();
+        int bytesPerValue = command.Bf16Wire || scatter.Value.WireFormat == WireFormat.Bf16 ? 2 : 4;
+        return OutputProjectionCost.Choose(plan.Spec, command.Batch, command.Tokens, own, remote, bytesPerValue,
+            Math.Max(1, scatter.Value.TreeFanout), scatter.Value.LinkBytesPerSecond, speed.Gflops).Mode;
+    }
+
+    // Y = Σ partials + b_O: each silo's partial already holds its heads' share of Concat(Z)·W_O.
+    private static byte[] SumPartials(List<SiloPassAnswer> answers, LayerPlan plan, ForwardCommand command)
+    {
+        int modelDim = plan.Spec.ModelDim, rows = command.Batch * command.Tokens;
+        var output = new byte[rows * modelDim * sizeof(float)];
+        var y = FloatBytes.AsFloats(output.AsSpan());
+        foreach (var answer in answers)
+            if (answer.Partial is { } partial)
+                System.Numerics.Tensors.TensorPrimitives.Add(y, FloatBytes.AsFloats(partial), y);
+        if (plan.OutputBias.Length == modelDim)
+            for (int row = 0; row < rows; row++)
+                System.Numerics.Tensors.TensorPrimitives.Add(y.Slice(row * modelDim, modelDim), plan.OutputBias, y.Slice(row * modelDim, modelDim));
+        return output;
+    }
+
+    // Y = Concat(Z)·W_O + b_O here, with the layer's W_O shared by this silo's coordinators and sessions.
+    private async Task<byte[]> ProjectGathered(string layerKey, LayerPlan plan, ForwardCommand command, GroupAnswer[] groups)
+    {
+        var (model, layer) = HeadwiseTelemetry.SplitKey(layerKey);
+        var projection = projections.Get(model, layer, await grains.GetGrain<ILayerGrain>(layerKey).GetProjection());
+        if (!projection.HeadVersions.AsSpan().SequenceEqual(plan.HeadVersions)) throw new StalePlanException();
+        var spec = plan.Spec;
+        int rows = command.Batch * command.Tokens, concatWidth = spec.HeadCount * spec.HeadDim;
+        var concat = ArrayPool<float>.Shared.Rent(rows * concatWidth);
+        try
+        {
+            var concatenated = concat.AsSpan(0, rows * concatWidth);
+            HeadGather.Concatenate(groups, rows, spec, concatenated);
+            var output = new byte[rows * spec.ModelDim * sizeof(float)];
+            using (HeadwiseTelemetry.StartOutputProjection(rows, concatWidth, spec.ModelDim))
+                kernel.Project(concatenated, rows, concatWidth, projection.OutputWeights, spec.ModelDim, projection.OutputBias,
+                    FloatBytes.AsFloats(output.AsSpan()));
+            return output;
+        }
+        finally
+        {
+            ArrayPool<float>.Shared.Return(concat);
+        }
+    }
+
+    private static ForwardResult Result(ForwardCommand command, LayerPlan plan, OutputProjectionMode mode, GroupAnswer[] groups,
+        long[] returned, List<SiloPassAnswer> answers, byte[] output)
+    {
+        var spec = plan.Spec;
+        var traffic = answers.SelectMany(a => a.Traffic)
+            .GroupBy(t => t.Silo)
+            .Select(t => new SiloTraffic
+            {
+                Silo = t.Key,
+                Groups = t.Sum(x => x.Groups),
+                BytesSent = t.Sum(x => x.BytesSent),
+                BytesReceived = t.Sum(x => x.BytesReceived),
+            })
+            .Where(t => t.Groups > 0 || t.BytesSent > 0)
+            .OrderBy(t => t.Silo, StringComparer.Ordinal).ToArray();
+        var bytesBySilo = traffic.ToDictionary(t => t.Silo);
+        return new ForwardResult
+        {
+            Output = output,
+            Heads = groups.Select(g => new HeadReport
+            {
+                Group = g.Group,
+                Heads = Enumerable.Range(g.Group * spec.GroupSize, spec.GroupSize).ToArray(),
+                Silo = g.Silo,
+                Kernel = g.Kernel,
+                ComputeMs = g.ComputeMs,
+                CallMs = g.CallMs > 0 ? g.CallMs : g.QueueMs + g.ComputeMs,
+                InputBytes = bytesBySilo.TryGetValue(g.Silo, out var t) ? t.BytesSent : 0,
+                OutputBytes = returned[g.Group],
+            }).ToArray(),
+            Silos = traffic,
+            Attention = command.ReturnAttention ? HeadGather.Attention(groups, command.Batch, command.Tokens, spec) : null,
+            HeadOutputs = command.ReturnHeadOutputs ? HeadGather.SplitHeads(groups, command.Batch, command.Tokens, spec) : null,
+            TraceId = Activity.Current?.TraceId.ToString() ?? "",
+            ModelDim = spec.ModelDim,
+            HeadCount = spec.HeadCount,
+            HeadDim = spec.HeadDim,
+            OutputProjection = mode,
+        };
+    }
+
+    // Remote Z comes back in the wire format; this silo's own is float32.
+    private static GroupAnswer Widen(GroupAnswer group) =>
+        group.Wire == WireFormat.Bf16 && group.Output is { } z
+            ? group with { Output = Bf16.DecodeToFloatBytes(z), Wire = WireFormat.F32 }
+            : group;
+
+    private static List<SiloAssignment> Assign(string[] silos, IEnumerable<int> groups) =>
+        Assign(groups.Select(g => (g, silos[g])));
+
+    private static List<SiloAssignment> Assign(IEnumerable<(int Group, string Silo)> groups) =>
+        groups.GroupBy(g => g.Silo)
+            .OrderBy(g => g.Key, StringComparer.Ordinal)
+            .Select(g => new SiloAssignment(g.Key, g.Select(x => x.Group).Order().ToArray()))
+            .ToList();
+
+    /// <summary>A head answered from weights other than the plan's.</summary>
+    private sealed class StalePlanException() : Exception("the layer's weights changed since it was planned");
+}

@@ -1,0 +1,48 @@
+using System.Collections.Concurrent;
+using Headwise.Contracts;
+using Orleans.Runtime;
+
+namespace Headwise.Grains.Forward;
+
+/// <summary>A layer as this silo's coordinators see it: spec, b_O, and each group's silo and weights version.</summary>
+public sealed record LayerPlan(AttentionSpec Spec, float[] OutputBias, string[] HeadSilos, Guid[] HeadVersions);
+
+/// <summary>
+/// The plans of the layers this silo coordinates, fetched once from each <see cref="ILayerGrain"/> and kept until a pass
+/// shows them stale: a silo of the plan left membership, a head answered from another silo (then only its location is
+/// updated), or a head answered with another weights version (an upload: the plan is fetched again).
+/// </summary>
+public sealed class LayerPlans(IGrainFactory grains, IClusterMembershipService membership)
+{
+    private readonly ConcurrentDictionary<string, LayerPlan> _plans = new(StringComparer.Ordinal);
+
+    public async ValueTask<LayerPlan> Get(string layerKey)
+    {
+        if (_plans.TryGetValue(layerKey, out var plan) && AllActive(plan.HeadSilos)) return plan;
+        var info = await grains.GetGrain<ILayerGrain>(layerKey).GetPlan();
+        plan = new LayerPlan(info.Spec, info.OutputBias is { } bias ? FloatBytes.ToFloats(bias) : [], info.HeadSilos, info.HeadVersions);
+        _plans[layerKey] = plan;
+        return plan;
+    }
+
+    public void Forget(string layerKey) => _plans.TryRemove(layerKey, out _);
+
+    /// <summary>Heads found active elsewhere than the plan said: later passes go straight there.</summary>
+    public void Moved(string layerKey, LayerPlan plan, IEnumerable<SiloAssignment> moved)
+    {
+        var silos = (string[])plan.HeadSilos.Clone();
+        foreach (var assignment in moved)
+            foreach (int group in assignment.Groups)
+                silos[group] = assignment.Silo;
+        _plans.TryUpdate(layerKey, plan with { HeadSilos = silos }, plan);
+    }
+
+    private bool AllActive(string[] silos)
+    {
+        var members = membership.CurrentSnapshot.Members;
+        foreach (var silo in silos.Distinct())
+            if (!members.Values.Any(m => m.Status == SiloStatus.Active && m.SiloAddress.Endpoint.ToString() == silo))
+                return false;
+        return true;
+    }
+}

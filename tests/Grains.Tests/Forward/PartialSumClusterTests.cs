@@ -1,0 +1,119 @@
+using Headwise.Contracts;
+using Headwise.Grains;
+using Headwise.Kernels;
+using Headwise.TestSupport;
+using Microsoft.Extensions.DependencyInjection;
+using Orleans.TestingHost;
+
+namespace Headwise.Grains.Tests.Forward;
+
+/// <summary>
+/// Four real silos in this process with a broadcast tree of fanout 2 (the coordinator sends X to two silos, one of
+/// which forwards it to the fourth), so a pass exercises the whole row-parallel path: heads on every silo, partial sums
+/// of W_O per silo, added up the tree. Every answer is checked against a float64 oracle computed from the stored
+/// weights (<see cref="LayerOracle"/>), with partial sums and with Z gathered at the coordinator.
+/// </summary>
+public sealed class PartialSumClusterTests : IAsyncLifetime
+{
+    private TestCluster _cluster = null!;
+
+    private sealed class SiloConfigurator : ISiloConfigurator
+    {
+        public void Configure(ISiloBuilder silo)
+        {
+            silo.AddMemoryGrainStorage(StorageNames.Weights);
+            silo.AddHeadwiseGrains(KernelKind.Simd, speedGflops: 100);
+            silo.Services.Configure<ScatterOptions>(o =>
+            {
+                o.OutputProjection = OutputProjectionChoice.PartialSums;
+                o.TreeFanout = 2;
+            });
+        }
+    }
+
+    public async Task InitializeAsync()
+    {
+        var builder = new TestClusterBuilder(4);
+        builder.AddSiloBuilderConfigurator<SiloConfigurator>();
+        _cluster = builder.Build();
+        await _cluster.DeployAsync();
+    }
+
+    public async Task DisposeAsync() => await _cluster.StopAllSilosAsync();
+
+    public static TheoryData<string, AttentionSpec, bool> Specs => new()
+    {
+        // 25 heads over 4 silos: 7/6/6/6, the uneven case.
+        { "mha25", new AttentionSpec { ModelDim = 100, HeadCount = 25, Bias = true }, true },
+        { "gqa-window", new AttentionSpec { ModelDim = 64, HeadCount = 8, KvHeadCount = 2, HeadDim = 16, Window = 5 }, true },
+        { "rope-gqa", new AttentionSpec { ModelDim = 64, HeadCount = 8, KvHeadCount = 4, HeadDim = 16, RopeTheta = 10000, RopeDim = 16 }, true },
+        { "mha-bidirectional", new AttentionSpec { ModelDim = 48, HeadCount = 6, Bias = true }, false },
+    };
+
+    [Theory]
+    [MemberData(nameof(Specs))]
+    public async Task Partial_sums_and_gathered_Z_both_match_the_float64_oracle(string name, AttentionSpec spec, bool causal)
+    {
+        spec = spec with { LayerCount = 1 };
+        var grains = _cluster.Client;
+        var description = await grains.GetGrain<IModelCatalogGrain>(GrainKeys.Catalog).Create(name, spec);
+        spec = description.Spec;
+        var weights = SeededWeights.Create(spec, seed: 11, std: 0.2f);
+        var model = await WeightUpload.StoreAsync(grains, name, weights);
+        if (spec.GroupCount >= 4)
+            Assert.Equal(4, model.Heads.Select(h => h.Silo).Distinct().Count());
+
+        const int batch = 2, tokens = 13;
+        var random = new Random(name.Length);
+        var x = Enumerable.Range(0, batch * tokens * spec.ModelDim).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
+        int[] lengths = [tokens, 9];
+        var (expectedY, expectedZ) = LayerOracle.Forward(spec, weights[0], x, batch, tokens, causal, lengths);
+        var coordinator = grains.GetGrain<IForwardCoordinatorGrain>(GrainKeys.Layer(name, 0));
+        ForwardCommand Command(bool headOutputs) => new()
+        {
+            Batch = batch,
+            Tokens = tokens,
+            ModelDim = spec.ModelDim,
+            Input = FloatBytes.ToBytes(x),
+            Causal = causal,
+            Lengths = lengths,
+            ReturnHeadOutputs = headOutputs,
+        };
+
+        var partial = await coordinator.Forward(Command(headOutputs: false));
+        Assert.Equal(OutputProjectionMode.PartialSums, partial.OutputProjection);
+        Tolerance.AssertClose(Floats(expectedY), FloatBytes.AsFloats(partial.Output), name + " partial sums");
+        Assert.Equal(spec.GroupCount, partial.Heads.Length);
+        Assert.Equal(spec.GroupCount, partial.Silos.Sum(s => s.Groups));
+
+        var gathered = await coordinator.Forward(Command(headOutputs: true));
+        Assert.Equal(OutputProjectionMode.Gathered, gathered.OutputProjection);
+        Tolerance.AssertClose(Floats(expectedY), FloatBytes.AsFloats(gathered.Output), name + " gathered");
+        Tolerance.AssertClose(Floats(expectedZ), FloatBytes.AsFloats(gathered.HeadOutputs), name + " per-head Z");
+    }
+
+    [Fact]
+    public async Task Every_remote_silo_receives_X_once_and_sends_back_one_partial_sum()
+    {
+        var spec = new AttentionSpec { ModelDim = 64, HeadCount = 16, LayerCount = 1 };
+        var grains = _cluster.Client;
+        spec = (await grains.GetGrain<IModelCatalogGrain>(GrainKeys.Catalog).Create("traffic", spec)).Spec;
+        await WeightUpload.StoreAsync(grains, "traffic", SeededWeights.Create(spec, seed: 2));
+        const int tokens = 10;
+        var x = new float[tokens * spec.ModelDim];
+        var result = await grains.GetGrain<IForwardCoordinatorGrain>(GrainKeys.Layer("traffic", 0)).Forward(new ForwardCommand
+        {
+            Batch = 1, Tokens = tokens, ModelDim = spec.ModelDim, Input = FloatBytes.ToBytes(x),
+        });
+        // 16 heads on 4 silos: 4 each; the coordinator's silo receives nothing over the network.
+        Assert.Equal(4, result.Silos.Length);
+        Assert.All(result.Silos, s => Assert.Equal(4, s.Groups));
+        var remote = result.Silos.Where(s => s.BytesSent > 0).ToList();
+        Assert.Equal(3, remote.Count);
+        Assert.All(remote, s => Assert.Equal(tokens * spec.ModelDim * sizeof(float), s.BytesSent));
+        // A relay's answer is its partial sum with its subtree's added in: [T × D], never its heads' Z.
+        Assert.All(remote, s => Assert.Equal(tokens * spec.ModelDim * sizeof(float), s.BytesReceived));
+    }
+
+    private static float[] Floats(double[] values) => values.Select(v => (float)v).ToArray();
+}
