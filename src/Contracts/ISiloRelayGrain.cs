@@ -1,9 +1,9 @@
 namespace Headwise.Contracts;
 
 /// <summary>
-/// One per silo (key: the silo's endpoint, "127.0.0.1:11111"), placed on that silo. The coordinator sends it X
-/// once; it calls the heads that live on its silo with the same buffer, so X crosses the network once per silo
-/// instead of once per head.
+/// One per silo (key: the silo's endpoint, "127.0.0.1:11111"), placed on that silo. A forward pass's or decode step's
+/// coordinator sends it X once; it computes the heads active on its silo with that buffer, so X crosses the network
+/// once per silo instead of once per head, and answers with one partial sum of their W_O rows.
 /// </summary>
 public interface ISiloRelayGrain : IGrainWithStringKey
 {
@@ -12,13 +12,6 @@ public interface ISiloRelayGrain : IGrainWithStringKey
     /// compute threads, their partial sum of W_O (or their Z), and the answers from below added in.
     /// </summary>
     Task<SiloPassAnswer> Forward(SiloPassRequest request, CancellationToken cancellationToken = default);
-
-    /// <summary>
-    /// One decode step of this silo's heads of a session: those active here are computed in-process, any other is
-    /// called by its grain. An outcome without output means that head holds no cache at the step's position.
-    /// </summary>
-    /// <param name="headKeys">Keys of head grains last seen on this silo.</param>
-    Task<HeadDecodeOutcome[]> Decode(HeadDecodeWork work, string[] headKeys);
 
     /// <summary>
     /// Returns the payload's length: what moving bytes to this silo costs, without any compute

@@ -16,15 +16,16 @@ public sealed record SiloAssignment(
     [property: Id(1)] int[] Groups);
 
 /// <summary>
-/// What a relay receives in a forward pass: X once for all its heads, the groups to compute, how to answer, and the
-/// silos below it in the broadcast tree (it forwards X to them before it computes, and adds their answers to its own).
+/// What a relay receives in a forward pass or a decode step: X once for all its heads, the groups to compute, how to
+/// answer, and the silos below it in the broadcast tree (it forwards X to them before it computes, and adds their
+/// answers to its own). Exactly one of <see cref="Work"/> (a forward pass) and <see cref="Step"/> (a decode step) is set.
 /// </summary>
 [GenerateSerializer, Immutable, Alias("headwise.silo-pass")]
 public sealed record SiloPassRequest
 {
     /// <summary>"{model}/{layer}".</summary>
     [Id(0)] public required string Layer { get; init; }
-    [Id(1)] public required HeadWork Work { get; init; }
+    [Id(1)] public HeadWork? Work { get; init; }
     /// <summary>This silo's groups.</summary>
     [Id(2)] public required int[] Groups { get; init; }
     [Id(3)] public OutputProjectionMode Mode { get; init; }
@@ -32,6 +33,11 @@ public sealed record SiloPassRequest
     [Id(4)] public SiloAssignment[] Subtree { get; init; } = [];
     /// <summary>Children per node of the tree.</summary>
     [Id(5)] public int Fanout { get; init; } = 4;
+    /// <summary>A decode step of a session: each head appends the new rows to its K/V cache and attends over it.</summary>
+    [Id(6)] public HeadDecodeWork? Step { get; init; }
+    /// <summary>Per group of the layer, the weights version the caller expects (a decode session's); empty: any. A silo
+    /// checks it before any head appends to a cache, so a step never mixes two uploads.</summary>
+    [Id(7)] public Guid[] Versions { get; init; } = [];
 }
 
 /// <summary>One head group's part of a silo's answer.</summary>
@@ -54,6 +60,9 @@ public sealed record GroupAnswer
     [Id(8)] public double CallMs { get; init; }
     /// <summary>How <see cref="Output"/> is encoded.</summary>
     [Id(9)] public WireFormat Wire { get; init; }
+    /// <summary>Decode: the head holds no cache at the step's position (evicted, or its silo was lost), so it computed
+    /// nothing and its share is not in the partial sum; the session re-fills it.</summary>
+    [Id(10)] public bool NoCache { get; init; }
 }
 
 /// <summary>
@@ -71,4 +80,6 @@ public sealed record SiloPassAnswer
     [Id(3)] public SiloTraffic[] Traffic { get; init; } = [];
     /// <summary>Milliseconds this silo spent on its own W_O rows (0 when gathering).</summary>
     [Id(4)] public double ProjectionMs { get; init; }
+    /// <summary>Relay messages sent in this subtree, this silo's to its children included.</summary>
+    [Id(5)] public int Messages { get; init; }
 }

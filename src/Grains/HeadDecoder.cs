@@ -13,35 +13,6 @@ internal static class HeadDecoder
 {
     public static Rotary RotaryOf(AttentionSpec spec) => spec.HasRope ? new Rotary(spec.RopeTheta, spec.RopeDim) : Rotary.None;
 
-    // The thread pool's scheduler, named rather than left to the default: inside a grain turn the current scheduler is
-    // the activation's, which runs one work item at a time, and the loop's workers must not land there.
-    private static readonly ParallelOptions s_cores = new()
-    {
-        MaxDegreeOfParallelism = Environment.ProcessorCount,
-        TaskScheduler = TaskScheduler.Default,
-    };
-
-    /// <summary>
-    /// The step of several heads active on this silo (<see cref="LocalHeads"/>), in parallel over the cores and on
-    /// the calling thread, without a message each: outcome i belongs to <paramref name="heads"/>[i].
-    /// </summary>
-    public static HeadDecodeOutcome[] DecodeLocal(IReadOnlyList<(string Key, LocalHead Head)> heads, HeadDecodeWork work,
-        IHeadKernel kernel, string silo, SessionCaches caches)
-    {
-        var outcomes = new HeadDecodeOutcome[heads.Count];
-        try
-        {
-            Parallel.For(0, heads.Count, s_cores, i =>
-                outcomes[i] = Decode(heads[i].Key, work, heads[i].Head.Spec, heads[i].Head.Weights, heads[i].Head.Version, kernel, silo, caches));
-        }
-        catch (AggregateException e)
-        {
-            // Several heads failing together fail for the same reason; the caller wants its code, not a wrapper.
-            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(e.InnerExceptions.FirstOrDefault(x => x is HeadwiseException) ?? e.InnerExceptions[0]);
-        }
-        return outcomes;
-    }
-
     public static HeadDecodeOutcome Decode(string head, HeadDecodeWork work, AttentionSpec spec, HeadGroupWeights weights, Guid version,
         IHeadKernel kernel, string silo, SessionCaches caches)
     {

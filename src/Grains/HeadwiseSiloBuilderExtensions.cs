@@ -28,8 +28,10 @@ public static class HeadwiseSiloBuilderExtensions
         silo.Services.AddSingleton(new SiloSpeedReading(speed));
         silo.Services.AddSingleton(_ => new Forward.ComputeScheduler(Environment.ProcessorCount));
         silo.Services.AddSingleton<Forward.SiloPass>();
+        silo.Services.AddSingleton<Forward.LayerFanOut>();
         silo.Services.AddSingleton<Forward.LayerPlans>();
         silo.Services.AddSingleton<Forward.ForwardCoordinator>();
+        silo.Services.AddSingleton<Decode.DecodeStepper>();
         silo.Services.AddPlacementDirector<SpreadHeadsStrategy, SpreadHeadsDirector>();
         silo.Services.AddPlacementDirector<SiloBoundStrategy, SiloBoundDirector>();
         // Silos advertise kernel and speed in membership so every placement decision can weigh them.

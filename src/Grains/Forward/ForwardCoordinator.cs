@@ -8,8 +8,8 @@ namespace Headwise.Grains.Forward;
 
 /// <summary>
 /// Runs forward passes on the silo the request reached (<see cref="ForwardCoordinatorGrain"/> calls it): validate, plan
-/// (<see cref="LayerPlans"/>), choose where W_O runs (<see cref="OutputProjectionCost"/>), then one
-/// <see cref="SiloPass"/> with this silo as the root of the broadcast tree: X leaves for the remote silos before this
+/// (<see cref="LayerPlans"/>), choose where W_O runs (<see cref="OutputProjectionCost"/>), then the fan-out
+/// (<see cref="LayerFanOut"/>) with this silo as the root of the broadcast tree: X leaves for the remote silos before this
 /// silo's heads start, each silo answers with one partial sum Σ Z_h·W_O[h rows], and Y = Σ partials + b_O.
 /// Every head answers with the version of its weights; a pass that saw a version other than its plan's is run again
 /// on a fresh plan, so no answer mixes two uploads.
@@ -17,7 +17,7 @@ namespace Headwise.Grains.Forward;
 public sealed class ForwardCoordinator(
     IGrainFactory grains,
     LayerPlans plans,
-    SiloPass pass,
+    LayerFanOut fanOut,
     SessionProjections projections,
     IHeadKernel kernel,
     SiloIdentity silo,
@@ -26,12 +26,10 @@ public sealed class ForwardCoordinator(
     IOptions<ForwardLimits> limits,
     IOptions<ScatterOptions> scatter)
 {
-    private const int MaxRounds = 4;
-
     public async Task<ForwardResult> Forward(string layerKey, ForwardCommand command, CancellationToken cancellationToken)
     {
         var plan = await plans.Get(layerKey);
-        ForwardValidator.Validate(command, plan.Spec, limits.Value);
+        InputValidator.Forward(command, plan.Spec, limits.Value);
         using var telemetry = HeadwiseTelemetry.StartForward(layerKey, command, plan.Spec);
         ForwardResult result;
         try
@@ -53,7 +51,7 @@ public sealed class ForwardCoordinator(
     {
         var plan = await plans.Get(layerKey);
         var spec = plan.Spec;
-        ForwardValidator.Validate(command, spec, limits.Value);
+        InputValidator.Forward(command, spec, limits.Value);
         var mode = ChooseMode(command, plan);
         Activity.Current?.SetTag("headwise.output_projection", mode == OutputProjectionMode.Gathered ? "gathered" : "partial_sums");
 
@@ -82,30 +80,12 @@ public sealed class ForwardCoordinator(
                 _ = grains.GetGrain<ISiloRelayGrain>(GrainKeys.Relay(target)).Cancel(work.ForwardId);
         });
 
-        var assignments = Assign(plan.HeadSilos, Enumerable.Range(0, spec.GroupCount));
-        var answers = new List<SiloPassAnswer>();
-        var pending = assignments;
-        for (int round = 0; pending.Count > 0; round++)
+        var request = new SiloPassRequest { Layer = layerKey, Work = wireWork, Groups = [], Mode = mode };
+        var answers = await fanOut.Run(plan.HeadSilos, request, work.Input, moved =>
         {
-            if (round == MaxRounds)
-                throw new HeadwiseException(ErrorCode.Unavailable, $"the heads of layer '{layerKey}' kept moving during the pass; retry.");
-            var own = pending.FirstOrDefault(a => a.Silo == silo.Name)?.Groups ?? [];
-            var request = new SiloPassRequest
-            {
-                Layer = layerKey,
-                Work = wireWork,
-                Groups = own,
-                Mode = mode,
-                Subtree = pending.Where(a => a.Silo != silo.Name).ToArray(),
-                Fanout = Math.Max(1, scatter.Value.TreeFanout),
-            };
-            var answer = await pass.Run(request, work.Input, encode: false, cancellationToken);
-            answers.Add(answer);
-            if (answer.Moved.Length == 0) break;
-            plans.Moved(layerKey, plan, answer.Moved);
-            involved.UnionWith(answer.Moved.Select(m => m.Silo));
-            pending = Assign(answer.Moved.SelectMany(m => m.Groups.Select(g => (g, m.Silo))));
-        }
+            plans.Moved(layerKey, plan, moved);
+            lock (involved) involved.UnionWith(moved.Select(m => m.Silo));
+        }, cancellationToken);
         cancellationToken.ThrowIfCancellationRequested();
 
         var groups = new GroupAnswer[spec.GroupCount];
@@ -120,7 +100,7 @@ public sealed class ForwardCoordinator(
             throw new HeadwiseException(ErrorCode.Internal, $"layer '{layerKey}': a head group went unanswered in the pass.");
 
         var output = mode == OutputProjectionMode.PartialSums
-            ? SumPartials(answers, plan, command)
+            ? PartialSums.Add(answers, command.Batch * command.Tokens, spec.ModelDim, plan.OutputBias)
             : await ProjectGathered(layerKey, plan, command, groups);
         return Result(command, plan, mode, groups, returned, answers, output);
     }
@@ -140,21 +120,6 @@ public sealed class ForwardCoordinator(
         int bytesPerValue = command.Bf16Wire || scatter.Value.WireFormat == WireFormat.Bf16 ? 2 : 4;
         return OutputProjectionCost.Choose(plan.Spec, command.Batch, command.Tokens, own, remote, bytesPerValue,
             Math.Max(1, scatter.Value.TreeFanout), scatter.Value.LinkBytesPerSecond, speed.Gflops).Mode;
-    }
-
-    // Y = Σ partials + b_O: each silo's partial already holds its heads' share of Concat(Z)·W_O.
-    private static byte[] SumPartials(List<SiloPassAnswer> answers, LayerPlan plan, ForwardCommand command)
-    {
-        int modelDim = plan.Spec.ModelDim, rows = command.Batch * command.Tokens;
-        var output = new byte[rows * modelDim * sizeof(float)];
-        var y = FloatBytes.AsFloats(output.AsSpan());
-        foreach (var answer in answers)
-            if (answer.Partial is { } partial)
-                System.Numerics.Tensors.TensorPrimitives.Add(y, FloatBytes.AsFloats(partial), y);
-        if (plan.OutputBias.Length == modelDim)
-            for (int row = 0; row < rows; row++)
-                System.Numerics.Tensors.TensorPrimitives.Add(y.Slice(row * modelDim, modelDim), plan.OutputBias, y.Slice(row * modelDim, modelDim));
-        return output;
     }
 
     // Y = Concat(Z)·W_O + b_O here, with the layer's W_O shared by this silo's coordinators and sessions.
@@ -183,7 +148,7 @@ public sealed class ForwardCoordinator(
     }
 
     private static ForwardResult Result(ForwardCommand command, LayerPlan plan, OutputProjectionMode mode, GroupAnswer[] groups,
-        long[] returned, List<SiloPassAnswer> answers, byte[] output)
+        long[] returned, IReadOnlyList<SiloPassAnswer> answers, byte[] output)
     {
         var spec = plan.Spec;
         var traffic = answers.SelectMany(a => a.Traffic)
@@ -228,15 +193,6 @@ public sealed class ForwardCoordinator(
         group.Wire == WireFormat.Bf16 && group.Output is { } z
             ? group with { Output = Bf16.DecodeToFloatBytes(z), Wire = WireFormat.F32 }
             : group;
-
-    private static List<SiloAssignment> Assign(string[] silos, IEnumerable<int> groups) =>
-        Assign(groups.Select(g => (g, silos[g])));
-
-    private static List<SiloAssignment> Assign(IEnumerable<(int Group, string Silo)> groups) =>
-        groups.GroupBy(g => g.Silo)
-            .OrderBy(g => g.Key, StringComparer.Ordinal)
-            .Select(g => new SiloAssignment(g.Key, g.Select(x => x.Group).Order().ToArray()))
-            .ToList();
 
     /// <summary>A head answered from weights other than the plan's.</summary>
     private sealed class StalePlanException() : Exception("the layer's weights changed since it was planned");

@@ -6,10 +6,10 @@ using Headwise.Kernels;
 namespace Headwise.Grains.Forward;
 
 /// <summary>
-/// What one silo does in a forward pass, as the coordinator (the tree's root) or as a relay: send X on to the silos
-/// below it first, compute its own head groups on the compute threads, multiply their Z by their rows of W_O into one
-/// partial sum (or keep the Z when the pass gathers), then add the answers of the silos below. One code path for the
-/// root and every relay, so a pass on one silo is the same computation as on many.
+/// What one silo does in a forward pass or a decode step, as the coordinator (the tree's root) or as a relay: send X on
+/// to the silos below it first, compute its own head groups on the compute threads, multiply their Z by their rows of W_O
+/// into one partial sum (or keep the Z when the pass gathers), then add the answers of the silos below. One code path for
+/// the root and every relay, for forwards and decode steps, so a pass on one silo is the same computation as on many.
 /// </summary>
 public sealed class SiloPass(
     IGrainFactory grains,
@@ -17,6 +17,7 @@ public sealed class SiloPass(
     IHeadKernel kernel,
     SiloIdentity silo,
     CancelledForwards cancelled,
+    SessionCaches caches,
     ComputeScheduler compute)
 {
     /// <param name="request">X in its wire format, this silo's groups, and the silos below.</param>
@@ -29,16 +30,29 @@ public sealed class SiloPass(
         var children = ScatterTree.Children(request.Subtree, request.Fanout)
             .Select(c => CallChild(request, c.Child, c.Below, cancellationToken)).ToList();
 
-        var work = request.Work;
-        var input = localInput ?? (work.Wire == WireFormat.Bf16 ? Bf16.DecodeToFloatBytes(work.Input) : work.Input);
-        var (local, moved) = await Resolve(request);
-        Computed own = local.Count == 0
-            ? new Computed(null, [], 0)
-            : await compute.Run(() => Compute(request, input, local, received, cancellationToken), cancellationToken);
+        Computed own;
+        List<SiloAssignment> moved;
+        try
+        {
+            List<(int Group, string Key, LocalHead Head)> local;
+            (local, moved) = await Resolve(request);
+            own = local.Count == 0
+                ? new Computed(null, [], 0)
+                : await compute.Run(() => Compute(request, localInput, local, received, cancellationToken), cancellationToken);
+        }
+        catch
+        {
+            // The pass fails with this silo's error, but only once the silos below are done: none of them may run on
+            // into the caller's next pass or step.
+            try { await Task.WhenAll(children); } catch (Exception) { }
+            throw;
+        }
 
+        var wire = request.Work?.Wire ?? WireFormat.F32;
         var answers = new List<GroupAnswer>(own.Groups);
         var allMoved = new List<SiloAssignment>(moved);
         var traffic = new List<SiloTraffic>();
+        int messages = children.Count;
         float[]? partial = own.Partial;
         foreach (var child in children)
         {
@@ -46,23 +60,25 @@ public sealed class SiloPass(
             answers.AddRange(answer.Groups.Select(g => g.CallMs == 0 ? g with { CallMs = callMs } : g));
             allMoved.AddRange(answer.Moved);
             traffic.AddRange(answer.Traffic);
+            messages += answer.Messages;
             if (answer.Partial is { } childPartial)
             {
-                var sum = Widen(childPartial, work.Wire);
+                var sum = Widen(childPartial, wire);
                 if (partial is null) partial = sum;
                 else AddInto(partial, sum);
             }
         }
 
-        byte[]? partialBytes = partial is null ? null : Narrow(partial, encode ? work.Wire : WireFormat.F32);
-        if (encode && work.Wire == WireFormat.Bf16)
+        byte[]? partialBytes = partial is null ? null : Narrow(partial, encode ? wire : WireFormat.F32);
+        if (encode && wire == WireFormat.Bf16)
             answers = answers.Select(a => a.Output is { } z && a.Wire == WireFormat.F32 ? a with { Output = Bf16.Encode(FloatBytes.AsFloats(z)), Wire = WireFormat.Bf16 } : a).ToList();
         long sentBack = (partialBytes?.LongLength ?? 0) + answers.Sum(a => (a.Output?.LongLength ?? 0) + (a.Attention?.LongLength ?? 0));
+        long input = request.Work?.Input.LongLength ?? request.Step!.Input.LongLength;
         traffic.Insert(0, new SiloTraffic
         {
             Silo = silo.Name,
-            Groups = local.Count,
-            BytesSent = localInput is null ? work.Input.LongLength : 0,
+            Groups = own.Groups.Length,
+            BytesSent = localInput is null ? input : 0,
             BytesReceived = localInput is null ? sentBack : 0,
         });
         return new SiloPassAnswer
@@ -72,6 +88,7 @@ public sealed class SiloPass(
             Moved = allMoved.ToArray(),
             Traffic = traffic.ToArray(),
             ProjectionMs = own.ProjectionMs,
+            Messages = messages,
         };
     }
 
@@ -79,9 +96,20 @@ public sealed class SiloPass(
         CancellationToken cancellationToken)
     {
         long started = Stopwatch.GetTimestamp();
-        var answer = await grains.GetGrain<ISiloRelayGrain>(GrainKeys.Relay(child.Silo)).Forward(
-            request with { Groups = child.Groups, Subtree = below }, cancellationToken);
-        return (answer, Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+        try
+        {
+            var answer = await grains.GetGrain<ISiloRelayGrain>(GrainKeys.Relay(child.Silo)).Forward(
+                request with { Groups = child.Groups, Subtree = below }, cancellationToken);
+            return (answer, Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+        }
+        catch (Exception e) when (request.Step is not null && (HeadCallRetry.IsSiloFailure(e) || e is TimeoutException))
+        {
+            // A decode step outlives a lost silo: its heads have no cache wherever they activate next, so the session
+            // re-fills them from its inputs. (A forward pass is re-run whole by its coordinator instead.)
+            var lost = below.Prepend(child).SelectMany(a => a.Groups)
+                .Select(g => new GroupAnswer { Group = g, Version = Guid.Empty, Silo = "", Kernel = "", NoCache = true }).ToArray();
+            return (new SiloPassAnswer { Groups = lost }, Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+        }
     }
 
     // The groups active here; any other is activated (or found) wherever placement puts it, and reported as moved.
@@ -96,81 +124,105 @@ public sealed class SiloPass(
             else elsewhere.Add((group, key));
         }
         var moved = new List<SiloAssignment>();
-        if (elsewhere.Count == 0) return (local, moved);
-        var placements = await Task.WhenAll(elsewhere.Select(h => grains.GetGrain<IHeadGrain>(h.Key).Describe()));
-        for (int i = 0; i < elsewhere.Count; i++)
+        if (elsewhere.Count > 0)
         {
-            var (group, key) = elsewhere[i];
-            if (placements[i].Silo == silo.Name && localHeads.TryGet(key, out var head)) local.Add((group, key, head));
-            else moved.Add(new SiloAssignment(placements[i].Silo, [group]));
+            var placements = await Task.WhenAll(elsewhere.Select(h => grains.GetGrain<IHeadGrain>(h.Key).Describe()));
+            for (int i = 0; i < elsewhere.Count; i++)
+            {
+                var (group, key) = elsewhere[i];
+                if (placements[i].Silo == silo.Name && localHeads.TryGet(key, out var head)) local.Add((group, key, head));
+                else moved.Add(new SiloAssignment(placements[i].Silo, [group]));
+            }
+            local.Sort((a, b) => a.Item1.CompareTo(b.Item1));
         }
-        local.Sort((a, b) => a.Item1.CompareTo(b.Item1));
+        // Before any head appends to a cache: one head serving other weights than the caller's fails the step untouched.
+        if (request.Versions.Length > 0)
+            foreach (var (group, _, head) in local)
+                if (request.Versions[group] != head.Version)
+                    throw new HeadwiseException(ErrorCode.FailedPrecondition,
+                        $"the weights of model '{HeadwiseTelemetry.SplitKey(request.Layer).Prefix}' layer {HeadwiseTelemetry.SplitKey(request.Layer).Index} were uploaded again after session '{request.Step?.Session}' opened " +
+                        $"(head group {group} changed): its W_O and cached keys and values belong to the old weights. Close it and open a new session.");
         return (local, moved);
     }
 
     private sealed record Computed(float[]? Partial, GroupAnswer[] Groups, double ProjectionMs);
 
     // On a compute thread: the heads in parallel over the compute threads, then this silo's rows of W_O in one GEMM.
-    private Computed Compute(SiloPassRequest request, byte[] input, List<(int Group, string Key, LocalHead Head)> local, long received,
+    private Computed Compute(SiloPassRequest request, byte[]? localInput, List<(int Group, string Key, LocalHead Head)> local, long received,
         CancellationToken cancellationToken)
     {
-        var work = request.Work;
         var spec = local[0].Head.Spec;
-        int rows = work.Batch * work.Tokens, groupWidth = spec.GroupSize * spec.HeadDim, modelDim = spec.ModelDim;
-        var answers = new GroupAnswer[local.Count];
+        var forward = request.Work;
+        var step = request.Step;
+        byte[] input = localInput
+            ?? (forward is null ? step!.Input : forward.Wire == WireFormat.Bf16 ? Bf16.DecodeToFloatBytes(forward.Input) : forward.Input);
+        int batch = forward?.Batch ?? step!.Batch, tokens = forward?.Tokens ?? step!.Tokens;
+        int rows = batch * tokens, groupWidth = spec.GroupSize * spec.HeadDim, modelDim = spec.ModelDim;
         bool gather = request.Mode == OutputProjectionMode.Gathered;
-        int width = local.Count * groupWidth;
-        float[]? concat = gather ? null : ArrayPool<float>.Shared.Rent(rows * width);
+        var answers = new GroupAnswer[local.Count];
+        var z = new float[local.Count][];
+        compute.For(local.Count, i =>
+        {
+            var (group, key, head) = local[i];
+            double queueMs = Stopwatch.GetElapsedTime(received).TotalMilliseconds;
+            byte[]? attention = null;
+            double computeMs;
+            if (forward is not null)
+            {
+                z[i] = new float[rows * groupWidth];
+                attention = forward.ReturnAttention
+                    ? new byte[checked(batch * spec.GroupSize * tokens * tokens * sizeof(float))]
+                    : null;
+                computeMs = HeadAttention.Run(key, forward with { Input = input }, FloatBytes.AsFloats(input), head, kernel, silo.Name, cancelled,
+                    cancellationToken, z[i], attention is null ? Span<float>.Empty : FloatBytes.AsFloats(attention.AsSpan()), attention);
+            }
+            else
+            {
+                var outcome = HeadDecoder.Decode(key, step!, spec, head.Weights, head.Version, kernel, silo.Name, caches);
+                z[i] = outcome.Output is { } bytes ? FloatBytes.ToFloats(bytes) : null!;
+                computeMs = outcome.ComputeMs;
+            }
+            answers[i] = new GroupAnswer
+            {
+                Group = group,
+                Version = head.Version,
+                Silo = silo.Name,
+                Kernel = kernel.Name,
+                ComputeMs = computeMs,
+                QueueMs = queueMs,
+                Output = gather && z[i] is not null ? FloatBytes.ToBytes(z[i]) : null,
+                Attention = attention,
+                NoCache = z[i] is null,
+            };
+        });
+        if (gather) return new Computed(null, answers, 0);
+
+        // Row-parallel W_O: this silo's Z [rows × k·g·dh] times its groups' rows of W_O [k·g·dh × D].
+        var answered = Enumerable.Range(0, local.Count).Where(i => z[i] is not null).ToArray();
+        if (answered.Length == 0) return new Computed(null, answers, 0);
+        long started = Stopwatch.GetTimestamp();
+        int width = answered.Length * groupWidth;
+        var concat = ArrayPool<float>.Shared.Rent(rows * width);
+        var stacked = ArrayPool<float>.Shared.Rent(width * modelDim);
         try
         {
-            compute.For(local.Count, i =>
+            for (int j = 0; j < answered.Length; j++)
             {
-                var (group, key, head) = local[i];
-                double queueMs = Stopwatch.GetElapsedTime(received).TotalMilliseconds;
-                var z = new float[rows * groupWidth];
-                var attention = work.ReturnAttention
-                    ? new byte[checked(work.Batch * spec.GroupSize * work.Tokens * work.Tokens * sizeof(float))]
-                    : null;
-                double computeMs = HeadAttention.Run(key, work, FloatBytes.AsFloats(input), head, kernel, silo.Name, cancelled, cancellationToken, z,
-                    attention is null ? Span<float>.Empty : FloatBytes.AsFloats(attention.AsSpan()), attention);
-                if (concat is not null)
-                    for (int row = 0; row < rows; row++)
-                        z.AsSpan(row * groupWidth, groupWidth).CopyTo(concat.AsSpan(row * width + i * groupWidth, groupWidth));
-                answers[i] = new GroupAnswer
-                {
-                    Group = group,
-                    Version = head.Version,
-                    Silo = silo.Name,
-                    Kernel = kernel.Name,
-                    ComputeMs = computeMs,
-                    QueueMs = queueMs,
-                    Output = gather ? FloatBytes.ToBytes(z) : null,
-                    Attention = attention,
-                };
-            });
-            if (concat is null) return new Computed(null, answers, 0);
-
-            // Row-parallel W_O: this silo's Z [rows × k·g·dh] times its groups' rows of W_O [k·g·dh × D].
-            long started = Stopwatch.GetTimestamp();
-            var stacked = ArrayPool<float>.Shared.Rent(width * modelDim);
-            try
-            {
-                for (int i = 0; i < local.Count; i++)
-                    local[i].Head.OutputRows.CopyTo(stacked.AsSpan(i * groupWidth * modelDim));
-                var partial = new float[rows * modelDim];
-                using (HeadwiseTelemetry.StartOutputProjection(rows, width, modelDim))
-                    kernel.Project(concat.AsSpan(0, rows * width), rows, width, stacked.AsSpan(0, width * modelDim), modelDim,
-                        ReadOnlySpan<float>.Empty, partial);
-                return new Computed(partial, answers, Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+                int i = answered[j];
+                for (int row = 0; row < rows; row++)
+                    z[i].AsSpan(row * groupWidth, groupWidth).CopyTo(concat.AsSpan(row * width + j * groupWidth, groupWidth));
+                local[i].Head.OutputRows.CopyTo(stacked.AsSpan(j * groupWidth * modelDim));
             }
-            finally
-            {
-                ArrayPool<float>.Shared.Return(stacked);
-            }
+            var partial = new float[rows * modelDim];
+            using (HeadwiseTelemetry.StartOutputProjection(rows, width, modelDim))
+                kernel.Project(concat.AsSpan(0, rows * width), rows, width, stacked.AsSpan(0, width * modelDim), modelDim,
+                    ReadOnlySpan<float>.Empty, partial);
+            return new Computed(partial, answers, Stopwatch.GetElapsedTime(started).TotalMilliseconds);
         }
         finally
         {
-            if (concat is not null) ArrayPool<float>.Shared.Return(concat);
+            ArrayPool<float>.Shared.Return(concat);
+            ArrayPool<float>.Shared.Return(stacked);
         }
     }
 

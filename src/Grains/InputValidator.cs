@@ -3,12 +3,13 @@ using Headwise.Contracts;
 namespace Headwise.Grains;
 
 /// <summary>
-/// Checks a forward pass against the layer's spec and the silo's limits before any head is called, so that
-/// a bad request costs one message and names the field at fault in the same words as the gRPC contract.
+/// Checks a forward pass or a decode step against the layer's spec and the silo's limits before any head is called, so
+/// that a bad request costs no message and names the field at fault in the same words as the gRPC contract. Both
+/// coordinators (<see cref="ForwardCoordinatorGrain"/>, <see cref="DecodeSessionGrain"/>) call it.
 /// </summary>
-public static class ForwardValidator
+public static class InputValidator
 {
-    public static void Validate(ForwardCommand command, AttentionSpec spec, ForwardLimits limits)
+    public static void Forward(ForwardCommand command, AttentionSpec spec, ForwardLimits limits)
     {
         if (command.Batch < 1)
             throw Invalid($"input.shape[0] (batch) is {command.Batch}; it must be at least 1.");
@@ -42,6 +43,29 @@ public static class ForwardValidator
         long firstBad = IndexOfNonFinite(FloatBytes.AsFloats(command.Input));
         if (firstBad >= 0)
             throw Invalid($"input.data holds a NaN or infinite value at flat index {firstBad}; attention needs finite inputs.");
+    }
+
+    /// <summary>A step of the session <paramref name="session"/>, which has seen <paramref name="position"/> tokens of its
+    /// <paramref name="maxTokens"/> with batch <paramref name="sessionBatch"/> (0 before its first step).</summary>
+    public static void DecodeStep(DecodeCommand command, AttentionSpec spec, ForwardLimits limits, string session, string model,
+        int sessionBatch, int position, int maxTokens)
+    {
+        if (command.ModelDim != spec.ModelDim)
+            throw Invalid($"input.shape[2] is {command.ModelDim}; model '{model}' has model_dim {spec.ModelDim}.");
+        if (command.Batch < 1 || command.Batch > limits.MaxBatch)
+            throw Invalid($"input.shape[0] (batch) is {command.Batch}; it must be in 1..{limits.MaxBatch}.");
+        if (sessionBatch != 0 && command.Batch != sessionBatch)
+            throw Invalid($"input.shape[0] (batch) is {command.Batch}; session '{session}' started with batch {sessionBatch}.");
+        if (command.Tokens < 1)
+            throw Invalid($"input.shape[1] (new tokens) is {command.Tokens}; it must be at least 1.");
+        if ((long)position + command.Tokens > maxTokens)
+            throw Exhausted($"session '{session}' has seen {position} of its max_tokens {maxTokens}; {command.Tokens} more do not fit. Open a session with a larger max_tokens.");
+        long expected = (long)command.Batch * command.Tokens * spec.ModelDim * sizeof(float);
+        if (command.Input.Length != expected)
+            throw Invalid($"input has {command.Input.Length} bytes; shape [{command.Batch}, {command.Tokens}, {spec.ModelDim}] float32 needs {expected}.");
+        long firstBad = IndexOfNonFinite(FloatBytes.AsFloats(command.Input));
+        if (firstBad >= 0)
+            throw Invalid($"input has a non-finite value at flat index {firstBad}.");
     }
 
     private static long IndexOfNonFinite(ReadOnlySpan<float> values)

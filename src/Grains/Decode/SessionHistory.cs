@@ -1,0 +1,84 @@
+using Headwise.Contracts;
+
+namespace Headwise.Grains.Decode;
+
+/// <summary>
+/// The inputs a decode session has seen, per sequence, so a head that lost its K/V cache (its silo died, the cache was
+/// evicted) can be re-filled: every kept row from the first kept position. Sliding-window models keep only the last
+/// window − 1 rows, since no later query sees further back.
+/// </summary>
+internal static class SessionHistory
+{
+    /// <summary>Appends the step's rows to each sequence's history (rows past Position until the step succeeds).</summary>
+    public static void Remember(DecodeSessionState session, DecodeCommand command, SessionBudget budget, string sessionId)
+    {
+        int modelDim = session.Spec.ModelDim;
+        if (session.Batch == 0)
+        {
+            session.Batch = command.Batch;
+            session.History = Enumerable.Range(0, command.Batch).Select(_ => Array.Empty<float>()).ToList();
+        }
+        int kept = session.Position - session.HistoryStart;
+        int needed = (kept + command.Tokens) * modelDim;
+        if (needed > session.History[0].Length)
+        {
+            int capacity = Math.Max(needed, Math.Max(16 * modelDim, session.History[0].Length * 2));
+            long grow = (long)(capacity - session.History[0].Length) * sizeof(float) * session.Batch;
+            budget.Reserve(sessionId, grow);
+            session.ReservedBytes += grow;
+            for (int s = 0; s < session.Batch; s++)
+            {
+                var history = session.History[s];
+                Array.Resize(ref history, capacity);
+                session.History[s] = history;
+            }
+        }
+        var x = FloatBytes.AsFloats(command.Input);
+        for (int s = 0; s < session.Batch; s++)
+            x.Slice(s * command.Tokens * modelDim, command.Tokens * modelDim).CopyTo(session.History[s].AsSpan(kept * modelDim));
+    }
+
+    /// <summary>Sliding window: inputs more than window − 1 tokens back can no longer be seen by any later query.</summary>
+    public static void Forget(DecodeSessionState session)
+    {
+        int window = session.Spec.Window;
+        if (window <= 0) return;
+        int modelDim = session.Spec.ModelDim;
+        int kept = session.Position - session.HistoryStart;
+        int keep = window - 1;
+        int drop = kept - keep;
+        if (drop < Math.Max(window, 16)) return;
+        foreach (var history in session.History)
+            history.AsSpan(drop * modelDim, keep * modelDim).CopyTo(history);
+        session.HistoryStart += drop;
+    }
+
+    /// <summary>Re-fill: every kept input of the session, this step's included, from the first kept position.</summary>
+    public static HeadDecodeWork RefillWork(DecodeSessionState session, DecodeCommand command, HeadDecodeWork work)
+    {
+        int modelDim = session.Spec.ModelDim;
+        int rows = session.Position - session.HistoryStart + command.Tokens;
+        var all = new float[command.Batch * rows * modelDim];
+        for (int s = 0; s < command.Batch; s++)
+            session.History[s].AsSpan(0, rows * modelDim).CopyTo(all.AsSpan(s * rows * modelDim));
+        return work with
+        {
+            Tokens = rows,
+            Position = session.HistoryStart,
+            Input = FloatBytes.ToBytes(all),
+            Restart = true,
+        };
+    }
+
+    /// <summary>A re-fill answers for every kept row; the step wants only the new ones: [B, new tokens, g·dh].</summary>
+    public static float[] NewRows(DecodeSessionState session, DecodeCommand command, byte[] refillOutput)
+    {
+        var full = FloatBytes.AsFloats(refillOutput);
+        int rows = session.Position - session.HistoryStart + command.Tokens;
+        int width = session.Spec.GroupSize * session.Spec.HeadDim;
+        var tail = new float[command.Batch * command.Tokens * width];
+        for (int s = 0; s < command.Batch; s++)
+            full.Slice((s * rows + rows - command.Tokens) * width, command.Tokens * width).CopyTo(tail.AsSpan(s * command.Tokens * width));
+        return tail;
+    }
+}
