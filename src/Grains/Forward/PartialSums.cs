@@ -9,14 +9,18 @@ namespace Headwise.Grains.Forward;
 /// </summary>
 public static class PartialSums
 {
-    /// <returns>Y: [rows, D] float32 bytes.</returns>
+    /// <returns>Y: [rows, D] float32 bytes: the first answer's partial sum, which the root owns, with the rest added in.</returns>
     public static byte[] Add(IEnumerable<SiloPassAnswer> answers, int rows, int modelDim, ReadOnlySpan<float> bias)
     {
-        var output = new byte[checked(rows * modelDim * sizeof(float))];
-        var y = FloatBytes.AsFloats(output.AsSpan());
+        byte[]? output = null;
         foreach (var answer in answers)
-            if (answer.Partial is { } partial)
-                TensorPrimitives.Add(y, FloatBytes.AsFloats(partial), y);
+        {
+            if (answer.Partial is not { } partial) continue;
+            if (output is null) output = partial;
+            else TensorPrimitives.Add(FloatBytes.AsFloats(output.AsSpan()), FloatBytes.AsFloats(partial), FloatBytes.AsFloats(output.AsSpan()));
+        }
+        output ??= new byte[checked(rows * modelDim * sizeof(float))];
+        var y = FloatBytes.AsFloats(output.AsSpan());
         if (bias.Length == modelDim)
             for (int row = 0; row < rows; row++)
                 TensorPrimitives.Add(y.Slice(row * modelDim, modelDim), bias, y.Slice(row * modelDim, modelDim));

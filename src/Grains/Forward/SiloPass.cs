@@ -53,7 +53,8 @@ public sealed class SiloPass(
         var allMoved = new List<SiloAssignment>(moved);
         var traffic = new List<SiloTraffic>();
         int messages = children.Count;
-        float[]? partial = own.Partial;
+        // The sum lands in this silo's own partial (a fresh buffer), or in the first child's when it computed none.
+        byte[]? partial = own.Partial;
         foreach (var child in children)
         {
             var (answer, callMs) = await child;
@@ -63,13 +64,13 @@ public sealed class SiloPass(
             messages += answer.Messages;
             if (answer.Partial is { } childPartial)
             {
-                var sum = Widen(childPartial, wire);
+                var sum = wire == WireFormat.Bf16 ? Bf16.DecodeToFloatBytes(childPartial) : childPartial;
                 if (partial is null) partial = sum;
                 else AddInto(partial, sum);
             }
         }
 
-        byte[]? partialBytes = partial is null ? null : Narrow(partial, encode ? wire : WireFormat.F32);
+        byte[]? partialBytes = partial is null || !encode || wire == WireFormat.F32 ? partial : Bf16.Encode(FloatBytes.AsFloats(partial));
         if (encode && wire == WireFormat.Bf16)
             answers = answers.Select(a => a.Output is { } z && a.Wire == WireFormat.F32 ? a with { Output = Bf16.Encode(FloatBytes.AsFloats(z)), Wire = WireFormat.Bf16 } : a).ToList();
         long sentBack = (partialBytes?.LongLength ?? 0) + answers.Sum(a => (a.Output?.LongLength ?? 0) + (a.Attention?.LongLength ?? 0));
@@ -145,7 +146,8 @@ public sealed class SiloPass(
         return (local, moved);
     }
 
-    private sealed record Computed(float[]? Partial, GroupAnswer[] Groups, double ProjectionMs);
+    /// <param name="Partial">[rows, D] float32 bytes, or null.</param>
+    private sealed record Computed(byte[]? Partial, GroupAnswer[] Groups, double ProjectionMs);
 
     // On a compute thread: the heads in parallel over the compute threads, then this silo's rows of W_O in one GEMM.
     private Computed Compute(SiloPassRequest request, byte[]? localInput, List<(int Group, string Key, LocalHead Head)> local, long received,
@@ -169,17 +171,18 @@ public sealed class SiloPass(
             double computeMs;
             if (forward is not null)
             {
-                z[i] = new float[rows * groupWidth];
+                // Pooled when only this silo reads Z (partial sums); a gathered Z leaves in its own buffer.
+                z[i] = gather ? new float[rows * groupWidth] : ArrayPool<float>.Shared.Rent(rows * groupWidth);
                 attention = forward.ReturnAttention
                     ? new byte[checked(batch * spec.GroupSize * tokens * tokens * sizeof(float))]
                     : null;
                 computeMs = HeadAttention.Run(key, forward with { Input = input }, FloatBytes.AsFloats(input), head, kernel, silo.Name, cancelled,
-                    cancellationToken, z[i], attention is null ? Span<float>.Empty : FloatBytes.AsFloats(attention.AsSpan()), attention);
+                    cancellationToken, z[i].AsSpan(0, rows * groupWidth), attention is null ? Span<float>.Empty : FloatBytes.AsFloats(attention.AsSpan()), attention);
             }
             else
             {
                 var outcome = HeadDecoder.Decode(key, step!, spec, head.Weights, head.Version, kernel, silo.Name, caches);
-                z[i] = outcome.Output is { } bytes ? FloatBytes.ToFloats(bytes) : null!;
+                z[i] = outcome.Output is { } bytes ? Pooled(FloatBytes.AsFloats(bytes), gather) : null!;
                 computeMs = outcome.ComputeMs;
             }
             answers[i] = new GroupAnswer
@@ -190,7 +193,7 @@ public sealed class SiloPass(
                 Kernel = kernel.Name,
                 ComputeMs = computeMs,
                 QueueMs = queueMs,
-                Output = gather && z[i] is not null ? FloatBytes.ToBytes(z[i]) : null,
+                Output = gather && z[i] is not null ? FloatBytes.ToBytes(z[i].AsSpan(0, rows * groupWidth)) : null,
                 Attention = attention,
                 NoCache = z[i] is null,
             };
@@ -213,25 +216,30 @@ public sealed class SiloPass(
                     z[i].AsSpan(row * groupWidth, groupWidth).CopyTo(concat.AsSpan(row * width + j * groupWidth, groupWidth));
                 local[i].Head.OutputRows.CopyTo(stacked.AsSpan(j * groupWidth * modelDim));
             }
-            var partial = new float[rows * modelDim];
+            // The partial sum is written straight into the bytes that travel (or that the root adds b_O to).
+            var partial = new byte[checked(rows * modelDim * sizeof(float))];
             using (HeadwiseTelemetry.StartOutputProjection(rows, width, modelDim))
                 kernel.Project(concat.AsSpan(0, rows * width), rows, width, stacked.AsSpan(0, width * modelDim), modelDim,
-                    ReadOnlySpan<float>.Empty, partial);
+                    ReadOnlySpan<float>.Empty, FloatBytes.AsFloats(partial.AsSpan()));
             return new Computed(partial, answers, Stopwatch.GetElapsedTime(started).TotalMilliseconds);
         }
         finally
         {
             ArrayPool<float>.Shared.Return(concat);
             ArrayPool<float>.Shared.Return(stacked);
+            if (!gather)
+                foreach (var rented in z)
+                    if (rented is not null) ArrayPool<float>.Shared.Return(rented);
         }
     }
 
-    private static float[] Widen(byte[] bytes, WireFormat wire) =>
-        wire == WireFormat.Bf16 ? FloatBytes.ToFloats(Bf16.DecodeToFloatBytes(bytes)) : FloatBytes.ToFloats(bytes);
+    private static float[] Pooled(ReadOnlySpan<float> values, bool gather)
+    {
+        var copy = gather ? new float[values.Length] : ArrayPool<float>.Shared.Rent(values.Length);
+        values.CopyTo(copy);
+        return copy;
+    }
 
-    private static byte[] Narrow(float[] values, WireFormat wire) =>
-        wire == WireFormat.Bf16 ? Bf16.Encode(values) : FloatBytes.ToBytes(values);
-
-    private static void AddInto(float[] sum, float[] addend) =>
-        System.Numerics.Tensors.TensorPrimitives.Add(sum, addend, sum);
+    private static void AddInto(byte[] sum, byte[] addend) =>
+        System.Numerics.Tensors.TensorPrimitives.Add(FloatBytes.AsFloats(sum.AsSpan()), FloatBytes.AsFloats(addend), FloatBytes.AsFloats(sum.AsSpan()));
 }
