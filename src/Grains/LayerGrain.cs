@@ -3,7 +3,9 @@ using Headwise.Grains.Placement;
 using Microsoft.Extensions.Options;
 using Microsoft.Extensions.DependencyInjection;
 using Orleans.Runtime;
+using Orleans.Core.Internal;
 using Orleans.Runtime.MembershipService.SiloMetadata;
+using Orleans.Runtime.Placement;
 
 namespace Headwise.Grains;
 
@@ -118,16 +120,32 @@ public sealed class LayerGrain(
         var metadata = services.GetService<ISiloMetadataCache>();
         int layer = ParseKey().Layer;
         var misplaced = current
-            .Where(h => HeadAllocation.SiloFor(h.Group + layer, silos, metadata).Endpoint.ToString() != h.Silo)
+            .Select(h => (h.Group, h.Silo, Target: HeadAllocation.SiloFor(h.Group + layer, silos, metadata)))
+            .Where(h => h.Target.Endpoint.ToString() != h.Silo)
             .ToList();
-        // A deactivated head finishes its current call first; its next call activates it where the placement says,
-        // with its weights read back from storage. Locate() does that now rather than on the next forward pass.
-        await Task.WhenAll(misplaced.Select(h => Head(h.Group, spec).Deactivate()));
+        // Migrate each misplaced head to the silo judged here, named as a placement hint: it finishes its current call,
+        // carries its state along, and the directory names its new silo from then on. (Deactivating it left the move
+        // to its next call, which this silo's directory cache sent to the old silo, where Orleans re-created it
+        // without asking placement: the heads stayed put, 2/2/8, however often the idle check tried.)
+        await Task.WhenAll(misplaced.Select(h => Migrate(h.Group, spec, h.Target)));
         // Converged only when nothing had to move: a silo another silo has not fully learned of yet can make a
         // move land elsewhere, and the next idle check then tries again.
-        if (misplaced.Count == 0) _placedFor = PlacementSilos.SetKey(silos);
+        if (misplaced.Count == 0) _placedFor = PlacementSilos.SetKey(silos, metadata);
         else await Locate();
         return misplaced.Count;
+    }
+
+    private async Task Migrate(int group, AttentionSpec spec, SiloAddress target)
+    {
+        RequestContext.Set(IPlacementDirector.PlacementHintKey, target);
+        try
+        {
+            await Head(group, spec).Cast<IGrainManagementExtension>().MigrateOnIdle();
+        }
+        finally
+        {
+            RequestContext.Remove(IPlacementDirector.PlacementHintKey);
+        }
     }
 
     public async Task Delete()
@@ -146,7 +164,8 @@ public sealed class LayerGrain(
         // Only when the silo set changed. Passes may be under way: a head moved under one is found by its relay at its
         // new silo and the pass re-routes those groups (SiloPass reports it moved), so no answer is lost.
         if (state.State.Spec is null || !state.State.Ready) return;
-        if (PlacementSilos.SetKey(PlacementSilos.Eligible(membership, services.GetService<IClusterManifestProvider>())) == _placedFor) return;
+        var eligible = PlacementSilos.Eligible(membership, services.GetService<IClusterManifestProvider>());
+        if (PlacementSilos.SetKey(eligible, services.GetService<ISiloMetadataCache>()) == _placedFor) return;
         await Rebalance();
     }
 

@@ -1,5 +1,6 @@
 using Orleans.Metadata;
 using Orleans.Runtime;
+using Orleans.Runtime.MembershipService.SiloMetadata;
 
 namespace Headwise.Grains.Placement;
 
@@ -29,4 +30,12 @@ public static class PlacementSilos
     /// <summary>A value that changes whenever the eligible set does (membership versions alone miss a manifest arriving).</summary>
     public static string SetKey(IEnumerable<SiloAddress> silos) =>
         string.Join(",", silos.Select(s => s.ToString()).Order(StringComparer.Ordinal));
+
+    /// <summary>
+    /// A value that changes whenever the eligible set or the placement weights over it do: a silo's metadata arriving
+    /// after the silo itself (Orleans' metadata cache fetches it separately, and retries a failed fetch only on a later
+    /// membership change) can change where heads belong, and re-balancing must look again then.
+    /// </summary>
+    public static string SetKey(IReadOnlyList<SiloAddress> silos, ISiloMetadataCache? metadata) =>
+        SetKey(silos) + "|" + string.Join(",", HeadAllocation.WeightsFor(silos, metadata));
 }
