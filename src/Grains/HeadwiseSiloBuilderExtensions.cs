@@ -1,4 +1,3 @@
-using System.Globalization;
 using Headwise.Grains.Placement;
 using Headwise.Kernels;
 using Microsoft.Extensions.DependencyInjection;
@@ -26,7 +25,10 @@ public static class HeadwiseSiloBuilderExtensions
         silo.Services.AddSingleton<LocalHeads>();
         silo.Services.AddSingleton<SessionProjections>();
         silo.Services.AddSingleton(new SiloSpeedReading(speed));
-        silo.Services.AddSingleton(_ => new Forward.ComputeScheduler(Environment.ProcessorCount));
+        silo.Services.AddSingleton(services => new Forward.ComputeScheduler(
+            services.GetRequiredService<Microsoft.Extensions.Options.IOptions<ScatterOptions>>().Value.ComputeThreads is > 0 and var threads
+                ? threads
+                : Environment.ProcessorCount));
         silo.Services.AddSingleton<Forward.SiloPass>();
         silo.Services.AddSingleton<Forward.LayerFanOut>();
         silo.Services.AddSingleton<Forward.LayerPlans>();
@@ -34,12 +36,9 @@ public static class HeadwiseSiloBuilderExtensions
         silo.Services.AddSingleton<Decode.DecodeStepper>();
         silo.Services.AddPlacementDirector<SpreadHeadsStrategy, SpreadHeadsDirector>();
         silo.Services.AddPlacementDirector<SiloBoundStrategy, SiloBoundDirector>();
-        // Silos advertise kernel and speed in membership so every placement decision can weigh them.
-        silo.UseSiloMetadata(new Dictionary<string, string>
-        {
-            [HeadAllocation.KernelKey] = kernel.Name,
-            [HeadAllocation.SpeedKey] = speed.ToString("F1", CultureInfo.InvariantCulture),
-        });
+        // Silos advertise kernel, cores and speed as silo metadata so every placement decision can tell equal silos
+        // (equal shares, whatever their start-up probes said) from ones that really differ (HeadAllocation).
+        silo.UseSiloMetadata(HeadAllocation.Metadata(kernel.Name, Environment.ProcessorCount, speed, speedConfigured: speedGflops is not null));
         silo.AddActivityPropagation();
         return silo;
     }

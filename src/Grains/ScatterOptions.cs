@@ -4,7 +4,7 @@ namespace Headwise.Grains;
 
 /// <summary>
 /// How the coordinator spreads a forward pass over silos (Headwise__WireFormat, Headwise__OutputProjection,
-/// Headwise__TreeFanout, Headwise__LinkBytesPerSecond, Headwise__RebalanceIdleSeconds).
+/// Headwise__TreeFanout, Headwise__LinkBytesPerSecond, Headwise__ComputeThreads, Headwise__RebalanceIdleSeconds).
 /// </summary>
 public sealed class ScatterOptions
 {
@@ -13,6 +13,9 @@ public sealed class ScatterOptions
 
     /// <summary>Children per node of the broadcast/reduction tree; a pass with no more remote silos than this is flat.</summary>
     public int TreeFanout { get; set; } = 4;
+
+    /// <summary>Threads that run head kernels (Headwise__ComputeThreads); 0: one per core this process may use.</summary>
+    public int ComputeThreads { get; set; }
 
     /// <summary>Bytes per second one silo-to-silo message moves, for the cost model (Orleans' serialisation measured ~1.7 GB/s).</summary>
     public double LinkBytesPerSecond { get; set; } = 1.7e9;
