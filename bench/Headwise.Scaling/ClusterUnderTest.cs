@@ -12,16 +12,18 @@ internal sealed class ClusterUnderTest : IAsyncDisposable
 
     public IReadOnlyList<SiloProcess> Silos => _silos;
 
-    public static async Task<ClusterUnderTest> StartAsync(string siloDll, int count, string scatter)
+    /// <param name="cpus">Per silo, a taskset CPU list that pins it, or null; null for none pinned.</param>
+    public static async Task<ClusterUnderTest> StartAsync(string siloDll, int count, IReadOnlyList<string?>? cpus = null,
+        IReadOnlyDictionary<string, string>? settings = null)
     {
         var common = new Dictionary<string, string>
         {
             ["Headwise__Speed"] = "100",
-            ["Headwise__Scatter"] = scatter,
             ["Headwise__RebalanceIdleSeconds"] = "0",
             ["Logging__LogLevel__Default"] = "Warning",
         };
-        var first = SiloProcess.Start(siloDll, common);
+        foreach (var (key, value) in settings ?? new Dictionary<string, string>()) common[key] = value;
+        var first = SiloProcess.Start(siloDll, common, cpus?[0]);
         await first.WaitUntilHealthyAsync();
         var silos = new List<SiloProcess> { first };
         for (int i = 1; i < count; i++)
@@ -30,7 +32,7 @@ internal sealed class ClusterUnderTest : IAsyncDisposable
             {
                 ["Headwise__DemoModel"] = "false",
                 ["Headwise__PrimarySiloPort"] = first.SiloPort.ToString(),
-            }));
+            }, cpus?[i]));
         }
         await Task.WhenAll(silos.Skip(1).Select(s => s.WaitUntilHealthyAsync()));
         var cluster = new ClusterUnderTest(silos);

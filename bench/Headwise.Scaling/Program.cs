@@ -5,6 +5,7 @@ using Headwise.Scaling;
 
 // Measures what spreading heads over silos costs on this machine and projects it onto real networks.
 // Usage: dotnet build src/Silo -c Release && dotnet run -c Release --project bench/Headwise.Scaling -- [--repetitions 5]
+//        ... --project bench/Headwise.Scaling -- pinned [--tokens 128 1024] [--repetitions 15]   (the scale-out table, silos pinned to cores)
 var siloDll = new Option<string>("--silo-dll") { DefaultValueFactory = _ => "src/Silo/bin/Release/net10.0/Headwise.Silo.dll" };
 var repetitions = new Option<int>("--repetitions") { DefaultValueFactory = _ => 5 };
 var tokenCounts = new Option<int[]>("--tokens") { DefaultValueFactory = _ => [128, 512, 1024, 2048], AllowMultipleArgumentsPerToken = true };
@@ -18,7 +19,7 @@ root.SetAction(async (parse, cancellation) =>
 
     foreach (int silos in new[] { 1, 2, 3 })
     {
-        await using var cluster = await ClusterUnderTest.StartAsync(dll, silos, "PerSilo");
+        await using var cluster = await ClusterUnderTest.StartAsync(dll, silos);
         await using var client = new GrpcAttentionClient(cluster.Silos[0].GrpcAddress);
         foreach (int t in tokens)
         {
@@ -27,38 +28,32 @@ root.SetAction(async (parse, cancellation) =>
             Console.Error.WriteLine($"measured {silos} silo(s), T={t}");
         }
     }
-    await using (var cluster = await ClusterUnderTest.StartAsync(dll, 3, "PerHead"))
-    {
-        await using var client = new GrpcAttentionClient(cluster.Silos[0].GrpcAddress);
-        foreach (int t in tokens)
-            samples.Add(await ForwardSampler.MeasureAsync(client, 3, "per-head f32", t, reps, bf16: false));
-    }
 
     var invariant = CultureInfo.InvariantCulture;
     Console.WriteLine("## Latency of one forward pass (GPT-2-small shape, 12 heads, not causal), median ms, and ratio to 1 silo\n");
-    Console.WriteLine("| T | 1 silo | 2 silos | 3 silos | 2 silos bf16 | 3 silos bf16 | 3 silos per-head |");
-    Console.WriteLine("|---|---|---|---|---|---|---|");
+    Console.WriteLine("| T | 1 silo | 2 silos | 3 silos | 2 silos bf16 | 3 silos bf16 |");
+    Console.WriteLine("|---|---|---|---|---|---|");
     foreach (int t in tokens)
     {
         double one = Find(1, "per-silo f32", t)!.MedianMs;
         string Cell(int silos, string mode) => Find(silos, mode, t) is { } s
             ? string.Create(invariant, $"{s.MedianMs:F1} ({s.MedianMs / one:F2}×)") : "–";
         Console.WriteLine(string.Create(invariant,
-            $"| {t} | {one:F1} | {Cell(2, "per-silo f32")} | {Cell(3, "per-silo f32")} | {Cell(2, "per-silo bf16")} | {Cell(3, "per-silo bf16")} | {Cell(3, "per-head f32")} |"));
+            $"| {t} | {one:F1} | {Cell(2, "per-silo f32")} | {Cell(3, "per-silo f32")} | {Cell(2, "per-silo bf16")} | {Cell(3, "per-silo bf16")} |"));
     }
 
-    Console.WriteLine("\n## Bytes on the wire per forward pass, 3 silos (X sent, Z received by the coordinator)\n");
-    Console.WriteLine("| T | per-head f32 sent / received | per-silo f32 sent / received | per-silo bf16 sent / received |");
-    Console.WriteLine("|---|---|---|---|");
+    Console.WriteLine("\n## Bytes on the wire per forward pass, 3 silos (X sent, partial sums or Z received by the coordinator)\n");
+    Console.WriteLine("| T | f32 sent / received | bf16 sent / received |");
+    Console.WriteLine("|---|---|---|");
     foreach (int t in tokens)
     {
         string Bytes(string mode) => Find(3, mode, t) is { } s ? $"{s.BytesSent:N0} / {s.BytesReceived:N0}" : "–";
-        Console.WriteLine($"| {t} | {Bytes("per-head f32")} | {Bytes("per-silo f32")} | {Bytes("per-silo bf16")} |");
+        Console.WriteLine($"| {t} | {Bytes("per-silo f32")} | {Bytes("per-silo bf16")} |");
     }
 
     // Per-message and per-byte cost of one silo-to-silo message, measured without compute (2 silos, echo).
     List<(double Bytes, double Ms)> points;
-    await using (var pair = await ClusterUnderTest.StartAsync(dll, 2, "PerSilo"))
+    await using (var pair = await ClusterUnderTest.StartAsync(dll, 2))
         points = await TransferCost.MeasureAsync(pair.Silos[0], pair.Silos[1], 21);
     var (perMessageMs, perByteMs) = ScalingModel.Fit(points);
     Console.WriteLine("\n## One silo-to-silo hop on loopback, by payload (median of 21, remote minus local echo)\n");
@@ -89,4 +84,16 @@ root.SetAction(async (parse, cancellation) =>
 
     ForwardSample? Find(int silos, string mode, int t) => samples.FirstOrDefault(s => s.Silos == silos && s.Mode == mode && s.Tokens == t);
 });
+var pinned = new Command("pinned", "One silo on one core, one silo on two, two silos on a core each, three silos: median ms and ratios")
+{
+    siloDll, repetitions, tokenCounts,
+};
+pinned.SetAction(async (parse, cancellation) =>
+{
+    string dll = Path.GetFullPath(parse.GetRequiredValue(siloDll));
+    int[] tokens = parse.GetRequiredValue(tokenCounts);
+    await PinnedTable.RunAsync(dll, tokens, Math.Max(5, parse.GetValue(repetitions)));
+    return 0;
+});
+root.Subcommands.Add(pinned);
 return await root.Parse(args).InvokeAsync();

@@ -32,10 +32,12 @@ public sealed class SiloProcess : IAsyncDisposable
     /// Starts the silo at <paramref name="siloDll"/>; <paramref name="environment"/> adds Headwise__* settings to the
     /// free ports chosen here.
     /// </summary>
-    public static SiloProcess Start(string siloDll, IReadOnlyDictionary<string, string>? environment = null)
+    /// <param name="cpus">A taskset CPU list ("0", "0,1") that pins the silo to those cores, or null for any.</param>
+    public static SiloProcess Start(string siloDll, IReadOnlyDictionary<string, string>? environment = null, string? cpus = null)
     {
         var ports = FreePorts.Take(4);
-        var start = new ProcessStartInfo("dotnet", [siloDll])
+        string[] arguments = cpus is null ? [siloDll] : ["-c", cpus, "dotnet", siloDll];
+        var start = new ProcessStartInfo(cpus is null ? "dotnet" : "taskset", arguments)
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
