@@ -96,4 +96,17 @@ pinned.SetAction(async (parse, cancellation) =>
     return 0;
 });
 root.Subcommands.Add(pinned);
+
+var grpcAddress = new Option<string>("--grpc") { DefaultValueFactory = _ => "http://127.0.0.1:5070" };
+var webAddress = new Option<string>("--web") { DefaultValueFactory = _ => "http://127.0.0.1:5080" };
+var tokensOne = new Option<int>("--tokens") { DefaultValueFactory = _ => 1024 };
+var plainClient = new Option<bool>("--plain") { Description = "time the proto's own client (no retry policy) instead of the SDK" };
+var breakdown = new Command("breakdown", "Where a forward pass's time goes in a running silo, from its own spans") { grpcAddress, webAddress, tokensOne, repetitions, plainClient };
+breakdown.SetAction(async (parse, cancellation) =>
+{
+    await TraceBreakdown.RunAsync(new Uri(parse.GetRequiredValue(grpcAddress)), new Uri(parse.GetRequiredValue(webAddress)),
+        parse.GetValue(tokensOne), Math.Max(5, parse.GetValue(repetitions)), parse.GetValue(plainClient));
+    return 0;
+});
+root.Subcommands.Add(breakdown);
 return await root.Parse(args).InvokeAsync();

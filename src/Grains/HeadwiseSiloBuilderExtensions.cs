@@ -25,10 +25,11 @@ public static class HeadwiseSiloBuilderExtensions
         silo.Services.AddSingleton<LocalHeads>();
         silo.Services.AddSingleton<SessionProjections>();
         silo.Services.AddSingleton(new SiloSpeedReading(speed));
-        silo.Services.AddSingleton(services => new Forward.ComputeScheduler(
-            services.GetRequiredService<Microsoft.Extensions.Options.IOptions<ScatterOptions>>().Value.ComputeThreads is > 0 and var threads
-                ? threads
-                : Environment.ProcessorCount));
+        silo.Services.AddSingleton(services =>
+        {
+            var options = services.GetRequiredService<Microsoft.Extensions.Options.IOptions<ScatterOptions>>().Value;
+            return new Forward.ComputeScheduler(options.ComputeThreads is > 0 and var threads ? threads : Environment.ProcessorCount);
+        });
         silo.Services.AddSingleton<Forward.SiloPass>();
         silo.Services.AddSingleton<Forward.LayerFanOut>();
         silo.Services.AddSingleton<Forward.LayerPlans>();
