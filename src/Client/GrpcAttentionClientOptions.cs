@@ -29,7 +29,8 @@ public sealed class GrpcAttentionClientOptions
     /// <summary>Longest backoff between two attempts.</summary>
     public TimeSpan MaxBackoff { get; set; } = TimeSpan.FromSeconds(2);
 
-    /// <summary>The innermost HTTP handler (e.g. a SocketsHttpHandler with SslOptions); default: gRPC's own.</summary>
+    /// <summary>The innermost HTTP handler (e.g. a SocketsHttpHandler with SslOptions); default: a SocketsHttpHandler whose
+    /// HTTP/2 receive window holds a whole large answer (16 MB), so a forward's Y streams without a window update per 64 KB.</summary>
     public HttpMessageHandler? HttpHandler { get; set; }
 
     /// <summary>The idempotent RPCs that are retried; a repeated Forward computes the same Y again.</summary>
@@ -64,10 +65,14 @@ public sealed class GrpcAttentionClientOptions
                 retried.Names.Add(new MethodName { Service = "headwise.v1.Attention", Method = method });
             options.ServiceConfig = new ServiceConfig { MethodConfigs = { retried } };
         }
-        HttpMessageHandler? handler = HttpHandler;
+        HttpMessageHandler handler = HttpHandler ?? new SocketsHttpHandler
+        {
+            EnableMultipleHttp2Connections = true,
+            InitialHttp2StreamWindowSize = 16 << 20,
+        };
         if (!string.IsNullOrEmpty(ApiKey))
-            handler = new BearerKeyHandler(ApiKey) { InnerHandler = handler ?? new SocketsHttpHandler { EnableMultipleHttp2Connections = true } };
-        if (handler is not null) options.HttpHandler = handler;
+            handler = new BearerKeyHandler(ApiKey) { InnerHandler = handler };
+        options.HttpHandler = handler;
         return GrpcChannel.ForAddress(address, options);
     }
 

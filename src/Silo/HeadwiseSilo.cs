@@ -42,6 +42,11 @@ public static class HeadwiseSilo
             kestrel.Listen(address, options.GrpcPort, listen => GatewayTransport.Configure(listen, gateway));
             kestrel.Listen(address, options.WebPort, listen => listen.Protocols = HttpProtocols.Http1AndHttp2);
             kestrel.Limits.MaxRequestBodySize = null;
+            // A forward's X is megabytes: with HTTP/2's default windows (1 MB per connection, 768 KB per stream) the
+            // client stops every window for an update from this side, tens of round trips per request on a busy
+            // machine. Windows of a whole large request let it stream in one go.
+            kestrel.Limits.Http2.InitialConnectionWindowSize = 32 << 20;
+            kestrel.Limits.Http2.InitialStreamWindowSize = 16 << 20;
         });
 
         builder.UseOrleans(silo =>
