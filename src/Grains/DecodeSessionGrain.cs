@@ -3,6 +3,9 @@ using Headwise.Contracts;
 using Headwise.Grains.Decode;
 using Microsoft.Extensions.Options;
 using Orleans.Placement;
+using Headwise.Grains.Forward;
+using Headwise.Grains.Telemetry;
+using Headwise.Grains.Placement;
 
 namespace Headwise.Grains;
 

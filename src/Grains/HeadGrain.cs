@@ -4,6 +4,8 @@ using Headwise.Grains.Forward;
 using Headwise.Grains.Placement;
 using Headwise.Kernels;
 using Microsoft.Extensions.DependencyInjection;
+using Headwise.Grains.Decode;
+using Headwise.Grains.Telemetry;
 
 namespace Headwise.Grains;
 

@@ -6,6 +6,9 @@ using Orleans.Runtime;
 using Orleans.Core.Internal;
 using Orleans.Runtime.MembershipService.SiloMetadata;
 using Orleans.Runtime.Placement;
+using Headwise.Grains.Forward;
+using Headwise.Grains.Decode;
+using Headwise.Grains.Telemetry;
 
 namespace Headwise.Grains;
 

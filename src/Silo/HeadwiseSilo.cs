@@ -6,6 +6,10 @@ using Headwise.Silo.Gateway;
 using Headwise.Silo.Telemetry;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.Options;
+using Headwise.Grains.Forward;
+using Headwise.Grains.Decode;
+using Headwise.Grains.Telemetry;
+using Headwise.Grains.Placement;
 
 namespace Headwise.Silo;
 

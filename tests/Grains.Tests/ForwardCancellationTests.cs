@@ -3,6 +3,11 @@ using Headwise.Contracts;
 using Headwise.Kernels;
 using Headwise.TestSupport;
 using Orleans.TestingHost;
+using Headwise.Grains;
+using Headwise.Grains.Forward;
+using Headwise.Grains.Decode;
+using Headwise.Grains.Telemetry;
+using Headwise.Grains.Placement;
 
 namespace Headwise.Grains.Tests;
 

@@ -1,4 +1,8 @@
 using Headwise.Grains;
+using Headwise.Grains.Forward;
+using Headwise.Grains.Decode;
+using Headwise.Grains.Telemetry;
+using Headwise.Grains.Placement;
 
 namespace Headwise.Observability.Tests;
 

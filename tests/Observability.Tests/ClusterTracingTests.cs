@@ -6,6 +6,10 @@ using Headwise.Grains;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using Headwise.Grains.Forward;
+using Headwise.Grains.Decode;
+using Headwise.Grains.Telemetry;
+using Headwise.Grains.Placement;
 
 namespace Headwise.Observability.Tests;
 

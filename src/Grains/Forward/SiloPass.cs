@@ -2,6 +2,10 @@ using System.Buffers;
 using System.Diagnostics;
 using Headwise.Contracts;
 using Headwise.Kernels;
+using Headwise.Grains;
+using Headwise.Grains.Decode;
+using Headwise.Grains.Telemetry;
+using Headwise.Grains.Placement;
 
 namespace Headwise.Grains.Forward;
 

@@ -1,6 +1,10 @@
 using System.Globalization;
 using Headwise.Grains;
 using Headwise.Silo.Telemetry;
+using Headwise.Grains.Forward;
+using Headwise.Grains.Decode;
+using Headwise.Grains.Telemetry;
+using Headwise.Grains.Placement;
 
 namespace Headwise.Silo.Dashboard;
 

@@ -4,6 +4,10 @@ using Headwise.Grains;
 using Headwise.V1;
 using Microsoft.Extensions.Options;
 using ForwardResult = Headwise.Contracts.ForwardResult;
+using Headwise.Grains.Forward;
+using Headwise.Grains.Decode;
+using Headwise.Grains.Telemetry;
+using Headwise.Grains.Placement;
 
 namespace Headwise.Silo.Gateway;
 

@@ -3,6 +3,10 @@ using System.Globalization;
 using Headwise.Grains;
 using Microsoft.Extensions.Options;
 using OpenTelemetry;
+using Headwise.Grains.Forward;
+using Headwise.Grains.Decode;
+using Headwise.Grains.Telemetry;
+using Headwise.Grains.Placement;
 
 namespace Headwise.Silo.Telemetry;
 

@@ -4,6 +4,10 @@ using OpenTelemetry.Metrics;
 using OpenTelemetry.Resources;
 using OpenTelemetry.Trace;
 using Orleans.Dashboard;
+using Headwise.Grains.Forward;
+using Headwise.Grains.Decode;
+using Headwise.Grains.Telemetry;
+using Headwise.Grains.Placement;
 
 namespace Headwise.Silo.Telemetry;
 

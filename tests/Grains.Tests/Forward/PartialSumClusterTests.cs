@@ -4,6 +4,10 @@ using Headwise.Kernels;
 using Headwise.TestSupport;
 using Microsoft.Extensions.DependencyInjection;
 using Orleans.TestingHost;
+using Headwise.Grains.Forward;
+using Headwise.Grains.Decode;
+using Headwise.Grains.Telemetry;
+using Headwise.Grains.Placement;
 
 namespace Headwise.Grains.Tests.Forward;
 

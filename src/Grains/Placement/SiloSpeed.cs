@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using Headwise.Kernels;
 
-namespace Headwise.Grains;
+namespace Headwise.Grains.Placement;
 
 /// <summary>
 /// How fast this silo's kernel multiplies matrices, measured once at start: placement gives faster silos

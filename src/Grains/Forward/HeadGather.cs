@@ -1,6 +1,6 @@
 using Headwise.Contracts;
 
-namespace Headwise.Grains;
+namespace Headwise.Grains.Forward;
 
 /// <summary>
 /// The gather step of a forward pass that gathers Z at its coordinator: the groups' Z side by side in one

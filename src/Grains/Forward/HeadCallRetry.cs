@@ -1,6 +1,6 @@
 using Headwise.Contracts;
 
-namespace Headwise.Grains;
+namespace Headwise.Grains.Forward;
 
 /// <summary>
 /// The coordinator's retry of a scatter whose head call failed because a silo died or left: the silo is gone

@@ -1,4 +1,4 @@
-namespace Headwise.Grains;
+namespace Headwise.Grains.Decode;
 
 /// <summary>Limits of decode sessions (configuration section Headwise:Sessions, e.g. Headwise__Sessions__IdleSeconds).</summary>
 public sealed class DecodeSessionOptions

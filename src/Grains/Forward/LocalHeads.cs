@@ -2,7 +2,7 @@ using System.Collections.Concurrent;
 using Headwise.Contracts;
 using Headwise.Kernels;
 
-namespace Headwise.Grains;
+namespace Headwise.Grains.Forward;
 
 /// <summary>
 /// A head group active on this silo, as its grain published it: the spec, the kernel-ready weights, its rows of W_O
@@ -15,7 +15,7 @@ public sealed record LocalHead(AttentionSpec Spec, HeadGroupWeights Weights, flo
 /// in-process from what they published here (one message per silo, not one per head: on two cores the twelve Orleans
 /// messages of a GPT-2-small decode step cost more than the arithmetic). The weights are immutable once published
 /// (a new upload publishes a new object), and each head's K/V cache lives in the silo's
-/// <see cref="SessionCaches"/> whichever path computed it, so both paths see the same cache.
+/// <see cref="Decode.SessionCaches"/> whichever path computed it, so both paths see the same cache.
 /// </summary>
 public sealed class LocalHeads
 {

@@ -5,8 +5,12 @@ using System.Runtime.CompilerServices;
 using Headwise.Contracts;
 using Headwise.Kernels;
 using Orleans.Runtime;
+using Headwise.Grains;
+using Headwise.Grains.Forward;
+using Headwise.Grains.Decode;
+using Headwise.Grains.Placement;
 
-namespace Headwise.Grains;
+namespace Headwise.Grains.Telemetry;
 
 /// <summary>
 /// The one ActivitySource and Meter of Headwise, and the spans and measurements the grains make with them.

@@ -1,6 +1,6 @@
 using Headwise.Contracts;
 
-namespace Headwise.Grains;
+namespace Headwise.Grains.Decode;
 
 /// <summary>
 /// The W_O and b_O of the layers that this silo's decode sessions use, one copy per layer and weights version

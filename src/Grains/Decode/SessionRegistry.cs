@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using Headwise.Contracts;
 
-namespace Headwise.Grains;
+namespace Headwise.Grains.Decode;
 
 /// <summary>
 /// The decode sessions whose coordinator runs on this silo, by session id. The state lives here rather than in the

@@ -1,6 +1,6 @@
 using Headwise.Contracts;
 
-namespace Headwise.Grains;
+namespace Headwise.Grains.Forward;
 
 /// <summary>
 /// How the coordinator spreads a forward pass over silos (Headwise__WireFormat, Headwise__OutputProjection,

@@ -1,4 +1,4 @@
-namespace Headwise.Grains;
+namespace Headwise.Grains.Forward;
 
 /// <summary>Upper bounds on one forward pass, so that no request can exhaust a silo.</summary>
 public sealed class ForwardLimits

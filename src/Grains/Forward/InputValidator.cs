@@ -1,6 +1,6 @@
 using Headwise.Contracts;
 
-namespace Headwise.Grains;
+namespace Headwise.Grains.Forward;
 
 /// <summary>
 /// Checks a forward pass or a decode step against the layer's spec and the silo's limits before any head is called, so

@@ -1,7 +1,7 @@
 using Headwise.Contracts;
 using Microsoft.Extensions.Options;
 
-namespace Headwise.Grains;
+namespace Headwise.Grains.Decode;
 
 /// <summary>
 /// The bytes of session inputs the decode-session coordinators on this silo hold, against

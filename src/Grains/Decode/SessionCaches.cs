@@ -1,8 +1,12 @@
 using System.Diagnostics;
 using Headwise.Kernels;
 using Microsoft.Extensions.Options;
+using Headwise.Grains;
+using Headwise.Grains.Forward;
+using Headwise.Grains.Telemetry;
+using Headwise.Grains.Placement;
 
-namespace Headwise.Grains;
+namespace Headwise.Grains.Decode;
 
 /// <summary>
 /// The K/V caches of every decode session on this silo, per head grain and session: one <see cref="KeyValueCache"/>

@@ -2,7 +2,7 @@ using System.Diagnostics;
 using Headwise.Contracts;
 using Headwise.Kernels;
 
-namespace Headwise.Grains;
+namespace Headwise.Grains.Decode;
 
 /// <summary>
 /// A head grain's part of a decode step: find the session's K/V caches on this silo (one per sequence), append the
