@@ -67,19 +67,7 @@ root.SetAction(async (parse, cancellation) =>
         $"one silo computes heads at {gflops:F1} GFLOP/s (12 heads, T={anchor.Tokens}).\n"));
 
     var model = new ScalingModel(Math.Max(perMessageMs, 0), Math.Max(perByteMs, 0), gflops);
-    Console.WriteLine("## Projection: OLMo-7B-like layer (4096 wide, 32 heads, head_dim 128), T=1024, f32 on the wire\n");
-    Console.WriteLine("| machines | 10 Gbit/s ms (efficiency) | 25 Gbit/s ms (efficiency) | 100 Gbit/s ms (efficiency) |");
-    Console.WriteLine("|---|---|---|---|");
-    foreach (int machines in new[] { 1, 2, 4, 8, 16, 32, 64 })
-    {
-        string Cell(double gbit)
-        {
-            double single = model.ForwardMs(4096, 32, 128, 1024, 1, gbit, 4);
-            double ms = model.ForwardMs(4096, 32, 128, 1024, machines, gbit, 4);
-            return string.Create(invariant, $"{ms:F0} ({single / (machines * ms) * 100:F0}%)");
-        }
-        Console.WriteLine($"| {machines} | {Cell(10)} | {Cell(25)} | {Cell(100)} |");
-    }
+    ScalingProjection.Print(model);
     return 0;
 
     ForwardSample? Find(int silos, string mode, int t) => samples.FirstOrDefault(s => s.Silos == silos && s.Mode == mode && s.Tokens == t);
@@ -109,4 +97,15 @@ breakdown.SetAction(async (parse, cancellation) =>
     return 0;
 });
 root.Subcommands.Add(breakdown);
+
+var messageMs = new Option<double>("--message-ms") { DefaultValueFactory = _ => 0.55 };
+var msPerMegabyte = new Option<double>("--ms-per-mb") { DefaultValueFactory = _ => 0.6 };
+var gflopsOption = new Option<double>("--gflops") { DefaultValueFactory = _ => 300 };
+var project = new Command("project", "The projection table alone, from given costs (the default command measures them)") { messageMs, msPerMegabyte, gflopsOption };
+project.SetAction(parse =>
+{
+    ScalingProjection.Print(new ScalingModel(parse.GetValue(messageMs), parse.GetValue(msPerMegabyte) / 1e6, parse.GetValue(gflopsOption)));
+    return 0;
+});
+root.Subcommands.Add(project);
 return await root.Parse(args).InvokeAsync();

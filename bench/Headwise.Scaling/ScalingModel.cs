@@ -1,9 +1,13 @@
 namespace Headwise.Scaling;
 
 /// <summary>
-/// A first-order model of one forward pass over M machines, built on constants measured here:
-/// the coordinator serialises X once per remote machine (a + b·bytes each, one after another, then the NIC),
-/// every machine computes its share of heads, Z comes back over the coordinator's NIC, W_O runs at the coordinator.
+/// A first-order model of one forward pass over M machines as Headwise runs it now, built on constants measured here:
+/// the coordinator sends X down a broadcast tree (each node sends to its children one after another: per message
+/// a + b·bytes of serialisation, then bytes / bandwidth on the wire); every machine computes its share of heads and
+/// their rows of W_O (row-parallel); each node receives its children's partial sums one after another and adds them;
+/// the coordinator adds b_O. With <c>chunks</c> &gt; 1, X and the partial sums travel in that many pieces and a machine
+/// starts on the first piece (what token-chunked pipelining would give; not built yet): only one piece per hop stays on
+/// the critical path.
 /// </summary>
 internal sealed record ScalingModel(double MessageMs, double MsPerByte, double GflopsPerMachine)
 {
@@ -17,18 +21,43 @@ internal sealed record ScalingModel(double MessageMs, double MsPerByte, double G
     }
 
     /// <summary>Milliseconds of one layer's forward pass (not causal) over <paramref name="machines"/> machines.</summary>
-    public double ForwardMs(int modelDim, int heads, int headDim, int tokens, int machines, double gigabitsPerSecond, int bytesPerValue)
+    public double ForwardMs(int modelDim, int heads, int headDim, int tokens, int machines, double gigabitsPerSecond, int bytesPerValue,
+        int fanout = 4, int chunks = 1, double? msPerByte = null)
     {
-        double headFlops = 2.0 * tokens * modelDim * 3 * headDim + 4.0 * tokens * tokens * headDim;
-        double outputFlops = 2.0 * tokens * heads * headDim * modelDim;
-        double inputBytes = (double)tokens * modelDim * bytesPerValue;
-        double headOutputBytes = (double)tokens * headDim * bytesPerValue;
+        double perByte = msPerByte ?? MsPerByte;
+        double headFlops = 2.0 * tokens * modelDim * 3 * headDim + 4.0 * tokens * tokens * headDim + 2.0 * tokens * headDim * modelDim;
+        double bytes = (double)tokens * modelDim * bytesPerValue; // X, and a partial sum, are both [T × D]
         double bytesPerMs = gigabitsPerSecond * 1e9 / 8 / 1000;
-        int localHeads = (heads + machines - 1) / machines;
-        int remoteHeads = heads - localHeads;
-        double compute = localHeads * headFlops / (GflopsPerMachine * 1e6);
-        double send = (machines - 1) * (MessageMs + inputBytes * MsPerByte + inputBytes / bytesPerMs);
-        double receive = remoteHeads * headOutputBytes / bytesPerMs;
-        return send + compute + receive + outputFlops / (GflopsPerMachine * 1e6);
+        double Hop(double b) => MessageMs + b * perByte + b / bytesPerMs;
+        // With pieces, a hop holds the critical path for one piece only; the rest overlaps with compute.
+        double hop = chunks <= 1 ? Hop(bytes) : Hop(bytes / chunks);
+        double computeMs(int h) => h * headFlops / (GflopsPerMachine * 1e6);
+        var share = Enumerable.Range(0, machines).Select(m => heads / machines + (m < heads % machines ? 1 : 0)).ToArray();
+
+        // Node 0 is the coordinator; the others are laid out as ScatterTree lays out silos.
+        double Node(int machine, int[] below, double arrival)
+        {
+            double own = arrival + computeMs(share[machine]);
+            var children = Split(below, fanout);
+            var ready = children.Select((c, i) => Node(c.Child, c.Below, arrival + (i + 1) * hop)).Order().ToArray();
+            double t = own;
+            foreach (double r in ready) t = Math.Max(t, r) + hop; // received one after another
+            return t;
+        }
+        return Node(0, Enumerable.Range(1, machines - 1).ToArray(), 0);
+    }
+
+    private static List<(int Child, int[] Below)> Split(int[] subtree, int fanout)
+    {
+        int count = Math.Min(Math.Max(1, fanout), subtree.Length);
+        var children = new List<(int, int[])>(count);
+        int start = 0;
+        for (int i = 0; i < count; i++)
+        {
+            int size = (subtree.Length - start) / (count - i);
+            children.Add((subtree[start], subtree.Skip(start + 1).Take(size - 1).ToArray()));
+            start += size;
+        }
+        return children;
     }
 }
