@@ -43,7 +43,14 @@ internal static class TensorCodec
             throw Invalid($"{field}.data has {tensor.Data.Length} bytes; shape {shape} in {DTypeName(tensor.Dtype)} needs {count * elementSize}.");
 
         var source = tensor.Data.Span;
-        if (tensor.Dtype == DType.F32) return source.ToArray();
+        if (tensor.Dtype == DType.F32)
+        {
+            // A parsed message's bytes are an array of their own that nothing writes to again: pass it on without a
+            // copy (X is megabytes, and the pass treats it as immutable).
+            return MemoryMarshal.TryGetArray(tensor.Data.Memory, out var whole) && whole.Offset == 0 && whole.Count == whole.Array!.Length
+                ? whole.Array
+                : source.ToArray();
+        }
 
         var result = new byte[count * sizeof(float)];
         var destination = FloatBytes.AsFloats(result.AsSpan());

@@ -57,7 +57,9 @@ public static class TelemetryHosting
             })
             .WithMetrics(metrics =>
             {
-                metrics.AddMeter(HeadwiseTelemetry.Name, OrleansMeter);
+                // .NET's own runtime meter: GC collections and pause time, thread-pool queue, allocation rate. A forward
+                // pass moves megabyte tensors, and a silo whose passes stall on GC shows it here first.
+                metrics.AddMeter(HeadwiseTelemetry.Name, OrleansMeter, "System.Runtime");
                 metrics.AddPrometheusExporter();
                 if (otlp) metrics.AddOtlpExporter();
             });
