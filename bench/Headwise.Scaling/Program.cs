@@ -108,4 +108,19 @@ project.SetAction(parse =>
     return 0;
 });
 root.Subcommands.Add(project);
+
+var hop = new Command("hop", "The cost of one silo-to-silo message by payload size (two silo processes, no compute)") { siloDll, repetitions };
+hop.SetAction(async (parse, cancellation) =>
+{
+    await using var pair = await ClusterUnderTest.StartAsync(Path.GetFullPath(parse.GetRequiredValue(siloDll)), 2);
+    var points = await TransferCost.MeasureAsync(pair.Silos[0], pair.Silos[1], Math.Max(5, parse.GetValue(repetitions)));
+    var (perMessage, perByte) = ScalingModel.Fit(points);
+    Console.WriteLine("| payload bytes | extra ms | MB/s |");
+    Console.WriteLine("|---|---|---|");
+    foreach (var (bytes, ms) in points)
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| {bytes:N0} | {ms:F3} | {bytes / 1e6 / (ms / 1e3):F0} |"));
+    Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"\nper message {perMessage:F3} ms, per byte {perByte * 1e6:F3} ms/MB"));
+    return 0;
+});
+root.Subcommands.Add(hop);
 return await root.Parse(args).InvokeAsync();

@@ -38,6 +38,10 @@ public sealed record SiloPassRequest
     /// <summary>Per group of the layer, the weights version the caller expects (a decode session's); empty: any. A silo
     /// checks it before any head appends to a cache, so a step never mixes two uploads.</summary>
     [Id(7)] public Guid[] Versions { get; init; } = [];
+    /// <summary>When set, X did not come in this message: it arrives on the silo's tensor channel under this ticket.</summary>
+    [Id(8)] public Guid InputTicket { get; init; }
+    /// <summary>The sender's tensor channel ("ip:port"): a large partial sum goes back there, the answer naming its ticket.</summary>
+    [Id(9)] public string ReplyChannel { get; init; } = "";
 }
 
 /// <summary>One head group's part of a silo's answer.</summary>
@@ -82,4 +86,6 @@ public sealed record SiloPassAnswer
     [Id(4)] public double ProjectionMs { get; init; }
     /// <summary>Relay messages sent in this subtree, this silo's to its children included.</summary>
     [Id(5)] public int Messages { get; init; }
+    /// <summary>When set, <see cref="Partial"/> travels on the requester's tensor channel under this ticket.</summary>
+    [Id(6)] public Guid PartialTicket { get; init; }
 }

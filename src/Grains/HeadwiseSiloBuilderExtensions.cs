@@ -12,8 +12,13 @@ namespace Headwise.Grains;
 public static class HeadwiseSiloBuilderExtensions
 {
     /// <param name="speedGflops">The speed to advertise for placement; null measures the kernel at start.</param>
-    public static ISiloBuilder AddHeadwiseGrains(this ISiloBuilder silo, KernelKind kernelKind, double? speedGflops = null)
+    /// <param name="tensorChannel">Where this silo's tensor channel listens (its advertised address; port 0: any free one); loopback by default.</param>
+    public static ISiloBuilder AddHeadwiseGrains(this ISiloBuilder silo, KernelKind kernelKind, double? speedGflops = null,
+        System.Net.IPEndPoint? tensorChannel = null)
     {
+        // Bound now, so its port is in the silo's metadata from the start.
+        var channel = new Forward.TensorChannel(tensorChannel?.Address ?? System.Net.IPAddress.Loopback, tensorChannel?.Port ?? 0);
+        silo.Services.AddSingleton(channel);
         var kernel = HeadKernels.Create(kernelKind);
         double speed = speedGflops ?? SiloSpeed.MeasureGflops(kernel);
         silo.Services.AddSingleton(kernel);
@@ -42,7 +47,9 @@ public static class HeadwiseSiloBuilderExtensions
         silo.Services.AddPlacementDirector<SiloBoundStrategy, SiloBoundDirector>();
         // Silos advertise kernel, cores and speed as silo metadata so every placement decision can tell equal silos
         // (equal shares, whatever their start-up probes said) from ones that really differ (HeadAllocation).
-        silo.UseSiloMetadata(HeadAllocation.Metadata(kernel.Name, Environment.ProcessorCount, speed, speedConfigured: speedGflops is not null));
+        var metadata = HeadAllocation.Metadata(kernel.Name, Environment.ProcessorCount, speed, speedConfigured: speedGflops is not null);
+        metadata[Forward.SiloPass.TensorChannelKey] = channel.Port.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        silo.UseSiloMetadata(metadata);
         silo.AddActivityPropagation();
         return silo;
     }

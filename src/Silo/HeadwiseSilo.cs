@@ -56,7 +56,8 @@ public static class HeadwiseSilo
         builder.UseOrleans(silo =>
         {
             SiloClustering.Configure(silo, options);
-            silo.AddHeadwiseGrains(options.Kernel, options.Speed);
+            silo.AddHeadwiseGrains(options.Kernel, options.Speed,
+                new IPEndPoint(SiloClustering.AdvertisedAddress(options), options.TensorPort));
         });
 
         builder.Services.AddSingleton<SiloReadiness>();

@@ -37,6 +37,10 @@ public sealed class SiloOptions
     public int PrimarySiloPort { get; set; }
     /// <summary>Address the gRPC and web ports bind to.</summary>
     public string ListenAddress { get; set; } = "127.0.0.1";
+
+    /// <summary>The silo-to-silo tensor channel's port on the advertised address (Headwise__TensorPort); 0: any free port,
+    /// advertised to the other silos in this silo's metadata.</summary>
+    public int TensorPort { get; set; }
     /// <summary>Load the seeded GPT-2-small-shaped model "demo" at start.</summary>
     public bool DemoModel { get; set; } = true;
     /// <summary>

@@ -1,5 +1,8 @@
 using System.Buffers;
 using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using Orleans.Runtime.MembershipService.SiloMetadata;
 using Headwise.Contracts;
 using Headwise.Kernels;
 using Headwise.Grains;
@@ -22,14 +25,25 @@ public sealed class SiloPass(
     SiloIdentity silo,
     CancelledForwards cancelled,
     SessionCaches caches,
-    ComputeScheduler compute)
+    ComputeScheduler compute,
+    TensorChannel channel,
+    IClusterMembershipService membership,
+    ISiloMetadataCache metadata)
 {
+    private static readonly TimeSpan ChannelWait = TimeSpan.FromSeconds(30);
+
     /// <param name="request">X in its wire format, this silo's groups, and the silos below.</param>
     /// <param name="localInput">The float32 X for this silo's own heads when the caller already has it (the root).</param>
     /// <param name="encode">Encode the answer in the request's wire format (false at the root, which reads it here).</param>
     public async Task<SiloPassAnswer> Run(SiloPassRequest request, byte[]? localInput, bool encode, CancellationToken cancellationToken)
     {
         long received = Stopwatch.GetTimestamp();
+        if (request.InputTicket != Guid.Empty && request.Work is { } sent)
+            request = request with
+            {
+                Work = sent with { Input = await channel.Receive(request.InputTicket, ChannelWait, cancellationToken) },
+                InputTicket = Guid.Empty,
+            };
         // The silos below first: their X is on its way before this silo's cores are busy.
         var children = ScatterTree.Children(request.Subtree, request.Fanout)
             .Select(c => CallChild(request, c.Child, c.Below, cancellationToken)).ToList();
@@ -66,7 +80,10 @@ public sealed class SiloPass(
             allMoved.AddRange(answer.Moved);
             traffic.AddRange(answer.Traffic);
             messages += answer.Messages;
-            if (answer.Partial is { } childPartial)
+            var childPartial = answer.PartialTicket != Guid.Empty
+                ? await channel.Receive(answer.PartialTicket, ChannelWait, cancellationToken)
+                : answer.Partial;
+            if (childPartial is not null)
             {
                 var sum = wire == WireFormat.Bf16 ? Bf16.DecodeToFloatBytes(childPartial) : childPartial;
                 if (partial is null) partial = sum;
@@ -86,9 +103,25 @@ public sealed class SiloPass(
             BytesSent = localInput is null ? input : 0,
             BytesReceived = localInput is null ? sentBack : 0,
         });
+        var partialTicket = Guid.Empty;
+        if (partialBytes is { Length: >= TensorChannel.MinimumBytes } && request.ReplyChannel.Length > 0
+            && IPEndPoint.TryParse(request.ReplyChannel, out var replyTo))
+        {
+            try
+            {
+                partialTicket = Guid.NewGuid();
+                await channel.Send(replyTo, partialTicket, partialBytes, cancellationToken);
+                partialBytes = null;
+            }
+            catch (Exception e) when (e is SocketException or IOException)
+            {
+                partialTicket = Guid.Empty; // the requester's channel is unreachable: the partial rides in the answer
+            }
+        }
         return new SiloPassAnswer
         {
             Partial = partialBytes,
+            PartialTicket = partialTicket,
             Groups = answers.ToArray(),
             Moved = allMoved.ToArray(),
             Traffic = traffic.ToArray(),
@@ -103,8 +136,8 @@ public sealed class SiloPass(
         long started = Stopwatch.GetTimestamp();
         try
         {
-            var answer = await grains.GetGrain<ISiloRelayGrain>(GrainKeys.Relay(child.Silo)).Forward(
-                request with { Groups = child.Groups, Subtree = below }, cancellationToken);
+            var childRequest = await ByChannel(request with { Groups = child.Groups, Subtree = below }, child.Silo, cancellationToken);
+            var answer = await grains.GetGrain<ISiloRelayGrain>(GrainKeys.Relay(child.Silo)).Forward(childRequest, cancellationToken);
             return (answer, Stopwatch.GetElapsedTime(started).TotalMilliseconds);
         }
         catch (Exception e) when (request.Step is not null && (HeadCallRetry.IsSiloFailure(e) || e is TimeoutException))
@@ -116,6 +149,43 @@ public sealed class SiloPass(
             return (new SiloPassAnswer { Groups = lost }, Stopwatch.GetElapsedTime(started).TotalMilliseconds);
         }
     }
+
+    // A large X goes to the child on its tensor channel first, the message naming its ticket; where the child's channel
+    // is unknown (an older silo, metadata not arrived) or unreachable, X rides in the message as before.
+    private async Task<SiloPassRequest> ByChannel(SiloPassRequest request, string child, CancellationToken cancellationToken)
+    {
+        var reply = $"{OwnAddress()}:{channel.Port}";
+        if (request.Work is not { Input.Length: >= TensorChannel.MinimumBytes } work || ChannelOf(child) is not { } peer)
+            return request with { ReplyChannel = reply };
+        var ticket = Guid.NewGuid();
+        try
+        {
+            await channel.Send(peer, ticket, work.Input, cancellationToken);
+        }
+        catch (Exception e) when (e is SocketException or IOException)
+        {
+            return request with { ReplyChannel = reply };
+        }
+        return request with { Work = work with { Input = [] }, InputTicket = ticket, ReplyChannel = reply };
+    }
+
+    private string OwnAddress() => silo.Name[..silo.Name.LastIndexOf(':')];
+
+    private IPEndPoint? ChannelOf(string siloEndpoint)
+    {
+        foreach (var member in membership.CurrentSnapshot.Members.Values)
+        {
+            if (member.SiloAddress.Endpoint.ToString() != siloEndpoint) continue;
+            return metadata.GetSiloMetadata(member.SiloAddress).Metadata.TryGetValue(TensorChannelKey, out var text)
+                   && int.TryParse(text, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int port)
+                ? new IPEndPoint(member.SiloAddress.Endpoint.Address, port)
+                : null;
+        }
+        return null;
+    }
+
+    /// <summary>The silo metadata key of a silo's tensor channel port.</summary>
+    public const string TensorChannelKey = "headwise.tensor-port";
 
     // The groups active here; any other is activated (or found) wherever placement puts it, and reported as moved.
     private async Task<(List<(int Group, string Key, LocalHead Head)> Local, List<SiloAssignment> Moved)> Resolve(SiloPassRequest request)

@@ -1,10 +1,10 @@
 using Headwise.Contracts;
 using Headwise.Grains;
+using Headwise.Grains.Forward;
 using Headwise.Kernels;
 using Headwise.TestSupport;
 using Microsoft.Extensions.DependencyInjection;
 using Orleans.TestingHost;
-using Headwise.Grains.Forward;
 using Headwise.Grains.Decode;
 using Headwise.Grains.Telemetry;
 using Headwise.Grains.Placement;
@@ -117,6 +117,33 @@ public sealed class PartialSumClusterTests : IAsyncLifetime
         Assert.All(remote, s => Assert.Equal(tokens * spec.ModelDim * sizeof(float), s.BytesSent));
         // A relay's answer is its partial sum with its subtree's added in: [T × D], never its heads' Z.
         Assert.All(remote, s => Assert.Equal(tokens * spec.ModelDim * sizeof(float), s.BytesReceived));
+    }
+
+    [Fact]
+    public async Task Large_X_and_partial_sums_travel_on_the_tensor_channel_and_the_answer_matches_the_oracle()
+    {
+        // X [1 × 320 × 64] and each partial sum are 80 KB, past TensorChannel.MinimumBytes: both leave the Orleans messages.
+        var spec = new AttentionSpec { ModelDim = 64, HeadCount = 8, LayerCount = 1, Bias = true };
+        var grains = _cluster.Client;
+        spec = (await grains.GetGrain<IModelCatalogGrain>(GrainKeys.Catalog).Create("channel", spec)).Spec;
+        var weights = SeededWeights.Create(spec, seed: 4, std: 0.2f);
+        await WeightUpload.StoreAsync(grains, "channel", weights);
+        const int tokens = 320;
+        var random = new Random(9);
+        var x = Enumerable.Range(0, tokens * spec.ModelDim).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
+        var channels = _cluster.Silos.Cast<InProcessSiloHandle>().Select(s => s.SiloHost.Services.GetRequiredService<TensorChannel>()).ToArray();
+        long framesBefore = channels.Sum(c => c.FramesReceived), bytesBefore = channels.Sum(c => c.BytesReceived);
+
+        var result = await grains.GetGrain<IForwardCoordinatorGrain>(GrainKeys.Layer("channel", 0)).Forward(new ForwardCommand
+        {
+            Batch = 1, Tokens = tokens, ModelDim = spec.ModelDim, Input = FloatBytes.ToBytes(x), Causal = true,
+        });
+
+        var (expected, _) = LayerOracle.Forward(spec, weights[0], x, 1, tokens, causal: true);
+        Tolerance.AssertClose(Floats(expected), FloatBytes.AsFloats(result.Output), "tensor channel");
+        // 3 remote silos in a tree of fanout 2: X to each of them, and a partial sum back from each: 6 frames of 80 KB.
+        Assert.Equal(6, channels.Sum(c => c.FramesReceived) - framesBefore);
+        Assert.Equal(6L * tokens * spec.ModelDim * sizeof(float), channels.Sum(c => c.BytesReceived) - bytesBefore);
     }
 
     private static float[] Floats(double[] values) => values.Select(v => (float)v).ToArray();
