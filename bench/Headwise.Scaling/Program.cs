@@ -67,7 +67,10 @@ root.SetAction(async (parse, cancellation) =>
         $"one silo computes heads at {gflops:F1} GFLOP/s (12 heads, T={anchor.Tokens}).\n"));
 
     var model = new ScalingModel(Math.Max(perMessageMs, 0), Math.Max(perByteMs, 0), gflops);
-    ScalingProjection.Print(model);
+    var frames = await ChannelCost.MeasureAsync(21);
+    var (perFrameMs, perFrameByteMs) = ScalingModel.Fit(frames);
+    Console.WriteLine(string.Create(invariant, $"tensor channel (loopback): per frame {perFrameMs:F3} ms, per byte {perFrameByteMs * 1e6:F3} ms/MB\n"));
+    ScalingProjection.Print(model, model with { MessageMs = Math.Max(perFrameMs, 0) + Math.Max(perMessageMs, 0), MsPerByte = Math.Max(perFrameByteMs, 0) });
     return 0;
 
     ForwardSample? Find(int silos, string mode, int t) => samples.FirstOrDefault(s => s.Silos == silos && s.Mode == mode && s.Tokens == t);
@@ -101,10 +104,15 @@ root.Subcommands.Add(breakdown);
 var messageMs = new Option<double>("--message-ms") { DefaultValueFactory = _ => 0.55 };
 var msPerMegabyte = new Option<double>("--ms-per-mb") { DefaultValueFactory = _ => 0.6 };
 var gflopsOption = new Option<double>("--gflops") { DefaultValueFactory = _ => 300 };
-var project = new Command("project", "The projection table alone, from given costs (the default command measures them)") { messageMs, msPerMegabyte, gflopsOption };
+var channelMsPerMegabyte = new Option<double>("--channel-ms-per-mb") { DefaultValueFactory = _ => 0.4 };
+var project = new Command("project", "The projection table alone, from given costs (the default command measures them)")
+{
+    messageMs, msPerMegabyte, channelMsPerMegabyte, gflopsOption,
+};
 project.SetAction(parse =>
 {
-    ScalingProjection.Print(new ScalingModel(parse.GetValue(messageMs), parse.GetValue(msPerMegabyte) / 1e6, parse.GetValue(gflopsOption)));
+    var orleans = new ScalingModel(parse.GetValue(messageMs), parse.GetValue(msPerMegabyte) / 1e6, parse.GetValue(gflopsOption));
+    ScalingProjection.Print(orleans, orleans with { MsPerByte = parse.GetValue(channelMsPerMegabyte) / 1e6 });
     return 0;
 });
 root.Subcommands.Add(project);
@@ -119,7 +127,14 @@ hop.SetAction(async (parse, cancellation) =>
     Console.WriteLine("|---|---|---|");
     foreach (var (bytes, ms) in points)
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| {bytes:N0} | {ms:F3} | {bytes / 1e6 / (ms / 1e3):F0} |"));
-    Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"\nper message {perMessage:F3} ms, per byte {perByte * 1e6:F3} ms/MB"));
+    Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"\nOrleans message: per message {perMessage:F3} ms, per byte {perByte * 1e6:F3} ms/MB\n"));
+    var frames = await ChannelCost.MeasureAsync(Math.Max(5, parse.GetValue(repetitions)));
+    var (perFrame, perFrameByte) = ScalingModel.Fit(frames);
+    Console.WriteLine("| payload bytes | tensor channel ms | MB/s |");
+    Console.WriteLine("|---|---|---|");
+    foreach (var (bytes, ms) in frames)
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| {bytes:N0} | {ms:F3} | {bytes / 1e6 / (ms / 1e3):F0} |"));
+    Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"\ntensor channel: per frame {perFrame:F3} ms, per byte {perFrameByte * 1e6:F3} ms/MB"));
     return 0;
 });
 root.Subcommands.Add(hop);
