@@ -1,3 +1,7 @@
+using System.Globalization;
+using Headwise.Contracts;
+using Headwise.Grains.Forward;
+
 namespace Headwise.Scaling;
 
 /// <summary>
@@ -47,17 +51,9 @@ internal sealed record ScalingModel(double MessageMs, double MsPerByte, double G
         return Node(0, Enumerable.Range(1, machines - 1).ToArray(), 0);
     }
 
-    private static List<(int Child, int[] Below)> Split(int[] subtree, int fanout)
-    {
-        int count = Math.Min(Math.Max(1, fanout), subtree.Length);
-        var children = new List<(int, int[])>(count);
-        int start = 0;
-        for (int i = 0; i < count; i++)
-        {
-            int size = (subtree.Length - start) / (count - i);
-            children.Add((subtree[start], subtree.Skip(start + 1).Take(size - 1).ToArray()));
-            start += size;
-        }
-        return children;
-    }
+    // The tree the silos use (ScatterTree), over machine numbers.
+    private static List<(int Child, int[] Below)> Split(int[] subtree, int fanout) =>
+        ScatterTree.Children(subtree.Select(m => new SiloAssignment(m.ToString(CultureInfo.InvariantCulture), [])).ToArray(), fanout)
+            .Select(c => (int.Parse(c.Child.Silo, CultureInfo.InvariantCulture), c.Below.Select(b => int.Parse(b.Silo, CultureInfo.InvariantCulture)).ToArray()))
+            .ToList();
 }

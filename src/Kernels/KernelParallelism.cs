@@ -121,12 +121,21 @@ internal static class KernelParallelism
     {
         private static RowRangeJob<TState>? cached;
 
-        private readonly ManualResetEventSlim finished = new(false);
+        private readonly ManualResetEventSlim finished = NewFinishedEvent();
         private TState state = default!;
         private RowRangeBody<TState> body = null!;
         private int rows, chunkRows, chunkCount;
         private int nextChunk, doneChunks;
         private Exception? failure;
+
+        // ManualResetEventSlim allocates its lock object the first time a Wait has to block, which can be any call of the
+        // steady state (whenever the helpers first finish after the caller): one short blocking wait here creates it.
+        private static ManualResetEventSlim NewFinishedEvent()
+        {
+            var finished = new ManualResetEventSlim(false);
+            finished.Wait(1);
+            return finished;
+        }
 
         public static void Run(int rows, int parts, int alignment, int chunksPerThread, TState state, RowRangeBody<TState> body)
         {
