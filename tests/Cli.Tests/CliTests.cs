@@ -29,6 +29,7 @@ public sealed class CliTests(SiloFixture silo) : IDisposable
         Assert.Matches("^[0-9a-f]{32}$", run.Field("trace id"));
         Assert.Matches(@"^\d+\.\d+ ms$", run.Field("round trip"));
         Assert.Equal("[1, 16, 768]", run.Field("output"));
+        Assert.StartsWith("partial sums", run.Field("W_O")); // one silo: its heads' share of W_O is the whole of it
     }
 
     [Fact]

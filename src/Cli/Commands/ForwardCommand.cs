@@ -90,6 +90,9 @@ internal static class ForwardCommand
                 ("round trip", $"{stopwatch.Elapsed.TotalMilliseconds.ToString("F2", CultureInfo.InvariantCulture)} ms"),
                 ("output", ModelViews.Shape(result.Output.Shape)),
                 ("traffic", Traffic(result.Silos)),
+                ("W_O", result.OutputProjection == OutputProjectionMode.Gathered
+                    ? "gathered: the heads' Z went to the coordinator, which applied W_O"
+                    : "partial sums: each silo applied its heads' rows of W_O"),
                 ("server", address.OriginalString),
             ]);
 
