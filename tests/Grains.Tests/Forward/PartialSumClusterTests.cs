@@ -146,5 +146,75 @@ public sealed class PartialSumClusterTests : IAsyncLifetime
         Assert.Equal(6L * tokens * spec.ModelDim * sizeof(float), channels.Sum(c => c.BytesReceived) - bytesBefore);
     }
 
+    [Fact]
+    public async Task Decode_steps_through_the_tree_match_the_causal_float64_oracle()
+    {
+        // GQA with RoPE on 4 silos, fanout 2: every step's new rows go down the tree and partial sums come back up it.
+        var spec = new AttentionSpec { ModelDim = 64, HeadCount = 8, KvHeadCount = 4, HeadDim = 16, RopeTheta = 10000, RopeDim = 16, LayerCount = 1 };
+        var grains = _cluster.Client;
+        spec = (await grains.GetGrain<IModelCatalogGrain>(GrainKeys.Catalog).Create("tree-decode", spec)).Spec;
+        var weights = SeededWeights.Create(spec, seed: 21, std: 0.2f);
+        await WeightUpload.StoreAsync(grains, "tree-decode", weights);
+        const int tokens = 11;
+        var random = new Random(5);
+        var x = Enumerable.Range(0, tokens * spec.ModelDim).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
+
+        var session = grains.GetGrain<IDecodeSessionGrain>(SessionIds.New());
+        await session.Open("tree-decode", 0, tokens);
+        var y = new float[tokens * spec.ModelDim];
+        int position = 0;
+        var steps = new List<DecodeResult>();
+        foreach (int count in new[] { 4, 1, 1, 3, 2 })
+        {
+            var step = await session.Decode(new DecodeCommand
+            {
+                Batch = 1, Tokens = count, ModelDim = spec.ModelDim,
+                Input = FloatBytes.ToBytes(x.AsSpan(position * spec.ModelDim, count * spec.ModelDim)),
+            });
+            FloatBytes.AsFloats(step.Output).CopyTo(y.AsSpan(position * spec.ModelDim));
+            position += count;
+            steps.Add(step);
+        }
+        await session.Close();
+
+        var (expected, _) = LayerOracle.Forward(spec, weights[0], x, 1, tokens, causal: true);
+        Tolerance.AssertClose(Floats(expected), y, "decode through the tree");
+        // One relay message per other silo (2 from the coordinator to its children, 1 from a child to the silo below it),
+        // not one per remote head.
+        Assert.Equal(3, steps[^1].RemoteMessages);
+        Assert.All(steps, s => Assert.Equal(0, s.ReprefilledGroups));
+    }
+
+    [Fact]
+    public async Task A_head_moved_under_a_cached_plan_is_found_where_it_went_and_the_answer_stays_exact()
+    {
+        var spec = new AttentionSpec { ModelDim = 64, HeadCount = 8, LayerCount = 1 };
+        var grains = _cluster.Client;
+        spec = (await grains.GetGrain<IModelCatalogGrain>(GrainKeys.Catalog).Create("moved", spec)).Spec;
+        var weights = SeededWeights.Create(spec, seed: 8, std: 0.2f);
+        await WeightUpload.StoreAsync(grains, "moved", weights);
+        const int tokens = 9;
+        var x = Enumerable.Range(0, tokens * spec.ModelDim).Select(i => MathF.Sin(i * 0.37f)).ToArray();
+        var command = new ForwardCommand { Batch = 1, Tokens = tokens, ModelDim = spec.ModelDim, Input = FloatBytes.ToBytes(x) };
+        var coordinator = grains.GetGrain<IForwardCoordinatorGrain>(GrainKeys.Layer("moved", 0));
+        var before = await coordinator.Forward(command); // the coordinator's silo now holds a plan naming each head's silo
+
+        // Move group 3 to another silo behind the plan's back (a placement hint and Orleans' migration).
+        string from = before.Heads[3].Silo;
+        var target = _cluster.Silos.Select(s => s.SiloAddress).First(a => a.Endpoint.ToString() != from);
+        RequestContext.Set(Orleans.Runtime.Placement.IPlacementDirector.PlacementHintKey, target);
+        await grains.GetGrain<IHeadGrain>(GrainKeys.Head("moved", 0, 3)).Cast<Orleans.Core.Internal.IGrainManagementExtension>().MigrateOnIdle();
+        RequestContext.Clear();
+        var deadline = DateTime.UtcNow.AddSeconds(20);
+        while ((await grains.GetGrain<IHeadGrain>(GrainKeys.Head("moved", 0, 3)).GetSilo()) == from && DateTime.UtcNow < deadline)
+            await Task.Delay(100);
+
+        var after = await coordinator.Forward(command);
+        Assert.Equal(target.Endpoint.ToString(), after.Heads[3].Silo);
+        var (expected, _) = LayerOracle.Forward(spec, weights[0], x, 1, tokens, causal: false);
+        Tolerance.AssertClose(Floats(expected), FloatBytes.AsFloats(before.Output), "before the move");
+        Tolerance.AssertClose(Floats(expected), FloatBytes.AsFloats(after.Output), "after the move");
+    }
+
     private static float[] Floats(double[] values) => values.Select(v => (float)v).ToArray();
 }
