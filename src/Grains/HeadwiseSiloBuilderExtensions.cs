@@ -38,6 +38,7 @@ public static class HeadwiseSiloBuilderExtensions
             var options = services.GetRequiredService<Microsoft.Extensions.Options.IOptions<ScatterOptions>>().Value;
             return new Forward.ComputeScheduler(options.ComputeThreads is > 0 and var threads ? threads : Environment.ProcessorCount);
         });
+        silo.Services.AddSingleton<Forward.StackedOutputRows>();
         silo.Services.AddSingleton<Forward.SiloPass>();
         silo.Services.AddSingleton<Forward.LayerFanOut>();
         silo.Services.AddSingleton<Forward.LayerPlans>();

@@ -27,10 +27,12 @@ public sealed class SiloPass(
     SessionCaches caches,
     ComputeScheduler compute,
     TensorChannel channel,
+    StackedOutputRows stackedRows,
     IClusterMembershipService membership,
     ISiloMetadataCache metadata)
 {
     private static readonly TimeSpan ChannelWait = TimeSpan.FromSeconds(30);
+    private const int SmallStepRows = 16;
 
     /// <param name="request">X in its wire format, this silo's groups, and the silos below.</param>
     /// <param name="localInput">The float32 X for this silo's own heads when the caller already has it (the root).</param>
@@ -54,8 +56,11 @@ public sealed class SiloPass(
         {
             List<(int Group, string Key, LocalHead Head)> local;
             (local, moved) = await Resolve(request);
-            own = local.Count == 0
-                ? new Computed(null, [], 0)
+            // A decode step of a few tokens is a fraction of a millisecond of work: the hop to a compute thread and back
+            // would cost as much, so it runs here (its heads still spread over the compute threads).
+            bool small = request.Step is { } step && step.Batch * step.Tokens <= SmallStepRows;
+            own = local.Count == 0 ? new Computed(null, [], 0)
+                : small ? Compute(request, localInput, local, received, cancellationToken)
                 : await compute.Run(() => Compute(request, localInput, local, received, cancellationToken), cancellationToken);
         }
         catch
@@ -280,7 +285,7 @@ public sealed class SiloPass(
         long started = Stopwatch.GetTimestamp();
         int width = answered.Length * groupWidth;
         var concat = ArrayPool<float>.Shared.Rent(rows * width);
-        var stacked = ArrayPool<float>.Shared.Rent(width * modelDim);
+        var stacked = stackedRows.Get(request.Layer, answered.Select(i => (local[i].Group, local[i].Head)).ToArray());
         try
         {
             for (int j = 0; j < answered.Length; j++)
@@ -288,7 +293,6 @@ public sealed class SiloPass(
                 int i = answered[j];
                 for (int row = 0; row < rows; row++)
                     z[i].AsSpan(row * groupWidth, groupWidth).CopyTo(concat.AsSpan(row * width + j * groupWidth, groupWidth));
-                local[i].Head.OutputRows.CopyTo(stacked.AsSpan(j * groupWidth * modelDim));
             }
             // The partial sum is written straight into the bytes that travel (or that the root adds b_O to).
             var partial = new byte[checked(rows * modelDim * sizeof(float))];
@@ -300,7 +304,6 @@ public sealed class SiloPass(
         finally
         {
             ArrayPool<float>.Shared.Return(concat);
-            ArrayPool<float>.Shared.Return(stacked);
             if (!gather)
                 foreach (var rented in z)
                     if (rented is not null) ArrayPool<float>.Shared.Return(rented);
