@@ -18,7 +18,7 @@ public static class HeadwiseSiloBuilderExtensions
     {
         // Bound now, so its port is in the silo's metadata from the start.
         var channel = new Forward.TensorChannel(tensorChannel?.Address ?? System.Net.IPAddress.Loopback, tensorChannel?.Port ?? 0);
-        silo.Services.AddSingleton(channel);
+        silo.Services.AddSingleton(_ => channel); // created by a factory, so the container disposes it with the silo
         var kernel = HeadKernels.Create(kernelKind);
         double speed = speedGflops ?? SiloSpeed.MeasureGflops(kernel);
         silo.Services.AddSingleton(kernel);

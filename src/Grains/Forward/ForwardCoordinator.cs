@@ -32,8 +32,18 @@ public sealed class ForwardCoordinator(
 {
     public async Task<ForwardResult> Forward(string layerKey, ForwardCommand command, CancellationToken cancellationToken)
     {
-        var plan = await plans.Get(layerKey);
-        InputValidator.Forward(command, plan.Spec, limits.Value);
+        var plan = await HeadCallRetry.RunAsync(async () => await plans.Get(layerKey), () => plans.Forget(layerKey), cancellationToken);
+        try
+        {
+            InputValidator.Forward(command, plan.Spec, limits.Value);
+        }
+        catch (HeadwiseException)
+        {
+            // The cached plan may belong to a model deleted and created again with another shape: judge by a fresh one.
+            plans.Forget(layerKey);
+            plan = await plans.Get(layerKey);
+            InputValidator.Forward(command, plan.Spec, limits.Value);
+        }
         using var telemetry = HeadwiseTelemetry.StartForward(layerKey, command, plan.Spec);
         ForwardResult result;
         try
@@ -42,10 +52,18 @@ public sealed class ForwardCoordinator(
         }
         catch (StalePlanException)
         {
-            // Heads answered from weights other than the plan's (an upload finished, or the model was deleted): plan
-            // again; the layer says NotFound or FailedPrecondition if that is what happened.
+            // Heads serve weights other than the plan's (an upload finished, the model was deleted or created again):
+            // plan again; the layer says NotFound or FailedPrecondition if that is what happened.
             plans.Forget(layerKey);
-            result = await HeadCallRetry.RunAsync(() => Pass(layerKey, command, cancellationToken), () => plans.Forget(layerKey), cancellationToken);
+            try
+            {
+                result = await HeadCallRetry.RunAsync(() => Pass(layerKey, command, cancellationToken), () => plans.Forget(layerKey), cancellationToken);
+            }
+            catch (StalePlanException)
+            {
+                plans.Forget(layerKey);
+                throw new HeadwiseException(ErrorCode.Unavailable, $"the weights of layer '{layerKey}' changed during the pass; retry.");
+            }
         }
         telemetry.Complete(result);
         return result;
@@ -80,16 +98,28 @@ public sealed class ForwardCoordinator(
         using var callOff = cancellationToken.Register(() =>
         {
             cancelled.Cancel(work.ForwardId);
-            foreach (var target in involved.Where(s => s != silo.Name))
+            string[] targets;
+            lock (involved) targets = involved.Where(s => s != silo.Name).ToArray();
+            foreach (var target in targets)
                 _ = grains.GetGrain<ISiloRelayGrain>(GrainKeys.Relay(target)).Cancel(work.ForwardId);
         });
 
-        var request = new SiloPassRequest { Layer = layerKey, Work = wireWork, Groups = [], Mode = mode };
-        var answers = await fanOut.Run(plan.HeadSilos, request, work.Input, moved =>
+        // Every silo checks its heads against the plan's versions before computing: a head serving other weights (an
+        // upload, a model deleted and created again) refuses, and the pass is planned again.
+        var request = new SiloPassRequest { Layer = layerKey, Work = wireWork, Groups = [], Mode = mode, Versions = plan.HeadVersions };
+        IReadOnlyList<SiloPassAnswer> answers;
+        try
         {
-            plans.Moved(layerKey, plan, moved);
-            lock (involved) involved.UnionWith(moved.Select(m => m.Silo));
-        }, cancellationToken);
+            answers = await fanOut.Run(plan.HeadSilos, request, work.Input, moved =>
+            {
+                plans.Moved(layerKey, moved);
+                lock (involved) involved.UnionWith(moved.Select(m => m.Silo));
+            }, cancellationToken);
+        }
+        catch (HeadwiseException e) when (e.Code is ErrorCode.FailedPrecondition or ErrorCode.NotFound)
+        {
+            throw new StalePlanException();
+        }
         cancellationToken.ThrowIfCancellationRequested();
 
         var groups = new GroupAnswer[spec.GroupCount];

@@ -28,13 +28,17 @@ public sealed class LayerPlans(IGrainFactory grains, IClusterMembershipService m
     public void Forget(string layerKey) => _plans.TryRemove(layerKey, out _);
 
     /// <summary>Heads found active elsewhere than the plan said: later passes go straight there.</summary>
-    public void Moved(string layerKey, LayerPlan plan, IEnumerable<SiloAssignment> moved)
+    public void Moved(string layerKey, IEnumerable<SiloAssignment> moved)
     {
-        var silos = (string[])plan.HeadSilos.Clone();
-        foreach (var assignment in moved)
-            foreach (int group in assignment.Groups)
-                silos[group] = assignment.Silo;
-        _plans.TryUpdate(layerKey, plan with { HeadSilos = silos }, plan);
+        var assignments = moved.ToArray();
+        while (_plans.TryGetValue(layerKey, out var plan))
+        {
+            var silos = (string[])plan.HeadSilos.Clone();
+            foreach (var assignment in assignments)
+                foreach (int group in assignment.Groups)
+                    if (group < silos.Length) silos[group] = assignment.Silo;
+            if (_plans.TryUpdate(layerKey, plan with { HeadSilos = silos }, plan)) return;
+        }
     }
 
     private bool AllActive(string[] silos)

@@ -31,7 +31,7 @@ public sealed class SiloPass(
     IClusterMembershipService membership,
     ISiloMetadataCache metadata)
 {
-    private static readonly TimeSpan ChannelWait = TimeSpan.FromSeconds(30);
+    private static readonly TimeSpan ChannelWait = TimeSpan.FromSeconds(10);
     private const int SmallStepRows = 16;
 
     /// <param name="request">X in its wire format, this silo's groups, and the silos below.</param>
@@ -43,7 +43,7 @@ public sealed class SiloPass(
         if (request.InputTicket != Guid.Empty && request.Work is { } sent)
             request = request with
             {
-                Work = sent with { Input = await channel.Receive(request.InputTicket, ChannelWait, cancellationToken) },
+                Work = sent with { Input = await ReceiveTensor(request.InputTicket, cancellationToken) },
                 InputTicket = Guid.Empty,
             };
         // The silos below first: their X is on its way before this silo's cores are busy.
@@ -78,22 +78,31 @@ public sealed class SiloPass(
         int messages = children.Count;
         // The sum lands in this silo's own partial (a fresh buffer), or in the first child's when it computed none.
         byte[]? partial = own.Partial;
-        foreach (var child in children)
+        try
         {
-            var (answer, callMs) = await child;
-            answers.AddRange(answer.Groups.Select(g => g.CallMs == 0 ? g with { CallMs = callMs } : g));
-            allMoved.AddRange(answer.Moved);
-            traffic.AddRange(answer.Traffic);
-            messages += answer.Messages;
-            var childPartial = answer.PartialTicket != Guid.Empty
-                ? await channel.Receive(answer.PartialTicket, ChannelWait, cancellationToken)
-                : answer.Partial;
-            if (childPartial is not null)
+            foreach (var child in children)
             {
-                var sum = wire == WireFormat.Bf16 ? Bf16.DecodeToFloatBytes(childPartial) : childPartial;
-                if (partial is null) partial = sum;
-                else AddInto(partial, sum);
+                var (answer, callMs) = await child;
+                answers.AddRange(answer.Groups.Select(g => g.CallMs == 0 ? g with { CallMs = callMs } : g));
+                allMoved.AddRange(answer.Moved);
+                traffic.AddRange(answer.Traffic);
+                messages += answer.Messages;
+                var childPartial = answer.PartialTicket != Guid.Empty
+                    ? await ReceiveTensor(answer.PartialTicket, cancellationToken)
+                    : answer.Partial;
+                if (childPartial is not null)
+                {
+                    var sum = wire == WireFormat.Bf16 ? Bf16.DecodeToFloatBytes(childPartial) : childPartial;
+                    if (partial is null) partial = sum;
+                    else AddInto(partial, sum);
+                }
             }
+        }
+        catch
+        {
+            // As above: the other children finish before the error leaves this silo.
+            try { await Task.WhenAll(children); } catch (Exception) { }
+            throw;
         }
 
         byte[]? partialBytes = partial is null || !encode || wire == WireFormat.F32 ? partial : Bf16.Encode(FloatBytes.AsFloats(partial));
@@ -118,7 +127,7 @@ public sealed class SiloPass(
                 await channel.Send(replyTo, partialTicket, partialBytes, cancellationToken);
                 partialBytes = null;
             }
-            catch (Exception e) when (e is SocketException or IOException)
+            catch (Exception e) when (ChannelFailed(e, cancellationToken))
             {
                 partialTicket = Guid.Empty; // the requester's channel is unreachable: the partial rides in the answer
             }
@@ -167,12 +176,30 @@ public sealed class SiloPass(
         {
             await channel.Send(peer, ticket, work.Input, cancellationToken);
         }
-        catch (Exception e) when (e is SocketException or IOException)
+        catch (Exception e) when (ChannelFailed(e, cancellationToken))
         {
             return request with { ReplyChannel = reply };
         }
         return request with { Work = work with { Input = [] }, InputTicket = ticket, ReplyChannel = reply };
     }
+
+    // A frame that never came (its connection broke after it was written) makes the pass UNAVAILABLE, which the
+    // coordinator's retry handles like a lost silo, rather than an error of its own.
+    private async Task<byte[]> ReceiveTensor(Guid ticket, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await channel.Receive(ticket, ChannelWait, cancellationToken);
+        }
+        catch (TimeoutException)
+        {
+            throw new HeadwiseException(ErrorCode.Unavailable, $"a tensor sent to silo {silo.Name} did not arrive within {ChannelWait.TotalSeconds:F0} s; retry.");
+        }
+    }
+
+    // A send that failed or timed out (not the caller giving up): the tensor goes inside the message instead.
+    private static bool ChannelFailed(Exception e, CancellationToken cancellationToken) =>
+        e is SocketException or IOException || (e is OperationCanceledException && !cancellationToken.IsCancellationRequested);
 
     private string OwnAddress() => silo.Name[..silo.Name.LastIndexOf(':')];
 
@@ -180,7 +207,8 @@ public sealed class SiloPass(
     {
         foreach (var member in membership.CurrentSnapshot.Members.Values)
         {
-            if (member.SiloAddress.Endpoint.ToString() != siloEndpoint) continue;
+            // A silo restarted on the same endpoint leaves its dead entry beside the live one.
+            if (member.Status != SiloStatus.Active || member.SiloAddress.Endpoint.ToString() != siloEndpoint) continue;
             return metadata.GetSiloMetadata(member.SiloAddress).Metadata.TryGetValue(TensorChannelKey, out var text)
                    && int.TryParse(text, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int port)
                 ? new IPEndPoint(member.SiloAddress.Endpoint.Address, port)
@@ -215,11 +243,15 @@ public sealed class SiloPass(
             }
             local.Sort((a, b) => a.Item1.CompareTo(b.Item1));
         }
-        // Before any head appends to a cache: one head serving other weights than the caller's fails the step untouched.
+        // Before any head computes or appends to a cache: one head serving other weights than the caller's fails the
+        // pass untouched (a forward's coordinator then plans again; a decode session cannot, its caches are the old ones).
         if (request.Versions.Length > 0)
             foreach (var (group, _, head) in local)
-                if (request.Versions[group] != head.Version)
-                    throw new HeadwiseException(ErrorCode.FailedPrecondition,
+                if (group >= request.Versions.Length || request.Versions[group] != head.Version)
+                    throw request.Step is null
+                        ? new HeadwiseException(ErrorCode.FailedPrecondition,
+                            $"head group {group} of layer '{request.Layer}' serves other weights than the pass was planned with.")
+                        : new HeadwiseException(ErrorCode.FailedPrecondition,
                         $"the weights of model '{HeadwiseTelemetry.SplitKey(request.Layer).Prefix}' layer {HeadwiseTelemetry.SplitKey(request.Layer).Index} were uploaded again after session '{request.Step?.Session}' opened " +
                         $"(head group {group} changed): its W_O and cached keys and values belong to the old weights. Close it and open a new session.");
         return (local, moved);
@@ -242,7 +274,10 @@ public sealed class SiloPass(
         bool gather = request.Mode == OutputProjectionMode.Gathered;
         var answers = new GroupAnswer[local.Count];
         var z = new float[local.Count][];
-        compute.For(local.Count, i =>
+        // A small step runs on the caller's thread (see Run): its heads spread over the thread pool, not behind a
+        // forward pass that may hold the compute threads.
+        bool small = step is not null && rows <= SmallStepRows;
+        (small ? (Action<int, Action<int>>)ThreadPoolFor : compute.For)(local.Count, i =>
         {
             var (group, key, head) = local[i];
             double queueMs = Stopwatch.GetElapsedTime(received).TotalMilliseconds;
@@ -307,6 +342,19 @@ public sealed class SiloPass(
             if (!gather)
                 foreach (var rented in z)
                     if (rented is not null) ArrayPool<float>.Shared.Return(rented);
+        }
+    }
+
+    private static void ThreadPoolFor(int count, Action<int> body)
+    {
+        try
+        {
+            Parallel.For(0, count, new ParallelOptions { TaskScheduler = TaskScheduler.Default }, body);
+        }
+        catch (AggregateException e)
+        {
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(
+                e.InnerExceptions.FirstOrDefault(x => x is HeadwiseException) ?? e.InnerExceptions[0]);
         }
     }
 

@@ -19,6 +19,13 @@ public sealed class TensorChannel : IDisposable
     /// <summary>Smaller payloads ride inside the Orleans message: a frame would save nothing.</summary>
     public const int MinimumBytes = 64 << 10;
 
+    /// <summary>The largest frame accepted: twice the largest request a gateway takes by default, with room to spare.</summary>
+    public const int MaxFrameBytes = 256 << 20;
+
+    private const uint Magic = 0x31575748; // "HWW1"
+    private const int HeaderBytes = 24;
+    private static readonly TimeSpan SocketTimeout = TimeSpan.FromSeconds(10);
+
     private static readonly TimeSpan Unclaimed = TimeSpan.FromMinutes(1);
 
     // Socket buffers of a few megabytes: with the defaults a 3 MB frame crosses in many small reads and writes.
@@ -28,6 +35,7 @@ public sealed class TensorChannel : IDisposable
     private readonly ConcurrentDictionary<Guid, Slot> _inbox = new();
     private readonly ConcurrentDictionary<string, Peer> _peers = new(StringComparer.Ordinal);
     private readonly CancellationTokenSource _stopping = new();
+    private readonly ConcurrentDictionary<TcpClient, bool> _accepted = new();
     private long _lastSweep = Stopwatch.GetTimestamp();
 
     /// <summary>Binds now (port 0: any free port), so the port can be advertised in the silo's metadata before it starts.</summary>
@@ -94,30 +102,54 @@ public sealed class TensorChannel : IDisposable
 
     private void ReadLoop(TcpClient client)
     {
-        using (client)
+        _accepted[client] = true;
+        try
         {
             client.NoDelay = true;
             client.ReceiveBufferSize = SocketBuffer;
+            // A sender that stops mid-frame does not hold this thread and its buffer for ever.
+            client.ReceiveTimeout = (int)SocketTimeout.TotalMilliseconds;
             var socket = client.Client;
-            var header = new byte[20];
+            var header = new byte[HeaderBytes];
+            while (!_stopping.IsCancellationRequested)
+            {
+                if (!ReceiveFrameStart(socket, header)) return;
+                if (BinaryPrimitives.ReadUInt32LittleEndian(header) != Magic) return; // not one of ours
+                var ticket = new Guid(header.AsSpan(4, 16));
+                int length = BinaryPrimitives.ReadInt32LittleEndian(header.AsSpan(20));
+                if (length < 0 || length > MaxFrameBytes) return;
+                var payload = GC.AllocateUninitializedArray<byte>(length);
+                if (!ReceiveExactly(socket, payload)) return;
+                Interlocked.Increment(ref _framesReceived);
+                Interlocked.Add(ref _bytesReceived, length);
+                _inbox.GetOrAdd(ticket, _ => new Slot()).Payload.TrySetResult(payload);
+            }
+        }
+        catch (Exception)
+        {
+            // Whatever went wrong with this connection (the peer left, a timeout, garbage on the port) ends it alone;
+            // passes whose frames it carried fail UNAVAILABLE and retry through Orleans.
+        }
+        finally
+        {
+            _accepted.TryRemove(client, out _);
+            client.Dispose();
+        }
+    }
+
+    // Between frames a connection may be idle for as long as the cluster is: only a frame once begun has a deadline.
+    private static bool ReceiveFrameStart(Socket socket, Span<byte> header)
+    {
+        while (true)
+        {
             try
             {
-                while (!_stopping.IsCancellationRequested)
-                {
-                    if (!ReceiveExactly(socket, header)) return;
-                    var ticket = new Guid(header.AsSpan(0, 16));
-                    int length = BinaryPrimitives.ReadInt32LittleEndian(header.AsSpan(16));
-                    if (length < 0) return; // not one of ours: drop the connection
-                    var payload = GC.AllocateUninitializedArray<byte>(length);
-                    if (!ReceiveExactly(socket, payload)) return;
-                    Interlocked.Increment(ref _framesReceived);
-                    Interlocked.Add(ref _bytesReceived, length);
-                    _inbox.GetOrAdd(ticket, _ => new Slot()).Payload.TrySetResult(payload);
-                }
+                int read = socket.Receive(header);
+                if (read == 0) return false;
+                return ReceiveExactly(socket, header[read..]);
             }
-            catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException)
+            catch (SocketException e) when (e.SocketErrorCode == SocketError.TimedOut)
             {
-                // The peer closed or went away; its passes fail or retry through Orleans.
             }
         }
     }
@@ -147,6 +179,7 @@ public sealed class TensorChannel : IDisposable
         _stopping.Cancel();
         _listener.Stop();
         foreach (var peer in _peers.Values) peer.Dispose();
+        foreach (var client in _accepted.Keys) client.Dispose(); // unblocks their reader threads
     }
 
     private sealed class Slot
@@ -163,17 +196,20 @@ public sealed class TensorChannel : IDisposable
 
         public async Task Write(Guid ticket, ReadOnlyMemory<byte> payload, CancellationToken cancellationToken)
         {
-            var header = new byte[20];
-            ticket.TryWriteBytes(header);
-            BinaryPrimitives.WriteInt32LittleEndian(header.AsSpan(16), payload.Length);
+            var header = new byte[HeaderBytes];
+            BinaryPrimitives.WriteUInt32LittleEndian(header, Magic);
+            ticket.TryWriteBytes(header.AsSpan(4, 16));
+            BinaryPrimitives.WriteInt32LittleEndian(header.AsSpan(20), payload.Length);
             await _writing.WaitAsync(cancellationToken);
             try
             {
                 if (_client is not { Connected: true })
                 {
                     _client?.Dispose();
-                    _client = new TcpClient { NoDelay = true, SendBufferSize = SocketBuffer };
-                    await _client.ConnectAsync(endpoint, cancellationToken);
+                    _client = new TcpClient { NoDelay = true, SendBufferSize = SocketBuffer, SendTimeout = (int)SocketTimeout.TotalMilliseconds };
+                    using var connecting = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+                    connecting.CancelAfter(SocketTimeout);
+                    await _client.ConnectAsync(endpoint, connecting.Token);
                 }
                 var socket = _client.Client;
                 try

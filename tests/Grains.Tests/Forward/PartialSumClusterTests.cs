@@ -216,5 +216,32 @@ public sealed class PartialSumClusterTests : IAsyncLifetime
         Tolerance.AssertClose(Floats(expected), FloatBytes.AsFloats(after.Output), "after the move");
     }
 
+    [Fact]
+    public async Task A_model_deleted_and_created_again_with_another_shape_is_planned_afresh()
+    {
+        var grains = _cluster.Client;
+        var catalog = grains.GetGrain<IModelCatalogGrain>(GrainKeys.Catalog);
+        var coordinator = grains.GetGrain<IForwardCoordinatorGrain>(GrainKeys.Layer("reshaped", 0));
+        async Task<(AttentionSpec Spec, LayerWeights[] Weights)> Create(AttentionSpec spec, int seed)
+        {
+            spec = (await catalog.Create("reshaped", spec with { LayerCount = 1 })).Spec;
+            var weights = SeededWeights.Create(spec, seed, std: 0.2f);
+            await WeightUpload.StoreAsync(grains, "reshaped", weights);
+            return (spec, weights);
+        }
+        ForwardCommand Command(int modelDim, float[] x) => new() { Batch = 1, Tokens = 5, ModelDim = modelDim, Input = FloatBytes.ToBytes(x) };
+
+        var (first, _) = await Create(new AttentionSpec { ModelDim = 32, HeadCount = 8 }, seed: 1);
+        await coordinator.Forward(Command(first.ModelDim, new float[5 * first.ModelDim])); // the plan is cached now
+        await catalog.Delete("reshaped");
+        var (second, weights) = await Create(new AttentionSpec { ModelDim = 48, HeadCount = 4 }, seed: 2);
+
+        var x = Enumerable.Range(0, 5 * second.ModelDim).Select(i => MathF.Cos(i * 0.3f)).ToArray();
+        var result = await coordinator.Forward(Command(second.ModelDim, x));
+        var (expected, _) = LayerOracle.Forward(second, weights[0], x, 1, 5, causal: false);
+        Tolerance.AssertClose(Floats(expected), FloatBytes.AsFloats(result.Output), "the new model");
+        Assert.Equal(second.GroupCount, result.Heads.Length);
+    }
+
     private static float[] Floats(double[] values) => values.Select(v => (float)v).ToArray();
 }
