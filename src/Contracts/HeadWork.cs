@@ -16,18 +16,3 @@ public sealed record HeadWork
     /// <summary>Names this pass, so that its coordinator can call it off on every silo (<see cref="ISiloRelayGrain.Cancel"/>).</summary>
     [Id(7)] public Guid ForwardId { get; init; }
 }
-
-/// <summary>One head group's answer.</summary>
-[GenerateSerializer, Immutable, Alias("headwise.head-outcome")]
-public sealed record HeadOutcome
-{
-    /// <summary>Z: [B, T, g·dh] float32 bytes.</summary>
-    [Id(0)] public required byte[] Output { get; init; }
-    /// <summary>[B, g, T, T] float32 bytes, when asked for.</summary>
-    [Id(1)] public byte[]? Attention { get; init; }
-    [Id(2)] public required string Silo { get; init; }
-    [Id(3)] public required string Kernel { get; init; }
-    [Id(4)] public double ComputeMs { get; init; }
-    /// <summary>How <see cref="Output"/> is encoded.</summary>
-    [Id(5)] public WireFormat Wire { get; init; }
-}

@@ -7,8 +7,6 @@ namespace Headwise.Contracts;
 public interface IHeadGrain : IGrainWithStringKey
 {
     Task Store(AttentionSpec spec, GroupWeights weights);
-    /// <summary>Z for the group. The request's token travels with the call; a head checks it before starting its kernel.</summary>
-    Task<HeadOutcome> Attend(HeadWork work, CancellationToken cancellationToken = default);
     /// <summary>One decode step of a session: appends the new tokens' K and V to the session's cache and returns their Z.</summary>
     Task<HeadDecodeOutcome> Decode(HeadDecodeWork work);
     /// <summary>Forgets the session's cache on this head.</summary>
@@ -20,8 +18,6 @@ public interface IHeadGrain : IGrainWithStringKey
     /// <summary>The silo this activation runs on.</summary>
     Task<string> GetSilo();
     Task Clear();
-    /// <summary>Ends this activation once idle, so the next call places the head anew (re-balancing).</summary>
-    Task Deactivate();
 }
 
 /// <summary>A head group's rows of W_O, [g·dh × D] float32 bytes, and the version of the weights they belong to.</summary>

@@ -10,18 +10,18 @@ using Headwise.Grains.Telemetry;
 namespace Headwise.Grains;
 
 /// <summary>
-/// One key/value head group of one layer: it persists the group's weights and computes the group's Z for the
-/// layer's coordinator (<see cref="LayerGrain"/>), which is its only caller on the forward path.
+/// One key/value head group of one layer: it owns and persists the group's weights and publishes them, kernel-ready, to
+/// its silo (<see cref="LocalHeads"/>), where forward passes and decode steps compute it in-process (<see cref="SiloPass"/>).
+/// Its own methods serve loads, placement (<see cref="Describe"/>), and decode re-fills.
 /// </summary>
 [SpreadHeadsPlacement]
-// Idle for a day before Orleans collects it (delete and re-balancing deactivate it explicitly): decode steps computed
+// Idle for a day before Orleans collects it (delete clears it, re-balancing migrates it): passes and steps computed
 // in-process send it no message, and the default quarter of an hour would withdraw its weights from LocalHeads in the
 // middle of a session (its next step then reloads them from storage).
 [CollectionAgeLimit(Days = 1)]
 public sealed class HeadGrain(
     [PersistentState("head", StorageNames.Weights)] IPersistentState<HeadState> state,
     IHeadKernel kernel,
-    CancelledForwards cancelled,
     LocalHeads localHeads,
     SiloIdentity silo) : Grain, IHeadGrain
 {
@@ -84,30 +84,6 @@ public sealed class HeadGrain(
         Publish(spec, kernelWeights, weights, state.State.Version);
     }
 
-    public Task<HeadOutcome> Attend(HeadWork work, CancellationToken cancellationToken = default)
-    {
-        if (_published is not { } head)
-            throw new HeadwiseException(ErrorCode.FailedPrecondition, $"head '{this.GetPrimaryKeyString()}' has no weights; upload the model's weights first.");
-        // The request's deadline passed while this call waited for its turn: nobody will read the answer.
-        cancellationToken.ThrowIfCancellationRequested();
-        var shape = head.Weights.Shape;
-        var output = new byte[checked(work.Batch * work.Tokens * shape.QueryWidth * sizeof(float))];
-        var attention = work.ReturnAttention
-            ? new byte[checked(work.Batch * shape.QueryHeads * work.Tokens * work.Tokens * sizeof(float))]
-            : null;
-        double computeMs = HeadAttention.Run(this.GetPrimaryKeyString(), work, FloatBytes.AsFloats(work.Input), head, kernel, silo.Name,
-            cancelled, cancellationToken, FloatBytes.AsFloats(output.AsSpan()),
-            attention is null ? Span<float>.Empty : FloatBytes.AsFloats(attention.AsSpan()), attention);
-        return Task.FromResult(new HeadOutcome
-        {
-            Output = output,
-            Attention = attention,
-            Silo = silo.Name,
-            Kernel = kernel.Name,
-            ComputeMs = computeMs,
-        });
-    }
-
     public Task<HeadPlacement> Describe() =>
         _published is { } head
             ? Task.FromResult(new HeadPlacement(silo.Name, head.Version))
@@ -133,12 +109,6 @@ public sealed class HeadGrain(
             : throw new HeadwiseException(ErrorCode.FailedPrecondition, $"head '{this.GetPrimaryKeyString()}' has no weights.");
 
     public Task<string> GetSilo() => Task.FromResult(silo.Name);
-
-    public Task Deactivate()
-    {
-        DeactivateOnIdle();
-        return Task.CompletedTask;
-    }
 
     public async Task Clear()
     {
