@@ -1,11 +1,18 @@
 using System.Collections.Concurrent;
 using Headwise.Contracts;
+using Headwise.Grains.Decode;
 using Orleans.Runtime;
 
 namespace Headwise.Grains.Forward;
 
-/// <summary>A layer as this silo's coordinators see it: spec, b_O, and each group's silo and weights version.</summary>
-public sealed record LayerPlan(AttentionSpec Spec, float[] OutputBias, string[] HeadSilos, Guid[] HeadVersions);
+/// <summary>
+/// A layer as this silo's coordinators see it: spec, b_O, and each group's silo and weights version; and the layer's
+/// whole W_O once a pass that gathers Z has needed it.
+/// </summary>
+public sealed record LayerPlan(AttentionSpec Spec, float[] OutputBias, string[] HeadSilos, Guid[] HeadVersions)
+{
+    public SharedProjection? Projection { get; init; }
+}
 
 /// <summary>
 /// The plans of the layers this silo coordinates, fetched once from each <see cref="ILayerGrain"/> and kept until a pass
@@ -26,6 +33,13 @@ public sealed class LayerPlans(IGrainFactory grains, IClusterMembershipService m
     }
 
     public void Forget(string layerKey) => _plans.TryRemove(layerKey, out _);
+
+    /// <summary>Keeps the layer's W_O with the plan it was fetched for (not if the plan has changed since).</summary>
+    public void Attach(string layerKey, LayerPlan plan, SharedProjection projection)
+    {
+        if (_plans.TryGetValue(layerKey, out var current) && current.HeadVersions.AsSpan().SequenceEqual(plan.HeadVersions))
+            _plans.TryUpdate(layerKey, current with { Projection = projection }, current);
+    }
 
     /// <summary>Heads found active elsewhere than the plan said: later passes go straight there.</summary>
     public void Moved(string layerKey, IEnumerable<SiloAssignment> moved)
