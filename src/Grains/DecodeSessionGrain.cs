@@ -1,11 +1,11 @@
 using System.Diagnostics;
 using Headwise.Contracts;
 using Headwise.Grains.Decode;
+using Headwise.Grains.Forward;
+using Headwise.Grains.Placement;
+using Headwise.Grains.Telemetry;
 using Microsoft.Extensions.Options;
 using Orleans.Placement;
-using Headwise.Grains.Forward;
-using Headwise.Grains.Telemetry;
-using Headwise.Grains.Placement;
 
 namespace Headwise.Grains;
 

@@ -1,11 +1,10 @@
 using System.Diagnostics;
 using Headwise.Contracts;
+using Headwise.Grains.Decode;
 using Headwise.Grains.Forward;
 using Headwise.Grains.Placement;
 using Headwise.Kernels;
 using Microsoft.Extensions.DependencyInjection;
-using Headwise.Grains.Decode;
-using Headwise.Grains.Telemetry;
 
 namespace Headwise.Grains;
 

@@ -1,10 +1,9 @@
+using Headwise.Grains.Decode;
+using Headwise.Grains.Forward;
 using Headwise.Grains.Placement;
 using Headwise.Kernels;
 using Microsoft.Extensions.DependencyInjection;
 using Orleans.Runtime.MembershipService.SiloMetadata;
-using Headwise.Grains.Forward;
-using Headwise.Grains.Decode;
-using Headwise.Grains.Telemetry;
 
 namespace Headwise.Grains;
 

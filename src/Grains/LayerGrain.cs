@@ -1,14 +1,12 @@
 using Headwise.Contracts;
+using Headwise.Grains.Forward;
 using Headwise.Grains.Placement;
-using Microsoft.Extensions.Options;
 using Microsoft.Extensions.DependencyInjection;
-using Orleans.Runtime;
+using Microsoft.Extensions.Options;
 using Orleans.Core.Internal;
+using Orleans.Runtime;
 using Orleans.Runtime.MembershipService.SiloMetadata;
 using Orleans.Runtime.Placement;
-using Headwise.Grains.Forward;
-using Headwise.Grains.Decode;
-using Headwise.Grains.Telemetry;
 
 namespace Headwise.Grains;
 

@@ -1,15 +1,14 @@
 using System.Net;
 using Headwise.Grains;
+using Headwise.Grains.Decode;
+using Headwise.Grains.Forward;
+using Headwise.Grains.Placement;
 using Headwise.Kernels;
 using Headwise.Silo.Dashboard;
 using Headwise.Silo.Gateway;
 using Headwise.Silo.Telemetry;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.Options;
-using Headwise.Grains.Forward;
-using Headwise.Grains.Decode;
-using Headwise.Grains.Telemetry;
-using Headwise.Grains.Placement;
 
 namespace Headwise.Silo;
 

@@ -1,16 +1,14 @@
 using System.Collections.Concurrent;
 using Headwise.Contracts;
+using Headwise.Grains;
+using Headwise.Grains.Decode;
+using Headwise.Grains.Placement;
 using Headwise.Kernels;
 using Headwise.TestSupport;
 using Microsoft.Extensions.DependencyInjection;
 using Orleans.Configuration;
 using Orleans.Storage;
 using Orleans.TestingHost;
-using Headwise.Grains;
-using Headwise.Grains.Forward;
-using Headwise.Grains.Decode;
-using Headwise.Grains.Telemetry;
-using Headwise.Grains.Placement;
 
 namespace Headwise.Grains.Tests;
 

@@ -1,13 +1,11 @@
 using System.Diagnostics.Metrics;
 using Headwise.Contracts;
+using Headwise.Grains;
+using Headwise.Grains.Placement;
+using Headwise.Grains.Telemetry;
 using Headwise.Kernels;
 using Headwise.TestSupport;
 using Orleans.TestingHost;
-using Headwise.Grains;
-using Headwise.Grains.Forward;
-using Headwise.Grains.Decode;
-using Headwise.Grains.Telemetry;
-using Headwise.Grains.Placement;
 
 namespace Headwise.Grains.Tests;
 

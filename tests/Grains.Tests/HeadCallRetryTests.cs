@@ -1,9 +1,6 @@
 using System.Diagnostics;
 using Headwise.Contracts;
-using Headwise.Grains;
 using Headwise.Grains.Forward;
-using Headwise.Grains.Decode;
-using Headwise.Grains.Telemetry;
 using Headwise.Grains.Placement;
 
 namespace Headwise.Grains.Tests;

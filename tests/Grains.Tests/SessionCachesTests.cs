@@ -1,10 +1,6 @@
+using Headwise.Grains.Decode;
 using Headwise.Kernels;
 using Microsoft.Extensions.Options;
-using Headwise.Grains;
-using Headwise.Grains.Forward;
-using Headwise.Grains.Decode;
-using Headwise.Grains.Telemetry;
-using Headwise.Grains.Placement;
 
 namespace Headwise.Grains.Tests;
 

@@ -2,14 +2,11 @@ using System.Diagnostics;
 using Grpc.Core;
 using Headwise.Client;
 using Headwise.Contracts;
-using Headwise.Grains;
+using Headwise.Grains.Placement;
+using Headwise.Grains.Telemetry;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
-using Headwise.Grains.Forward;
-using Headwise.Grains.Decode;
-using Headwise.Grains.Telemetry;
-using Headwise.Grains.Placement;
 
 namespace Headwise.Observability.Tests;
 

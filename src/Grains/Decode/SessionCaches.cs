@@ -1,10 +1,10 @@
 using System.Diagnostics;
-using Headwise.Kernels;
-using Microsoft.Extensions.Options;
 using Headwise.Grains;
 using Headwise.Grains.Forward;
-using Headwise.Grains.Telemetry;
 using Headwise.Grains.Placement;
+using Headwise.Grains.Telemetry;
+using Headwise.Kernels;
+using Microsoft.Extensions.Options;
 
 namespace Headwise.Grains.Decode;
 

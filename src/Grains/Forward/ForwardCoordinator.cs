@@ -1,12 +1,12 @@
 using System.Buffers;
 using System.Diagnostics;
 using Headwise.Contracts;
-using Headwise.Kernels;
-using Microsoft.Extensions.Options;
 using Headwise.Grains;
 using Headwise.Grains.Decode;
-using Headwise.Grains.Telemetry;
 using Headwise.Grains.Placement;
+using Headwise.Grains.Telemetry;
+using Headwise.Kernels;
+using Microsoft.Extensions.Options;
 
 namespace Headwise.Grains.Forward;
 

@@ -1,10 +1,9 @@
 using System.Diagnostics;
 using Headwise.Contracts;
-using Headwise.Kernels;
-using Headwise.Grains;
 using Headwise.Grains.Decode;
-using Headwise.Grains.Telemetry;
 using Headwise.Grains.Placement;
+using Headwise.Grains.Telemetry;
+using Headwise.Kernels;
 
 namespace Headwise.Grains.Forward;
 

@@ -2,13 +2,13 @@ using System.Buffers;
 using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
-using Orleans.Runtime.MembershipService.SiloMetadata;
 using Headwise.Contracts;
-using Headwise.Kernels;
 using Headwise.Grains;
 using Headwise.Grains.Decode;
-using Headwise.Grains.Telemetry;
 using Headwise.Grains.Placement;
+using Headwise.Grains.Telemetry;
+using Headwise.Kernels;
+using Orleans.Runtime.MembershipService.SiloMetadata;
 
 namespace Headwise.Grains.Forward;
 
@@ -281,22 +281,36 @@ public sealed class SiloPass(
         {
             var (group, key, head) = local[i];
             double queueMs = Stopwatch.GetElapsedTime(received).TotalMilliseconds;
-            byte[]? attention = null;
+            byte[]? attention = null, gathered = null;
+            bool noCache = false;
             double computeMs;
             if (forward is not null)
             {
-                // Pooled when only this silo reads Z (partial sums); a gathered Z leaves in its own buffer.
-                z[i] = gather ? new float[rows * groupWidth] : ArrayPool<float>.Shared.Rent(rows * groupWidth);
+                // A gathered Z is computed straight into the bytes that travel; a Z only this silo reads (partial sums)
+                // goes to a pooled buffer.
+                Span<float> output;
+                if (gather)
+                {
+                    gathered = new byte[checked(rows * groupWidth * sizeof(float))];
+                    output = FloatBytes.AsFloats(gathered.AsSpan());
+                }
+                else
+                {
+                    z[i] = ArrayPool<float>.Shared.Rent(rows * groupWidth);
+                    output = z[i].AsSpan(0, rows * groupWidth);
+                }
                 attention = forward.ReturnAttention
                     ? new byte[checked(batch * spec.GroupSize * tokens * tokens * sizeof(float))]
                     : null;
                 computeMs = HeadAttention.Run(key, forward with { Input = input }, FloatBytes.AsFloats(input), head, kernel, silo.Name, cancelled,
-                    cancellationToken, z[i].AsSpan(0, rows * groupWidth), attention is null ? Span<float>.Empty : FloatBytes.AsFloats(attention.AsSpan()), attention);
+                    cancellationToken, output, attention is null ? Span<float>.Empty : FloatBytes.AsFloats(attention.AsSpan()), attention);
             }
             else
             {
                 var outcome = HeadDecoder.Decode(key, step!, spec, head.Weights, head.Version, kernel, silo.Name, caches);
-                z[i] = outcome.Output is { } bytes ? Pooled(FloatBytes.AsFloats(bytes), gather) : null!;
+                if (outcome.Output is not { } bytes) noCache = true;
+                else if (gather) gathered = bytes;
+                else z[i] = Pooled(FloatBytes.AsFloats(bytes));
                 computeMs = outcome.ComputeMs;
             }
             answers[i] = new GroupAnswer
@@ -307,9 +321,9 @@ public sealed class SiloPass(
                 Kernel = kernel.Name,
                 ComputeMs = computeMs,
                 QueueMs = queueMs,
-                Output = gather && z[i] is not null ? FloatBytes.ToBytes(z[i].AsSpan(0, rows * groupWidth)) : null,
+                Output = gathered,
                 Attention = attention,
-                NoCache = z[i] is null,
+                NoCache = noCache,
             };
         });
         if (gather) return new Computed(null, answers, 0);
@@ -339,9 +353,8 @@ public sealed class SiloPass(
         finally
         {
             ArrayPool<float>.Shared.Return(concat);
-            if (!gather)
-                foreach (var rented in z)
-                    if (rented is not null) ArrayPool<float>.Shared.Return(rented);
+            foreach (var rented in z)
+                if (rented is not null) ArrayPool<float>.Shared.Return(rented);
         }
     }
 
@@ -358,9 +371,9 @@ public sealed class SiloPass(
         }
     }
 
-    private static float[] Pooled(ReadOnlySpan<float> values, bool gather)
+    private static float[] Pooled(ReadOnlySpan<float> values)
     {
-        var copy = gather ? new float[values.Length] : ArrayPool<float>.Shared.Rent(values.Length);
+        var copy = ArrayPool<float>.Shared.Rent(values.Length);
         values.CopyTo(copy);
         return copy;
     }

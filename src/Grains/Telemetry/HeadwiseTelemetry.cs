@@ -3,12 +3,11 @@ using System.Diagnostics.Metrics;
 using System.Globalization;
 using System.Runtime.CompilerServices;
 using Headwise.Contracts;
+using Headwise.Grains.Decode;
+using Headwise.Grains.Forward;
+using Headwise.Grains.Placement;
 using Headwise.Kernels;
 using Orleans.Runtime;
-using Headwise.Grains;
-using Headwise.Grains.Forward;
-using Headwise.Grains.Decode;
-using Headwise.Grains.Placement;
 
 namespace Headwise.Grains.Telemetry;
 

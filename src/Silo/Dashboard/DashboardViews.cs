@@ -1,8 +1,5 @@
-using Headwise.Grains;
-using Headwise.Grains.Forward;
-using Headwise.Grains.Decode;
-using Headwise.Grains.Telemetry;
 using Headwise.Grains.Placement;
+using Headwise.Grains.Telemetry;
 
 namespace Headwise.Silo.Dashboard;
 

@@ -1,10 +1,7 @@
 using System.Globalization;
-using Headwise.Grains;
-using Headwise.Silo.Telemetry;
-using Headwise.Grains.Forward;
-using Headwise.Grains.Decode;
-using Headwise.Grains.Telemetry;
 using Headwise.Grains.Placement;
+using Headwise.Grains.Telemetry;
+using Headwise.Silo.Telemetry;
 
 namespace Headwise.Silo.Dashboard;
 

@@ -1,12 +1,9 @@
 using Grpc.Core;
 using Headwise.Contracts;
-using Headwise.Grains;
 using Headwise.V1;
 using Microsoft.Extensions.Options;
 using ForwardResult = Headwise.Contracts.ForwardResult;
 using Headwise.Grains.Forward;
-using Headwise.Grains.Decode;
-using Headwise.Grains.Telemetry;
 using Headwise.Grains.Placement;
 
 namespace Headwise.Silo.Gateway;

@@ -1,12 +1,10 @@
 using System.Diagnostics;
 using System.Globalization;
 using Headwise.Grains;
+using Headwise.Grains.Placement;
+using Headwise.Grains.Telemetry;
 using Microsoft.Extensions.Options;
 using OpenTelemetry;
-using Headwise.Grains.Forward;
-using Headwise.Grains.Decode;
-using Headwise.Grains.Telemetry;
-using Headwise.Grains.Placement;
 
 namespace Headwise.Silo.Telemetry;
 

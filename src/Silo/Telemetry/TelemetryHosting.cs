@@ -1,13 +1,10 @@
-using Headwise.Grains;
+using Headwise.Grains.Placement;
+using Headwise.Grains.Telemetry;
 using Microsoft.AspNetCore.Http;
 using OpenTelemetry.Metrics;
 using OpenTelemetry.Resources;
 using OpenTelemetry.Trace;
 using Orleans.Dashboard;
-using Headwise.Grains.Forward;
-using Headwise.Grains.Decode;
-using Headwise.Grains.Telemetry;
-using Headwise.Grains.Placement;
 
 namespace Headwise.Silo.Telemetry;
 

@@ -1,13 +1,11 @@
 using Headwise.Contracts;
 using Headwise.Grains;
 using Headwise.Grains.Forward;
+using Headwise.Grains.Placement;
 using Headwise.Kernels;
 using Headwise.TestSupport;
 using Microsoft.Extensions.DependencyInjection;
 using Orleans.TestingHost;
-using Headwise.Grains.Decode;
-using Headwise.Grains.Telemetry;
-using Headwise.Grains.Placement;
 
 namespace Headwise.Grains.Tests.Forward;
 
