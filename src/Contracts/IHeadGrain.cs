@@ -6,7 +6,23 @@ namespace Headwise.Contracts;
 /// </summary>
 public interface IHeadGrain : IGrainWithStringKey
 {
-    Task Store(AttentionSpec spec, GroupWeights weights);
+    /// <summary>Stores an upload's weights beside the ones this head serves.</summary>
+    Task Stage(Guid upload, AttentionSpec spec, GroupWeights weights);
+    /// <summary>Whether the upload's weights are staged here (or already served).</summary>
+    [Orleans.Concurrency.ReadOnly]
+    Task<bool> HasStaged(Guid upload);
+    /// <summary>
+    /// Serves the committed upload's weights from now on. The weights served until now stay available to passes
+    /// planned with them until <see cref="Retire"/> (or a minute), so a pass under way never fails for the switch.
+    /// </summary>
+    Task Promote(WeightsVersion version);
+    /// <summary>Drops the weights of an upload that was served before the current one.</summary>
+    Task Retire(Guid upload);
+    /// <summary>Drops an upload's staged weights.</summary>
+    Task Abort(Guid upload);
+    /// <summary>The uploads staged here and not yet promoted or aborted.</summary>
+    [Orleans.Concurrency.ReadOnly]
+    Task<Guid[]> GetStaged();
     /// <summary>One decode step of a session: appends the new tokens' K and V to the session's cache and returns their Z.</summary>
     Task<HeadDecodeOutcome> Decode(HeadDecodeWork work);
     /// <summary>Forgets the session's cache on this head.</summary>

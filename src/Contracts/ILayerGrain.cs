@@ -8,19 +8,22 @@ namespace Headwise.Contracts;
 public interface ILayerGrain : IGrainWithStringKey
 {
     Task Initialize(AttentionSpec spec);
-    /// <summary>Stores one group's weights in its head grain.</summary>
-    Task LoadGroup(GroupWeights weights);
-    /// <summary>Records b_O and marks the layer ready; the coordinator re-assembles W_O from its heads.</summary>
-    Task CompleteLoad(byte[]? outputBias);
+    /// <summary>Stages one group's weights of an upload in its head grain, beside the weights it serves.</summary>
+    Task StageGroup(Guid upload, GroupWeights weights);
+    /// <summary>Stages b_O of an upload once every group is staged; InvalidArgument naming the groups missing.</summary>
+    Task StageLayer(Guid upload, byte[]? outputBias);
+    /// <summary>Switches the layer and its heads to a committed upload (the catalog calls it after its commit).</summary>
+    Task Promote(WeightsVersion version);
+    /// <summary>Drops what an upload staged in the layer and its heads.</summary>
+    Task Abort(Guid upload);
     /// <summary>
     /// What a coordinator needs to run passes of this layer: the spec, b_O, and where each head group is active with
-    /// the version of its weights. NotFound for an unknown layer, FailedPrecondition while it has no weights.
+    /// the version of its weights. NotFound for an unknown layer, FailedPrecondition while it has no weights. Not
+    /// read-only: a plan switches a layer or head that missed the last commit (plans are cached per silo, so it is rare).
     /// </summary>
-    [Orleans.Concurrency.ReadOnly]
     Task<LayerPlanInfo> GetPlan();
     Task<HeadLocation[]> Locate();
     /// <summary>The resolved spec, W_O and b_O, for a decode session; NotFound or FailedPrecondition like Forward.</summary>
-    [Orleans.Concurrency.ReadOnly]
     Task<LayerProjection> GetProjection();
     /// <summary>Moves the heads that are not where the placement puts them over the current silos; returns how many moved.</summary>
     Task<int> Rebalance();

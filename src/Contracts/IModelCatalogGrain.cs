@@ -15,6 +15,22 @@ public interface IModelCatalogGrain : IGrainWithStringKey
     /// them over the current silos; returns the heads moved.
     /// </summary>
     Task<int> Rebalance(string? name);
-    /// <summary>Marks the model ready once every layer holds weights.</summary>
-    Task<ModelDescription> MarkReady(string name);
+    /// <summary>
+    /// Opens an upload of the model's weights: its layers and heads stage them under the id returned, beside the
+    /// weights they serve, until <see cref="CommitUpload"/> switches the whole model at once. An upload that is neither
+    /// committed nor touched for the lease (Headwise__UploadLeaseSeconds) is aborted and its staged weights dropped.
+    /// </summary>
+    Task<Guid> BeginUpload(string name);
+    /// <summary>Renews the upload's lease; FailedPrecondition when it was aborted or has expired.</summary>
+    Task TouchUpload(string name, Guid upload);
+    /// <summary>
+    /// Makes the staged upload the model's weights in one storage write, then switches every layer to it. The old
+    /// weights serve until that write; two uploads committed one after the other end as the later one.
+    /// </summary>
+    Task<ModelDescription> CommitUpload(string name, Guid upload);
+    /// <summary>Drops what the upload staged; the weights being served are untouched.</summary>
+    Task AbortUpload(string name, Guid upload);
+    /// <summary>The weights the model serves (<see cref="WeightsVersion.None"/> before the first commit).</summary>
+    [Orleans.Concurrency.ReadOnly]
+    Task<WeightsVersion> GetCommitted(string name);
 }

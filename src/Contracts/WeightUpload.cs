@@ -2,7 +2,8 @@ namespace Headwise.Contracts;
 
 /// <summary>
 /// Puts a model's weights into the cluster. Both edges use it: the gRPC gateway and the SDK's Orleans
-/// transport. Everything is parsed and checked before the first head is written, so a bad file changes nothing.
+/// transport. The weights are staged beside the ones being served and switched in one commit (<see cref="StagedUpload"/>):
+/// forwards keep their old answers until then, and a bad file, a failed write or a caller gone changes nothing.
 /// </summary>
 public static class WeightUpload
 {
@@ -18,19 +19,12 @@ public static class WeightUpload
         return await StoreAsync(grains, model, layers, cancellationToken);
     }
 
-    /// <summary>Stores weights that are already split per head group (e.g. seeded demo weights).</summary>
+    /// <summary>Stores weights that are already split per head group (e.g. seeded demo weights), as one upload.</summary>
     public static async Task<ModelDescription> StoreAsync(IGrainFactory grains, string model, IReadOnlyList<LayerWeights> layers,
         CancellationToken cancellationToken = default)
     {
-        // Layers in parallel, a layer's groups one after another: one group's weights are the largest message
-        // (W_Q, W_K, W_V and W_O rows), which keeps a 4096-wide model's messages small.
-        await Task.WhenAll(layers.Select(async layerWeights =>
-        {
-            var layer = grains.GetGrain<ILayerGrain>(GrainKeys.Layer(model, layerWeights.Layer));
-            foreach (var group in layerWeights.Groups)
-                await layer.LoadGroup(group).WaitAsync(cancellationToken);
-            await layer.CompleteLoad(layerWeights.OutputBias).WaitAsync(cancellationToken);
-        }));
-        return await grains.GetGrain<IModelCatalogGrain>(GrainKeys.Catalog).MarkReady(model).WaitAsync(cancellationToken);
+        await using var upload = await StagedUpload.BeginAsync(grains, model, cancellationToken);
+        await Task.WhenAll(layers.Select(layer => upload.StageLayerAsync(layer, cancellationToken)));
+        return await upload.CommitAsync(cancellationToken);
     }
 }

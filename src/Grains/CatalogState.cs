@@ -2,7 +2,7 @@ using Headwise.Contracts;
 
 namespace Headwise.Grains;
 
-/// <summary>What the catalog persists: every model's resolved spec and readiness.</summary>
+/// <summary>What the catalog persists: every model's resolved spec, its committed weights and the uploads under way.</summary>
 [GenerateSerializer, Alias("headwise.catalog-state")]
 public sealed class CatalogState
 {
@@ -14,4 +14,8 @@ public sealed class CatalogEntry
 {
     [Id(0)] public required AttentionSpec Spec { get; set; }
     [Id(1)] public bool Ready { get; set; }
+    /// <summary>The weights the model serves: written once per upload, the commit point of the whole model.</summary>
+    [Id(2)] public WeightsVersion Committed { get; set; } = WeightsVersion.None;
+    /// <summary>Uploads begun and not yet committed or aborted, with the time each last made progress (UTC).</summary>
+    [Id(3)] public Dictionary<Guid, DateTime> Uploads { get; set; } = [];
 }

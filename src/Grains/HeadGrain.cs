@@ -20,6 +20,7 @@ namespace Headwise.Grains;
 [CollectionAgeLimit(Days = 1)]
 public sealed class HeadGrain(
     [PersistentState("head", StorageNames.Weights)] IPersistentState<HeadState> state,
+    [PersistentState("head-staging", StorageNames.Weights)] IPersistentState<HeadStaging> staging,
     IHeadKernel kernel,
     LocalHeads localHeads,
     SiloIdentity silo) : Grain, IHeadGrain
@@ -46,41 +47,108 @@ public sealed class HeadGrain(
         return Task.CompletedTask;
     }
 
-    // Decode sessions coordinated on this silo compute this head's steps in-process while it is active here.
-    private void Publish(AttentionSpec spec, HeadGroupWeights weights, GroupWeights stored, Guid version)
+    // Passes and decode steps on this silo compute this head in-process while it is active here.
+    private void Publish(AttentionSpec spec, HeadGroupWeights weights, GroupWeights stored, Guid version, bool keepPrevious = false)
     {
-        Withdraw();
-        _published = new LocalHead(spec, weights, FloatBytes.ToFloats(stored.Output), version);
-        localHeads.Publish(this.GetPrimaryKeyString(), _published);
+        var head = new LocalHead(spec, weights, FloatBytes.ToFloats(stored.Output), version);
+        localHeads.Publish(this.GetPrimaryKeyString(), head, keepPrevious);
+        _published = head;
     }
 
     private void Withdraw()
     {
         if (_published is null) return;
+        // Withdrawing the current weights withdraws the previous ones kept with them.
         localHeads.Withdraw(this.GetPrimaryKeyString(), _published);
         _published = null;
     }
 
-    public async Task Store(AttentionSpec spec, GroupWeights weights)
+    public async Task Stage(Guid upload, AttentionSpec spec, GroupWeights weights)
     {
+        // Converting checks every block's size: a malformed group fails here, before anything is stored.
+        HeadWeightsConverter.ToKernelWeights(spec, weights);
+        var previousSpec = staging.State.Spec;
+        staging.State.Spec = spec;
+        staging.State.Uploads[upload] = weights;
+        try
+        {
+            await staging.WriteStateAsync();
+        }
+        catch
+        {
+            // Not staged: what storage holds is what this activation holds.
+            staging.State.Uploads.Remove(upload);
+            staging.State.Spec = previousSpec;
+            throw;
+        }
+    }
+
+    public Task<bool> HasStaged(Guid upload) =>
+        Task.FromResult(staging.State.Uploads.ContainsKey(upload) || (upload == state.State.Version && state.State.Weights is not null));
+
+    public async Task Promote(WeightsVersion version)
+    {
+        if (version.Generation <= state.State.Generation && state.State.Weights is not null)
+        {
+            // Switched already (a retried promotion): only a staged copy a failed clean-up left may remain.
+            await DropStaged([version.Upload]);
+            return;
+        }
+        if (!staging.State.Uploads.TryGetValue(version.Upload, out var weights) || staging.State.Spec is not { } spec)
+        {
+            if (state.State.Version == version.Upload && state.State.Weights is not null) return;
+            throw new HeadwiseException(ErrorCode.Unavailable,
+                $"head '{this.GetPrimaryKeyString()}' holds no weights of upload {version.Upload}; upload the model's weights again.");
+        }
         var kernelWeights = HeadWeightsConverter.ToKernelWeights(spec, weights);
-        var (oldSpec, oldWeights, oldVersion) = (state.State.Spec, state.State.Weights, state.State.Version);
-        state.State.Spec = spec;
-        state.State.Weights = weights;
-        state.State.Version = Guid.NewGuid();
+        var served = (state.State.Spec, state.State.Weights, state.State.Version, state.State.Generation);
+        (state.State.Spec, state.State.Weights, state.State.Version, state.State.Generation) = (spec, weights, version.Upload, version.Generation);
         try
         {
             await state.WriteStateAsync();
         }
         catch
         {
-            // Not stored: this activation goes on answering with what storage still holds.
-            (state.State.Spec, state.State.Weights, state.State.Version) = (oldSpec, oldWeights, oldVersion);
+            (state.State.Spec, state.State.Weights, state.State.Version, state.State.Generation) = served;
             throw;
         }
         kernel.Prepare(kernelWeights);
         _weights = kernelWeights;
-        Publish(spec, kernelWeights, weights, state.State.Version);
+        Publish(spec, kernelWeights, weights, version.Upload, keepPrevious: true);
+        // The layer retires the previous weights once all its heads switched; this is the bound if it never gets to.
+        if (served.Version != version.Upload)
+            this.RegisterGrainTimer(() => Retire(served.Version), new GrainTimerCreationOptions(RetireAfter, Timeout.InfiniteTimeSpan));
+        // The staged copy is served now; other uploads staged here are still under way and keep theirs.
+        await DropStaged([version.Upload]);
+    }
+
+    private static readonly TimeSpan RetireAfter = TimeSpan.FromMinutes(1);
+
+    public Task Retire(Guid upload)
+    {
+        localHeads.Retire(this.GetPrimaryKeyString(), upload);
+        return Task.CompletedTask;
+    }
+
+    public async Task Abort(Guid upload) => await DropStaged([upload]);
+
+    public Task<Guid[]> GetStaged() => Task.FromResult(staging.State.Uploads.Keys.ToArray());
+
+    private async Task DropStaged(Guid[] uploads)
+    {
+        var removed = uploads.Where(u => staging.State.Uploads.ContainsKey(u)).Select(u => (u, staging.State.Uploads[u])).ToList();
+        if (removed.Count == 0) return;
+        foreach (var (upload, _) in removed) staging.State.Uploads.Remove(upload);
+        try
+        {
+            if (staging.State.Uploads.Count == 0) await staging.ClearStateAsync();
+            else await staging.WriteStateAsync();
+        }
+        catch
+        {
+            foreach (var (upload, weights) in removed) staging.State.Uploads[upload] = weights;
+            throw;
+        }
     }
 
     public Task<HeadPlacement> Describe() =>
@@ -114,6 +182,7 @@ public sealed class HeadGrain(
         _weights = null;
         Withdraw();
         await state.ClearStateAsync();
+        await staging.ClearStateAsync();
         DeactivateOnIdle();
     }
 }

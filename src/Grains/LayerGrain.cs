@@ -48,52 +48,153 @@ public sealed class LayerGrain(
         _locations = null;
     }
 
-    public async Task LoadGroup(GroupWeights weights)
+    public async Task StageGroup(Guid upload, GroupWeights weights)
     {
         var spec = RequireSpec();
-        await Head(weights.Group, spec).Store(spec, weights);
-        _outputWeights = null;
-        if (state.State.Ready)
-        {
-            // A re-upload is under way: refuse forwards until CompleteLoad so no answer mixes old and new heads.
-            state.State.Ready = false;
-            await state.WriteStateAsync();
-        }
+        await Head(weights.Group, spec).Stage(upload, spec, weights);
     }
 
-    public async Task CompleteLoad(byte[]? outputBias)
+    public async Task StageLayer(Guid upload, byte[]? outputBias)
     {
         var spec = RequireSpec();
         if (spec.Bias && outputBias?.Length != spec.ModelDim * sizeof(float))
             throw new HeadwiseException(ErrorCode.InvalidArgument, $"b_O has {outputBias?.Length ?? 0} bytes; the spec needs {spec.ModelDim} float32 values.");
-        _outputWeights = await AssembleOutputWeights(spec);
-        state.State.OutputBias = spec.Bias ? outputBias : null;
+        var staged = await Task.WhenAll(Enumerable.Range(0, spec.GroupCount).Select(g => Head(g, spec).HasStaged(upload)));
+        var missing = Enumerable.Range(0, spec.GroupCount).Where(g => !staged[g]).ToArray();
+        if (missing.Length > 0)
+            throw new HeadwiseException(ErrorCode.InvalidArgument,
+                $"layer '{Key}': the upload has no weights for head groups {string.Join(", ", missing.Take(16))}{(missing.Length > 16 ? ", …" : "")}.");
+        state.State.Staged[upload] = new StagedLayer(spec.Bias ? outputBias : null);
+        try
+        {
+            await state.WriteStateAsync();
+        }
+        catch
+        {
+            state.State.Staged.Remove(upload);
+            throw;
+        }
+    }
+
+    public async Task Promote(WeightsVersion version)
+    {
+        var spec = RequireSpec();
+        if (version.Generation <= state.State.Version.Generation) return;
+        if (!state.State.Staged.TryGetValue(version.Upload, out var staged))
+            throw new HeadwiseException(ErrorCode.Unavailable, $"layer '{Key}' holds no staged weights of upload {version.Upload}; upload the model's weights again.");
+        // Heads first: until this layer's state names the new version its plans name the old one, which every head
+        // still answers (LocalHeads keeps it); from then on plans name the new one, which every head already serves.
+        await Task.WhenAll(Enumerable.Range(0, spec.GroupCount).Select(g => Head(g, spec).Promote(version)));
+        var previous = state.State.Version;
+        var served = (state.State.Version, state.State.OutputBias, state.State.Ready);
+        state.State.Version = version;
+        state.State.OutputBias = staged.OutputBias;
         state.State.Ready = true;
-        await state.WriteStateAsync();
+        state.State.Staged.Remove(version.Upload);
+        try
+        {
+            await state.WriteStateAsync();
+        }
+        catch
+        {
+            (state.State.Version, state.State.OutputBias, state.State.Ready) = served;
+            state.State.Staged[version.Upload] = staged;
+            throw;
+        }
+        _outputWeights = null;
+        // Plans made from now on name the new version. A pass planned with the old one that has not reached its heads
+        // yet finds them switched and is planned again; one already computing holds the old weights it started with.
+        // So the old weights can go now, and must: once the upload has answered, no pass may be answered with them.
+        if (previous.Upload != Guid.Empty)
+        {
+            try
+            {
+                await Task.WhenAll(Enumerable.Range(0, spec.GroupCount).Select(g => Head(g, spec).Retire(previous.Upload)));
+            }
+            catch (Exception)
+            {
+                // A head on a silo lost meanwhile took its weights with it; the others retire on their own (HeadGrain).
+            }
+        }
+    }
+
+    public async Task Abort(Guid upload)
+    {
+        if (state.State.Spec is not { } spec) return;
+        await Task.WhenAll(Enumerable.Range(0, spec.GroupCount).Select(g => Head(g, spec).Abort(upload)));
+        if (state.State.Staged.Remove(upload, out var staged))
+        {
+            try
+            {
+                await state.WriteStateAsync();
+            }
+            catch
+            {
+                state.State.Staged[upload] = staged;
+                throw;
+            }
+        }
     }
 
     public async Task<LayerPlanInfo> GetPlan()
     {
         var spec = await RequireSpecForForward();
+        await CatchUp();
         if (!state.State.Ready)
             throw new HeadwiseException(ErrorCode.FailedPrecondition, $"layer '{Key}' has no weights yet; upload the model's weights before Forward.");
         // Describing each head activates it where placement says, so the plan's silos are where its heads now are.
-        var heads = await Task.WhenAll(Enumerable.Range(0, spec.GroupCount).Select(g => Head(g, spec).Describe()));
+        var heads = await DescribeHeads(spec);
         _locations = heads.Select(h => h.Silo).ToArray();
         return new LayerPlanInfo
         {
             Spec = spec,
             OutputBias = state.State.OutputBias,
             HeadSilos = _locations,
-            HeadVersions = heads.Select(h => h.Version).ToArray(),
+            HeadVersions = heads.Select(_ => state.State.Version.Upload).ToArray(),
         };
+    }
+
+    // Every head serving this layer's version: one that missed a switch (its silo lost mid-way) is switched now.
+    private async Task<HeadPlacement[]> DescribeHeads(AttentionSpec spec) =>
+        await Task.WhenAll(Enumerable.Range(0, spec.GroupCount).Select(g => DescribeServing(g, spec)));
+
+    private async Task<HeadPlacement> DescribeServing(int group, AttentionSpec spec)
+    {
+        var head = Head(group, spec);
+        var wanted = state.State.Version;
+        try
+        {
+            var placement = await head.Describe();
+            if (placement.Version == wanted.Upload) return placement;
+        }
+        catch (HeadwiseException e) when (e.Code == ErrorCode.FailedPrecondition)
+        {
+            // No weights served yet: it missed the first switch.
+        }
+        await head.Promote(wanted);
+        var switched = await head.Describe();
+        return switched.Version == wanted.Upload
+            ? switched
+            : throw new HeadwiseException(ErrorCode.Unavailable,
+                $"layer '{Key}' is switching to newer weights (head group {group} serves another version); retry.");
+    }
+
+    // A layer whose switch was interrupted after the catalog's commit (its silo lost mid-way) learns of it here.
+    private async Task CatchUp()
+    {
+        if (state.State.Staged.Count == 0) return;
+        var committed = await GrainFactory.GetGrain<IModelCatalogGrain>(GrainKeys.Catalog).GetCommitted(ParseKey().Model);
+        if (committed.Generation > state.State.Version.Generation && state.State.Staged.ContainsKey(committed.Upload))
+            await Promote(committed);
     }
 
     public async Task<LayerProjection> GetProjection()
     {
         var spec = await RequireSpecForForward();
+        await CatchUp();
         if (!state.State.Ready)
             throw new HeadwiseException(ErrorCode.FailedPrecondition, $"layer '{Key}' has no weights yet; upload the model's weights before opening a session.");
+        if (_outputWeights is null) await DescribeHeads(spec);
         var outputWeights = _outputWeights ??= await AssembleOutputWeights(spec);
         return new LayerProjection
         {
@@ -173,6 +274,8 @@ public sealed class LayerGrain(
     private async Task<float[]> AssembleOutputWeights(AttentionSpec spec)
     {
         var blocks = await Task.WhenAll(Enumerable.Range(0, spec.GroupCount).Select(g => Head(g, spec).GetOutputRows()));
+        if (blocks.Any(b => b.WeightsVersion != state.State.Version.Upload))
+            throw new HeadwiseException(ErrorCode.Unavailable, $"layer '{Key}' is switching to newer weights; retry.");
         _headVersions = blocks.Select(b => b.WeightsVersion).ToArray();
         var weights = new float[spec.HeadCount * spec.HeadDim * spec.ModelDim];
         int offset = 0;

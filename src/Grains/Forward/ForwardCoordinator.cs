@@ -46,28 +46,31 @@ public sealed class ForwardCoordinator(
         }
         using var telemetry = HeadwiseTelemetry.StartForward(layerKey, command, plan.Spec);
         ForwardResult result;
-        try
+        for (int planned = 1; ; planned++)
         {
-            result = await HeadCallRetry.RunAsync(() => Pass(layerKey, command, cancellationToken), () => plans.Forget(layerKey), cancellationToken);
-        }
-        catch (StalePlanException)
-        {
-            // Heads serve weights other than the plan's (an upload finished, the model was deleted or created again):
-            // plan again; the layer says NotFound or FailedPrecondition if that is what happened.
-            plans.Forget(layerKey);
             try
             {
                 result = await HeadCallRetry.RunAsync(() => Pass(layerKey, command, cancellationToken), () => plans.Forget(layerKey), cancellationToken);
+                break;
+            }
+            catch (StalePlanException) when (planned < MaxPlans)
+            {
+                // Heads serve weights other than the plan's (an upload switched the model, the model was deleted or
+                // created again): plan again; the layer says NotFound or FailedPrecondition if that is what happened.
+                plans.Forget(layerKey);
             }
             catch (StalePlanException)
             {
                 plans.Forget(layerKey);
-                throw new HeadwiseException(ErrorCode.Unavailable, $"the weights of layer '{layerKey}' changed during the pass; retry.");
+                throw new HeadwiseException(ErrorCode.Unavailable, $"the weights of layer '{layerKey}' changed {MaxPlans} times during the pass; retry.");
             }
         }
         telemetry.Complete(result);
         return result;
     }
+
+    // Each upload's switch can make a plan stale once; more than this many switches during one pass is a storm.
+    private const int MaxPlans = 4;
 
     private async Task<ForwardResult> Pass(string layerKey, ForwardCommand command, CancellationToken cancellationToken)
     {

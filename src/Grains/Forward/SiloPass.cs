@@ -228,7 +228,7 @@ public sealed class SiloPass(
         foreach (int group in request.Groups)
         {
             string key = $"{request.Layer}/{group}";
-            if (localHeads.TryGet(key, out var head)) local.Add((group, key, head));
+            if (TryGetLocal(request, group, key, out var head)) local.Add((group, key, head));
             else elsewhere.Add((group, key));
         }
         var moved = new List<SiloAssignment>();
@@ -238,7 +238,7 @@ public sealed class SiloPass(
             for (int i = 0; i < elsewhere.Count; i++)
             {
                 var (group, key) = elsewhere[i];
-                if (placements[i].Silo == silo.Name && localHeads.TryGet(key, out var head)) local.Add((group, key, head));
+                if (placements[i].Silo == silo.Name && TryGetLocal(request, group, key, out var head)) local.Add((group, key, head));
                 else moved.Add(new SiloAssignment(placements[i].Silo, [group]));
             }
             local.Sort((a, b) => a.Item1.CompareTo(b.Item1));
@@ -256,6 +256,13 @@ public sealed class SiloPass(
                         $"(head group {group} changed): its W_O and cached keys and values belong to the old weights. Close it and open a new session.");
         return (local, moved);
     }
+
+    // The weights the pass was planned with, while the head still holds them (a switch keeps the previous version until
+    // its layer has switched too); else the ones it serves, which the version check below turns down.
+    private bool TryGetLocal(SiloPassRequest request, int group, string key, out LocalHead head) =>
+        group < request.Versions.Length
+            ? localHeads.TryGet(key, request.Versions[group], out head)
+            : localHeads.TryGet(key, out head);
 
     /// <param name="Partial">[rows, D] float32 bytes, or null.</param>
     private sealed record Computed(byte[]? Partial, GroupAnswer[] Groups, double ProjectionMs);

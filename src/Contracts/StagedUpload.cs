@@ -1,0 +1,71 @@
+namespace Headwise.Contracts;
+
+/// <summary>
+/// One upload of a model's weights in progress. Layers are staged as they come (beside the weights being served, which
+/// go on answering), then <see cref="CommitAsync"/> switches the whole model in one catalog write. Disposed without a
+/// commit — a bad file, a failed storage write, a caller gone — it aborts, and the old weights are all that remains.
+/// An uploader that dies instead leaves its lease to expire (<see cref="IModelCatalogGrain.BeginUpload"/>).
+/// </summary>
+public sealed class StagedUpload : IAsyncDisposable
+{
+    private readonly IGrainFactory _grains;
+    private bool _finished;
+
+    private StagedUpload(IGrainFactory grains, string model, Guid id, AttentionSpec spec)
+    {
+        _grains = grains;
+        Model = model;
+        Id = id;
+        Spec = spec;
+    }
+
+    public string Model { get; }
+    public Guid Id { get; }
+    /// <summary>The model's resolved spec, as the catalog holds it.</summary>
+    public AttentionSpec Spec { get; }
+
+    private IModelCatalogGrain Catalog => _grains.GetGrain<IModelCatalogGrain>(GrainKeys.Catalog);
+
+    public static async Task<StagedUpload> BeginAsync(IGrainFactory grains, string model, CancellationToken cancellationToken = default)
+    {
+        var catalog = grains.GetGrain<IModelCatalogGrain>(GrainKeys.Catalog);
+        var description = await catalog.Get(model).WaitAsync(cancellationToken);
+        var id = await catalog.BeginUpload(model).WaitAsync(cancellationToken);
+        return new StagedUpload(grains, model, id, description.Spec);
+    }
+
+    /// <summary>Stages one layer: its groups one after another (a group is the largest message), then b_O.</summary>
+    public async Task StageLayerAsync(LayerWeights weights, CancellationToken cancellationToken = default)
+    {
+        var layer = _grains.GetGrain<ILayerGrain>(GrainKeys.Layer(Model, weights.Layer));
+        foreach (var group in weights.Groups)
+            await layer.StageGroup(Id, group).WaitAsync(cancellationToken);
+        await layer.StageLayer(Id, weights.OutputBias).WaitAsync(cancellationToken);
+        await Catalog.TouchUpload(Model, Id).WaitAsync(cancellationToken);
+    }
+
+    /// <summary>Switches the model to this upload's weights; the answer describes the model after the switch.</summary>
+    public async Task<ModelDescription> CommitAsync(CancellationToken cancellationToken = default)
+    {
+        var description = await Catalog.CommitUpload(Model, Id).WaitAsync(cancellationToken);
+        _finished = true;
+        return description;
+    }
+
+    /// <summary>Drops what was staged. Best effort: what a lost message leaves behind goes when the lease expires.</summary>
+    public async Task AbortAsync()
+    {
+        if (_finished) return;
+        _finished = true;
+        try
+        {
+            await Catalog.AbortUpload(Model, Id).WaitAsync(TimeSpan.FromSeconds(30));
+        }
+        catch (Exception)
+        {
+            // The upload's own failure is what the caller must see; the lease sweep removes what this left.
+        }
+    }
+
+    public async ValueTask DisposeAsync() => await AbortAsync();
+}
