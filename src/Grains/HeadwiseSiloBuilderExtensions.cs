@@ -26,6 +26,7 @@ public static class HeadwiseSiloBuilderExtensions
         silo.Services.AddOptions<ForwardLimits>();
         silo.Services.AddOptions<ScatterOptions>();
         silo.Services.AddOptions<DecodeSessionOptions>();
+        silo.Services.AddOptions<WeightUploadOptions>();
         silo.Services.AddSingleton<SessionCaches>();
         silo.Services.AddSingleton<SessionBudget>();
         silo.Services.AddSingleton<SessionRegistry>();

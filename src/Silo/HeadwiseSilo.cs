@@ -35,6 +35,7 @@ public static class HeadwiseSilo
         builder.Services.Configure<SiloOptions>(builder.Configuration.GetSection(SiloOptions.Section));
         builder.Services.Configure<ForwardLimits>(builder.Configuration.GetSection(SiloOptions.Section));
         builder.Services.Configure<ScatterOptions>(builder.Configuration.GetSection(SiloOptions.Section));
+        builder.Services.Configure<WeightUploadOptions>(builder.Configuration.GetSection(SiloOptions.Section));
         builder.Services.Configure<DecodeSessionOptions>(builder.Configuration.GetSection(SiloOptions.Section + ":Sessions"));
         builder.Services.Configure<GatewayOptions>(builder.Configuration.GetSection(SiloOptions.Section));
 
