@@ -19,12 +19,15 @@ namespace Headwise.Grains;
 // middle of a session (its next step then reloads them from storage).
 [CollectionAgeLimit(Days = 1)]
 public sealed class HeadGrain(
-    [PersistentState("head", StorageNames.Weights)] IPersistentState<HeadState> state,
+    [PersistentState(HeadGrain.StateName, StorageNames.Weights)] IPersistentState<HeadState> state,
     [PersistentState("head-staging", StorageNames.Weights)] IPersistentState<HeadStaging> staging,
     IHeadKernel kernel,
     LocalHeads localHeads,
     SiloIdentity silo) : Grain, IHeadGrain
 {
+    /// <summary>The name its served weights are stored under (<see cref="Forward.HeadRescue"/> reads them there too).</summary>
+    public const string StateName = "head";
+
     // Floats are rebuilt once per activation so the forward path reads them without conversion.
     private HeadGroupWeights? _weights;
     private LocalHead? _published;

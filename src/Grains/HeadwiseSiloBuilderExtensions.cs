@@ -39,6 +39,7 @@ public static class HeadwiseSiloBuilderExtensions
             return new Forward.ComputeScheduler(options.ComputeThreads is > 0 and var threads ? threads : Environment.ProcessorCount);
         });
         silo.Services.AddSingleton<Forward.StackedOutputRows>();
+        silo.Services.AddSingleton<Forward.HeadRescue>();
         silo.Services.AddSingleton<Forward.SiloPass>();
         silo.Services.AddSingleton<Forward.LayerFanOut>();
         silo.Services.AddSingleton<Forward.LayerPlans>();

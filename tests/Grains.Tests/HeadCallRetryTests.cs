@@ -5,7 +5,7 @@ using Headwise.Grains.Placement;
 
 namespace Headwise.Grains.Tests;
 
-/// <summary>The coordinator's retry of a scatter whose silo died: bounded, with backoff, cancellable, and only for silo failures.</summary>
+/// <summary>The coordinator's retry of a scatter whose silo died: bounded by a budget and the caller's deadline, with backoff, and only for silo failures.</summary>
 public sealed class HeadCallRetryTests
 {
     [Fact]
@@ -23,7 +23,7 @@ public sealed class HeadCallRetryTests
     }
 
     [Fact]
-    public async Task Retries_are_bounded_and_spaced_by_backoff()
+    public async Task Retries_go_on_for_the_budget_spaced_by_backoff_then_the_failure_surfaces()
     {
         int attempts = 0;
         var clock = Stopwatch.StartNew();
@@ -31,10 +31,26 @@ public sealed class HeadCallRetryTests
         {
             attempts++;
             throw new HeadwiseException(ErrorCode.Unavailable, "relay: silo gone");
-        }, () => { }));
-        Assert.Equal(HeadCallRetry.MaxAttempts, attempts);
-        // 100 + 200 + 400 ms between the four attempts.
-        Assert.True(clock.Elapsed >= TimeSpan.FromMilliseconds(650), $"{clock.Elapsed.TotalMilliseconds:F0} ms");
+        }, () => { }, budget: TimeSpan.FromSeconds(1.5)));
+        // 50 + 100 + 200 + 400 + 500 ms of backoff fit in 1.5 s (six attempts on an idle machine, fewer when timers run
+        // late); it gives up when the next backoff would pass the budget, not after a count.
+        Assert.InRange(attempts, 3, 6);
+        Assert.True(clock.Elapsed >= TimeSpan.FromMilliseconds(1000) && clock.Elapsed < TimeSpan.FromSeconds(3), $"{attempts} attempts in {clock.Elapsed.TotalMilliseconds:F0} ms");
+    }
+
+    [Fact]
+    public async Task The_callers_deadline_ends_the_retries()
+    {
+        using var deadline = new CancellationTokenSource(TimeSpan.FromMilliseconds(400));
+        int attempts = 0;
+        var clock = Stopwatch.StartNew();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => HeadCallRetry.RunAsync<int>(() =>
+        {
+            attempts++;
+            throw new SiloUnavailableException("gone");
+        }, () => { }, deadline.Token));
+        Assert.InRange(attempts, 2, 5);
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(2), $"{clock.Elapsed.TotalMilliseconds:F0} ms");
     }
 
     [Fact]

@@ -1,38 +1,46 @@
+using System.Diagnostics;
 using Headwise.Contracts;
 
 namespace Headwise.Grains.Forward;
 
 /// <summary>
-/// The coordinator's retry of a scatter whose head call failed because a silo died or left: the silo is gone
+/// The coordinator's retry of a pass whose head call failed because a silo died or left: the silo is gone
 /// (SiloUnavailableException), refused the message (OrleansMessageRejectionException), or a relay reported the
 /// cluster unavailable. Each retry first forgets where the heads were (<c>beforeRetry</c>) so the next attempt
-/// finds them re-activated on a live silo, their weights read back from storage. Bounded: at most
-/// <see cref="MaxAttempts"/> attempts with exponential backoff (100, 200, 400 ms, about 0.7 s in all), so that a
-/// silo not yet declared dead surfaces as UNAVAILABLE for the client to retry, never as a hang. A pass is either
-/// answered whole by one attempt or fails; no partial result from an earlier attempt is kept.
+/// finds them re-activated on a live silo, their weights read back from storage. Bounded by the caller's deadline (its
+/// token) and by <see cref="Budget"/>, not by a count: a silo takes membership about 2.5 s to declare dead, and a caller
+/// that does not retry on its own must not see the seconds in between as failures. Backoff 50 ms doubling to 500 ms. A
+/// pass is either answered whole by one attempt or fails; no partial result from an earlier attempt is kept.
 /// </summary>
 public static class HeadCallRetry
 {
-    public const int MaxAttempts = 4;
-    public static readonly TimeSpan FirstBackoff = TimeSpan.FromMilliseconds(100);
+    /// <summary>How long a caller without a deadline is retried for, below Orleans' 30 s response timeout.</summary>
+    public static readonly TimeSpan Budget = TimeSpan.FromSeconds(20);
+    public static readonly TimeSpan FirstBackoff = TimeSpan.FromMilliseconds(50);
+    private static readonly TimeSpan MaxBackoff = TimeSpan.FromMilliseconds(500);
 
     public static bool IsSiloFailure(Exception e) =>
         e is SiloUnavailableException or OrleansMessageRejectionException or HeadwiseException { Code: ErrorCode.Unavailable };
 
-    public static async Task<T> RunAsync<T>(Func<Task<T>> attempt, Action beforeRetry, CancellationToken cancellationToken = default)
+    /// <param name="budget">How long to go on retrying at most (<see cref="Budget"/> when null).</param>
+    public static async Task<T> RunAsync<T>(Func<Task<T>> attempt, Action beforeRetry, CancellationToken cancellationToken = default,
+        TimeSpan? budget = null)
     {
+        var limit = budget ?? Budget;
+        long started = Stopwatch.GetTimestamp();
         var backoff = FirstBackoff;
-        for (int tried = 1; ; tried++)
+        while (true)
         {
             cancellationToken.ThrowIfCancellationRequested();
             try
             {
                 return await attempt();
             }
-            catch (Exception e) when (IsSiloFailure(e) && tried < MaxAttempts)
+            catch (Exception e) when (IsSiloFailure(e) && Stopwatch.GetElapsedTime(started) + backoff < limit)
             {
+                cancellationToken.ThrowIfCancellationRequested();
                 await Task.Delay(backoff, cancellationToken);
-                backoff *= 2;
+                backoff = backoff * 2 < MaxBackoff ? backoff * 2 : MaxBackoff;
                 beforeRetry();
             }
         }

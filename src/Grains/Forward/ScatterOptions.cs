@@ -4,7 +4,8 @@ namespace Headwise.Grains.Forward;
 
 /// <summary>
 /// How the coordinator spreads a forward pass over silos (Headwise__WireFormat, Headwise__OutputProjection,
-/// Headwise__TreeFanout, Headwise__LinkBytesPerSecond, Headwise__ComputeThreads, Headwise__RebalanceIdleSeconds).
+/// Headwise__TreeFanout, Headwise__LinkBytesPerSecond, Headwise__ComputeThreads, Headwise__RebalanceIdleSeconds,
+/// Headwise__HedgeAfterMs, Headwise__SuspectSeconds).
 /// </summary>
 public sealed class ScatterOptions
 {
@@ -22,6 +23,16 @@ public sealed class ScatterOptions
 
     /// <summary>Bf16 halves the bytes of X and Z between silos for every request, not only those that ask for it.</summary>
     public WireFormat WireFormat { get; set; } = WireFormat.F32;
+
+    /// <summary>
+    /// A silo below that has not answered a forward pass after this long (or 4× the layer's recent pass time, if more)
+    /// has its groups computed by the silo above, from storage (<c>HeadRescue</c>): a hung silo costs a pass this much,
+    /// not the seconds membership takes to declare it dead.
+    /// </summary>
+    public int HedgeAfterMs { get; set; } = 1000;
+
+    /// <summary>After a silo failed or fell behind, passes compute its groups elsewhere for this long without asking it.</summary>
+    public double SuspectSeconds { get; set; } = 3;
 
     /// <summary>A layer whose heads were idle this long re-balances them when the silo set changed; 0 turns that off.</summary>
     public int RebalanceIdleSeconds { get; set; } = 10;

@@ -28,6 +28,7 @@ public sealed class SiloPass(
     ComputeScheduler compute,
     TensorChannel channel,
     StackedOutputRows stackedRows,
+    HeadRescue rescue,
     IClusterMembershipService membership,
     ISiloMetadataCache metadata)
 {
@@ -48,7 +49,7 @@ public sealed class SiloPass(
             };
         // The silos below first: their X is on its way before this silo's cores are busy.
         var children = ScatterTree.Children(request.Subtree, request.Fanout)
-            .Select(c => CallChild(request, c.Child, c.Below, cancellationToken)).ToList();
+            .Select(c => CallChild(request, c.Child, c.Below, localInput, received, cancellationToken)).ToList();
 
         Computed own;
         List<SiloAssignment> moved;
@@ -117,6 +118,7 @@ public sealed class SiloPass(
             BytesSent = localInput is null ? input : 0,
             BytesReceived = localInput is null ? sentBack : 0,
         });
+        if (localInput is not null && request.Work is not null) rescue.Passed(request.Layer, Stopwatch.GetElapsedTime(received));
         var partialTicket = Guid.Empty;
         if (partialBytes is { Length: >= TensorChannel.MinimumBytes } && request.ReplyChannel.Length > 0
             && IPEndPoint.TryParse(request.ReplyChannel, out var replyTo))
@@ -144,7 +146,65 @@ public sealed class SiloPass(
         };
     }
 
+    // A forward pass does not wait on a silo below that failed or hangs: past the hedge time (or at once, for a silo
+    // that failed) this silo computes that silo's groups itself, from storage, and the pass goes on. The late answer is
+    // dropped. (A decode step cannot: its keys and values are in that silo's caches; see CallRelay.)
     private async Task<(SiloPassAnswer Answer, double CallMs)> CallChild(SiloPassRequest request, SiloAssignment child, SiloAssignment[] below,
+        byte[]? localInput, long received, CancellationToken cancellationToken)
+    {
+        if (request.Step is not null || request.Versions.Length == 0) return await CallRelay(request, child, below, cancellationToken);
+        long started = Stopwatch.GetTimestamp();
+        if (!rescue.IsSuspect(child.Silo))
+        {
+            var call = CallRelay(request, child, below, cancellationToken);
+            using var stopHedge = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            var hedge = Task.Delay(rescue.HedgeAfter(request.Layer), stopHedge.Token);
+            if (await Task.WhenAny(call, hedge) == call)
+            {
+                stopHedge.Cancel();
+                try
+                {
+                    return await call;
+                }
+                catch (Exception e) when (HeadCallRetry.IsSiloFailure(e) || e is TimeoutException)
+                {
+                    // Lost: rescued below.
+                }
+            }
+            else
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                _ = call.ContinueWith(t => t.Exception, TaskContinuationOptions.OnlyOnFaulted);
+            }
+            rescue.Suspect(child.Silo);
+        }
+        var answer = await Rescue(request, below.Prepend(child).SelectMany(a => a.Groups).ToArray(), localInput, received, cancellationToken);
+        return (answer, Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+    }
+
+    private async Task<SiloPassAnswer> Rescue(SiloPassRequest request, int[] groups, byte[]? localInput, long received, CancellationToken cancellationToken)
+    {
+        var heads = await Task.WhenAll(groups.Order().Select(async g =>
+        {
+            string key = $"{request.Layer}/{g}";
+            return (g, key, await rescue.Load(key, request.Versions[g]));
+        }));
+        var computed = await compute.Run(() => Compute(request, localInput, heads.ToList(), received, cancellationToken), cancellationToken);
+        var partial = computed.Partial;
+        // Children's partial sums arrive in the pass's wire format; this one joins them the same way.
+        if (partial is not null && request.Work?.Wire == WireFormat.Bf16) partial = Bf16.Encode(FloatBytes.AsFloats(partial));
+        return new SiloPassAnswer
+        {
+            Partial = partial,
+            Groups = computed.Groups,
+            Moved = [],
+            Traffic = [],
+            ProjectionMs = computed.ProjectionMs,
+            Messages = 0,
+        };
+    }
+
+    private async Task<(SiloPassAnswer Answer, double CallMs)> CallRelay(SiloPassRequest request, SiloAssignment child, SiloAssignment[] below,
         CancellationToken cancellationToken)
     {
         long started = Stopwatch.GetTimestamp();
