@@ -19,7 +19,7 @@ public sealed class HeadRescue(IServiceProvider services, IGrainFactory grains, 
 {
     private static readonly TimeSpan KeepWeights = TimeSpan.FromMinutes(1);
 
-    private sealed record Rescued(LocalHead Head, long LastUsed);
+    private sealed record Rescued(Guid Version, Task<LocalHead> Head, long LastUsed);
 
     private readonly ConcurrentDictionary<string, Rescued> _heads = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, long> _suspects = new(StringComparer.Ordinal);
@@ -27,8 +27,9 @@ public sealed class HeadRescue(IServiceProvider services, IGrainFactory grains, 
 
     public long Rescues;
 
-    /// <summary>How long a silo below may take before its groups are computed here too: a few of this layer's recent
-    /// passes on this silo, and never less than Headwise__HedgeAfterMs.</summary>
+    /// <summary>How long a silo below may take before its groups are computed here too: 4× this layer's recent passes
+    /// on this silo, and never less than Headwise__HedgeAfterMs. (The caller also waits for its own heads first, and as
+    /// long again: a silo slowed down with the rest of the machine is not mistaken for a hung one.)</summary>
     public TimeSpan HedgeAfter(string layer) =>
         TimeSpan.FromMilliseconds(Math.Max(options.Value.HedgeAfterMs, 4 * _passMs.GetValueOrDefault(layer)));
 
@@ -45,29 +46,44 @@ public sealed class HeadRescue(IServiceProvider services, IGrainFactory grains, 
 
     public void Clear(string silo) => _suspects.TryRemove(silo, out _);
 
-    /// <summary>The group's weights of <paramref name="version"/>, read from storage (kept a minute for the next pass).</summary>
-    public async Task<LocalHead> Load(string key, Guid version)
+    /// <summary>The group's weights of <paramref name="version"/>, read from storage (kept a minute for the next pass).
+    /// One read per head however many passes ask at once: a hung silo's groups are wanted by every pass.</summary>
+    public Task<LocalHead> Load(string key, Guid version)
     {
         long now = Stopwatch.GetTimestamp();
-        if (_heads.TryGetValue(key, out var kept) && kept.Head.Version == version)
-        {
-            _heads[key] = kept with { LastUsed = now };
-            return kept.Head;
-        }
         foreach (var old in _heads.Where(h => Stopwatch.GetElapsedTime(h.Value.LastUsed) > KeepWeights).ToList())
             _heads.TryRemove(old);
+        while (true)
+        {
+            if (_heads.TryGetValue(key, out var kept) && kept.Version == version && !kept.Head.IsFaulted && !kept.Head.IsCanceled)
+            {
+                _heads.TryUpdate(key, kept with { LastUsed = now }, kept);
+                return kept.Head;
+            }
+            var loading = new Rescued(version, Read(key, version), now);
+            if (kept is null ? _heads.TryAdd(key, loading) : _heads.TryUpdate(key, loading, kept)) return loading.Head;
+        }
+    }
 
+    private async Task<LocalHead> Read(string key, Guid version)
+    {
+        await Task.Yield();
         var storage = services.GetRequiredKeyedService<IGrainStorage>(StorageNames.Weights);
         var stored = new GrainState<HeadState>(new HeadState());
-        await storage.ReadStateAsync(HeadGrain.StateName, grains.GetGrain<IHeadGrain>(key).GetGrainId(), stored);
+        try
+        {
+            await storage.ReadStateAsync(HeadGrain.StateName, grains.GetGrain<IHeadGrain>(key).GetGrainId(), stored);
+        }
+        catch (Exception e)
+        {
+            throw new HeadwiseException(ErrorCode.Unavailable, $"head '{key}' is on a silo that does not answer, and reading its weights failed; retry.", e);
+        }
         if (stored.State is not { Spec: { } spec, Weights: { } weights } || stored.State.Version != version)
             throw new HeadwiseException(ErrorCode.Unavailable,
                 $"head '{key}' is on a silo that does not answer, and storage holds other weights than the pass was planned with; retry.");
         var kernelWeights = HeadWeightsConverter.ToKernelWeights(spec, weights);
         kernel.Prepare(kernelWeights);
-        var head = new LocalHead(spec, kernelWeights, FloatBytes.ToFloats(weights.Output), version);
-        _heads[key] = new Rescued(head, now);
         Interlocked.Increment(ref Rescues);
-        return head;
+        return new LocalHead(spec, kernelWeights, FloatBytes.ToFloats(weights.Output), version);
     }
 }

@@ -48,8 +48,9 @@ public sealed class SiloPass(
                 InputTicket = Guid.Empty,
             };
         // The silos below first: their X is on its way before this silo's cores are busy.
+        var ownDone = new TaskCompletionSource<TimeSpan>(TaskCreationOptions.RunContinuationsAsynchronously);
         var children = ScatterTree.Children(request.Subtree, request.Fanout)
-            .Select(c => CallChild(request, c.Child, c.Below, localInput, received, cancellationToken)).ToList();
+            .Select(c => CallChild(request, c.Child, c.Below, localInput, received, ownDone.Task, cancellationToken)).ToList();
 
         Computed own;
         List<SiloAssignment> moved;
@@ -66,12 +67,14 @@ public sealed class SiloPass(
         }
         catch
         {
+            ownDone.TrySetResult(Stopwatch.GetElapsedTime(received));
             // The pass fails with this silo's error, but only once the silos below are done: none of them may run on
             // into the caller's next pass or step.
             try { await Task.WhenAll(children); } catch (Exception) { }
             throw;
         }
 
+        ownDone.TrySetResult(Stopwatch.GetElapsedTime(received));
         var wire = request.Work?.Wire ?? WireFormat.F32;
         var answers = new List<GroupAnswer>(own.Groups);
         var allMoved = new List<SiloAssignment>(moved);
@@ -150,7 +153,7 @@ public sealed class SiloPass(
     // that failed) this silo computes that silo's groups itself, from storage, and the pass goes on. The late answer is
     // dropped. (A decode step cannot: its keys and values are in that silo's caches; see CallRelay.)
     private async Task<(SiloPassAnswer Answer, double CallMs)> CallChild(SiloPassRequest request, SiloAssignment child, SiloAssignment[] below,
-        byte[]? localInput, long received, CancellationToken cancellationToken)
+        byte[]? localInput, long received, Task<TimeSpan> ownDone, CancellationToken cancellationToken)
     {
         if (request.Step is not null || request.Versions.Length == 0) return await CallRelay(request, child, below, cancellationToken);
         long started = Stopwatch.GetTimestamp();
@@ -158,7 +161,7 @@ public sealed class SiloPass(
         {
             var call = CallRelay(request, child, below, cancellationToken);
             using var stopHedge = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-            var hedge = Task.Delay(rescue.HedgeAfter(request.Layer), stopHedge.Token);
+            var hedge = Hedge(rescue.HedgeAfter(request.Layer), ownDone, stopHedge.Token);
             if (await Task.WhenAny(call, hedge) == call)
             {
                 stopHedge.Cancel();
@@ -180,6 +183,14 @@ public sealed class SiloPass(
         }
         var answer = await Rescue(request, below.Prepend(child).SelectMany(a => a.Groups).ToArray(), localInput, received, cancellationToken);
         return (answer, Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+    }
+
+    // Fires once the hedge time has passed and this silo has finished its own heads and waited as long again.
+    private static async Task Hedge(TimeSpan after, Task<TimeSpan> ownDone, CancellationToken cancellationToken)
+    {
+        await Task.Delay(after, cancellationToken);
+        var own = await ownDone.WaitAsync(cancellationToken);
+        await Task.Delay(own, cancellationToken);
     }
 
     private async Task<SiloPassAnswer> Rescue(SiloPassRequest request, int[] groups, byte[]? localInput, long received, CancellationToken cancellationToken)

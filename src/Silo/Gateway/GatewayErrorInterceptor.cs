@@ -50,6 +50,10 @@ public sealed class GatewayErrorInterceptor(ILogger<GatewayErrorInterceptor> log
             case TimeoutException or SiloUnavailableException or OrleansMessageRejectionException:
                 logger.LogWarning(exception, "{Method}: the cluster could not serve the call", context.Method);
                 return new RpcException(new Status(StatusCode.Unavailable, "the cluster could not serve the call right now; retry."));
+            // Grain storage (Redis) that timed out or dropped the connection: the cluster's state is intact, the call may be retried.
+            case Orleans.Persistence.Redis.RedisStorageException or StackExchange.Redis.RedisException:
+                logger.LogWarning(exception, "{Method}: grain storage did not answer", context.Method);
+                return new RpcException(new Status(StatusCode.Unavailable, "grain storage did not answer in time; retry."));
             default:
                 logger.LogError(exception, "{Method} failed", context.Method);
                 return new RpcException(new Status(StatusCode.Internal, "internal error; the silo log has the details."));
