@@ -61,6 +61,7 @@ public static class HeadwiseSilo
         });
 
         builder.Services.AddSingleton<SiloReadiness>();
+        builder.Services.AddHostedService<GatewayDrain>();
         builder.Services.AddSingleton<ApiKeyInterceptor>();
         builder.Services.AddSingleton<ForwardGate>();
         builder.Services.AddHostedService<DemoModelLoader>();
@@ -80,7 +81,8 @@ public static class HeadwiseSilo
         var app = builder.Build();
         app.MapGrpcService<AttentionGateway>().RequireHost($"*:{options.GrpcPort}");
         app.MapGet("/healthz", (SiloReadiness readiness) =>
-                readiness.IsReady ? Results.Text("ok") : Results.Text("starting", statusCode: StatusCodes.Status503ServiceUnavailable))
+                readiness.IsReady ? Results.Text("ok")
+                : Results.Text(readiness.IsDraining ? "draining" : "starting", statusCode: StatusCodes.Status503ServiceUnavailable))
             .RequireHost($"*:{options.WebPort}");
         app.MapHeadwiseDashboard();
         return app;

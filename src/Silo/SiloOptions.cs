@@ -38,6 +38,9 @@ public sealed class SiloOptions
     /// <summary>Address the gRPC and web ports bind to.</summary>
     public string ListenAddress { get; set; } = "127.0.0.1";
 
+    /// <summary>Seconds a stopping silo reports "draining" on /healthz and goes on serving before its gateway stops.</summary>
+    public double DrainSeconds { get; set; } = 3;
+
     /// <summary>The silo-to-silo tensor channel's port on the advertised address (Headwise__TensorPort); 0: any free port,
     /// advertised to the other silos in this silo's metadata.</summary>
     public int TensorPort { get; set; }
