@@ -24,9 +24,18 @@ public sealed class OrleansAttentionClient(IClusterClient cluster) : IAttentionC
     public async Task<ModelDescription> UploadWeightsAsync(string model, Stream safetensors, WeightLayout layout, string prefix,
         CancellationToken cancellationToken = default)
     {
-        using var file = new MemoryStream();
-        await safetensors.CopyToAsync(file, cancellationToken);
-        return await WeightUpload.UploadAsync(cluster, model, file.GetBuffer().AsMemory(0, (int)file.Length), layout, prefix, cancellationToken);
+        // Streamed: each layer is staged as soon as it has been read, whatever the file's size.
+        return await WeightUpload.StreamAsync(cluster, model, Chunks(safetensors, cancellationToken), layout, prefix, long.MaxValue, cancellationToken);
+    }
+
+    private static async IAsyncEnumerable<ReadOnlyMemory<byte>> Chunks(Stream stream,
+        [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        var buffer = new byte[4 << 20];
+        int read;
+        // The reader copies what it keeps before asking for the next chunk, so one buffer serves the whole file.
+        while ((read = await stream.ReadAsync(buffer, cancellationToken)) > 0)
+            yield return buffer.AsMemory(0, read);
     }
 
     /// <inheritdoc />

@@ -64,6 +64,7 @@ public static class HeadwiseSilo
         builder.Services.AddHostedService<GatewayDrain>();
         builder.Services.AddSingleton<ApiKeyInterceptor>();
         builder.Services.AddSingleton<ForwardGate>();
+        builder.Services.AddSingleton<UploadGate>();
         builder.Services.AddHostedService<DemoModelLoader>();
         builder.Services.AddGrpc(grpc =>
         {

@@ -38,6 +38,9 @@ public sealed class SiloOptions
     /// <summary>Address the gRPC and web ports bind to.</summary>
     public string ListenAddress { get; set; } = "127.0.0.1";
 
+    /// <summary>Uploads one gateway parses and stages at once (each holds up to a layer's attention weights).</summary>
+    public int MaxConcurrentUploads { get; set; } = 2;
+
     /// <summary>Seconds a stopping silo reports "draining" on /healthz and goes on serving before its gateway stops.</summary>
     public double DrainSeconds { get; set; } = 3;
 

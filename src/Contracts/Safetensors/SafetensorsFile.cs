@@ -48,6 +48,20 @@ public sealed class SafetensorsFile
         ReadOnlyMemory<byte> header = bytes.Slice(8, headerLength);
         ReadOnlyMemory<byte> data = bytes[(8 + headerLength)..];
 
+        var parsed = ParseHeader(header, data.Length);
+        var tensors = new Dictionary<string, SafetensorsTensor>(StringComparer.Ordinal);
+        foreach (var range in parsed.Tensors)
+            tensors.Add(range.Name, range.WithData(data.Slice((int)range.Begin, (int)(range.End - range.Begin))));
+        return new SafetensorsFile(tensors.AsReadOnly(), parsed.Metadata);
+    }
+
+    /// <summary>
+    /// Parses the JSON header alone, as strictly as <see cref="Parse"/>: every tensor's dtype, shape and byte range
+    /// within <paramref name="dataLength"/> bytes of data (<see cref="long.MaxValue"/> when the data is still to come,
+    /// as in a streamed upload: the reader then checks each range as the bytes arrive).
+    /// </summary>
+    public static SafetensorsHeader ParseHeader(ReadOnlyMemory<byte> header, long dataLength)
+    {
         if (!Utf8.IsValid(header.Span))
             throw HeadwiseException.Invalid("safetensors header is not valid UTF-8.");
         JsonDocument document;
@@ -67,7 +81,8 @@ public sealed class SafetensorsFile
             if (root.ValueKind != JsonValueKind.Object)
                 throw HeadwiseException.Invalid($"safetensors header is a JSON {Kind(root)}; expected an object.");
 
-            var tensors = new Dictionary<string, SafetensorsTensor>(StringComparer.Ordinal);
+            var names = new HashSet<string>(StringComparer.Ordinal);
+            var tensors = new List<SafetensorsRange>();
             var ranges = new List<(long Begin, long End, string Name)>();
             Dictionary<string, string>? metadata = null;
             foreach (JsonProperty property in root.EnumerateObject())
@@ -80,14 +95,14 @@ public sealed class SafetensorsFile
                     metadata = ParseMetadata(property.Value);
                     continue;
                 }
-                if (tensors.ContainsKey(name))
+                if (!names.Add(name))
                     throw HeadwiseException.Invalid($"safetensors header names tensor '{name}' twice.");
-                var (tensor, begin, end) = ParseEntry(name, property.Value, data);
-                tensors.Add(name, tensor);
-                ranges.Add((begin, end, name));
+                var range = ParseEntry(name, property.Value, dataLength);
+                tensors.Add(range);
+                ranges.Add((range.Begin, range.End, name));
             }
             CheckNoOverlap(ranges);
-            return new SafetensorsFile(tensors.AsReadOnly(),
+            return new SafetensorsHeader(tensors,
                 (metadata ?? new Dictionary<string, string>(StringComparer.Ordinal)).AsReadOnly());
         }
     }
@@ -122,7 +137,7 @@ public sealed class SafetensorsFile
     }
 
     /// <summary>The header length as an int, once it is known to be positive, within the limit and the file.</summary>
-    private static int CheckHeaderLength(ulong headerLength, long fileLength, long maxHeaderBytes)
+    internal static int CheckHeaderLength(ulong headerLength, long fileLength, long maxHeaderBytes)
     {
         if (headerLength == 0)
             throw HeadwiseException.Invalid("safetensors header length is 0; expected a JSON object of at least 2 bytes.");
@@ -152,7 +167,7 @@ public sealed class SafetensorsFile
         return metadata;
     }
 
-    private static (SafetensorsTensor Tensor, long Begin, long End) ParseEntry(string name, JsonElement entry, ReadOnlyMemory<byte> data)
+    private static SafetensorsRange ParseEntry(string name, JsonElement entry, long dataLength)
     {
         if (entry.ValueKind != JsonValueKind.Object)
             throw HeadwiseException.Invalid(
@@ -207,17 +222,16 @@ public sealed class SafetensorsFile
         long end = NonNegativeInteger(offsetsJson[1], name, "data_offsets[1]");
         if (begin > end)
             throw HeadwiseException.Invalid($"tensor '{name}' has data_offsets [{begin}, {end}]; expected begin <= end.");
-        if (end > data.Length)
+        if (end > dataLength)
             throw HeadwiseException.Invalid(
-                $"tensor '{name}' has data_offsets [{begin}, {end}] past the end of the data; expected end <= {data.Length}.");
+                $"tensor '{name}' has data_offsets [{begin}, {end}] past the end of the data; expected end <= {dataLength}.");
         long byteCount = MultiplyOrThrow(elementCount, dtype.ByteSize(), name, "its byte size");
         if (end - begin != byteCount)
             throw HeadwiseException.Invalid(
                 $"tensor '{name}' has {end - begin} bytes (data_offsets [{begin}, {end}]); expected {byteCount} " +
                 $"for shape {SafetensorsTensor.FormatShape(shape)} of {dtype}.");
 
-        var tensor = new SafetensorsTensor(name, dtype, shape, elementCount, data.Slice((int)begin, (int)(end - begin)));
-        return (tensor, begin, end);
+        return new SafetensorsRange(name, dtype, shape, elementCount, begin, end);
     }
 
     /// <summary>Two tensors may not share bytes; empty tensors share nothing.</summary>

@@ -19,38 +19,53 @@ public static class WeightImporter
         ArgumentNullException.ThrowIfNull(file);
         ArgumentNullException.ThrowIfNull(spec);
         spec = spec.Resolve();
+        // Check all layers first: the file fails whole or not at all.
+        var found = Check(file.Tensors, spec, layout, prefix);
+        var layers = new LayerWeights[spec.LayerCount];
+        for (int layer = 0; layer < spec.LayerCount; layer++)
+            layers[layer] = ImportLayer(found[layer], spec, layout, layer);
+        return layers;
+    }
+
+    /// <summary>
+    /// Finds and checks every layer's tensors (present, float-typed, of the expected shape) among
+    /// <paramref name="tensors"/>, whose data need not be there yet: only names, dtypes and shapes are read. Returns,
+    /// per layer, the tensors by the layout's suffix.
+    /// </summary>
+    public static Dictionary<string, SafetensorsTensor>[] Check(IReadOnlyDictionary<string, SafetensorsTensor> tensors, AttentionSpec spec,
+        WeightLayout layout, string prefix)
+    {
+        spec = spec.Resolve();
         AttentionLayouts.CheckSpec(spec, layout);
         AttentionLayouts.CheckPrefix(prefix, spec);
         LayoutTensor[] wanted = AttentionLayouts.Tensors(spec, layout);
-
-        // Check all layers first: the file fails whole or not at all.
         var found = new Dictionary<string, SafetensorsTensor>[spec.LayerCount];
         for (int layer = 0; layer < spec.LayerCount; layer++)
-            found[layer] = FindLayer(file, spec, wanted, AttentionLayouts.LayerPrefix(prefix, layer));
+            found[layer] = FindLayer(tensors, spec, wanted, AttentionLayouts.LayerPrefix(prefix, layer));
+        return found;
+    }
 
-        var layers = new LayerWeights[spec.LayerCount];
-        for (int layer = 0; layer < spec.LayerCount; layer++)
-        {
-            var tensors = found[layer];
-            float[]? Values(string suffix) => tensors.TryGetValue(suffix, out var t) ? t.ToFloat32() : null;
-            layers[layer] = layout == WeightLayout.Gpt2
-                ? SplitGpt2(layer, spec, Values("c_attn.weight")!, Values("c_attn.bias"), Values("c_proj.weight")!, Values("c_proj.bias"))
-                : SplitLinear(layer, spec,
-                    Values("q_proj.weight")!, Values("k_proj.weight")!, Values("v_proj.weight")!, Values("o_proj.weight")!,
-                    Values("q_proj.bias"), Values("k_proj.bias"), Values("v_proj.bias"), Values("o_proj.bias"));
-        }
-        return layers;
+    /// <summary>Splits one layer's checked tensors (<see cref="Check"/>, now with their data) into head groups.</summary>
+    public static LayerWeights ImportLayer(IReadOnlyDictionary<string, SafetensorsTensor> tensors, AttentionSpec spec, WeightLayout layout, int layer)
+    {
+        spec = spec.Resolve();
+        float[]? Values(string suffix) => tensors.TryGetValue(suffix, out var t) ? t.ToFloat32() : null;
+        return layout == WeightLayout.Gpt2
+            ? SplitGpt2(layer, spec, Values("c_attn.weight")!, Values("c_attn.bias"), Values("c_proj.weight")!, Values("c_proj.bias"))
+            : SplitLinear(layer, spec,
+                Values("q_proj.weight")!, Values("k_proj.weight")!, Values("v_proj.weight")!, Values("o_proj.weight")!,
+                Values("q_proj.bias"), Values("k_proj.bias"), Values("v_proj.bias"), Values("o_proj.bias"));
     }
 
     /// <summary>The layer's tensors by suffix, each present, float-typed and of the expected shape.</summary>
     private static Dictionary<string, SafetensorsTensor> FindLayer(
-        SafetensorsFile file, AttentionSpec spec, LayoutTensor[] wanted, string layerPrefix)
+        IReadOnlyDictionary<string, SafetensorsTensor> tensors, AttentionSpec spec, LayoutTensor[] wanted, string layerPrefix)
     {
         var found = new Dictionary<string, SafetensorsTensor>(StringComparer.Ordinal);
         foreach (LayoutTensor slot in wanted)
         {
             string name = layerPrefix + slot.Suffix;
-            file.Tensors.TryGetValue(name, out SafetensorsTensor? tensor);
+            tensors.TryGetValue(name, out SafetensorsTensor? tensor);
             if (slot.IsBias && !spec.Bias)
             {
                 // Ignoring a bias the checkpoint has would silently give wrong outputs.

@@ -12,7 +12,7 @@ namespace Headwise.Silo.Gateway;
 /// The gRPC edge of the cluster, served by every silo: it checks the wire format, then hands each call to
 /// the model catalog or to the layer's coordinator grain.
 /// </summary>
-internal sealed class AttentionGateway(IGrainFactory grains, IOptions<SiloOptions> silo, IOptions<ForwardLimits> limits)
+internal sealed class AttentionGateway(IGrainFactory grains, IOptions<SiloOptions> silo, IOptions<ForwardLimits> limits, UploadGate uploads)
     : Attention.AttentionBase
 {
     private IModelCatalogGrain Catalog => grains.GetGrain<IModelCatalogGrain>(GrainKeys.Catalog);
@@ -51,23 +51,23 @@ internal sealed class AttentionGateway(IGrainFactory grains, IOptions<SiloOption
         ModelName.Validate(header.Model, "header.model");
         var layout = ProtoMapping.ToLayout(header.Layout);
 
-        long maxBytes = silo.Value.MaxUploadBytes;
-        using var file = new MemoryStream();
+        using var slot = uploads.Enter();
+        var model = await WeightUpload.StreamAsync(grains, header.Model, Chunks(requestStream, cancellation), layout, header.Prefix,
+            silo.Value.MaxUploadBytes, cancellation);
+        return ProtoMapping.ToProto(model);
+    }
+
+    // The chunks after the header; each is parsed and staged as it arrives (no whole-file buffer).
+    private static async IAsyncEnumerable<ReadOnlyMemory<byte>> Chunks(IAsyncStreamReader<UploadWeightsRequest> requestStream,
+        [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellation)
+    {
         while (await requestStream.MoveNext(cancellation))
         {
             var part = requestStream.Current;
             if (part.PartCase != UploadWeightsRequest.PartOneofCase.Chunk)
                 throw new HeadwiseException(ErrorCode.InvalidArgument, "header appears twice: only the first message may be a header.");
-            if (file.Length + part.Chunk.Length > maxBytes)
-                throw new HeadwiseException(ErrorCode.ResourceExhausted, $"chunk: the upload exceeds {maxBytes} bytes (Headwise__MaxUploadBytes).");
-            part.Chunk.WriteTo(file);
+            yield return part.Chunk.Memory;
         }
-        if (file.Length == 0)
-            throw new HeadwiseException(ErrorCode.InvalidArgument, "chunk: the stream ended after the header; send the safetensors file's bytes.");
-
-        var model = await WeightUpload.UploadAsync(grains, header.Model, file.GetBuffer().AsMemory(0, (int)file.Length),
-            layout, header.Prefix, cancellation);
-        return ProtoMapping.ToProto(model);
     }
 
     public override async Task<ForwardResponse> Forward(ForwardRequest request, ServerCallContext context)
