@@ -25,4 +25,10 @@ public interface ISiloRelayGrain : IGrainWithStringKey
     /// </summary>
     [Orleans.Concurrency.OneWay]
     Task Cancel(Guid forwardId);
+
+    /// <summary>
+    /// Drops this silo's K/V caches of a decode session, every head's: its coordinator sends it to every silo when the
+    /// session closes or expires, so no cache of a dead session waits out its idle time.
+    /// </summary>
+    Task DropSessionCaches(string session);
 }

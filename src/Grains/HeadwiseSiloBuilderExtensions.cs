@@ -28,7 +28,6 @@ public static class HeadwiseSiloBuilderExtensions
         silo.Services.AddOptions<DecodeSessionOptions>();
         silo.Services.AddSingleton<SessionCaches>();
         silo.Services.AddSingleton<SessionBudget>();
-        silo.Services.AddSingleton<SessionRegistry>();
         silo.Services.AddSingleton<LocalHeads>();
         silo.Services.AddSingleton<SessionProjections>();
         silo.Services.AddSingleton(new SiloSpeedReading(speed));

@@ -23,4 +23,10 @@ public sealed class DecodeSessionOptions
     /// ResourceExhausted.
     /// </summary>
     public long InputBytesPerSilo { get; set; } = 2L << 30;
+
+    /// <summary>
+    /// Bytes of one stored segment of a session's inputs (all its sequences): a step rewrites at most the segments its
+    /// tokens fall in, so this bounds what a one-token step writes to storage beside its own rows.
+    /// </summary>
+    public long InputSegmentBytes { get; set; } = 1L << 20;
 }

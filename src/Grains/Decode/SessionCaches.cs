@@ -105,6 +105,22 @@ public sealed class SessionCaches
         lock (_lock) Remove(head, session);
     }
 
+    /// <summary>Forgets every head's caches for the session (it was closed or expired).</summary>
+    public void DropSession(string session)
+    {
+        lock (_lock)
+        {
+            foreach (var key in _entries.Keys.Where(k => k.Session == session).ToList())
+                Remove(key.Head, key.Session);
+        }
+    }
+
+    /// <summary>Head caches this silo holds for the session.</summary>
+    public int CountOf(string session)
+    {
+        lock (_lock) return _entries.Keys.Count(k => k.Session == session);
+    }
+
     private void Remove(string head, string session)
     {
         if (_entries.Remove((head, session), out var entry)) _bytes -= entry.Bytes;
