@@ -8,7 +8,7 @@ namespace Headwise.Grains.Decode;
 /// the whole history (which would make a session of n steps cost O(n²) bytes written). Another silo reads them back
 /// to rebuild the session's coordinator.
 /// </summary>
-internal sealed class SessionInputs(IGrainStorage storage, string session, int batch, int modelDim, int segmentTokens)
+public sealed class SessionInputs(IGrainStorage storage, string session, int batch, int modelDim, int segmentTokens)
 {
     private const string StateName = "session-inputs";
 
