@@ -31,4 +31,11 @@ public interface ISiloRelayGrain : IGrainWithStringKey
     /// session closes or expires, so no cache of a dead session waits out its idle time.
     /// </summary>
     Task DropSessionCaches(string session);
+
+    /// <summary>
+    /// Renews the lease of this silo's K/V caches of an open decode session that has been idle a while: its coordinator
+    /// sends it, so only the caches of sessions nobody coordinates expire after Headwise__Sessions__CacheLeaseSeconds.
+    /// </summary>
+    [Orleans.Concurrency.OneWay]
+    Task RenewSessionCaches(string session);
 }

@@ -233,10 +233,19 @@ public sealed class DecodeSessionGrain(
         }));
     }
 
+    // An open session's idle caches keep their lease while it lasts; an idle session ends.
     private async Task ExpireWhenIdle(CancellationToken cancellationToken)
     {
-        if (_session is { } session && Stopwatch.GetElapsedTime(session.LastUse).TotalSeconds > options.Value.IdleSeconds)
+        if (_session is not { } session) return;
+        var idle = Stopwatch.GetElapsedTime(session.LastUse);
+        if (idle.TotalSeconds > options.Value.IdleSeconds)
+        {
             await End();
+            return;
+        }
+        if (idle < TimerPeriod) return; // its steps renewed the leases
+        foreach (var headSilo in session.HeadSilos.Where(s => s.Length > 0).Distinct())
+            _ = GrainFactory.GetGrain<ISiloRelayGrain>(GrainKeys.Relay(headSilo)).RenewSessionCaches(Id);
     }
 
     private async Task<DecodeSessionState> Require()
@@ -337,9 +346,12 @@ public sealed class DecodeSessionGrain(
     private void EnsureTimer()
     {
         if (_timer is not null) return;
-        var period = TimeSpan.FromSeconds(Math.Clamp(options.Value.IdleSeconds / 4.0, 1, 60));
-        _timer = this.RegisterGrainTimer(ExpireWhenIdle, new GrainTimerCreationOptions(period, period) { Interleave = false });
+        _timer = this.RegisterGrainTimer(ExpireWhenIdle, new GrainTimerCreationOptions(TimerPeriod, TimerPeriod) { Interleave = false });
     }
+
+    // Four times per idle period, three per cache lease.
+    private TimeSpan TimerPeriod => TimeSpan.FromSeconds(
+        Math.Clamp(Math.Min(options.Value.IdleSeconds / 4.0, options.Value.CacheLeaseSeconds / 3.0), 0.25, 60));
 
     private static TagList Tags(DecodeSessionState session) =>
         new() { { "model", session.Model }, { "layer", session.Layer } };

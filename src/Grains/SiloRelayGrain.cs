@@ -16,6 +16,12 @@ namespace Headwise.Grains;
 [SiloBoundPlacement, Reentrant]
 public sealed class SiloRelayGrain(CancelledForwards cancelled, SiloPass pass, Decode.SessionCaches caches) : Grain, ISiloRelayGrain
 {
+    public Task RenewSessionCaches(string session)
+    {
+        caches.Renew(session);
+        return Task.CompletedTask;
+    }
+
     public Task DropSessionCaches(string session)
     {
         caches.DropSession(session);

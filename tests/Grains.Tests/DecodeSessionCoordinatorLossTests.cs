@@ -11,8 +11,9 @@ namespace Headwise.Grains.Tests;
 
 /// <summary>
 /// Three silos sharing one grain storage: a session whose coordinator's silo dies is rebuilt from storage on another
-/// silo and its steps stay those of one causal Forward; a closed session leaves no cache on any silo; an unknown
-/// session id is answered NotFound without an activation that lingers.
+/// silo and its steps stay those of one causal Forward; a closed session leaves no cache on any silo; an idle open
+/// session's caches outlive their lease (its coordinator renews it) while an orphan's expire; an unknown session id is
+/// answered NotFound without an activation that lingers.
 /// </summary>
 [Collection(DecodeClusterCollection.Name)]
 public sealed class DecodeSessionCoordinatorLossTests : IAsyncLifetime
@@ -27,7 +28,12 @@ public sealed class DecodeSessionCoordinatorLossTests : IAsyncLifetime
             silo.AddHeadwiseGrains(KernelKind.Simd, speedGflops: 10);
             silo.Configure<SiloMessagingOptions>(o => o.ResponseTimeout = TimeSpan.FromSeconds(10));
             // Small segments: the session's inputs span several, so the rebuild reads more than one.
-            silo.Services.Configure<DecodeSessionOptions>(o => o.InputSegmentBytes = 4 * 768 * sizeof(float));
+            // A short cache lease: an open session's coordinator must renew its idle caches, an orphan's expire.
+            silo.Services.Configure<DecodeSessionOptions>(o =>
+            {
+                o.InputSegmentBytes = 4 * 768 * sizeof(float);
+                o.CacheLeaseSeconds = 3;
+            });
         }
     }
 
@@ -159,6 +165,33 @@ public sealed class DecodeSessionCoordinatorLossTests : IAsyncLifetime
         Assert.All(caches, c => Assert.Equal(0, c.CountOf(id)));
         var gone = await Assert.ThrowsAsync<HeadwiseException>(() => session.Decode(Step(golden, 5, 1)));
         Assert.Equal(ErrorCode.NotFound, gone.Code);
+    }
+
+    [Fact]
+    public async Task An_idle_open_session_keeps_its_caches_past_the_lease_while_an_orphans_expire()
+    {
+        var golden = await Load("lease");
+        string id = SessionIds.New();
+        var session = Grains.GetGrain<IDecodeSessionGrain>(id);
+        await session.Open("lease", 0, golden.Tokens);
+        await session.Decode(Step(golden, 0, 3));
+        var holder = Caches().First(c => c.CountOf(id) > 0);
+        // The cache of a session nobody coordinates (its coordinator's silo died, its caller left).
+        string orphan = SessionIds.New();
+        holder.Put("lease/0/0", orphan, [new KeyValueCache(golden.Spec.ModelDim / golden.Spec.HeadCount)]);
+
+        // More than two leases of 3 s, with another session's steps on the same silo (which sweep expired leases).
+        string busy = SessionIds.New();
+        for (int second = 0; second < 7; second++)
+        {
+            await Task.Delay(TimeSpan.FromSeconds(1));
+            holder.Put("lease/0/busy", busy, [new KeyValueCache(golden.Spec.ModelDim / golden.Spec.HeadCount)]);
+        }
+
+        var next = await session.Decode(Step(golden, 3, 2));
+        Assert.Equal(0, next.ReprefilledGroups);
+        Assert.Equal(0, holder.CountOf(orphan));
+        await session.Close();
     }
 
     [Fact]
