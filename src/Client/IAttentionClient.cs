@@ -48,7 +48,9 @@ public interface IAttentionClient : IAsyncDisposable
     /// <summary>
     /// Attention for the new tokens <paramref name="input"/> [batch, new_tokens, model_dim], causal over everything the
     /// session has seen (a prefill is a step with many tokens). NotFound once the session is closed or expired;
-    /// ResourceExhausted past its max_tokens.
+    /// ResourceExhausted past its max_tokens. Without an expected position a step whose reply was lost and that is sent
+    /// again (the gRPC transport retries UNAVAILABLE by itself) may be applied twice: prefer
+    /// <see cref="DecodeAsync(string, FloatTensor, int, CancellationToken)"/>.
     /// </summary>
     Task<DecodeOutput> DecodeAsync(string session, FloatTensor input, CancellationToken cancellationToken = default);
 

@@ -1,3 +1,4 @@
+using Headwise.Contracts;
 using Orleans.Storage;
 
 namespace Headwise.Grains.Decode;
@@ -65,11 +66,11 @@ public sealed class SessionInputs(IGrainStorage storage, string session, int bat
         {
             var stored = state.State?.Rows ?? [];
             if (stored.Length != SegmentBytes)
-                throw new Contracts.HeadwiseException(Contracts.ErrorCode.Internal,
+                throw new HeadwiseException(ErrorCode.Internal,
                     $"session '{session}': stored input segment {index} has {stored.Length} bytes, expected {SegmentBytes}.");
             int start = index * segmentTokens;
             int a = Math.Max(from, start), b = Math.Min(to, start + segmentTokens);
-            var floats = Contracts.FloatBytes.AsFloats(stored);
+            var floats = FloatBytes.AsFloats(stored);
             for (int s = 0; s < batch; s++)
                 floats.Slice(((s * segmentTokens) + a - start) * modelDim, (b - a) * modelDim)
                     .CopyTo(history[s].AsSpan((a - from) * modelDim));
