@@ -1,6 +1,6 @@
 namespace Headwise.Client;
 
-/// <summary>An open decode session: pass <see cref="Id"/> to <see cref="IAttentionClient.DecodeAsync"/>.</summary>
+/// <summary>An open decode session: pass <see cref="Id"/> to <see cref="IAttentionClient.DecodeAsync(string, FloatTensor, CancellationToken)"/>.</summary>
 /// <param name="Id">The session id (32 hex digits).</param>
 /// <param name="MaxTokens">Tokens the session may see in all.</param>
 public sealed record DecodeSession(string Id, int MaxTokens);
@@ -16,6 +16,9 @@ public sealed record DecodeOutput
 
     /// <summary>Head groups whose cache the cluster rebuilt from the session's inputs for this step (a silo left, a cache was evicted).</summary>
     public int ReprefilledGroups { get; init; }
+
+    /// <summary>True when this is the stored answer to a step the session had already applied (a retry with the same expected position and input).</summary>
+    public bool Replayed { get; init; }
 
     /// <summary>W3C trace id of the step.</summary>
     public string TraceId { get; init; } = "";

@@ -107,8 +107,14 @@ public sealed class GrpcAttentionClient : IAttentionClient
 
     /// <inheritdoc />
     public Task<DecodeOutput> DecodeAsync(string session, FloatTensor input, CancellationToken cancellationToken = default) =>
-        Call(async () => GrpcMapping.FromProto(await _client.DecodeAsync(
-            new Proto.DecodeRequest { Session = session, Input = GrpcMapping.ToProto(input) }, cancellationToken: cancellationToken)));
+        Decode(new Proto.DecodeRequest { Session = session, Input = GrpcMapping.ToProto(input) }, cancellationToken);
+
+    /// <inheritdoc />
+    public Task<DecodeOutput> DecodeAsync(string session, FloatTensor input, int expectedPosition, CancellationToken cancellationToken = default) =>
+        Decode(new Proto.DecodeRequest { Session = session, Input = GrpcMapping.ToProto(input), ExpectedPosition = expectedPosition }, cancellationToken);
+
+    private Task<DecodeOutput> Decode(Proto.DecodeRequest request, CancellationToken cancellationToken) =>
+        Call(async () => GrpcMapping.FromProto(await _client.DecodeAsync(request, cancellationToken: cancellationToken)));
 
     /// <inheritdoc />
     public Task CloseSessionAsync(string session, CancellationToken cancellationToken = default) =>

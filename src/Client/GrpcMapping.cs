@@ -113,6 +113,7 @@ internal static class GrpcMapping
         Output = FromProto(response.Output) ?? throw new HeadwiseException(ErrorCode.Internal, "the server sent no output tensor."),
         Position = response.Position,
         ReprefilledGroups = response.ReprefilledGroups,
+        Replayed = response.Replayed,
         TraceId = response.TraceId,
     };
 

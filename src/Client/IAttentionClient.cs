@@ -41,16 +41,27 @@ public interface IAttentionClient : IAsyncDisposable
 
     /// <summary>
     /// Opens a decode session on one layer: the head grains keep K and V of every token it has seen, so each
-    /// <see cref="DecodeAsync"/> sends only the new tokens. <paramref name="maxTokens"/> 0: the cluster's default.
+    /// <see cref="DecodeAsync(string, FloatTensor, CancellationToken)"/> sends only the new tokens. <paramref name="maxTokens"/> 0: the cluster's default.
     /// </summary>
     Task<DecodeSession> OpenSessionAsync(string model, int layer = 0, int maxTokens = 0, CancellationToken cancellationToken = default);
 
     /// <summary>
     /// Attention for the new tokens <paramref name="input"/> [batch, new_tokens, model_dim], causal over everything the
     /// session has seen (a prefill is a step with many tokens). NotFound once the session is closed or expired;
-    /// ResourceExhausted past its max_tokens.
+    /// ResourceExhausted past its max_tokens. Without an expected position a step whose reply was lost and that is sent
+    /// again (the gRPC transport retries UNAVAILABLE by itself) may be applied twice: prefer
+    /// <see cref="DecodeAsync(string, FloatTensor, int, CancellationToken)"/>.
     /// </summary>
     Task<DecodeOutput> DecodeAsync(string session, FloatTensor input, CancellationToken cancellationToken = default);
+
+    /// <summary>
+    /// <see cref="DecodeAsync(string, FloatTensor, CancellationToken)"/> applied at most once: <paramref name="expectedPosition"/>
+    /// is the position the caller believes the session is at before this step (the previous step's
+    /// <see cref="DecodeOutput.Position"/>, 0 for the first). A retry of the session's last step (a reply lost, this
+    /// client's own retries included) gets the stored answer back with <see cref="DecodeOutput.Replayed"/> set; any
+    /// other mismatch is FailedPrecondition naming both positions, and nothing is applied.
+    /// </summary>
+    Task<DecodeOutput> DecodeAsync(string session, FloatTensor input, int expectedPosition, CancellationToken cancellationToken = default);
 
     /// <summary>Ends the session and frees its caches; NotFound when it is already gone.</summary>
     Task CloseSessionAsync(string session, CancellationToken cancellationToken = default);

@@ -100,19 +100,30 @@ public sealed class OrleansAttentionClient(IClusterClient cluster) : IAttentionC
     }
 
     /// <inheritdoc />
-    public async Task<DecodeOutput> DecodeAsync(string session, FloatTensor input, CancellationToken cancellationToken = default)
+    public Task<DecodeOutput> DecodeAsync(string session, FloatTensor input, CancellationToken cancellationToken = default) =>
+        Decode(session, input, null, cancellationToken);
+
+    /// <inheritdoc />
+    public Task<DecodeOutput> DecodeAsync(string session, FloatTensor input, int expectedPosition, CancellationToken cancellationToken = default) =>
+        Decode(session, input, expectedPosition, cancellationToken);
+
+    private async Task<DecodeOutput> Decode(string session, FloatTensor input, int? expectedPosition, CancellationToken cancellationToken)
     {
         SessionIds.Validate(session);
         var shape = input.Shape;
         if (shape.Length != 3)
             throw new HeadwiseException(ErrorCode.InvalidArgument, $"input.shape is [{string.Join(", ", shape)}]; it must have 3 dimensions.");
-        var command = new DecodeCommand { Batch = shape[0], Tokens = shape[1], ModelDim = shape[2], Input = FloatBytes.ToBytes(input.Data.Span) };
+        var command = new DecodeCommand
+        {
+            Batch = shape[0], Tokens = shape[1], ModelDim = shape[2], Input = FloatBytes.ToBytes(input.Data.Span), ExpectedPosition = expectedPosition,
+        };
         var result = await cluster.GetGrain<IDecodeSessionGrain>(session).Decode(command).WaitAsync(cancellationToken);
         return new DecodeOutput
         {
             Output = new FloatTensor(FloatBytes.ToFloats(result.Output), shape[0], shape[1], result.ModelDim),
             Position = result.Position,
             ReprefilledGroups = result.ReprefilledGroups,
+            Replayed = result.Replayed,
             TraceId = result.TraceId,
         };
     }

@@ -9,7 +9,10 @@ public interface IDecodeSessionGrain : IGrainWithStringKey
 {
     /// <summary>Starts the session on layer <paramref name="layer"/> of <paramref name="model"/>; maxTokens 0: the silo's default.</summary>
     Task<SessionInfo> Open(string model, int layer, int maxTokens);
-    /// <summary>Attention for the new tokens, causal over every token the session has seen. NotFound once the session is gone.</summary>
+    /// <summary>
+    /// Attention for the new tokens, causal over every token the session has seen. NotFound once the session is gone;
+    /// FailedPrecondition when <see cref="DecodeCommand.ExpectedPosition"/> is not the session's position.
+    /// </summary>
     Task<DecodeResult> Decode(DecodeCommand command);
     /// <summary>Ends the session and frees its caches. NotFound when it is already gone.</summary>
     Task Close();
@@ -35,6 +38,13 @@ public sealed record DecodeCommand
     [Id(2)] public required int ModelDim { get; init; }
     /// <summary>X of the new tokens: [B, tokens, D] float32 bytes.</summary>
     [Id(3)] public required byte[] Input { get; init; }
+    /// <summary>
+    /// The position the caller believes the session is at before this step, or null to apply the step wherever the
+    /// session is. With it a step is applied at most once: a retry of the session's last step (same expected position,
+    /// same input) gets the stored answer back (<see cref="DecodeResult.Replayed"/>); any other mismatch is
+    /// FailedPrecondition naming both positions.
+    /// </summary>
+    [Id(4)] public int? ExpectedPosition { get; init; }
 }
 
 /// <summary>The outputs of the new tokens.</summary>
@@ -54,6 +64,8 @@ public sealed record DecodeResult
     /// <summary>Messages the step sent to other silos' relays and heads (re-fills not counted): one per silo once the
     /// session knows where its heads are.</summary>
     [Id(6)] public int RemoteMessages { get; init; }
+    /// <summary>True when this is the stored answer to a step already applied (a retry with the same expected position and input).</summary>
+    [Id(7)] public bool Replayed { get; init; }
 }
 
 /// <summary>The session coordinator's request to one head group.</summary>

@@ -25,4 +25,17 @@ public interface ISiloRelayGrain : IGrainWithStringKey
     /// </summary>
     [Orleans.Concurrency.OneWay]
     Task Cancel(Guid forwardId);
+
+    /// <summary>
+    /// Drops this silo's K/V caches of a decode session, every head's: its coordinator sends it to every silo when the
+    /// session closes or expires, so no cache of a dead session waits out its idle time.
+    /// </summary>
+    Task DropSessionCaches(string session);
+
+    /// <summary>
+    /// Renews the lease of this silo's K/V caches of an open decode session that has been idle a while: its coordinator
+    /// sends it, so only the caches of sessions nobody coordinates expire after Headwise__Sessions__CacheLeaseSeconds.
+    /// </summary>
+    [Orleans.Concurrency.OneWay]
+    Task RenewSessionCaches(string session);
 }

@@ -138,6 +138,64 @@ public abstract class DecodeSessionContract(SiloFixture silo) : IAsyncLifetime
         Assert.Equal(ErrorCode.InvalidArgument, badId.Code);
         Assert.Contains("session", badId.Message);
     }
+
+    [Fact]
+    public async Task A_step_with_an_expected_position_is_applied_once_and_its_retry_is_answered_again()
+    {
+        var golden = GoldenCase.Load("linear-gqa-window");
+        string model = $"{Prefix}-decode-once";
+        await Client.CreateModelAsync(model, golden.Spec);
+        await Client.UploadWeightsAsync(model, new MemoryStream(golden.Bytes), golden.Layout, golden.Prefix);
+        int modelDim = golden.Spec.ModelDim;
+        FloatTensor Rows(int start, int count) => new(golden.Input.AsSpan(start * modelDim, count * modelDim).ToArray(), 1, count, modelDim);
+        var expected = await Client.ForwardAsync(model, new AttentionInput { Input = Rows(0, 5), Causal = true });
+
+        var session = await Client.OpenSessionAsync(model, maxTokens: 8);
+        var first = await Client.DecodeAsync(session.Id, Rows(0, 2), expectedPosition: 0);
+        Assert.False(first.Replayed);
+        Assert.Equal(2, first.Position);
+
+        // The reply was "lost": the same step again is answered from the session's record, not applied a second time.
+        var retry = await Client.DecodeAsync(session.Id, Rows(0, 2), expectedPosition: 0);
+        Assert.True(retry.Replayed);
+        Assert.Equal(2, retry.Position);
+        Assert.Equal(first.Output.Data.ToArray(), retry.Output.Data.ToArray());
+
+        // Other rows at a position already passed, or a position ahead: refused, naming both positions.
+        var stale = await Assert.ThrowsAsync<HeadwiseException>(() => Client.DecodeAsync(session.Id, Rows(2, 2), expectedPosition: 0));
+        Assert.Equal(ErrorCode.FailedPrecondition, stale.Code);
+        Assert.Contains(session.Id, stale.Message);
+        Assert.Contains("at position 2, not at the expected position 0", stale.Message);
+        var ahead = await Assert.ThrowsAsync<HeadwiseException>(() => Client.DecodeAsync(session.Id, Rows(2, 2), expectedPosition: 3));
+        Assert.Equal(ErrorCode.FailedPrecondition, ahead.Code);
+        Assert.Contains("at position 2, not at the expected position 3", ahead.Message);
+
+        // A step sent without an expected position is applied; its retry with one is refused (no answer was kept).
+        var second = await Client.DecodeAsync(session.Id, Rows(2, 2));
+        Assert.Equal(4, second.Position);
+        var unkept = await Assert.ThrowsAsync<HeadwiseException>(() => Client.DecodeAsync(session.Id, Rows(2, 2), expectedPosition: 2));
+        Assert.Equal(ErrorCode.FailedPrecondition, unkept.Code);
+        Assert.Contains("already applied", unkept.Message);
+
+        var third = await Client.DecodeAsync(session.Id, Rows(4, 1), expectedPosition: 4);
+        Assert.Equal(5, third.Position);
+        // The refused and replayed calls changed nothing: the five tokens are those of one causal Forward.
+        var actual = first.Output.Data.ToArray().Concat(second.Output.Data.ToArray()).Concat(third.Output.Data.ToArray()).ToArray();
+        Tolerance.AssertClose(expected.Output.Data.Span, actual, "decode with retried and refused steps");
+        await Client.CloseSessionAsync(session.Id);
+    }
+
+    [Fact]
+    public async Task An_unknown_well_formed_session_id_is_not_found()
+    {
+        string id = SessionIds.New();
+        var unknown = await Assert.ThrowsAsync<HeadwiseException>(() =>
+            Client.DecodeAsync(id, new FloatTensor(new float[8], 1, 1, 8), expectedPosition: 0));
+        Assert.Equal(ErrorCode.NotFound, unknown.Code);
+        Assert.Contains(id, unknown.Message);
+        var close = await Assert.ThrowsAsync<HeadwiseException>(() => Client.CloseSessionAsync(id));
+        Assert.Equal(ErrorCode.NotFound, close.Code);
+    }
 }
 
 [Collection(SiloCollection.Name)]

@@ -36,4 +36,21 @@ public sealed class SessionCachesTests
         Assert.Null(caches.Find("m/0/0", "a"));
         Assert.Equal(oneEntry, caches.Bytes);
     }
+
+    [Fact]
+    public async Task A_cache_whose_lease_was_not_renewed_expires_and_a_renewed_one_stays()
+    {
+        var caches = new SessionCaches(Options.Create(new DecodeSessionOptions { CacheLeaseSeconds = 2 }));
+        caches.Put("h", "orphan", Filled(4));
+        caches.Put("h", "open", Filled(4));
+        for (int i = 0; i < 4; i++)
+        {
+            await Task.Delay(800);
+            caches.Renew("open");
+        }
+        caches.Put("h", "other", Filled(4)); // any head's step sweeps the expired leases
+        Assert.Null(caches.Find("h", "orphan"));
+        Assert.NotNull(caches.Find("h", "open"));
+        Assert.Equal(2 * Filled(4)[0].Bytes, caches.Bytes);
+    }
 }

@@ -61,7 +61,8 @@ internal static class DecodeCommand
                     int count = start == 0 && prefillCount > 0 ? prefillCount : Math.Min(chunkSize, tokenCount - start);
                     var step = Slice(x.Data.Span, batchSize, tokenCount, modelDim, start, count);
                     var stopwatch = Stopwatch.StartNew();
-                    var result = await client.DecodeAsync(session.Id, new FloatTensor(step, batchSize, count, modelDim), cancellationToken);
+                    // The position before the step: a step retried after a lost reply is answered again, not applied twice.
+                    var result = await client.DecodeAsync(session.Id, new FloatTensor(step, batchSize, count, modelDim), start, cancellationToken);
                     stopwatch.Stop();
                     if (start == 0 && prefillCount > 0) prefillMs = stopwatch.Elapsed.TotalMilliseconds;
                     else stepMs.Add(stopwatch.Elapsed.TotalMilliseconds);

@@ -23,4 +23,17 @@ public sealed class DecodeSessionOptions
     /// ResourceExhausted.
     /// </summary>
     public long InputBytesPerSilo { get; set; } = 2L << 30;
+
+    /// <summary>
+    /// A head's K/V cache of a session lives this long past its last use unless the session's coordinator renews it
+    /// (it does while the session is open): the caches of a session nobody coordinates any more (its silo died and its
+    /// caller left) are freed after this, and go first when a silo's caches are over <see cref="CacheBytesPerSilo"/>.
+    /// </summary>
+    public int CacheLeaseSeconds { get; set; } = 60;
+
+    /// <summary>
+    /// Bytes of one stored segment of a session's inputs (all its sequences): a step rewrites at most the segments its
+    /// tokens fall in, so this bounds what a one-token step writes to storage beside its own rows.
+    /// </summary>
+    public long InputSegmentBytes { get; set; } = 1L << 20;
 }

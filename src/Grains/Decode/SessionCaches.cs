@@ -12,7 +12,8 @@ namespace Headwise.Grains.Decode;
 /// The K/V caches of every decode session on this silo, per head grain and session: one <see cref="KeyValueCache"/>
 /// per sequence. The head grains keep their caches here rather than in fields so one silo-wide byte cap can evict
 /// the least recently used session's cache; a dropped cache is not an error, the session's coordinator re-fills it.
-/// Entries unused for <see cref="DecodeSessionOptions.IdleSeconds"/> are dropped too.
+/// An entry is leased: unused and not renewed by its session's coordinator for <see cref="DecodeSessionOptions.CacheLeaseSeconds"/>
+/// (or <see cref="DecodeSessionOptions.IdleSeconds"/> when shorter), it is dropped.
 /// </summary>
 public sealed class SessionCaches
 {
@@ -77,13 +78,15 @@ public sealed class SessionCaches
                 entry.Bytes = bytes;
                 entry.LastUse = Stopwatch.GetTimestamp();
             }
-            // Every head of every step comes here: the idle sweep walks all entries, so it runs at most once a second
-            // (four times per idle period when that is shorter) rather than on each call.
-            var idle = TimeSpan.FromSeconds(options.Value.IdleSeconds);
+            // Every head of every step comes here: the sweep of expired leases walks all entries, so it runs at most
+            // once a second (four times per lease when that is shorter) rather than on each call, and before the cap
+            // evicts anything live.
+            double leaseSeconds = Math.Min(options.Value.IdleSeconds, options.Value.CacheLeaseSeconds);
+            var idle = TimeSpan.FromSeconds(leaseSeconds);
             long now = Stopwatch.GetTimestamp();
             if (now >= _nextSweep)
             {
-                _nextSweep = now + (long)(Stopwatch.Frequency * Math.Min(1.0, options.Value.IdleSeconds / 4.0));
+                _nextSweep = now + (long)(Stopwatch.Frequency * Math.Min(1.0, leaseSeconds / 4.0));
                 foreach (var key in _entries.Where(e => Stopwatch.GetElapsedTime(e.Value.LastUse, now) > idle).Select(e => e.Key).ToList())
                 {
                     Remove(key.Head, key.Session);
@@ -103,6 +106,33 @@ public sealed class SessionCaches
     public void Drop(string head, string session)
     {
         lock (_lock) Remove(head, session);
+    }
+
+    /// <summary>Renews the lease of every head's caches for the session: its coordinator still serves it.</summary>
+    public void Renew(string session)
+    {
+        lock (_lock)
+        {
+            long now = Stopwatch.GetTimestamp();
+            foreach (var (key, entry) in _entries)
+                if (key.Session == session) entry.LastUse = now;
+        }
+    }
+
+    /// <summary>Forgets every head's caches for the session (it was closed or expired).</summary>
+    public void DropSession(string session)
+    {
+        lock (_lock)
+        {
+            foreach (var key in _entries.Keys.Where(k => k.Session == session).ToList())
+                Remove(key.Head, key.Session);
+        }
+    }
+
+    /// <summary>Head caches this silo holds for the session.</summary>
+    public int CountOf(string session)
+    {
+        lock (_lock) return _entries.Keys.Count(k => k.Session == session);
     }
 
     private void Remove(string head, string session)

@@ -109,6 +109,7 @@ internal sealed class AttentionGateway(IGrainFactory grains, IOptions<SiloOption
             Tokens = (int)request.Input.Shape[1],
             ModelDim = (int)request.Input.Shape[2],
             Input = input,
+            ExpectedPosition = request.HasExpectedPosition ? request.ExpectedPosition : null,
         };
         var result = await grains.GetGrain<IDecodeSessionGrain>(session).Decode(command).WaitAsync(context.CancellationToken);
         return new DecodeResponse
@@ -116,6 +117,7 @@ internal sealed class AttentionGateway(IGrainFactory grains, IOptions<SiloOption
             Output = TensorCodec.FromFloat32Bytes(result.Output, command.Batch, command.Tokens, result.ModelDim),
             Position = result.Position,
             ReprefilledGroups = result.ReprefilledGroups,
+            Replayed = result.Replayed,
             TraceId = result.TraceId,
         };
     }
