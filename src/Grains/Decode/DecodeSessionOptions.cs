@@ -23,4 +23,8 @@ public sealed class DecodeSessionOptions
     /// ResourceExhausted.
     /// </summary>
     public long InputBytesPerSilo { get; set; } = 2L << 30;
+
+    /// <summary>Most sessions open at once whose coordinator is on one silo; one more is refused with ResourceExhausted
+    /// (Headwise__Sessions__MaxOpenPerSilo), so that a flood of OpenSession calls cannot grow the registry without bound.</summary>
+    public int MaxOpenPerSilo { get; set; } = 4096;
 }

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Headwise.Contracts;
+using Microsoft.Extensions.Options;
 
 namespace Headwise.Grains.Decode;
 
@@ -9,7 +10,7 @@ namespace Headwise.Grains.Decode;
 /// was held by a silo that died: the next call re-activates the session grain on this silo (it is placed where it is
 /// called from, the gateway's silo) and it finds its session again. Sessions idle past the limit are removed here.
 /// </summary>
-public sealed class SessionRegistry
+public sealed class SessionRegistry(IOptions<DecodeSessionOptions> options)
 {
     private readonly Dictionary<string, DecodeSessionState> _sessions = [];
     private readonly Lock _lock = new();
@@ -19,11 +20,16 @@ public sealed class SessionRegistry
         lock (_lock) return _sessions.GetValueOrDefault(id);
     }
 
-    /// <summary>Adds a session; AlreadyExists when the id is taken.</summary>
+    /// <summary>Adds a session; AlreadyExists when the id is taken, ResourceExhausted when the silo holds its most.</summary>
     public void Add(string id, DecodeSessionState session)
     {
         lock (_lock)
         {
+            int max = options.Value.MaxOpenPerSilo;
+            if (_sessions.Count >= max)
+                throw new HeadwiseException(ErrorCode.ResourceExhausted,
+                    $"this silo has {_sessions.Count} open sessions, its most (Headwise__Sessions__MaxOpenPerSilo = {max}); " +
+                    "close sessions you no longer need or wait for idle ones to expire.");
             if (!_sessions.TryAdd(id, session))
                 throw new HeadwiseException(ErrorCode.AlreadyExists, $"session '{id}' is already open.");
         }

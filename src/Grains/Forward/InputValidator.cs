@@ -28,6 +28,8 @@ public static class InputValidator
         if (command.Input.LongLength != expected)
             throw Invalid($"input.data has {command.Input.LongLength} bytes; shape [{command.Batch}, {command.Tokens}, {spec.ModelDim}] in float32 needs {expected}.");
 
+        CheckResponseSize(command, spec, limits);
+
         if (command.Lengths.Length != 0)
         {
             if (command.Lengths.Length != command.Batch)
@@ -66,6 +68,39 @@ public static class InputValidator
         long firstBad = IndexOfNonFinite(FloatBytes.AsFloats(command.Input));
         if (firstBad >= 0)
             throw Invalid($"input has a non-finite value at flat index {firstBad}.");
+    }
+
+    /// <summary>
+    /// The answer's size is known from the request alone: refuse it before any head computes, and before anything of
+    /// that size is allocated. Attention weights are B·H·T² floats, 4 GiB for 12 heads at B = 5 and T = 4096.
+    /// </summary>
+    private static void CheckResponseSize(ForwardCommand command, AttentionSpec spec, ForwardLimits limits)
+    {
+        long rows = (long)command.Batch * command.Tokens;
+        long output, attention = 0, headOutputs = 0, total;
+        try
+        {
+            checked
+            {
+                output = rows * spec.ModelDim * sizeof(float);
+                if (command.ReturnAttention) attention = rows * spec.HeadCount * command.Tokens * sizeof(float);
+                if (command.ReturnHeadOutputs) headOutputs = rows * spec.HeadCount * spec.HeadDim * sizeof(float);
+                total = output + attention + headOutputs;
+            }
+        }
+        catch (OverflowException)
+        {
+            total = long.MaxValue;
+        }
+        if (total <= limits.MaxResponseBytes) return;
+
+        string field = command.ReturnAttention ? "return_attention" : command.ReturnHeadOutputs ? "return_head_outputs" : "input.shape";
+        var parts = new List<string> { $"output [{command.Batch}, {command.Tokens}, {spec.ModelDim}]" };
+        if (command.ReturnAttention) parts.Add($"attention [{command.Batch}, {spec.HeadCount}, {command.Tokens}, {command.Tokens}]");
+        if (command.ReturnHeadOutputs) parts.Add($"head outputs [{command.Batch}, {spec.HeadCount}, {command.Tokens}, {spec.HeadDim}]");
+        throw Exhausted($"{field}: the answer would hold {(total == long.MaxValue ? "more than 2^63" : total.ToString(System.Globalization.CultureInfo.InvariantCulture))} bytes " +
+            $"({string.Join(" + ", parts)} in float32); this cluster allows at most {limits.MaxResponseBytes} (Headwise__MaxResponseBytes). " +
+            "Send fewer sequences or tokens per call.");
     }
 
     private static long IndexOfNonFinite(ReadOnlySpan<float> values)

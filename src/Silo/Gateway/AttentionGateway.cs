@@ -12,13 +12,19 @@ namespace Headwise.Silo.Gateway;
 /// The gRPC edge of the cluster, served by every silo: it checks the wire format, then hands each call to
 /// the model catalog or to the layer's coordinator grain.
 /// </summary>
-internal sealed class AttentionGateway(IGrainFactory grains, IOptions<SiloOptions> silo, IOptions<ForwardLimits> limits)
+internal sealed class AttentionGateway(IGrainFactory grains, IOptions<SiloOptions> silo, IOptions<ForwardLimits> limits,
+    IOptions<ModelLimits> modelLimits, ModelLayers layers)
     : Attention.AttentionBase
 {
     private IModelCatalogGrain Catalog => grains.GetGrain<IModelCatalogGrain>(GrainKeys.Catalog);
 
-    public override async Task<ModelInfo> CreateModel(CreateModelRequest request, ServerCallContext context) =>
-        ProtoMapping.ToProto(await Catalog.Create(request.Name, ProtoMapping.ToSpec(request.Spec)));
+    public override async Task<ModelInfo> CreateModel(CreateModelRequest request, ServerCallContext context)
+    {
+        ModelName.Validate(request.Name);
+        var spec = ProtoMapping.ToSpec(request.Spec);
+        modelLimits.Value.Check(spec);
+        return ProtoMapping.ToProto(await Catalog.Create(request.Name, spec));
+    }
 
     public override async Task<ModelInfo> GetModel(GetModelRequest request, ServerCallContext context) =>
         ProtoMapping.ToProto(await Catalog.Get(ModelName.Validate(request.Name)));
@@ -86,14 +92,17 @@ internal sealed class AttentionGateway(IGrainFactory grains, IOptions<SiloOption
             ReturnHeadOutputs = request.ReturnHeadOutputs,
             Bf16Wire = request.Bf16Wire,
         };
+        await layers.Require(request.Model, request.Layer);
         var result = await grains.GetGrain<IForwardCoordinatorGrain>(GrainKeys.Layer(request.Model, request.Layer)).Forward(command, context.CancellationToken)
             .WaitAsync(context.CancellationToken);
+        FiniteAnswer.Require("input.data", command.Input, result.Output, result.Attention, result.HeadOutputs);
         return ToResponse(command, result);
     }
 
     public override async Task<OpenSessionResponse> OpenSession(OpenSessionRequest request, ServerCallContext context)
     {
         ModelName.Validate(request.Model, "model");
+        await layers.Require(request.Model, request.Layer);
         var info = await grains.GetGrain<IDecodeSessionGrain>(SessionIds.New()).Open(request.Model, request.Layer, request.MaxTokens)
             .WaitAsync(context.CancellationToken);
         return new OpenSessionResponse { Session = info.Session, MaxTokens = info.MaxTokens };
@@ -111,6 +120,7 @@ internal sealed class AttentionGateway(IGrainFactory grains, IOptions<SiloOption
             Input = input,
         };
         var result = await grains.GetGrain<IDecodeSessionGrain>(session).Decode(command).WaitAsync(context.CancellationToken);
+        FiniteAnswer.Require("input.data", command.Input, result.Output);
         return new DecodeResponse
         {
             Output = TensorCodec.FromFloat32Bytes(result.Output, command.Batch, command.Tokens, result.ModelDim),
