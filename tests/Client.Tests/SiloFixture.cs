@@ -17,6 +17,9 @@ public sealed class SiloFixture : IAsyncLifetime
     public const int MaxTokens = 256;
     public const int MaxBatch = 8;
     public const int MaxRequestBytes = 2 << 20;
+    /// <summary>Room for Y at the largest batch and tokens (512 KiB at width 64), not for per-head outputs beside it.</summary>
+    public const int MaxResponseBytes = 768 << 10;
+    public const int MaxOpenSessions = 200;
 
     private WebApplication? _silo;
     private IHost? _orleansClientHost;
@@ -33,6 +36,7 @@ public sealed class SiloFixture : IAsyncLifetime
             $"--Headwise:SiloPort={ports[0]}", $"--Headwise:GatewayPort={ports[1]}",
             $"--Headwise:GrpcPort={ports[2]}", $"--Headwise:WebPort={ports[3]}",
             $"--Headwise:MaxTokens={MaxTokens}", $"--Headwise:MaxBatch={MaxBatch}", $"--Headwise:MaxRequestBytes={MaxRequestBytes}",
+            $"--Headwise:MaxResponseBytes={MaxResponseBytes}", $"--Headwise:Sessions:MaxOpenPerSilo={MaxOpenSessions}",
             "--Logging:LogLevel:Default=Warning",
         ]);
         await _silo.StartAsync();

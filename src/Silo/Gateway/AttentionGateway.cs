@@ -67,6 +67,7 @@ internal sealed class AttentionGateway(IGrainFactory grains, IOptions<SiloOption
             if (file.Length + part.Chunk.Length > maxBytes)
                 throw new HeadwiseException(ErrorCode.ResourceExhausted, $"chunk: the upload exceeds {maxBytes} bytes (Headwise__MaxUploadBytes).");
             part.Chunk.WriteTo(file);
+            UploadHeaderLimit.Check(file.GetBuffer().AsSpan(0, (int)file.Length), maxBytes, silo.Value.MaxUploadHeaderBytes);
         }
         if (file.Length == 0)
             throw new HeadwiseException(ErrorCode.InvalidArgument, "chunk: the stream ended after the header; send the safetensors file's bytes.");

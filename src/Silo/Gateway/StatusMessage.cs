@@ -23,6 +23,7 @@ internal static partial class StatusMessage
         return printable.Length <= MaxChars ? printable : printable[..(MaxChars - 1)] + "…";
     }
 
-    [GeneratedRegex("'([^']{200})[^']+'")]
+    // Longer than an EchoedValue quote (200 characters and its "… (N characters)" tail), so those pass untouched.
+    [GeneratedRegex("'([^']{200})[^']{57,}'")]
     private static partial Regex LongQuote();
 }
