@@ -15,6 +15,10 @@ namespace Headwise.Client.Tests;
 public sealed class GrpcBadInputTableTests(SiloFixture silo) : IAsyncLifetime
 {
     private const string Served = "bad-input-served";
+    /// <summary>16 heads of 64 over D = 64: per-head outputs 16 times the size of X.</summary>
+    private const string Wide = "bad-input-wide";
+    private static readonly Contracts.AttentionSpec WideSpec = new Contracts.AttentionSpec { ModelDim = 64, HeadCount = 16, HeadDim = 64 }.Resolve();
+    private const string LinearPrefix = "model.layers.{layer}.self_attn.";
     private static readonly GoldenCase Golden = GoldenCase.Load("gpt2-tiny");
 
     /// <summary>3 MiB of one letter: a value far past every length limit.</summary>
@@ -108,7 +112,7 @@ public sealed class GrpcBadInputTableTests(SiloFixture silo) : IAsyncLifetime
         // Answers over Headwise__MaxResponseBytes are refused before any head computes.
         ["forward: return_attention over the response limit"] = new(StatusCode.ResourceExhausted, "Headwise__MaxResponseBytes", c => c.ForwardAsync(WithAnswers(Filled(SiloFixture.MaxBatch, SiloFixture.MaxTokens, 0.1f), attention: true)).ResponseAsync),
         ["forward: return_attention names the field"] = new(StatusCode.ResourceExhausted, "return_attention: the answer would hold", c => c.ForwardAsync(WithAnswers(Filled(SiloFixture.MaxBatch, SiloFixture.MaxTokens, 0.1f), attention: true, headOutputs: true)).ResponseAsync),
-        ["forward: return_head_outputs over the response limit"] = new(StatusCode.ResourceExhausted, "return_head_outputs: the answer would hold", c => c.ForwardAsync(WithAnswers(Filled(SiloFixture.MaxBatch, SiloFixture.MaxTokens, 0.1f), headOutputs: true)).ResponseAsync),
+        ["forward: return_head_outputs over the response limit"] = new(StatusCode.ResourceExhausted, "return_head_outputs: the answer would hold", c => c.ForwardAsync(WideHeadOutputs()).ResponseAsync),
 
         // Layers and models that do not exist are answered from the gateway's catalog listing.
         ["forward: layer just past the last"] = new(StatusCode.NotFound, "layer 2 not found; model 'bad-input-served' has layers 0..1", c => c.ForwardAsync(Request(layer: 2)).ResponseAsync),
@@ -184,6 +188,9 @@ public sealed class GrpcBadInputTableTests(SiloFixture silo) : IAsyncLifetime
         {
             await Create(_client, Served, Spec(Golden));
             await Upload(_client, Served, Golden.Bytes);
+            await Create(_client, Wide, new AttentionSpec { ModelDim = WideSpec.ModelDim, HeadCount = WideSpec.HeadCount, HeadDim = WideSpec.HeadDim });
+            await Upload(_client, Wide, Contracts.SafetensorsWriter.ToBytes(Contracts.WeightExporter.Export(
+                Contracts.SeededWeights.Create(WideSpec, 1), WideSpec, Contracts.WeightLayout.Linear, LinearPrefix)), LinearPrefix, WeightLayout.Linear);
         }
         catch (RpcException e) when (e.StatusCode == StatusCode.AlreadyExists)
         {
@@ -300,6 +307,14 @@ public sealed class GrpcBadInputTableTests(SiloFixture silo) : IAsyncLifetime
         var request = Request(input: input);
         request.ReturnAttention = attention;
         request.ReturnHeadOutputs = headOutputs;
+        return request;
+    }
+
+    /// <summary>B = 8, T = 256 on the wide model: X and Y are 512 KiB, the per-head outputs 8 MiB.</summary>
+    private static ForwardRequest WideHeadOutputs()
+    {
+        var request = WithAnswers(Filled(SiloFixture.MaxBatch, SiloFixture.MaxTokens, 0.1f), headOutputs: true);
+        request.Model = Wide;
         return request;
     }
 
