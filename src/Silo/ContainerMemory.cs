@@ -15,6 +15,30 @@ public static class ContainerMemory
     // cgroup v1 writes "no limit" as LONG_MAX rounded down to a page; any value this large is no limit.
     private const long NoLimitAbove = 1L << 60;
 
+    /// <summary>
+    /// The memory this silo may plan with: the smaller of the cgroup limit under <paramref name="root"/> and the GC heap
+    /// hard limit <paramref name="heapHardLimit"/> (DOTNET_GCHeapHardLimit's text, hexadecimal as the runtime reads it),
+    /// or null when neither is set.
+    /// </summary>
+    public static long? Budget(string root, string? heapHardLimit)
+    {
+        long? container = LimitBytes(root), heap = HeapHardLimit(heapHardLimit);
+        return container is { } c && heap is { } h ? Math.Min(c, h) : container ?? heap;
+    }
+
+    /// <summary><see cref="Budget(string, string?)"/> for this process: the cgroup mount and its DOTNET_GCHeapHardLimit.</summary>
+    public static long? Budget() => Budget(DefaultRoot, Environment.GetEnvironmentVariable("DOTNET_GCHeapHardLimit"));
+
+    private static long? HeapHardLimit(string? text)
+    {
+        if (string.IsNullOrWhiteSpace(text)) return null;
+        string digits = text.Trim();
+        if (digits.StartsWith("0x", StringComparison.OrdinalIgnoreCase)) digits = digits[2..];
+        return long.TryParse(digits, NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture, out long bytes) && bytes is > 0 and < NoLimitAbove
+            ? bytes
+            : null;
+    }
+
     /// <summary>The limit in bytes, or null when the process has none; <paramref name="root"/> is the cgroup mount.</summary>
     public static long? LimitBytes(string root = DefaultRoot)
     {

@@ -24,8 +24,8 @@ public static class HeadwiseSilo
         // appsettings.json beside the binary, wherever the process was started from.
         var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = args, ContentRootPath = AppContext.BaseDirectory });
         configure?.Invoke(builder);
-        // Memory limits nobody set follow the container's memory (explicit settings win).
-        MemoryDefaults.For(ContainerMemory.LimitBytes()).AddTo(builder.Configuration);
+        // Memory limits nobody set follow the container's memory or the GC heap limit (explicit settings win).
+        MemoryDefaults.For(ContainerMemory.Budget()).AddTo(builder.Configuration);
 
         var options = builder.Configuration.GetSection(SiloOptions.Section).Get<SiloOptions>() ?? new SiloOptions();
         var limits = builder.Configuration.GetSection(SiloOptions.Section).Get<ForwardLimits>() ?? new ForwardLimits();

@@ -2,7 +2,7 @@ namespace Headwise.Silo;
 
 /// <summary>
 /// The memory limits a silo uses when none is configured, as fractions of its container's memory M (the cgroup
-/// limit, <see cref="ContainerMemory"/>), each capped at the value used where there is no container limit:
+/// limit, or DOTNET_GCHeapHardLimit when smaller: <see cref="ContainerMemory"/>), each capped at the value used where there is no container limit:
 /// <list type="bullet">
 /// <item>Headwise__MaxUploadBytes = M/8 (at most 1 GiB): the upload is held whole, then converted, about 3 × its size;</item>
 /// <item>Headwise__Sessions__CacheBytesPerSilo = M/4 (at most 2 GiB): K/V caches of the silo's head grains;</item>

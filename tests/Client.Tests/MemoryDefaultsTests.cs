@@ -57,6 +57,23 @@ public sealed class MemoryDefaultsTests : IDisposable
     }
 
     [Fact]
+    public void A_smaller_GC_heap_hard_limit_wins_over_the_cgroup()
+    {
+        Write("memory.max", (2L << 30).ToString());
+        Assert.Equal(256L << 20, ContainerMemory.Budget(_root, "0x10000000"));
+        Assert.Equal(2L << 30, ContainerMemory.Budget(_root, "0x100000000"));
+        Assert.Equal(2L << 30, ContainerMemory.Budget(_root, "not hex"));
+        Assert.Equal(2L << 30, ContainerMemory.Budget(_root, null));
+    }
+
+    [Fact]
+    public void A_GC_heap_hard_limit_alone_is_the_budget()
+    {
+        Assert.Equal(0x8000000, ContainerMemory.Budget(_root, "8000000"));
+        Assert.Null(ContainerMemory.Budget(_root, ""));
+    }
+
+    [Fact]
     public void A_2_GiB_pod_gets_defaults_that_fit_in_it()
     {
         Write("memory.max", (2L << 30).ToString());
