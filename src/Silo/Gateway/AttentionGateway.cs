@@ -94,8 +94,17 @@ internal sealed class AttentionGateway(IGrainFactory grains, IOptions<SiloOption
             Bf16Wire = request.Bf16Wire,
         };
         await layers.Require(request.Model, request.Layer);
-        var result = await grains.GetGrain<IForwardCoordinatorGrain>(GrainKeys.Layer(request.Model, request.Layer)).Forward(command, context.CancellationToken)
-            .WaitAsync(context.CancellationToken);
+        ForwardResult result;
+        try
+        {
+            result = await grains.GetGrain<IForwardCoordinatorGrain>(GrainKeys.Layer(request.Model, request.Layer)).Forward(command, context.CancellationToken)
+                .WaitAsync(context.CancellationToken);
+        }
+        catch (HeadwiseException e) when (e.Code == ErrorCode.NotFound)
+        {
+            layers.Forget(request.Model);
+            throw;
+        }
         FiniteAnswer.Require("input.data", command.Input, result.Output, result.Attention, result.HeadOutputs);
         return ToResponse(command, result);
     }

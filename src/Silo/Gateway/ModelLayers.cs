@@ -26,4 +26,8 @@ internal sealed class ModelLayers(IGrainFactory grains)
         if (layer < 0 || layer >= count)
             throw new HeadwiseException(ErrorCode.NotFound, $"layer {layer} not found; model '{model}' has layers 0..{count - 1}.");
     }
+
+    /// <summary>Drops what is known of <paramref name="model"/> when a grain said it is gone (deleted through another
+    /// silo), so the next call asks the catalog again instead of reaching the grains.</summary>
+    public void Forget(string model) => _layerCounts.TryRemove(model, out _);
 }
