@@ -9,7 +9,7 @@ public static class SessionIds
     public static string Validate(string? session, string field = "session")
     {
         if (string.IsNullOrEmpty(session) || session.Length != 32 || !session.All(char.IsAsciiHexDigitLower))
-            throw HeadwiseException.Invalid($"{field} is '{session}'; a session id is the 32 lowercase hex digits OpenSession returned.");
+            throw HeadwiseException.Invalid($"{field} is '{EchoedValue.Of(session)}'; a session id is the 32 lowercase hex digits OpenSession returned.");
         return session;
     }
 }

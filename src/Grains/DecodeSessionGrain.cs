@@ -37,6 +37,7 @@ public sealed class DecodeSessionGrain(
     private SessionInputs? _inputs;
 
     private string Id => this.GetPrimaryKeyString();
+    private OpenSessionCount OpenSessions => ServiceProvider.GetRequiredService<OpenSessionCount>();
     private IGrainStorage Storage => ServiceProvider.GetRequiredKeyedService<IGrainStorage>(StorageNames.Weights);
 
     public async Task<SessionInfo> Open(string model, int layer, int maxTokens)
@@ -44,6 +45,7 @@ public sealed class DecodeSessionGrain(
         if (record.RecordExists)
             throw new HeadwiseException(ErrorCode.AlreadyExists, $"session '{Id}' is already open.");
         ModelName.Validate(model, "model");
+        OpenSessions.CheckRoom();
         var limit = options.Value;
         if (maxTokens < 0 || maxTokens > limit.MaxTokens)
             throw new HeadwiseException(ErrorCode.InvalidArgument, $"max_tokens must be 0 (default {limit.DefaultMaxTokens}) or in 1..{limit.MaxTokens} (Headwise__Sessions__MaxTokens), got {maxTokens}.");
@@ -316,6 +318,7 @@ public sealed class DecodeSessionGrain(
     private void Serve(DecodeSessionState session)
     {
         _session = session;
+        OpenSessions.Opened();
         HeadwiseTelemetry.OpenSessions.Add(1, Tags(session));
         EnsureTimer();
         DelayDeactivation(TimeSpan.FromSeconds(options.Value.IdleSeconds + 60));
@@ -326,6 +329,7 @@ public sealed class DecodeSessionGrain(
         if (_session is not { } session) return;
         _session = null;
         budget.Release(session.ReservedBytes);
+        OpenSessions.Closed();
         HeadwiseTelemetry.OpenSessions.Add(-1, Tags(session));
     }
 

@@ -29,6 +29,7 @@ public static class HeadwiseSiloBuilderExtensions
         silo.Services.AddOptions<WeightUploadOptions>();
         silo.Services.AddSingleton<SessionCaches>();
         silo.Services.AddSingleton<SessionBudget>();
+        silo.Services.AddSingleton<OpenSessionCount>();
         silo.Services.AddSingleton<LocalHeads>();
         silo.Services.AddSingleton<SessionProjections>();
         silo.Services.AddSingleton(new SiloSpeedReading(speed));

@@ -24,11 +24,14 @@ public static class HeadwiseSilo
         // appsettings.json beside the binary, wherever the process was started from.
         var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = args, ContentRootPath = AppContext.BaseDirectory });
         configure?.Invoke(builder);
+        // Memory limits nobody set follow the container's memory or the GC heap limit (explicit settings win).
+        MemoryDefaults.For(ContainerMemory.Budget()).AddTo(builder.Configuration);
 
         var options = builder.Configuration.GetSection(SiloOptions.Section).Get<SiloOptions>() ?? new SiloOptions();
         var limits = builder.Configuration.GetSection(SiloOptions.Section).Get<ForwardLimits>() ?? new ForwardLimits();
         var gateway = builder.Configuration.GetSection(SiloOptions.Section).Get<GatewayOptions>() ?? new GatewayOptions();
-        var problems = options.Problems().Concat(LimitProblems(limits)).Concat(gateway.Problems()).ToList();
+        var models = builder.Configuration.GetSection(SiloOptions.Section).Get<ModelLimits>() ?? new ModelLimits();
+        var problems = options.Problems().Concat(LimitProblems(limits)).Concat(gateway.Problems()).Concat(models.Problems()).ToList();
         if (problems.Count > 0)
             throw new InvalidOperationException("Headwise configuration is not usable:\n  " + string.Join("\n  ", problems));
 
@@ -38,6 +41,7 @@ public static class HeadwiseSilo
         builder.Services.Configure<WeightUploadOptions>(builder.Configuration.GetSection(SiloOptions.Section));
         builder.Services.Configure<DecodeSessionOptions>(builder.Configuration.GetSection(SiloOptions.Section + ":Sessions"));
         builder.Services.Configure<GatewayOptions>(builder.Configuration.GetSection(SiloOptions.Section));
+        builder.Services.Configure<ModelLimits>(builder.Configuration.GetSection(SiloOptions.Section));
 
         var address = IPAddress.Parse(options.ListenAddress);
         builder.WebHost.ConfigureKestrel(kestrel =>
@@ -65,6 +69,7 @@ public static class HeadwiseSilo
         builder.Services.AddSingleton<ApiKeyInterceptor>();
         builder.Services.AddSingleton<ForwardGate>();
         builder.Services.AddSingleton<UploadGate>();
+        builder.Services.AddSingleton<ModelLayers>();
         builder.Services.AddHostedService<DemoModelLoader>();
         builder.Services.AddGrpc(grpc =>
         {
@@ -95,5 +100,8 @@ public static class HeadwiseSilo
         if (limits.MaxBatch < 1) yield return $"Headwise__MaxBatch is {limits.MaxBatch}; it must be at least 1.";
         if (limits.MaxRequestBytes < 1 || limits.MaxRequestBytes > int.MaxValue / 2)
             yield return $"Headwise__MaxRequestBytes is {limits.MaxRequestBytes}; it must be in 1..{int.MaxValue / 2}.";
+        // A protobuf message cannot exceed 2 GiB.
+        if (limits.MaxResponseBytes < 1 || limits.MaxResponseBytes > int.MaxValue)
+            yield return $"Headwise__MaxResponseBytes is {limits.MaxResponseBytes}; it must be in 1..{int.MaxValue}.";
     }
 }

@@ -1,4 +1,5 @@
 using System.Net;
+using Headwise.Contracts;
 using Headwise.Kernels;
 
 namespace Headwise.Silo;
@@ -59,6 +60,11 @@ public sealed class SiloOptions
     public double? Speed { get; set; }
     /// <summary>Largest weights file one upload may carry.</summary>
     public long MaxUploadBytes { get; set; } = 1L << 30;
+    /// <summary>
+    /// Largest safetensors JSON header an upload may start with. Checked on the first 8 bytes, so a header of millions
+    /// of empty tensors is refused before it is received; real checkpoints' headers are well under 1 MiB.
+    /// </summary>
+    public long MaxUploadHeaderBytes { get; set; } = 16L << 20;
 
     /// <summary>Every problem with these settings, each naming its Headwise__ variable; empty when usable.</summary>
     public IReadOnlyList<string> Problems()
@@ -94,6 +100,8 @@ public sealed class SiloOptions
             problems.Add($"Headwise__Speed is {Speed}; leave it unset to measure, or give a positive GFLOP/s.");
         if (MaxUploadBytes < 1 || MaxUploadBytes > int.MaxValue)
             problems.Add($"Headwise__MaxUploadBytes is {MaxUploadBytes}; it must be in 1..{int.MaxValue}.");
+        if (MaxUploadHeaderBytes < 2 || MaxUploadHeaderBytes > SafetensorsFile.DefaultMaxHeaderBytes)
+            problems.Add($"Headwise__MaxUploadHeaderBytes is {MaxUploadHeaderBytes}; it must be in 2..{SafetensorsFile.DefaultMaxHeaderBytes}.");
         return problems;
     }
 }

@@ -17,6 +17,10 @@ public sealed class SiloFixture : IAsyncLifetime
     public const int MaxTokens = 256;
     public const int MaxBatch = 8;
     public const int MaxRequestBytes = 2 << 20;
+    /// <summary>Room for the golden cases with every answer (gpt2-small-shape: 1.5 MiB), not for attention weights at the
+    /// largest batch and tokens (8 MiB at 4 heads).</summary>
+    public const int MaxResponseBytes = 2 << 20;
+    public const int MaxOpenSessions = 200;
 
     private WebApplication? _silo;
     private IHost? _orleansClientHost;
@@ -33,6 +37,7 @@ public sealed class SiloFixture : IAsyncLifetime
             $"--Headwise:SiloPort={ports[0]}", $"--Headwise:GatewayPort={ports[1]}",
             $"--Headwise:GrpcPort={ports[2]}", $"--Headwise:WebPort={ports[3]}",
             $"--Headwise:MaxTokens={MaxTokens}", $"--Headwise:MaxBatch={MaxBatch}", $"--Headwise:MaxRequestBytes={MaxRequestBytes}",
+            $"--Headwise:MaxResponseBytes={MaxResponseBytes}", $"--Headwise:Sessions:MaxOpenPerSilo={MaxOpenSessions}",
             "--Logging:LogLevel:Default=Warning",
         ]);
         await _silo.StartAsync();

@@ -67,7 +67,7 @@ internal static class AttentionLayouts
             throw HeadwiseException.Invalid("prefix is null; expected a tensor name prefix such as 'h.{layer}.attn.'.");
         if (spec.LayerCount > 1 && !prefix.Contains(LayerPlaceholder, StringComparison.Ordinal))
             throw HeadwiseException.Invalid(
-                $"prefix '{prefix}' has no '{LayerPlaceholder}' but spec.layer_count is {spec.LayerCount}; " +
+                $"prefix '{EchoedValue.Of(prefix)}' has no '{LayerPlaceholder}' but spec.layer_count is {spec.LayerCount}; " +
                 "expected a prefix such as 'h.{layer}.attn.'.");
     }
 

@@ -49,12 +49,27 @@ public static class WeightImporter
     public static LayerWeights ImportLayer(IReadOnlyDictionary<string, SafetensorsTensor> tensors, AttentionSpec spec, WeightLayout layout, int layer)
     {
         spec = spec.Resolve();
-        float[]? Values(string suffix) => tensors.TryGetValue(suffix, out var t) ? t.ToFloat32() : null;
+        float[]? Values(string suffix) => tensors.TryGetValue(suffix, out var t) ? Finite(t, t.ToFloat32()) : null;
         return layout == WeightLayout.Gpt2
             ? SplitGpt2(layer, spec, Values("c_attn.weight")!, Values("c_attn.bias"), Values("c_proj.weight")!, Values("c_proj.bias"))
             : SplitLinear(layer, spec,
                 Values("q_proj.weight")!, Values("k_proj.weight")!, Values("v_proj.weight")!, Values("o_proj.weight")!,
                 Values("q_proj.bias"), Values("k_proj.bias"), Values("v_proj.bias"), Values("o_proj.bias"));
+    }
+
+    /// <summary>
+    /// A NaN or infinity in a weight would turn every answer of its heads into NaN: refused here, where each tensor is
+    /// converted anyway, so the whole file fails before anything is stored.
+    /// </summary>
+    private static float[] Finite(SafetensorsTensor tensor, float[] values)
+    {
+        for (int i = 0; i < values.Length; i++)
+        {
+            if (!float.IsFinite(values[i]))
+                throw HeadwiseException.Invalid(
+                    $"tensor '{EchoedValue.Of(tensor.Name)}' holds {(float.IsNaN(values[i]) ? "NaN" : "an infinite value")} at flat index {i}; weights must be finite.");
+        }
+        return values;
     }
 
     /// <summary>The layer's tensors by suffix, each present, float-typed and of the expected shape.</summary>
@@ -71,16 +86,16 @@ public static class WeightImporter
                 // Ignoring a bias the checkpoint has would silently give wrong outputs.
                 if (tensor is not null)
                     throw HeadwiseException.Invalid(
-                        $"spec.bias is false but tensor '{name}' exists; expected spec.bias true for this checkpoint.");
+                        $"spec.bias is false but tensor '{EchoedValue.Of(name)}' exists; expected spec.bias true for this checkpoint.");
                 continue;
             }
             string expected = SafetensorsTensor.FormatShape(slot.Shape);
             if (tensor is null)
-                throw HeadwiseException.Invalid($"tensor '{name}' is missing; expected {expected}.");
+                throw HeadwiseException.Invalid($"tensor '{EchoedValue.Of(name)}' is missing; expected {expected}.");
             if (tensor.DType is not (SafetensorsDType.F32 or SafetensorsDType.F16 or SafetensorsDType.BF16))
-                throw HeadwiseException.Invalid($"tensor '{name}' has dtype {tensor.DType}; expected F32, F16 or BF16.");
+                throw HeadwiseException.Invalid($"tensor '{EchoedValue.Of(name)}' has dtype {tensor.DType}; expected F32, F16 or BF16.");
             if (!tensor.Shape.AsSpan().SequenceEqual(slot.Shape))
-                throw HeadwiseException.Invalid($"tensor '{name}' has shape {tensor.ShapeText}; expected {expected}.");
+                throw HeadwiseException.Invalid($"tensor '{EchoedValue.Of(name)}' has shape {tensor.ShapeText}; expected {expected}.");
             found.Add(slot.Suffix, tensor);
         }
         return found;

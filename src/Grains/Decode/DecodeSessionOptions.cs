@@ -36,4 +36,8 @@ public sealed class DecodeSessionOptions
     /// tokens fall in, so this bounds what a one-token step writes to storage beside its own rows.
     /// </summary>
     public long InputSegmentBytes { get; set; } = 1L << 20;
+
+    /// <summary>Most sessions open at once whose coordinator is on one silo; one more is refused with ResourceExhausted
+    /// (Headwise__Sessions__MaxOpenPerSilo), so that a flood of OpenSession calls cannot grow the registry without bound.</summary>
+    public int MaxOpenPerSilo { get; set; } = 4096;
 }

@@ -11,4 +11,10 @@ public sealed class ForwardLimits
 
     /// <summary>Most bytes of one request's input (Headwise__MaxRequestBytes).</summary>
     public long MaxRequestBytes { get; set; } = 64L << 20;
+
+    /// <summary>
+    /// Most bytes of one forward answer: Y plus the attention weights or per-head outputs it asks for
+    /// (Headwise__MaxResponseBytes). The silo derives its default from the container's memory.
+    /// </summary>
+    public long MaxResponseBytes { get; set; } = 512L << 20;
 }

@@ -24,6 +24,7 @@ public static class InputValidator
 
         if (command.ModelDim != spec.ModelDim)
             throw Invalid($"input.shape[2] (model_dim) is {command.ModelDim}; the model's model_dim is {spec.ModelDim}.");
+        CheckResponseSize(command, spec, limits);
         long expected = (long)command.Batch * command.Tokens * spec.ModelDim * sizeof(float);
         if (command.Input.LongLength != expected)
             throw Invalid($"input.data has {command.Input.LongLength} bytes; shape [{command.Batch}, {command.Tokens}, {spec.ModelDim}] in float32 needs {expected}.");
@@ -40,9 +41,12 @@ public static class InputValidator
             }
         }
 
-        long firstBad = IndexOfNonFinite(FloatBytes.AsFloats(command.Input));
+        var values = FloatBytes.AsFloats(command.Input);
+        long firstBad = IndexOfUnusable(values);
         if (firstBad >= 0)
-            throw Invalid($"input.data holds a NaN or infinite value at flat index {firstBad}; attention needs finite inputs.");
+            throw float.IsFinite(values[(int)firstBad])
+                ? Invalid(TooLarge("input.data", values[(int)firstBad], firstBad))
+                : Invalid($"input.data holds a NaN or infinite value at flat index {firstBad}; attention needs finite inputs.");
     }
 
     /// <summary>A step of the session <paramref name="session"/>, which has seen <paramref name="position"/> tokens of its
@@ -63,19 +67,69 @@ public static class InputValidator
         long expected = (long)command.Batch * command.Tokens * spec.ModelDim * sizeof(float);
         if (command.Input.Length != expected)
             throw Invalid($"input has {command.Input.Length} bytes; shape [{command.Batch}, {command.Tokens}, {spec.ModelDim}] float32 needs {expected}.");
-        long firstBad = IndexOfNonFinite(FloatBytes.AsFloats(command.Input));
+        var values = FloatBytes.AsFloats(command.Input);
+        long firstBad = IndexOfUnusable(values);
         if (firstBad >= 0)
-            throw Invalid($"input has a non-finite value at flat index {firstBad}.");
+            throw float.IsFinite(values[(int)firstBad])
+                ? Invalid(TooLarge("input.data", values[(int)firstBad], firstBad))
+                : Invalid($"input has a non-finite value at flat index {firstBad}.");
     }
 
-    private static long IndexOfNonFinite(ReadOnlySpan<float> values)
+    /// <summary>
+    /// The answer's size is known from the request alone: refuse it before any head computes, and before anything of
+    /// that size is allocated. Attention weights are B·H·T² floats, 4 GiB for 12 heads at B = 5 and T = 4096.
+    /// </summary>
+    private static void CheckResponseSize(ForwardCommand command, AttentionSpec spec, ForwardLimits limits)
     {
+        long rows = (long)command.Batch * command.Tokens;
+        long output, attention = 0, headOutputs = 0, total;
+        try
+        {
+            checked
+            {
+                output = rows * spec.ModelDim * sizeof(float);
+                if (command.ReturnAttention) attention = rows * spec.HeadCount * command.Tokens * sizeof(float);
+                if (command.ReturnHeadOutputs) headOutputs = rows * spec.HeadCount * spec.HeadDim * sizeof(float);
+                total = output + attention + headOutputs;
+            }
+        }
+        catch (OverflowException)
+        {
+            total = long.MaxValue;
+        }
+        if (total <= limits.MaxResponseBytes) return;
+
+        string field = command.ReturnAttention ? "return_attention" : command.ReturnHeadOutputs ? "return_head_outputs" : "input.shape";
+        var parts = new List<string> { $"output [{command.Batch}, {command.Tokens}, {spec.ModelDim}]" };
+        if (command.ReturnAttention) parts.Add($"attention [{command.Batch}, {spec.HeadCount}, {command.Tokens}, {command.Tokens}]");
+        if (command.ReturnHeadOutputs) parts.Add($"head outputs [{command.Batch}, {spec.HeadCount}, {command.Tokens}, {spec.HeadDim}]");
+        throw Exhausted($"{field}: the answer would hold {(total == long.MaxValue ? "more than 2^63" : total.ToString(System.Globalization.CultureInfo.InvariantCulture))} bytes " +
+            $"({string.Join(" + ", parts)} in float32); this cluster allows at most {limits.MaxResponseBytes} (Headwise__MaxResponseBytes). " +
+            "Send fewer sequences or tokens per call.");
+    }
+
+    /// <summary>
+    /// Largest input magnitude a pass accepts: √(float32's largest), 1.8e19. Attention scores are products of two
+    /// projections of X, so they grow with |x|²; past this bound Q·Kᵀ overflows float32 for any weights of order one, and
+    /// the kernels' softmax then gives NaN or meaningless weights. Real activations are many orders of magnitude smaller.
+    /// </summary>
+    public static readonly float MaxInputMagnitude = MathF.Sqrt(float.MaxValue);
+
+    // NaN, ±infinity, or a finite value past MaxInputMagnitude (NaN fails the comparison, hence the negation).
+    private static long IndexOfUnusable(ReadOnlySpan<float> values)
+    {
+        float bound = MaxInputMagnitude;
         for (int i = 0; i < values.Length; i++)
         {
-            if (!float.IsFinite(values[i])) return i;
+            if (!(Math.Abs(values[i]) <= bound)) return i;
         }
         return -1;
     }
+
+    private static string TooLarge(string field, float value, long index) =>
+        $"{field} holds {value.ToString("G3", System.Globalization.CultureInfo.InvariantCulture)} at flat index {index}; values beyond " +
+        $"±{MaxInputMagnitude.ToString("G3", System.Globalization.CultureInfo.InvariantCulture)} (the square root of float32's largest) " +
+        "overflow float32 in Q·Kᵀ; scale the input down.";
 
     private static HeadwiseException Invalid(string message) => new(ErrorCode.InvalidArgument, message);
 

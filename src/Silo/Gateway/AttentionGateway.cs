@@ -12,13 +12,19 @@ namespace Headwise.Silo.Gateway;
 /// The gRPC edge of the cluster, served by every silo: it checks the wire format, then hands each call to
 /// the model catalog or to the layer's coordinator grain.
 /// </summary>
-internal sealed class AttentionGateway(IGrainFactory grains, IOptions<SiloOptions> silo, IOptions<ForwardLimits> limits, UploadGate uploads)
+internal sealed class AttentionGateway(IGrainFactory grains, IOptions<SiloOptions> silo, IOptions<ForwardLimits> limits,
+    IOptions<ModelLimits> modelLimits, ModelLayers layers, UploadGate uploads)
     : Attention.AttentionBase
 {
     private IModelCatalogGrain Catalog => grains.GetGrain<IModelCatalogGrain>(GrainKeys.Catalog);
 
-    public override async Task<ModelInfo> CreateModel(CreateModelRequest request, ServerCallContext context) =>
-        ProtoMapping.ToProto(await Catalog.Create(request.Name, ProtoMapping.ToSpec(request.Spec)));
+    public override async Task<ModelInfo> CreateModel(CreateModelRequest request, ServerCallContext context)
+    {
+        ModelName.Validate(request.Name);
+        var spec = ProtoMapping.ToSpec(request.Spec);
+        modelLimits.Value.Check(spec);
+        return ProtoMapping.ToProto(await Catalog.Create(request.Name, spec));
+    }
 
     public override async Task<ModelInfo> GetModel(GetModelRequest request, ServerCallContext context) =>
         ProtoMapping.ToProto(await Catalog.Get(ModelName.Validate(request.Name)));
@@ -52,20 +58,31 @@ internal sealed class AttentionGateway(IGrainFactory grains, IOptions<SiloOption
         var layout = ProtoMapping.ToLayout(header.Layout);
 
         using var slot = uploads.Enter();
-        var model = await WeightUpload.StreamAsync(grains, header.Model, Chunks(requestStream, cancellation), layout, header.Prefix,
-            silo.Value.MaxUploadBytes, cancellation);
+        long maxBytes = silo.Value.MaxUploadBytes;
+        var model = await WeightUpload.StreamAsync(grains, header.Model,
+            Chunks(requestStream, maxBytes, silo.Value.MaxUploadHeaderBytes, cancellation), layout, header.Prefix, maxBytes, cancellation);
         return ProtoMapping.ToProto(model);
     }
 
     // The chunks after the header; each is parsed and staged as it arrives (no whole-file buffer).
     private static async IAsyncEnumerable<ReadOnlyMemory<byte>> Chunks(IAsyncStreamReader<UploadWeightsRequest> requestStream,
-        [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellation)
+        long maxBytes, long maxHeaderBytes, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellation)
     {
+        var lengthPrefix = new byte[8];
+        int seen = 0;
         while (await requestStream.MoveNext(cancellation))
         {
             var part = requestStream.Current;
             if (part.PartCase != UploadWeightsRequest.PartOneofCase.Chunk)
                 throw new HeadwiseException(ErrorCode.InvalidArgument, "header appears twice: only the first message may be a header.");
+            if (seen < 8)
+            {
+                // The header's length is judged on the first 8 bytes, before the header itself is received.
+                int take = Math.Min(8 - seen, part.Chunk.Length);
+                part.Chunk.Span[..take].CopyTo(lengthPrefix.AsSpan(seen));
+                seen += take;
+                if (seen == 8) UploadHeaderLimit.Check(lengthPrefix, maxBytes, maxHeaderBytes);
+            }
             yield return part.Chunk.Memory;
         }
     }
@@ -86,14 +103,26 @@ internal sealed class AttentionGateway(IGrainFactory grains, IOptions<SiloOption
             ReturnHeadOutputs = request.ReturnHeadOutputs,
             Bf16Wire = request.Bf16Wire,
         };
-        var result = await grains.GetGrain<IForwardCoordinatorGrain>(GrainKeys.Layer(request.Model, request.Layer)).Forward(command, context.CancellationToken)
-            .WaitAsync(context.CancellationToken);
+        await layers.Require(request.Model, request.Layer);
+        ForwardResult result;
+        try
+        {
+            result = await grains.GetGrain<IForwardCoordinatorGrain>(GrainKeys.Layer(request.Model, request.Layer)).Forward(command, context.CancellationToken)
+                .WaitAsync(context.CancellationToken);
+        }
+        catch (HeadwiseException e) when (e.Code == ErrorCode.NotFound)
+        {
+            layers.Forget(request.Model);
+            throw;
+        }
+        FiniteAnswer.Require("input.data", command.Input, result.Output, result.Attention, result.HeadOutputs);
         return ToResponse(command, result);
     }
 
     public override async Task<OpenSessionResponse> OpenSession(OpenSessionRequest request, ServerCallContext context)
     {
         ModelName.Validate(request.Model, "model");
+        await layers.Require(request.Model, request.Layer);
         var info = await grains.GetGrain<IDecodeSessionGrain>(SessionIds.New()).Open(request.Model, request.Layer, request.MaxTokens)
             .WaitAsync(context.CancellationToken);
         return new OpenSessionResponse { Session = info.Session, MaxTokens = info.MaxTokens };
@@ -112,6 +141,7 @@ internal sealed class AttentionGateway(IGrainFactory grains, IOptions<SiloOption
             ExpectedPosition = request.HasExpectedPosition ? request.ExpectedPosition : null,
         };
         var result = await grains.GetGrain<IDecodeSessionGrain>(session).Decode(command).WaitAsync(context.CancellationToken);
+        FiniteAnswer.Require("input.data", command.Input, result.Output);
         return new DecodeResponse
         {
             Output = TensorCodec.FromFloat32Bytes(result.Output, command.Batch, command.Tokens, result.ModelDim),

@@ -41,7 +41,7 @@ public sealed class GatewayErrorInterceptor(ILogger<GatewayErrorInterceptor> log
         switch (exception)
         {
             case HeadwiseException headwise:
-                return new RpcException(new Status(headwise.Code.ToStatusCode(), headwise.Message));
+                return new RpcException(new Status(headwise.Code.ToStatusCode(), StatusMessage.Bounded(headwise.Message)));
             // The server's deadline timer can fire a few milliseconds before the wall clock reads the deadline.
             case OperationCanceledException when context.CancellationToken.IsCancellationRequested && context.Deadline <= DateTime.UtcNow.AddMilliseconds(50):
                 return new RpcException(new Status(StatusCode.DeadlineExceeded, "deadline: the call's deadline passed before the answer was ready."));
