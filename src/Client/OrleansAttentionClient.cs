@@ -11,6 +11,8 @@ namespace Headwise.Client;
 /// <c>clientBuilder.AddActivityPropagation()</c> and listens to the <c>Microsoft.Orleans.Application</c> ActivitySource
 /// (for example <c>tracing.AddSource("Microsoft.Orleans.Application")</c>): without a listener Orleans makes no call
 /// span and passes no trace context on. The silos do both already; the trace id is in <see cref="AttentionOutput.TraceId"/>.
+/// When the silos set Headwise__OrleansTls__* their gateways take only mutual-TLS clients: configure the client builder with
+/// <see cref="OrleansTlsClientBuilderExtensions.UseHeadwiseTls"/> and a certificate the silos trust.
 /// </remarks>
 public sealed class OrleansAttentionClient(IClusterClient cluster) : IAttentionClient
 {
@@ -86,19 +88,21 @@ public sealed class OrleansAttentionClient(IClusterClient cluster) : IAttentionC
     public async Task<DecodeSession> OpenSessionAsync(string model, int layer = 0, int maxTokens = 0, CancellationToken cancellationToken = default)
     {
         ModelName.Validate(model, "model");
-        var info = await cluster.GetGrain<IDecodeSessionGrain>(SessionIds.New()).Open(model, layer, maxTokens).WaitAsync(cancellationToken);
-        return new DecodeSession(info.Session, info.MaxTokens);
+        // The id stays with the caller; the cluster knows the session by its digest (SessionIds.GrainKey), as through gRPC.
+        string session = SessionIds.New();
+        var info = await cluster.GetGrain<IDecodeSessionGrain>(SessionIds.GrainKey(session)).Open(model, layer, maxTokens).WaitAsync(cancellationToken);
+        return new DecodeSession(session, info.MaxTokens);
     }
 
     /// <inheritdoc />
     public async Task<DecodeOutput> DecodeAsync(string session, FloatTensor input, CancellationToken cancellationToken = default)
     {
-        SessionIds.Validate(session);
+        string grainKey = SessionIds.GrainKey(session);
         var shape = input.Shape;
         if (shape.Length != 3)
             throw new HeadwiseException(ErrorCode.InvalidArgument, $"input.shape is [{string.Join(", ", shape)}]; it must have 3 dimensions.");
         var command = new DecodeCommand { Batch = shape[0], Tokens = shape[1], ModelDim = shape[2], Input = FloatBytes.ToBytes(input.Data.Span) };
-        var result = await cluster.GetGrain<IDecodeSessionGrain>(session).Decode(command).WaitAsync(cancellationToken);
+        var result = await cluster.GetGrain<IDecodeSessionGrain>(grainKey).Decode(command).WaitAsync(cancellationToken);
         return new DecodeOutput
         {
             Output = new FloatTensor(FloatBytes.ToFloats(result.Output), shape[0], shape[1], result.ModelDim),
@@ -110,7 +114,7 @@ public sealed class OrleansAttentionClient(IClusterClient cluster) : IAttentionC
 
     /// <inheritdoc />
     public Task CloseSessionAsync(string session, CancellationToken cancellationToken = default) =>
-        cluster.GetGrain<IDecodeSessionGrain>(SessionIds.Validate(session)).Close().WaitAsync(cancellationToken);
+        cluster.GetGrain<IDecodeSessionGrain>(SessionIds.GrainKey(session)).Close().WaitAsync(cancellationToken);
 
     /// <summary>The cluster client belongs to whoever built it; nothing to release here.</summary>
     public ValueTask DisposeAsync() => ValueTask.CompletedTask;
