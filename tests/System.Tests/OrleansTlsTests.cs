@@ -135,11 +135,16 @@ internal sealed class OrleansClient : IAsyncDisposable
     }
 }
 
-/// <summary>Two silo processes on localhost clustering sharing one self-signed certificate for the Orleans ports.</summary>
+/// <summary>
+/// Two silo processes on localhost clustering sharing one self-signed certificate for the Orleans ports: the first reads
+/// it from a PKCS#12 file, the second from PEM files as `kubectl create secret tls` mounts them (tls.crt, tls.key).
+/// </summary>
 public sealed class TlsSilos : IAsyncLifetime
 {
     private const string Password = "pfx-password";
     private string? _path;
+    private string? _pemCertificate;
+    private string? _pemKey;
 
     public X509Certificate2 Certificate { get; private set; } = null!;
     public OrleansTlsSettings Settings { get; private set; } = null!;
@@ -151,25 +156,34 @@ public sealed class TlsSilos : IAsyncLifetime
         Certificate = TestCertificates.SelfSigned("headwise-silo");
         _path = TestCertificates.WritePfx(Certificate, Password);
         Settings = new OrleansTlsSettings { CertificatePath = _path, Password = Password };
-        First = SiloProcess.Start(BuiltPrograms.SiloDll, Environment(primarySiloPort: 0));
+        First = SiloProcess.Start(BuiltPrograms.SiloDll, new Dictionary<string, string>
+        {
+            ["Headwise__DemoModel"] = "false",
+            ["Headwise__OrleansTls__CertificatePath"] = _path,
+            ["Headwise__OrleansTls__Password"] = Password,
+        });
         await First.WaitUntilHealthyAsync();
-        Second = SiloProcess.Start(BuiltPrograms.SiloDll, Environment(primarySiloPort: First.SiloPort));
+
+        _pemCertificate = Path.ChangeExtension(_path, ".crt");
+        _pemKey = Path.ChangeExtension(_path, ".key");
+        await File.WriteAllTextAsync(_pemCertificate, Certificate.ExportCertificatePem());
+        await File.WriteAllTextAsync(_pemKey, Certificate.GetECDsaPrivateKey()!.ExportPkcs8PrivateKeyPem());
+        Second = SiloProcess.Start(BuiltPrograms.SiloDll, new Dictionary<string, string>
+        {
+            ["Headwise__DemoModel"] = "false",
+            ["Headwise__PrimarySiloPort"] = First.SiloPort.ToString(),
+            ["Headwise__OrleansTls__CertificatePath"] = _pemCertificate,
+            ["Headwise__OrleansTls__KeyPath"] = _pemKey,
+        });
         await Second.WaitUntilHealthyAsync();
     }
-
-    private Dictionary<string, string> Environment(int primarySiloPort) => new()
-    {
-        ["Headwise__DemoModel"] = "false",
-        ["Headwise__PrimarySiloPort"] = primarySiloPort.ToString(),
-        ["Headwise__OrleansTls__CertificatePath"] = _path!,
-        ["Headwise__OrleansTls__Password"] = Password,
-    };
 
     public async Task DisposeAsync()
     {
         if (Second is not null) await Second.DisposeAsync();
         if (First is not null) await First.DisposeAsync();
         Certificate?.Dispose();
-        if (_path is not null) File.Delete(_path);
+        foreach (var file in new[] { _path, _pemCertificate, _pemKey })
+            if (file is not null) File.Delete(file);
     }
 }
