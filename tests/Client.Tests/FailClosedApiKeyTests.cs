@@ -6,7 +6,8 @@ using Headwise.TestSupport;
 namespace Headwise.Client.Tests;
 
 /// <summary>
-/// The API key check is fail-closed: every rpc of the contract is either listed as needing no key or needs it, and a
+/// The API key check is fail-closed (the session calls against a live gateway are in ApiKeyTests and TlsGatewayTests,
+/// beside the silos they share): every rpc of the contract is either listed as needing no key or needs it, and a
 /// method nobody listed (one added later) needs the key whatever Headwise__RequireKeyForForward says.
 /// </summary>
 public sealed class ApiKeyClassificationTests
@@ -45,54 +46,6 @@ public sealed class ApiKeyClassificationTests
     {
         Assert.True(ApiKeyInterceptor.NeedsKey(method, requireKeyForForward: false));
         Assert.True(ApiKeyInterceptor.NeedsKey(method, requireKeyForForward: true));
-    }
-}
-
-/// <summary>Decode sessions on a gateway whose compute calls go without the key (Headwise__RequireKeyForForward=false).</summary>
-public sealed class SessionsWithoutKeyTests(KeyedSilo silo) : IClassFixture<KeyedSilo>
-{
-    [Fact]
-    public async Task Sessions_open_decode_and_close_without_the_key_and_the_id_stays_out_of_the_log()
-    {
-        await using var keyed = new GrpcAttentionClient(silo.GrpcAddress, silo.ClientOptions(SecuredSilo.Key));
-        await using var anonymous = new GrpcAttentionClient(silo.GrpcAddress, silo.ClientOptions(key: null));
-        await SessionModel.CreateAsync(keyed, "sessions-open");
-
-        var session = await anonymous.OpenSessionAsync("sessions-open");
-        var step = await anonymous.DecodeAsync(session.Id, SessionModel.Step());
-        Assert.Equal(SessionModel.Tokens, step.Position);
-        await anonymous.CloseSessionAsync(session.Id);
-        var gone = await Assert.ThrowsAsync<HeadwiseException>(() => anonymous.DecodeAsync(session.Id, SessionModel.Step()));
-        Assert.Equal(ErrorCode.NotFound, gone.Code);
-        // The caller's error names the session by its digest, not by the bearer token it was sent.
-        Assert.DoesNotContain(session.Id, gone.Message);
-        Assert.Contains(SessionIds.GrainKey(session.Id), gone.Message);
-
-        await keyed.DeleteModelAsync("sessions-open");
-        Assert.NotEmpty(silo.Log);
-        Assert.DoesNotContain(silo.Log, line => line.Contains(session.Id));
-    }
-}
-
-/// <summary>Decode sessions on a gateway whose compute calls need the key (Headwise__RequireKeyForForward=true).</summary>
-public sealed class SessionsNeedKeyTests(TlsSilo silo) : IClassFixture<TlsSilo>
-{
-    [Fact]
-    public async Task OpenSession_Decode_and_CloseSession_need_the_key_before_anything_else_is_checked()
-    {
-        await using var keyed = new GrpcAttentionClient(silo.GrpcAddress, silo.ClientOptions(SecuredSilo.Key));
-        await using var anonymous = new GrpcAttentionClient(silo.GrpcAddress, silo.ClientOptions(key: null));
-        await SessionModel.CreateAsync(keyed, "sessions-keyed");
-
-        await ApiKeyTests.ExpectUnauthenticated(() => anonymous.OpenSessionAsync("sessions-keyed"));
-        var session = await keyed.OpenSessionAsync("sessions-keyed");
-        // A live session's id is not enough: the key is checked first.
-        await ApiKeyTests.ExpectUnauthenticated(() => anonymous.DecodeAsync(session.Id, SessionModel.Step()));
-        await ApiKeyTests.ExpectUnauthenticated(() => anonymous.CloseSessionAsync(session.Id));
-        Assert.Equal(SessionModel.Tokens, (await keyed.DecodeAsync(session.Id, SessionModel.Step())).Position);
-        await keyed.CloseSessionAsync(session.Id);
-        await keyed.DeleteModelAsync("sessions-keyed");
-        Assert.DoesNotContain(silo.Log, line => line.Contains(session.Id));
     }
 }
 
