@@ -11,6 +11,8 @@ namespace Headwise.Client;
 /// <c>clientBuilder.AddActivityPropagation()</c> and listens to the <c>Microsoft.Orleans.Application</c> ActivitySource
 /// (for example <c>tracing.AddSource("Microsoft.Orleans.Application")</c>): without a listener Orleans makes no call
 /// span and passes no trace context on. The silos do both already; the trace id is in <see cref="AttentionOutput.TraceId"/>.
+/// When the silos set Headwise__OrleansTls__* their gateways take only mutual-TLS clients: configure the client builder with
+/// <see cref="OrleansTlsClientBuilderExtensions.UseHeadwiseTls"/> and a certificate the silos trust.
 /// </remarks>
 public sealed class OrleansAttentionClient(IClusterClient cluster) : IAttentionClient
 {
@@ -95,8 +97,10 @@ public sealed class OrleansAttentionClient(IClusterClient cluster) : IAttentionC
     public async Task<DecodeSession> OpenSessionAsync(string model, int layer = 0, int maxTokens = 0, CancellationToken cancellationToken = default)
     {
         ModelName.Validate(model, "model");
-        var info = await cluster.GetGrain<IDecodeSessionGrain>(SessionIds.New()).Open(model, layer, maxTokens).WaitAsync(cancellationToken);
-        return new DecodeSession(info.Session, info.MaxTokens);
+        // The id stays with the caller; the cluster knows the session by its digest (SessionIds.GrainKey), as through gRPC.
+        string session = SessionIds.New();
+        var info = await cluster.GetGrain<IDecodeSessionGrain>(SessionIds.GrainKey(session)).Open(model, layer, maxTokens).WaitAsync(cancellationToken);
+        return new DecodeSession(session, info.MaxTokens);
     }
 
     /// <inheritdoc />
@@ -109,7 +113,7 @@ public sealed class OrleansAttentionClient(IClusterClient cluster) : IAttentionC
 
     private async Task<DecodeOutput> Decode(string session, FloatTensor input, int? expectedPosition, CancellationToken cancellationToken)
     {
-        SessionIds.Validate(session);
+        string grainKey = SessionIds.GrainKey(session);
         var shape = input.Shape;
         if (shape.Length != 3)
             throw new HeadwiseException(ErrorCode.InvalidArgument, $"input.shape is [{string.Join(", ", shape)}]; it must have 3 dimensions.");
@@ -117,7 +121,7 @@ public sealed class OrleansAttentionClient(IClusterClient cluster) : IAttentionC
         {
             Batch = shape[0], Tokens = shape[1], ModelDim = shape[2], Input = FloatBytes.ToBytes(input.Data.Span), ExpectedPosition = expectedPosition,
         };
-        var result = await cluster.GetGrain<IDecodeSessionGrain>(session).Decode(command).WaitAsync(cancellationToken);
+        var result = await cluster.GetGrain<IDecodeSessionGrain>(grainKey).Decode(command).WaitAsync(cancellationToken);
         return new DecodeOutput
         {
             Output = new FloatTensor(FloatBytes.ToFloats(result.Output), shape[0], shape[1], result.ModelDim),
@@ -130,7 +134,7 @@ public sealed class OrleansAttentionClient(IClusterClient cluster) : IAttentionC
 
     /// <inheritdoc />
     public Task CloseSessionAsync(string session, CancellationToken cancellationToken = default) =>
-        cluster.GetGrain<IDecodeSessionGrain>(SessionIds.Validate(session)).Close().WaitAsync(cancellationToken);
+        cluster.GetGrain<IDecodeSessionGrain>(SessionIds.GrainKey(session)).Close().WaitAsync(cancellationToken);
 
     /// <summary>The cluster client belongs to whoever built it; nothing to release here.</summary>
     public ValueTask DisposeAsync() => ValueTask.CompletedTask;

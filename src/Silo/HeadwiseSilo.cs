@@ -1,4 +1,5 @@
 using System.Net;
+using Headwise.Contracts;
 using Headwise.Grains;
 using Headwise.Grains.Decode;
 using Headwise.Grains.Forward;
@@ -31,7 +32,10 @@ public static class HeadwiseSilo
         var limits = builder.Configuration.GetSection(SiloOptions.Section).Get<ForwardLimits>() ?? new ForwardLimits();
         var gateway = builder.Configuration.GetSection(SiloOptions.Section).Get<GatewayOptions>() ?? new GatewayOptions();
         var models = builder.Configuration.GetSection(SiloOptions.Section).Get<ModelLimits>() ?? new ModelLimits();
-        var problems = options.Problems().Concat(LimitProblems(limits)).Concat(gateway.Problems()).Concat(models.Problems()).ToList();
+        var orleansTls = builder.Configuration.GetSection($"{SiloOptions.Section}:{OrleansTlsSettings.Section}").Get<OrleansTlsSettings>()
+                         ?? new OrleansTlsSettings();
+        var problems = options.Problems().Concat(LimitProblems(limits)).Concat(gateway.Problems()).Concat(models.Problems())
+            .Concat(orleansTls.Problems()).ToList();
         if (problems.Count > 0)
             throw new InvalidOperationException("Headwise configuration is not usable:\n  " + string.Join("\n  ", problems));
 
@@ -60,6 +64,7 @@ public static class HeadwiseSilo
         builder.UseOrleans(silo =>
         {
             SiloClustering.Configure(silo, options);
+            SiloTls.Configure(silo, orleansTls);
             silo.AddHeadwiseGrains(options.Kernel, options.Speed,
                 new IPEndPoint(SiloClustering.AdvertisedAddress(options), options.TensorPort));
         });

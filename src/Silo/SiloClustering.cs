@@ -31,7 +31,9 @@ public static class SiloClustering
                 cluster.ClusterId = clusterId;
                 cluster.ServiceId = serviceId;
             });
-            silo.ConfigureEndpoints(AdvertisedAddress(options), options.SiloPort, options.GatewayPort, listenOnAnyHostAddress: true);
+            // The Orleans ports listen on the advertised address only (the pod IP in Kubernetes), not on every interface:
+            // they are the address other silos and clients dial, and nothing else should reach them.
+            silo.ConfigureEndpoints(AdvertisedAddress(options), options.SiloPort, options.GatewayPort, listenOnAnyHostAddress: false);
             silo.UseRedisClustering(redis => redis.ConfigurationOptions = ConfigurationOptions.Parse(options.Redis));
             // In a pod, Kubernetes hosting takes the cluster identity from the pod and evicts silos of deleted pods.
             if (!string.IsNullOrEmpty(Environment.GetEnvironmentVariable("KUBERNETES_SERVICE_HOST")))

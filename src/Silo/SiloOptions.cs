@@ -30,13 +30,14 @@ public sealed class SiloOptions
     public string ClusterId { get; set; } = "";
     /// <summary>Orleans service id; names the stored state. Falls back to ORLEANS_SERVICE_ID.</summary>
     public string ServiceId { get; set; } = "";
-    /// <summary>The address other silos and clients reach this silo at; falls back to POD_IP, then 127.0.0.1.</summary>
+    /// <summary>The address other silos and clients reach this silo at; falls back to POD_IP, then 127.0.0.1. The Orleans
+    /// silo and gateway ports listen on this address only (ListenAddress is for the gRPC and web ports).</summary>
     public string AdvertisedAddress { get; set; } = "";
     /// <summary>In Kubernetes, let silos delete the pods of silos declared dead (needs the delete/patch RBAC overlay).</summary>
     public bool DeleteDefunctSiloPods { get; set; }
     /// <summary>Silo port of the cluster's first silo when this one joins it on localhost clustering; 0: this silo is the first.</summary>
     public int PrimarySiloPort { get; set; }
-    /// <summary>Address the gRPC and web ports bind to.</summary>
+    /// <summary>Address the gRPC and web ports bind to (the Orleans ports bind to the advertised address).</summary>
     public string ListenAddress { get; set; } = "127.0.0.1";
 
     /// <summary>Uploads one gateway parses and stages at once (each holds up to a layer's attention weights).</summary>

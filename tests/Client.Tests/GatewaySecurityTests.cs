@@ -77,6 +77,28 @@ public sealed class ApiKeyTests(KeyedSilo silo) : IClassFixture<KeyedSilo>
         }
     }
 
+    [Fact]
+    public async Task Sessions_open_decode_and_close_without_the_key_and_the_id_stays_out_of_the_log()
+    {
+        await using var keyed = new GrpcAttentionClient(silo.GrpcAddress, silo.ClientOptions(SecuredSilo.Key));
+        await using var anonymous = new GrpcAttentionClient(silo.GrpcAddress, silo.ClientOptions(key: null));
+        await SessionModel.CreateAsync(keyed, "sessions-open");
+
+        var session = await anonymous.OpenSessionAsync("sessions-open");
+        var step = await anonymous.DecodeAsync(session.Id, SessionModel.Step());
+        Assert.Equal(SessionModel.Tokens, step.Position);
+        await anonymous.CloseSessionAsync(session.Id);
+        var gone = await Assert.ThrowsAsync<HeadwiseException>(() => anonymous.DecodeAsync(session.Id, SessionModel.Step()));
+        Assert.Equal(ErrorCode.NotFound, gone.Code);
+        // The caller's error names the session by its digest, not by the bearer token it was sent.
+        Assert.DoesNotContain(session.Id, gone.Message);
+        Assert.Contains(SessionIds.GrainKey(session.Id), gone.Message);
+
+        await keyed.DeleteModelAsync("sessions-open");
+        Assert.NotEmpty(silo.Log);
+        Assert.DoesNotContain(silo.Log, line => line.Contains(session.Id));
+    }
+
     internal static async Task ExpectUnauthenticated(Func<Task> call)
     {
         var error = await Assert.ThrowsAsync<HeadwiseException>(call);
@@ -123,6 +145,24 @@ public sealed class TlsGatewayTests(TlsSilo silo) : IClassFixture<TlsSilo>, IAsy
         await ApiKeyTests.ExpectUnauthenticated(() => ApiKeyTests.AssertForwardCorrect(anonymous, Model));
         Assert.Contains(await anonymous.ListModelsAsync(), m => m.Name == Model);
         await ApiKeyTests.AssertForwardCorrect(keyed, Model);
+    }
+
+    [Fact]
+    public async Task OpenSession_Decode_and_CloseSession_need_the_key_before_anything_else_is_checked()
+    {
+        await using var keyed = new GrpcAttentionClient(silo.GrpcAddress, silo.ClientOptions(SecuredSilo.Key));
+        await using var anonymous = new GrpcAttentionClient(silo.GrpcAddress, silo.ClientOptions(key: null));
+        await SessionModel.CreateAsync(keyed, "sessions-keyed");
+
+        await ApiKeyTests.ExpectUnauthenticated(() => anonymous.OpenSessionAsync("sessions-keyed"));
+        var session = await keyed.OpenSessionAsync("sessions-keyed");
+        // A live session's id is not enough: the key is checked first.
+        await ApiKeyTests.ExpectUnauthenticated(() => anonymous.DecodeAsync(session.Id, SessionModel.Step()));
+        await ApiKeyTests.ExpectUnauthenticated(() => anonymous.CloseSessionAsync(session.Id));
+        Assert.Equal(SessionModel.Tokens, (await keyed.DecodeAsync(session.Id, SessionModel.Step())).Position);
+        await keyed.CloseSessionAsync(session.Id);
+        await keyed.DeleteModelAsync("sessions-keyed");
+        Assert.DoesNotContain(silo.Log, line => line.Contains(session.Id));
     }
 
     [Fact]

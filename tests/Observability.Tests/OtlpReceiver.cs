@@ -39,6 +39,12 @@ public sealed class OtlpReceiver : IAsyncDisposable
         return receiver;
     }
 
+    /// <summary>The bodies of every post to <paramref name="path"/> so far.</summary>
+    public IReadOnlyList<byte[]> Posts(string path)
+    {
+        lock (_posts) return _posts.Where(p => p.Path == path).Select(p => p.Body).ToList();
+    }
+
     /// <summary>Waits until some post to <paramref name="path"/> holds every one of <paramref name="needles"/>.</summary>
     public async Task<byte[]> WaitForPost(string path, params byte[][] needles)
     {

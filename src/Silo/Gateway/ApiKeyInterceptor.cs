@@ -7,15 +7,26 @@ using Microsoft.Extensions.Options;
 namespace Headwise.Silo.Gateway;
 
 /// <summary>
-/// Checks `authorization: Bearer &lt;key&gt;` against Headwise__ApiKey when one is configured: the calls that change
-/// the cluster (create, upload, delete, rebalance) always need it; compute calls (Forward and anything else not
-/// read-only) need it when Headwise__RequireKeyForForward is true; GetModel and ListModels never do. A missing or
-/// wrong key is UNAUTHENTICATED. The key is compared in constant time and never logged.
+/// Checks `authorization: Bearer &lt;key&gt;` against Headwise__ApiKey when one is configured, fail-closed: the methods
+/// that may go without the key are listed here, and every other method, including any added to the service later,
+/// needs it. Without a key: GetModel and ListModels (reads of public model descriptions) always; Forward, OpenSession,
+/// Decode and CloseSession (compute; a session id is itself a bearer token) only while Headwise__RequireKeyForForward
+/// is false. CreateModel, UploadWeights, DeleteModel, Rebalance and anything not listed always need the key. The gateway
+/// maps no health or reflection service; one added later needs the key until it is listed. A missing or wrong key is
+/// UNAUTHENTICATED. The key is compared in constant time and never logged.
 /// </summary>
 public sealed class ApiKeyInterceptor : Interceptor
 {
-    private static readonly HashSet<string> AdminMethods = ["CreateModel", "UploadWeights", "DeleteModel", "Rebalance"];
-    private static readonly HashSet<string> ReadMethods = ["GetModel", "ListModels"];
+    private static readonly string Service = "/" + V1.Attention.Descriptor.FullName + "/";
+
+    /// <summary>Full gRPC method paths ("/headwise.v1.Attention/GetModel") that never need the key.</summary>
+    public static readonly IReadOnlySet<string> OpenMethods = Paths(
+        nameof(V1.Attention.AttentionBase.GetModel), nameof(V1.Attention.AttentionBase.ListModels));
+
+    /// <summary>Full gRPC method paths that need the key only when Headwise__RequireKeyForForward is true.</summary>
+    public static readonly IReadOnlySet<string> ComputeMethods = Paths(
+        nameof(V1.Attention.AttentionBase.Forward), nameof(V1.Attention.AttentionBase.OpenSession),
+        nameof(V1.Attention.AttentionBase.Decode), nameof(V1.Attention.AttentionBase.CloseSession));
 
     private readonly byte[]? _keyHash;
     private readonly bool _requireKeyForForward;
@@ -57,9 +68,8 @@ public sealed class ApiKeyInterceptor : Interceptor
     private void Check(ServerCallContext context)
     {
         if (_keyHash is null) return;
+        if (!NeedsKey(context.Method, _requireKeyForForward)) return;
         string method = context.Method[(context.Method.LastIndexOf('/') + 1)..];
-        if (ReadMethods.Contains(method)) return;
-        if (!AdminMethods.Contains(method) && !_requireKeyForForward) return;
 
         string? header = context.RequestHeaders.GetValue("authorization");
         const string scheme = "Bearer ";
@@ -70,6 +80,12 @@ public sealed class ApiKeyInterceptor : Interceptor
         if (!CryptographicOperations.FixedTimeEquals(Hash(header[scheme.Length..].Trim()), _keyHash))
             throw new RpcException(new Status(StatusCode.Unauthenticated, $"authorization: the key sent with {method} is not this cluster's key."));
     }
+
+    /// <summary>Whether a call to <paramref name="fullMethod"/> must carry the key: true for anything not listed.</summary>
+    public static bool NeedsKey(string fullMethod, bool requireKeyForForward) =>
+        !OpenMethods.Contains(fullMethod) && (requireKeyForForward || !ComputeMethods.Contains(fullMethod));
+
+    private static HashSet<string> Paths(params string[] methods) => methods.Select(m => Service + m).ToHashSet(StringComparer.Ordinal);
 
     private static byte[] Hash(string key) => SHA256.HashData(Encoding.UTF8.GetBytes(key));
 }

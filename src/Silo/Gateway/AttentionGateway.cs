@@ -123,14 +123,16 @@ internal sealed class AttentionGateway(IGrainFactory grains, IOptions<SiloOption
     {
         ModelName.Validate(request.Model, "model");
         await layers.Require(request.Model, request.Layer);
-        var info = await grains.GetGrain<IDecodeSessionGrain>(SessionIds.New()).Open(request.Model, request.Layer, request.MaxTokens)
+        // The id goes back to the caller only; the cluster knows the session by its digest (SessionIds.GrainKey).
+        string session = SessionIds.New();
+        var info = await grains.GetGrain<IDecodeSessionGrain>(SessionIds.GrainKey(session)).Open(request.Model, request.Layer, request.MaxTokens)
             .WaitAsync(context.CancellationToken);
-        return new OpenSessionResponse { Session = info.Session, MaxTokens = info.MaxTokens };
+        return new OpenSessionResponse { Session = session, MaxTokens = info.MaxTokens };
     }
 
     public override async Task<DecodeResponse> Decode(DecodeRequest request, ServerCallContext context)
     {
-        var session = SessionIds.Validate(request.Session);
+        var session = SessionIds.GrainKey(request.Session);
         var input = TensorCodec.ToFloat32Bytes(request.Input, 3, "input", limits.Value.MaxRequestBytes);
         var command = new DecodeCommand
         {
@@ -154,7 +156,7 @@ internal sealed class AttentionGateway(IGrainFactory grains, IOptions<SiloOption
 
     public override async Task<CloseSessionResponse> CloseSession(CloseSessionRequest request, ServerCallContext context)
     {
-        await grains.GetGrain<IDecodeSessionGrain>(SessionIds.Validate(request.Session)).Close().WaitAsync(context.CancellationToken);
+        await grains.GetGrain<IDecodeSessionGrain>(SessionIds.GrainKey(request.Session)).Close().WaitAsync(context.CancellationToken);
         return new CloseSessionResponse();
     }
 

@@ -7,7 +7,7 @@ namespace Headwise.Silo.Gateway;
 /// </summary>
 public sealed class GatewayOptions
 {
-    /// <summary>When set, CreateModel, UploadWeights, DeleteModel and Rebalance need `authorization: Bearer &lt;key&gt;`.</summary>
+    /// <summary>When set, every call but the ones <see cref="ApiKeyInterceptor"/> lists needs `authorization: Bearer &lt;key&gt;`.</summary>
     public string ApiKey { get; set; } = "";
 
     /// <summary>With <see cref="ApiKey"/> set: Forward (and every other compute call) needs the key too.</summary>

@@ -33,7 +33,8 @@ public static class TelemetryHosting
         builder.Services.AddSingleton<Dashboard.DashboardApi>();
 
         // The same silo builder as the host's first UseOrleans call: this only adds the dashboard's grains and services.
-        builder.UseOrleans(silo => silo.AddDashboard());
+        // Its live trace stream (/orleans/Trace) is off: it streams every silo's log lines to anyone on the web port.
+        builder.UseOrleans(silo => silo.AddDashboard(dashboard => dashboard.HideTrace = true));
 
         bool otlp = !string.IsNullOrEmpty(builder.Configuration["OTEL_EXPORTER_OTLP_ENDPOINT"]);
         bool namedByEnvironment = !string.IsNullOrEmpty(builder.Configuration["OTEL_SERVICE_NAME"]);
