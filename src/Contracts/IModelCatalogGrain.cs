@@ -31,6 +31,8 @@ public interface IModelCatalogGrain : IGrainWithStringKey
     /// <summary>Drops what the upload staged; the weights being served are untouched.</summary>
     Task AbortUpload(string name, Guid upload);
     /// <summary>The weights the model serves (<see cref="WeightsVersion.None"/> before the first commit).</summary>
-    [Orleans.Concurrency.ReadOnly]
+    /// <remarks>Interleaves with everything: a layer asks it while planning, which a commit in progress may be waiting
+    /// on (the commit awaits that layer's switch), and a read of one field needs no turn of its own.</remarks>
+    [Orleans.Concurrency.AlwaysInterleave]
     Task<WeightsVersion> GetCommitted(string name);
 }

@@ -100,8 +100,9 @@ public sealed class HeadGrain(
         if (!staging.State.Uploads.TryGetValue(version.Upload, out var weights) || staging.State.Spec is not { } spec)
         {
             if (state.State.Version == version.Upload && state.State.Weights is not null) return;
-            throw new HeadwiseException(ErrorCode.Unavailable,
-                $"head '{this.GetPrimaryKeyString()}' holds no weights of upload {version.Upload}; upload the model's weights again.");
+            // Lost (cleared, or storage lost it): no retry brings it back.
+            throw new HeadwiseException(ErrorCode.FailedPrecondition,
+                $"head '{this.GetPrimaryKeyString()}' has no weights of upload {version.Upload}; upload the model's weights again.");
         }
         var kernelWeights = HeadWeightsConverter.ToKernelWeights(spec, weights);
         var served = (state.State.Spec, state.State.Weights, state.State.Version, state.State.Generation);

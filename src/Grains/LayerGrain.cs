@@ -81,7 +81,7 @@ public sealed class LayerGrain(
         var spec = RequireSpec();
         if (version.Generation <= state.State.Version.Generation) return;
         if (!state.State.Staged.TryGetValue(version.Upload, out var staged))
-            throw new HeadwiseException(ErrorCode.Unavailable, $"layer '{Key}' holds no staged weights of upload {version.Upload}; upload the model's weights again.");
+            throw new HeadwiseException(ErrorCode.FailedPrecondition, $"layer '{Key}' has no staged weights of upload {version.Upload}; upload the model's weights again.");
         // Heads first: until this layer's state names the new version its plans name the old one, which every head
         // still answers (LocalHeads keeps it); from then on plans name the new one, which every head already serves.
         await Task.WhenAll(Enumerable.Range(0, spec.GroupCount).Select(g => Head(g, spec).Promote(version)));

@@ -120,7 +120,7 @@ public sealed class DecodeSiloLossTests
             string victim = $"127.0.0.1:{silos[0].SiloPort}";
             var statistics = await orleans.Client.GetGrain<IManagementGrain>(0).GetDetailedGrainStatistics();
             Assert.Equal(victim, statistics.Single(s => s.GrainType.Contains("DecodeSessionGrain", StringComparison.Ordinal)
-                && s.GrainId.Key.ToString() == session.Id).SiloAddress.Endpoint.ToString());
+                && s.GrainId.Key.ToString() == SessionIds.GrainKey(session.Id)).SiloAddress.Endpoint.ToString());
 
             var actual = new float[batch * tokens * modelDim];
             FloatTensor Step(int start, int count)

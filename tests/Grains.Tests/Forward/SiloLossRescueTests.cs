@@ -21,7 +21,8 @@ public sealed class SiloLossRescueTests : IAsyncLifetime
     {
         public void Configure(ISiloBuilder silo)
         {
-            silo.AddMemoryGrainStorage(StorageNames.Weights);
+            // Storage that outlives a killed silo, as Redis does (the memory provider keeps its data in grains on the silos).
+            silo.Services.AddKeyedSingleton<Orleans.Storage.IGrainStorage>(StorageNames.Weights, (_, _) => new ProcessWideStorage());
             silo.AddHeadwiseGrains(KernelKind.Simd, speedGflops: 100);
             silo.Services.Configure<ScatterOptions>(o =>
             {
