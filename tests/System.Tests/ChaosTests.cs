@@ -70,6 +70,14 @@ public sealed class ChaosTests(ITestOutputHelper log)
             var first = await gateways[0].ForwardAsync(request);
             log.WriteLine($"heads on {first.Heads.Select(h => h.Silo).Distinct().Count()} silos before the faults");
 
+            // A decode session opened through the third silo's gateway has its coordinator there: the silo killed first.
+            using var channel2 = GrpcChannel.ForAddress(silos[2].GrpcAddress);
+            var opened = await new Attention.AttentionClient(channel2).OpenSessionAsync(
+                new OpenSessionRequest { Model = "chaos", Layer = 0, MaxTokens = Golden.Tokens });
+            var statistics = await orleans.Client.GetGrain<Orleans.Runtime.IManagementGrain>(0).GetDetailedGrainStatistics();
+            Assert.Equal($"127.0.0.1:{silos[2].SiloPort}", statistics.Single(g => g.GrainType.Contains("DecodeSessionGrain", StringComparison.Ordinal)
+                && g.GrainId.Key.ToString() == Headwise.Contracts.SessionIds.GrainKey(opened.Session)).SiloAddress.Endpoint.ToString());
+
             var clock = Stopwatch.StartNew();
             var events = new List<string>();
             var marks = new Dictionary<string, double>();
@@ -109,6 +117,20 @@ public sealed class ChaosTests(ITestOutputHelper log)
                 await Task.Delay(TimeSpan.FromSeconds(6));
             });
 
+            // One token a step, 4 steps a second, through the two other gateways, each step naming its expected position,
+            // until the silo about to be stopped is (decode steps wait for a hung silo's death; see docs/reliability.md).
+            var steps = new List<Outcome>();
+            var decoding = Task.Run(async () =>
+            {
+                for (int position = 0; position < Golden.Tokens; position++)
+                {
+                    var due = TimeSpan.FromSeconds(1 + position / 4.0);
+                    if (due > clock.Elapsed) await Task.Delay(due - clock.Elapsed);
+                    lock (events) if (marks.ContainsKey("stop")) return;
+                    if (!await OneStep(gateways[position % 2], opened.Session, position, expected, clock, steps)) return;
+                }
+            });
+
             var outcomes = new List<Outcome>();
             var running = new List<Task>();
             for (int n = 0; !faults.IsCompleted; n++)
@@ -119,6 +141,7 @@ public sealed class ChaosTests(ITestOutputHelper log)
             }
             await faults;
             await Task.WhenAll(running);
+            await decoding;
             Phase[] phases =
             [
                 new("before", 0, marks["kill"]), new("killed (kill -9)", marks["kill"], marks["start"]),
@@ -126,7 +149,9 @@ public sealed class ChaosTests(ITestOutputHelper log)
                 new("after SIGCONT", marks["continue"], double.MaxValue),
             ];
 
-            string report = string.Join("\n", events) + "\n" + Report(outcomes, phases) +
+            var decodePhases = phases.Where(p => steps.Any(o => o.StartSeconds >= p.From && o.StartSeconds < p.To)).ToArray();
+            string report = string.Join("\n", events) + "\nforwards:\n" + Report(outcomes, phases) +
+                $"decode steps of one session (its coordinator on the silo killed first):\n{Report(steps, decodePhases)}" +
                 $"declared dead {(declaredDead is null ? double.NaN : await declaredDead):F1} s after kill -9, " +
                 $"{(declaredHungDead is null ? double.NaN : await declaredHungDead):F1} s after SIGSTOP\n";
             log.WriteLine(report);
@@ -141,6 +166,11 @@ public sealed class ChaosTests(ITestOutputHelper log)
                 Assert.True(latencies.Length > 0 && Percentile(latencies, 0.99) < P99Bound.TotalMilliseconds,
                     $"{phase.Name}: p99 {Percentile(latencies, 0.99):F0} ms over {latencies.Length} calls\n{report}");
             }
+            Assert.Equal(0, steps.Count(o => o.Wrong));
+            Assert.True(steps.All(o => o.Ok), "failed steps: " + string.Join("; ", steps.Where(o => !o.Ok).Select(o => o.Error).Distinct()));
+            Assert.True(steps.Count(o => o.StartSeconds >= marks["kill"]) >= 4, $"only {steps.Count} decode steps, too few after the kill\n{report}");
+            var stepLatencies = steps.Select(o => o.Milliseconds).Order().ToArray();
+            Assert.True(Percentile(stepLatencies, 0.99) < P99Bound.TotalMilliseconds, $"decode steps: p99 {Percentile(stepLatencies, 0.99):F0} ms\n{report}");
             Assert.True(outcomes.Count >= clock.Elapsed.TotalSeconds * RequestsPerSecond * 0.8, $"only {outcomes.Count} requests were sent");
         }
         finally
@@ -194,6 +224,32 @@ public sealed class ChaosTests(ITestOutputHelper log)
             outcome = new Outcome(start, started.Elapsed.TotalMilliseconds, false, false, $"{e.StatusCode}: {e.Status.Detail}");
         }
         lock (outcomes) outcomes.Add(outcome);
+    }
+
+    /// <summary>One decode step of one token; false when it failed (the session's later steps would not line up).</summary>
+    private static async Task<bool> OneStep(Attention.AttentionClient gateway, string session, int position, float[] expected, Stopwatch clock,
+        List<Outcome> outcomes)
+    {
+        int d = Golden.Spec.ModelDim;
+        var input = new Tensor { Data = ByteString.CopyFrom(System.Runtime.InteropServices.MemoryMarshal.AsBytes(Golden.Input.AsSpan(position * d, d))) };
+        input.Shape.Add([1, 1, d]);
+        double start = clock.Elapsed.TotalSeconds;
+        var started = Stopwatch.StartNew();
+        Outcome outcome;
+        try
+        {
+            var response = await gateway.DecodeAsync(new DecodeRequest { Session = session, Input = input, ExpectedPosition = position },
+                deadline: DateTime.UtcNow + Deadline);
+            var output = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(response.Output.Data.Span);
+            bool wrong = response.Position != position + 1 || !Close(expected.AsSpan(position * d, d).ToArray(), output);
+            outcome = new Outcome(start, started.Elapsed.TotalMilliseconds, !wrong, wrong, wrong ? $"wrong output at position {position}" : null);
+        }
+        catch (RpcException e)
+        {
+            outcome = new Outcome(start, started.Elapsed.TotalMilliseconds, false, false, $"position {position}: {e.StatusCode}: {e.Status.Detail}");
+        }
+        lock (outcomes) outcomes.Add(outcome);
+        return outcome.Ok;
     }
 
     private static bool Close(float[] expected, ReadOnlySpan<float> actual)

@@ -142,7 +142,14 @@ internal sealed class AttentionGateway(IGrainFactory grains, IOptions<SiloOption
             Input = input,
             ExpectedPosition = request.HasExpectedPosition ? request.ExpectedPosition : null,
         };
-        var result = await grains.GetGrain<IDecodeSessionGrain>(session).Decode(command).WaitAsync(context.CancellationToken);
+        var grain = grains.GetGrain<IDecodeSessionGrain>(session);
+        // A step that names its expected position is applied at most once (a retry of an applied step is answered from
+        // the session's record), so the gateway may retry it while the coordinator's silo is being declared dead and
+        // the session is rebuilt elsewhere: the caller sees the step answered, not UNAVAILABLE. Without the position a
+        // retry could apply the step twice; that caller gets the failure.
+        var result = command.ExpectedPosition is null
+            ? await grain.Decode(command).WaitAsync(context.CancellationToken)
+            : await HeadCallRetry.RunAsync(() => grain.Decode(command).WaitAsync(context.CancellationToken), () => { }, context.CancellationToken);
         FiniteAnswer.Require("input.data", command.Input, result.Output);
         return new DecodeResponse
         {
