@@ -15,16 +15,6 @@ public sealed class DecodeSiloLossTests
 {
     private static readonly GoldenCase Golden = GoldenCase.Load("gpt2-small-shape");
 
-    private static Dictionary<string, string> RedisSilo(RedisServer redis) => new()
-    {
-        ["Headwise__Clustering"] = "Redis",
-        ["Headwise__Storage"] = "Redis",
-        ["Headwise__Redis"] = redis.ConnectionString,
-        ["Headwise__DemoModel"] = "false",
-        ["Headwise__Speed"] = "100",
-        ["Headwise__RebalanceIdleSeconds"] = "0",
-    };
-
     [Fact]
     public async Task The_next_decode_after_a_silo_is_killed_is_still_exact()
     {
@@ -32,7 +22,7 @@ public sealed class DecodeSiloLossTests
         var silos = new List<SiloProcess>();
         try
         {
-            for (int i = 0; i < 3; i++) silos.Add(SiloProcess.Start(BuiltPrograms.SiloDll, RedisSilo(redis)));
+            for (int i = 0; i < 3; i++) silos.Add(SiloProcess.Start(BuiltPrograms.SiloDll, RedisSilos.Environment(redis)));
             await Task.WhenAll(silos.Select(s => s.WaitUntilHealthyAsync()));
             await using var orleans = await RedisClusterClient.ConnectAsync(redis.ConnectionString);
             await orleans.WaitForActiveSilosAsync(silos.Select(s => s.SiloPort).ToArray());
@@ -100,7 +90,7 @@ public sealed class DecodeSiloLossTests
         var silos = new List<SiloProcess>();
         try
         {
-            for (int i = 0; i < 3; i++) silos.Add(SiloProcess.Start(BuiltPrograms.SiloDll, RedisSilo(redis)));
+            for (int i = 0; i < 3; i++) silos.Add(SiloProcess.Start(BuiltPrograms.SiloDll, RedisSilos.Environment(redis)));
             await Task.WhenAll(silos.Select(s => s.WaitUntilHealthyAsync()));
             await using var orleans = await RedisClusterClient.ConnectAsync(redis.ConnectionString);
             await orleans.WaitForActiveSilosAsync(silos.Select(s => s.SiloPort).ToArray());

@@ -22,16 +22,6 @@ public sealed class GatewayDrainTests(ITestOutputHelper log)
 {
     private static readonly GoldenCase Golden = GoldenCase.Load("gpt2-small-shape");
 
-    private static Dictionary<string, string> RedisSilo(RedisServer redis) => new()
-    {
-        ["Headwise__Clustering"] = "Redis",
-        ["Headwise__Storage"] = "Redis",
-        ["Headwise__Redis"] = redis.ConnectionString,
-        ["Headwise__DemoModel"] = "false",
-        ["Headwise__Speed"] = "100",
-        ["Headwise__RebalanceIdleSeconds"] = "0",
-    };
-
     [Fact]
     public async Task SIGTERM_to_a_gateway_silo_under_load_loses_no_call()
     {
@@ -39,7 +29,7 @@ public sealed class GatewayDrainTests(ITestOutputHelper log)
         var silos = new List<SiloProcess>();
         try
         {
-            for (int i = 0; i < 3; i++) silos.Add(SiloProcess.Start(BuiltPrograms.SiloDll, RedisSilo(redis)));
+            for (int i = 0; i < 3; i++) silos.Add(SiloProcess.Start(BuiltPrograms.SiloDll, RedisSilos.Environment(redis)));
             await Task.WhenAll(silos.Select(silo => silo.WaitUntilHealthyAsync()));
             await using var orleans = await RedisClusterClient.ConnectAsync(redis.ConnectionString);
             await orleans.WaitForActiveSilosAsync(silos.Select(silo => silo.SiloPort).ToArray());
@@ -60,7 +50,7 @@ public sealed class GatewayDrainTests(ITestOutputHelper log)
                 ServiceProvider = services.BuildServiceProvider(),
             });
             var client = new Attention.AttentionClient(channel);
-            var request = Request();
+            var request = GoldenForwardRequest.For("drain", Golden);
             float[] expected = Golden.Expected("expected.0.causal");
             await client.ForwardAsync(request);
 
@@ -110,10 +100,4 @@ public sealed class GatewayDrainTests(ITestOutputHelper log)
         }
     }
 
-    private static ForwardRequest Request()
-    {
-        var input = new Tensor { Data = ByteString.CopyFrom(System.Runtime.InteropServices.MemoryMarshal.AsBytes(Golden.Input.AsSpan())) };
-        input.Shape.Add([Golden.Batch, Golden.Tokens, Golden.Spec.ModelDim]);
-        return new ForwardRequest { Model = "drain", Layer = 0, Input = input, Causal = true };
-    }
 }
