@@ -129,7 +129,7 @@ public sealed class ChaosTests(ITestOutputHelper log)
                     for (int position = 0; position < Golden.Tokens; position++)
                     {
                         var due = TimeSpan.FromSeconds(1 + position / 4.0);
-                        if (due > clock.Elapsed) await Task.Delay(due - clock.Elapsed);
+                        if (due - clock.Elapsed is { Ticks: > 0 } wait) await Task.Delay(wait);
                         lock (events) if (marks.ContainsKey("rebalanced")) return;
                         if (!await OneStep(gateways[position % 2], opened.Session, position, expected, clock, steps)) return;
                     }
@@ -145,7 +145,7 @@ public sealed class ChaosTests(ITestOutputHelper log)
             for (int n = 0; !faults.IsCompleted; n++)
             {
                 var due = TimeSpan.FromSeconds((double)n / RequestsPerSecond);
-                if (due > clock.Elapsed) await Task.Delay(due - clock.Elapsed);
+                if (due - clock.Elapsed is { Ticks: > 0 } wait) await Task.Delay(wait);
                 running.Add(OneRequest(gateways[n % 2], request, expected, clock, outcomes));
             }
             await faults;

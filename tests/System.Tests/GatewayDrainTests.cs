@@ -62,7 +62,7 @@ public sealed class GatewayDrainTests(ITestOutputHelper log)
             for (int n = 0; clock.Elapsed < TimeSpan.FromSeconds(14); n++)
             {
                 var due = TimeSpan.FromMilliseconds(n * 100);
-                if (due > clock.Elapsed) await Task.Delay(due - clock.Elapsed);
+                if (due - clock.Elapsed is { Ticks: > 0 } wait) await Task.Delay(wait);
                 if (!terminated && clock.Elapsed > TimeSpan.FromSeconds(4))
                 {
                     using var term = Process.Start(new ProcessStartInfo("kill", $"-TERM {silos[1].ProcessId}") { UseShellExecute = false })!;
