@@ -25,8 +25,6 @@ public interface IHeadGrain : IGrainWithStringKey
     Task<Guid[]> GetStaged();
     /// <summary>One decode step of a session: appends the new tokens' K and V to the session's cache and returns their Z.</summary>
     Task<HeadDecodeOutcome> Decode(HeadDecodeWork work);
-    /// <summary>Forgets the session's cache on this head.</summary>
-    Task DropSession(string session);
     /// <summary>The group's rows of W_O: [g·dh × D] float32 bytes.</summary>
     Task<OutputRows> GetOutputRows();
     /// <summary>Where this head is active and the version of its weights (activating it where placement says).</summary>

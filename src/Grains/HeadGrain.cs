@@ -168,12 +168,6 @@ public sealed class HeadGrain(
         return Task.FromResult(HeadDecoder.Decode(this.GetPrimaryKeyString(), work, spec, _weights, state.State.Version, kernel, silo.Name, caches));
     }
 
-    public Task DropSession(string session)
-    {
-        ServiceProvider.GetRequiredService<SessionCaches>().Drop(this.GetPrimaryKeyString(), session);
-        return Task.CompletedTask;
-    }
-
     public Task<OutputRows> GetOutputRows() =>
         state.State.Weights is { } weights
             ? Task.FromResult(new OutputRows(weights.Output, state.State.Version))
