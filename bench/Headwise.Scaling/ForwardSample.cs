@@ -16,7 +16,7 @@ internal static class ForwardSampler
         for (int i = 0; i < input.Length; i++) input[i] = (float)(random.NextDouble() * 2 - 1);
         var request = new AttentionInput { Input = new FloatTensor(input, 1, tokens, 768), Bf16Wire = bf16 };
 
-        for (int i = 0; i < 2; i++) await client.ForwardAsync("demo", request);
+        await Warmup.RunAsync(() => client.ForwardAsync("demo", request), Warmup.Default);
         var times = new List<double>();
         var outputs = new List<AttentionOutput>();
         for (int i = 0; i < repetitions; i++)

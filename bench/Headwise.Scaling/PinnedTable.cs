@@ -75,7 +75,7 @@ internal static class PinnedTable
         for (int i = 0; i < input.Length; i++) input[i] = (float)(random.NextDouble() * 2 - 1);
         var request = new AttentionInput { Input = new FloatTensor(input, 1, tokens, 768) };
         AttentionOutput last = null!;
-        for (int i = 0; i < 3; i++) last = await client.ForwardAsync("demo", request);
+        await Warmup.RunAsync(async () => last = await client.ForwardAsync("demo", request), Warmup.Default);
         var times = new List<double>();
         for (int i = 0; i < repetitions; i++)
         {

@@ -116,15 +116,7 @@ public static class InputValidator
     public static readonly float MaxInputMagnitude = MathF.Sqrt(float.MaxValue);
 
     // NaN, ±infinity, or a finite value past MaxInputMagnitude (NaN fails the comparison, hence the negation).
-    private static long IndexOfUnusable(ReadOnlySpan<float> values)
-    {
-        float bound = MaxInputMagnitude;
-        for (int i = 0; i < values.Length; i++)
-        {
-            if (!(Math.Abs(values[i]) <= bound)) return i;
-        }
-        return -1;
-    }
+    private static long IndexOfUnusable(ReadOnlySpan<float> values) => Kernels.MagnitudeScan.IndexOfAbove(values, MaxInputMagnitude);
 
     private static string TooLarge(string field, float value, long index) =>
         $"{field} holds {value.ToString("G3", System.Globalization.CultureInfo.InvariantCulture)} at flat index {index}; values beyond " +

@@ -26,12 +26,5 @@ internal static class FiniteAnswer
         }
     }
 
-    private static int IndexOfNonFinite(ReadOnlySpan<float> values)
-    {
-        for (int i = 0; i < values.Length; i++)
-        {
-            if (!float.IsFinite(values[i])) return i;
-        }
-        return -1;
-    }
+    private static int IndexOfNonFinite(ReadOnlySpan<float> values) => Kernels.MagnitudeScan.IndexOfAbove(values, float.MaxValue);
 }
