@@ -24,7 +24,7 @@ namespace Headwise.Grains;
 /// </summary>
 [PreferLocalPlacement]
 public sealed class DecodeSessionGrain(
-    [PersistentState("session", StorageNames.Weights)] IPersistentState<SessionRecord> record,
+    [PersistentState(DecodeSessionGrain.RecordStateName, StorageNames.Weights)] IPersistentState<SessionRecord> record,
     SessionBudget budget,
     IOptions<DecodeSessionOptions> options,
     IOptions<ForwardLimits> limits,
@@ -32,6 +32,9 @@ public sealed class DecodeSessionGrain(
     DecodeStepper stepper,
     SiloIdentity silo) : Grain, IDecodeSessionGrain
 {
+    /// <summary>The name the session's <see cref="SessionRecord"/> is stored under (gateways read it to tell a live id from a made-up one).</summary>
+    public const string RecordStateName = "session";
+
     private IGrainTimer? _timer;
     private DecodeSessionState? _session;
     private SessionInputs? _inputs;

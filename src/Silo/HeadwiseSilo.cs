@@ -76,6 +76,7 @@ public static class HeadwiseSilo
         builder.Services.AddSingleton<ForwardGate>();
         builder.Services.AddSingleton<UploadGate>();
         builder.Services.AddSingleton<ModelLayers>();
+        builder.Services.AddSingleton<KnownSessions>();
         builder.Services.AddHostedService<DemoModelLoader>();
         builder.Services.AddGrpc(grpc =>
         {

@@ -88,4 +88,42 @@ public sealed class UnknownLayerActivationTests(SiloFixture silo)
         int after = await HeadwiseActivations();
         Assert.True(after <= before, $"50 calls to a deleted model went from {before} to {after} activations");
     }
+
+    [Fact]
+    public async Task Decode_and_close_with_made_up_session_ids_activate_no_grain_and_a_real_session_still_decodes()
+    {
+        using var channel = GrpcChannel.ForAddress(silo.GrpcAddress);
+        var client = new Attention.AttentionClient(channel);
+        var row = new Tensor { Dtype = DType.F32, Data = Google.Protobuf.ByteString.CopyFrom(new byte[768 * sizeof(float)]) };
+        row.Shape.Add([1, 1, 768]);
+        // A real session, opened first, so the count below would see its grain re-activated if the check broke it.
+        var opened = await client.OpenSessionAsync(new OpenSessionRequest { Model = "demo" });
+        await silo.ClusterClient.GetGrain<IManagementGrain>(0).ForceActivationCollection(TimeSpan.FromSeconds(1));
+        int before = await SessionActivations();
+
+        for (int i = 0; i < 100; i++)
+        {
+            string madeUp = Guid.NewGuid().ToString("N");
+            var call = i % 2 == 0
+                ? client.DecodeAsync(new DecodeRequest { Session = madeUp, Input = row }).ResponseAsync
+                : (Task)client.CloseSessionAsync(new CloseSessionRequest { Session = madeUp }).ResponseAsync;
+            var error = await Assert.ThrowsAsync<RpcException>(() => call);
+            Assert.Equal(StatusCode.NotFound, error.StatusCode);
+            Assert.Contains("not found", error.Status.Detail);
+        }
+        int after = await SessionActivations();
+        Assert.True(after <= before, $"100 calls with made-up session ids went from {before} to {after} session activations");
+
+        var step = await client.DecodeAsync(new DecodeRequest { Session = opened.Session, Input = row });
+        Assert.Equal(1, step.Position);
+        await client.CloseSessionAsync(new CloseSessionRequest { Session = opened.Session });
+        var closed = await Assert.ThrowsAsync<RpcException>(() => client.DecodeAsync(new DecodeRequest { Session = opened.Session, Input = row }).ResponseAsync);
+        Assert.Equal(StatusCode.NotFound, closed.StatusCode);
+    }
+
+    private async Task<int> SessionActivations()
+    {
+        var statistics = await silo.ClusterClient.GetGrain<IManagementGrain>(0).GetSimpleGrainStatistics();
+        return statistics.Where(s => s.GrainType.Contains("DecodeSessionGrain", StringComparison.Ordinal)).Sum(s => s.ActivationCount);
+    }
 }

@@ -13,7 +13,7 @@ namespace Headwise.Silo.Gateway;
 /// the model catalog or to the layer's coordinator grain.
 /// </summary>
 internal sealed class AttentionGateway(IGrainFactory grains, IOptions<SiloOptions> silo, IOptions<ForwardLimits> limits,
-    IOptions<ModelLimits> modelLimits, ModelLayers layers, UploadGate uploads)
+    IOptions<ModelLimits> modelLimits, ModelLayers layers, KnownSessions sessions, UploadGate uploads)
     : Attention.AttentionBase
 {
     private IModelCatalogGrain Catalog => grains.GetGrain<IModelCatalogGrain>(GrainKeys.Catalog);
@@ -127,6 +127,7 @@ internal sealed class AttentionGateway(IGrainFactory grains, IOptions<SiloOption
         string session = SessionIds.New();
         var info = await grains.GetGrain<IDecodeSessionGrain>(SessionIds.GrainKey(session)).Open(request.Model, request.Layer, request.MaxTokens)
             .WaitAsync(context.CancellationToken);
+        sessions.Opened(SessionIds.GrainKey(session));
         return new OpenSessionResponse { Session = session, MaxTokens = info.MaxTokens };
     }
 
@@ -134,6 +135,7 @@ internal sealed class AttentionGateway(IGrainFactory grains, IOptions<SiloOption
     {
         var session = SessionIds.GrainKey(request.Session);
         var input = TensorCodec.ToFloat32Bytes(request.Input, 3, "input", limits.Value.MaxRequestBytes);
+        await sessions.Require(session);
         var command = new DecodeCommand
         {
             Batch = (int)request.Input.Shape[0],
@@ -163,7 +165,10 @@ internal sealed class AttentionGateway(IGrainFactory grains, IOptions<SiloOption
 
     public override async Task<CloseSessionResponse> CloseSession(CloseSessionRequest request, ServerCallContext context)
     {
-        await grains.GetGrain<IDecodeSessionGrain>(SessionIds.GrainKey(request.Session)).Close().WaitAsync(context.CancellationToken);
+        var session = SessionIds.GrainKey(request.Session);
+        await sessions.Require(session);
+        await grains.GetGrain<IDecodeSessionGrain>(session).Close().WaitAsync(context.CancellationToken);
+        sessions.Closed(session);
         return new CloseSessionResponse();
     }
 
