@@ -44,6 +44,7 @@ public static class HeadwiseSiloBuilderExtensions
         silo.Services.AddSingleton<Forward.LayerFanOut>();
         silo.Services.AddSingleton<Forward.LayerPlans>();
         silo.Services.AddSingleton<Forward.ForwardCoordinator>();
+        silo.Services.AddSingleton<Forward.PassMemoryBudget>();
         silo.Services.AddSingleton<Decode.DecodeStepper>();
         silo.Services.AddPlacementDirector<SpreadHeadsStrategy, SpreadHeadsDirector>();
         silo.Services.AddPlacementDirector<SiloBoundStrategy, SiloBoundDirector>();

@@ -108,6 +108,7 @@ public static class HeadwiseSilo
         if (limits.MaxRequestBytes < 1 || limits.MaxRequestBytes > int.MaxValue / 2)
             yield return $"Headwise__MaxRequestBytes is {limits.MaxRequestBytes}; it must be in 1..{int.MaxValue / 2}.";
         // A protobuf message cannot exceed 2 GiB.
+        if (limits.PassMemoryBytes < 1) yield return $"Headwise__PassMemoryBytes is {limits.PassMemoryBytes}; it must be at least 1.";
         if (limits.MaxResponseBytes < 1 || limits.MaxResponseBytes > int.MaxValue)
             yield return $"Headwise__MaxResponseBytes is {limits.MaxResponseBytes}; it must be in 1..{int.MaxValue}.";
     }

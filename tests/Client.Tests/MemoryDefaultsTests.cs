@@ -78,8 +78,8 @@ public sealed class MemoryDefaultsTests : IDisposable
     {
         Write("memory.max", (2L << 30).ToString());
         var defaults = MemoryDefaults.For(ContainerMemory.LimitBytes(_root));
-        Assert.Equal(new MemoryDefaults(256L << 20, 512L << 20, 256L << 20, 128L << 20), defaults);
-        long sum = defaults.MaxUploadBytes + defaults.CacheBytesPerSilo + defaults.InputBytesPerSilo + defaults.MaxResponseBytes;
+        Assert.Equal(new MemoryDefaults(256L << 20, 512L << 20, 256L << 20, 128L << 20, 512L << 20), defaults);
+        long sum = defaults.MaxUploadBytes + defaults.CacheBytesPerSilo + defaults.InputBytesPerSilo + defaults.MaxResponseBytes + defaults.PassMemoryBytes;
         Assert.True(sum < 2L << 30, $"the defaults add up to {sum} bytes of a 2 GiB pod");
     }
 
@@ -89,7 +89,7 @@ public sealed class MemoryDefaultsTests : IDisposable
         Assert.Equal(MemoryDefaults.Uncontained, MemoryDefaults.For(256L << 30));
         Assert.Equal(MemoryDefaults.Uncontained, MemoryDefaults.For(null));
         var tiny = MemoryDefaults.For(4L << 20);
-        Assert.All(new[] { tiny.MaxUploadBytes, tiny.CacheBytesPerSilo, tiny.InputBytesPerSilo, tiny.MaxResponseBytes },
+        Assert.All(new[] { tiny.MaxUploadBytes, tiny.CacheBytesPerSilo, tiny.InputBytesPerSilo, tiny.MaxResponseBytes, tiny.PassMemoryBytes },
             v => Assert.Equal(MemoryDefaults.Floor, v));
     }
 
@@ -104,5 +104,6 @@ public sealed class MemoryDefaultsTests : IDisposable
         Assert.Equal((512L << 20).ToString(), configuration["Headwise:Sessions:CacheBytesPerSilo"]);
         Assert.Equal((256L << 20).ToString(), configuration["Headwise:Sessions:InputBytesPerSilo"]);
         Assert.Equal((128L << 20).ToString(), configuration["Headwise:MaxResponseBytes"]);
+        Assert.Equal((512L << 20).ToString(), configuration["Headwise:PassMemoryBytes"]);
     }
 }

@@ -89,7 +89,6 @@ public sealed class ChaosTests(ITestOutputHelper log)
                 }
             }
             Task<double>? declaredDead = null, declaredHungDead = null;
-            var decodingEnded = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
             // The faults, one after another, while the load runs on: each phase begins when its fault has happened.
             var faults = Task.Run(async () =>
             {
@@ -108,7 +107,6 @@ public sealed class ChaosTests(ITestOutputHelper log)
                 await using (var admin = new GrpcAttentionClient(silos[0].GrpcAddress))
                     Mark("rebalanced", $"re-balanced: {await admin.RebalanceAsync("chaos")} heads moved to the new silo");
                 await Task.Delay(TimeSpan.FromSeconds(5));
-                await decodingEnded.Task;
                 Signal("STOP", joining.ProcessId);
                 declaredHungDead = SecondsUntilDeclaredDead(orleans, silos[0].SiloPort, silos[1].SiloPort);
                 Mark("stop", $"SIGSTOP silo {joining.SiloPort}");
@@ -118,25 +116,30 @@ public sealed class ChaosTests(ITestOutputHelper log)
                 await Task.Delay(TimeSpan.FromSeconds(6));
             });
 
-            // One token a step, 4 steps a second, through the two other gateways, each step naming its expected position,
-            // until the new silo has its heads: no step is under way when a silo is stopped (decode steps do not hedge,
-            // they wait for a hung silo to be declared dead; see docs/reliability.md).
+            // One token a step, 4 steps a second, through the two other gateways, each step naming its expected position.
+            // The first session's coordinator is on the silo killed first; once the new silo has its heads, a second
+            // session (coordinated on the first silo) takes over and decodes on through the SIGSTOP of that new silo:
+            // its steps there give up on the hung silo at the hedge and re-fill its groups on the coordinator's silo.
             var steps = new List<Outcome>();
             var decoding = Task.Run(async () =>
             {
-                try
+                string session = opened.Session;
+                bool second = false;
+                for (int position = 0, n = 0; !faults.IsCompleted; n++)
                 {
-                    for (int position = 0; position < Golden.Tokens; position++)
+                    var due = TimeSpan.FromSeconds(1 + n / 4.0);
+                    if (due - clock.Elapsed is { Ticks: > 0 } wait) await Task.Delay(wait);
+                    bool rebalanced;
+                    lock (events) rebalanced = marks.ContainsKey("rebalanced");
+                    if (rebalanced && !second)
                     {
-                        var due = TimeSpan.FromSeconds(1 + position / 4.0);
-                        if (due - clock.Elapsed is { Ticks: > 0 } wait) await Task.Delay(wait);
-                        lock (events) if (marks.ContainsKey("rebalanced")) return;
-                        if (!await OneStep(gateways[position % 2], opened.Session, position, expected, clock, steps)) return;
+                        second = true;
+                        session = (await gateways[0].OpenSessionAsync(new OpenSessionRequest { Model = "chaos", Layer = 0, MaxTokens = Golden.Tokens })).Session;
+                        position = 0;
                     }
-                }
-                finally
-                {
-                    decodingEnded.TrySetResult();
+                    if (position == Golden.Tokens) continue; // the session is full: wait for the next one (or the end)
+                    if (!await OneStep(gateways[n % 2], session, position, expected, clock, steps)) return;
+                    position++;
                 }
             });
 
@@ -177,7 +180,10 @@ public sealed class ChaosTests(ITestOutputHelper log)
             }
             Assert.Equal(0, steps.Count(o => o.Wrong));
             Assert.True(steps.All(o => o.Ok), "failed steps: " + string.Join("; ", steps.Where(o => !o.Ok).Select(o => o.Error).Distinct()));
-            Assert.True(steps.Count(o => o.StartSeconds >= marks["kill"]) >= 4, $"only {steps.Count} decode steps, too few after the kill\n{report}");
+            Assert.True(steps.Count(o => o.StartSeconds >= marks["kill"] && o.StartSeconds < marks["start"]) >= 4,
+                $"only {steps.Count} decode steps, too few after the kill\n{report}");
+            Assert.True(steps.Count(o => o.StartSeconds >= marks["stop"] && o.StartSeconds < marks["continue"]) >= 4 * (stopSeconds - 2),
+                $"too few decode steps while a silo was stopped\n{report}");
             var stepLatencies = steps.Select(o => o.Milliseconds).Order().ToArray();
             Assert.True(Percentile(stepLatencies, 0.99) < P99Bound.TotalMilliseconds, $"decode steps: p99 {Percentile(stepLatencies, 0.99):F0} ms\n{report}");
             Assert.True(outcomes.Count >= clock.Elapsed.TotalSeconds * RequestsPerSecond * 0.8, $"only {outcomes.Count} requests were sent");

@@ -14,7 +14,8 @@ internal sealed record StepOutcome(byte[] Output, int Refilled, int LocalGroups,
 /// each silo answers with one partial sum of its heads' W_O rows. A head without a cache at the step's position (evicted,
 /// or its silo was lost) is re-filled from the session's inputs and its Z projected here with the session's W_O rows.
 /// </summary>
-public sealed class DecodeStepper(IGrainFactory grains, LayerFanOut fanOut, IHeadKernel kernel, SiloIdentity silo)
+public sealed class DecodeStepper(IGrainFactory grains, LayerFanOut fanOut, IHeadKernel kernel, SiloIdentity silo, HeadRescue rescue,
+    SessionCaches caches)
 {
     internal async Task<StepOutcome> Run(string sessionId, DecodeSessionState session, DecodeCommand command)
     {
@@ -47,12 +48,15 @@ public sealed class DecodeStepper(IGrainFactory grains, LayerFanOut fanOut, IHea
         }, CancellationToken.None);
 
         var refill = new List<int>();
+        // Groups whose silo failed or hung (answered with no silo): re-filled here, not through their head grain.
+        var lost = new HashSet<int>();
         int local = 0;
         foreach (var group in answers.SelectMany(a => a.Groups))
         {
             if (group.Silo.Length > 0) session.HeadSilos[group.Group] = group.Silo;
             if (group.Silo == silo.Name) local++;
             if (group.NoCache) refill.Add(group.Group);
+            if (group.NoCache && group.Silo.Length == 0) lost.Add(group.Group);
             else RequireSameWeights(sessionId, session, group.Group, group.Version);
         }
 
@@ -61,7 +65,9 @@ public sealed class DecodeStepper(IGrainFactory grains, LayerFanOut fanOut, IHea
         if (refill.Count > 0)
         {
             var refillWork = SessionHistory.RefillWork(session, command, work);
-            var refilled = await Task.WhenAll(refill.Select(g => Refill(sessionId, session, command, g, refillWork)));
+            var refilled = await Task.WhenAll(refill.Select(g => lost.Contains(g)
+                ? RefillHere(sessionId, session, command, g, refillWork)
+                : Refill(sessionId, session, command, g, refillWork)));
             var y = FloatBytes.AsFloats(output.AsSpan());
             var share = new float[rows * spec.ModelDim];
             int groupWidth = spec.GroupSize * spec.HeadDim;
@@ -86,6 +92,20 @@ public sealed class DecodeStepper(IGrainFactory grains, LayerFanOut fanOut, IHea
         session.HeadSilos[group] = outcome.Silo;
         return SessionHistory.NewRows(session, command, outcome.Output
             ?? throw new HeadwiseException(ErrorCode.Internal, $"head group {group} of session '{sessionId}' refused a re-fill."));
+    }
+
+    // The group's silo is lost or hung: asking its head grain would wait for membership to declare the silo dead (or for
+    // Orleans' response timeout). The weights come from storage (HeadRescue), the cache is built on this silo, and the
+    // session's later steps compute the group here (SiloPass finds the rescued weights).
+    private async Task<float[]> RefillHere(string sessionId, DecodeSessionState session, DecodeCommand command, int group, HeadDecodeWork refillWork)
+    {
+        string key = GrainKeys.Head(session.Model, session.Layer, group);
+        var head = await rescue.Load(key, session.Projection.HeadVersions[group]);
+        var outcome = await Task.Run(() => HeadDecoder.Decode(key, refillWork, head.Spec, head.Weights, head.Version, kernel, silo.Name, caches));
+        RequireSameWeights(sessionId, session, group, outcome.WeightsVersion);
+        session.HeadSilos[group] = silo.Name;
+        return SessionHistory.NewRows(session, command, outcome.Output
+            ?? throw new HeadwiseException(ErrorCode.Internal, $"head group {group} of session '{sessionId}' could not be re-filled here."));
     }
 
     // W_O and every cached K and V of the session come from the weights it opened with: a head answering from other

@@ -28,7 +28,8 @@ public sealed class ForwardCoordinator(
     SiloSpeedReading speed,
     CancelledForwards cancelled,
     IOptions<ForwardLimits> limits,
-    IOptions<ScatterOptions> scatter)
+    IOptions<ScatterOptions> scatter,
+    PassMemoryBudget memory)
 {
     public async Task<ForwardResult> Forward(string layerKey, ForwardCommand command, CancellationToken cancellationToken)
     {
@@ -44,6 +45,8 @@ public sealed class ForwardCoordinator(
             plan = await plans.Get(layerKey);
             InputValidator.Forward(command, plan.Spec, limits.Value);
         }
+        using var reserved = await memory.ReserveAsync(
+            PassMemoryBudget.Copies * (command.Input.LongLength + InputValidator.ResponseBytes(command, plan.Spec)), cancellationToken);
         using var telemetry = HeadwiseTelemetry.StartForward(layerKey, command, plan.Spec);
         ForwardResult result;
         for (int planned = 1; ; planned++)

@@ -17,4 +17,10 @@ public sealed class ForwardLimits
     /// (Headwise__MaxResponseBytes). The silo derives its default from the container's memory.
     /// </summary>
     public long MaxResponseBytes { get; set; } = 512L << 20;
+
+    /// <summary>
+    /// Most bytes the forward passes coordinated on one silo may hold at once (Headwise__PassMemoryBytes; see
+    /// <see cref="PassMemoryBudget"/>). The silo derives its default from the container's memory.
+    /// </summary>
+    public long PassMemoryBytes { get; set; } = 4L << 30;
 }

@@ -22,6 +22,7 @@ public sealed class HeadRescue(IServiceProvider services, IGrainFactory grains, 
     private sealed record Rescued(Guid Version, Task<LocalHead> Head, long LastUsed);
 
     private readonly ConcurrentDictionary<string, Rescued> _heads = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, LocalHead> _loaded = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, long> _suspects = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, double> _passMs = new(StringComparer.Ordinal);
 
@@ -46,13 +47,30 @@ public sealed class HeadRescue(IServiceProvider services, IGrainFactory grains, 
 
     public void Clear(string silo) => _suspects.TryRemove(silo, out _);
 
+    /// <summary>The group's weights of <paramref name="version"/> when this silo has read them already (and keeps them).</summary>
+    public bool TryGetLoaded(string key, Guid version, out LocalHead head)
+    {
+        if (_heads.TryGetValue(key, out var kept) && kept.Version == version && kept.Head.IsCompletedSuccessfully
+            && _loaded.TryGetValue(key, out var loaded) && loaded.Version == version)
+        {
+            _heads.TryUpdate(key, kept with { LastUsed = Stopwatch.GetTimestamp() }, kept);
+            head = loaded;
+            return true;
+        }
+        head = null!;
+        return false;
+    }
+
     /// <summary>The group's weights of <paramref name="version"/>, read from storage (kept a minute for the next pass).
     /// One read per head however many passes ask at once: a hung silo's groups are wanted by every pass.</summary>
     public Task<LocalHead> Load(string key, Guid version)
     {
         long now = Stopwatch.GetTimestamp();
         foreach (var old in _heads.Where(h => Stopwatch.GetElapsedTime(h.Value.LastUsed) > KeepWeights).ToList())
+        {
             _heads.TryRemove(old);
+            _loaded.TryRemove(old.Key, out _);
+        }
         while (true)
         {
             if (_heads.TryGetValue(key, out var kept) && kept.Version == version && !kept.Head.IsFaulted && !kept.Head.IsCanceled)
@@ -84,6 +102,8 @@ public sealed class HeadRescue(IServiceProvider services, IGrainFactory grains, 
         var kernelWeights = HeadWeightsConverter.ToKernelWeights(spec, weights);
         kernel.Prepare(kernelWeights);
         Interlocked.Increment(ref Rescues);
-        return new LocalHead(spec, kernelWeights, FloatBytes.ToFloats(weights.Output), version);
+        var head = new LocalHead(spec, kernelWeights, FloatBytes.ToFloats(weights.Output), version);
+        _loaded[key] = head;
+        return head;
     }
 }

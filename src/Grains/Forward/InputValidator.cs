@@ -79,24 +79,29 @@ public static class InputValidator
     /// The answer's size is known from the request alone: refuse it before any head computes, and before anything of
     /// that size is allocated. Attention weights are B·H·T² floats, 4 GiB for 12 heads at B = 5 and T = 4096.
     /// </summary>
-    private static void CheckResponseSize(ForwardCommand command, AttentionSpec spec, ForwardLimits limits)
+    /// <summary>Bytes of the pass's answer (Y plus what it asks for), long.MaxValue past 2^63.</summary>
+    public static long ResponseBytes(ForwardCommand command, AttentionSpec spec)
     {
         long rows = (long)command.Batch * command.Tokens;
-        long output, attention = 0, headOutputs = 0, total;
         try
         {
             checked
             {
-                output = rows * spec.ModelDim * sizeof(float);
-                if (command.ReturnAttention) attention = rows * spec.HeadCount * command.Tokens * sizeof(float);
-                if (command.ReturnHeadOutputs) headOutputs = rows * spec.HeadCount * spec.HeadDim * sizeof(float);
-                total = output + attention + headOutputs;
+                long output = rows * spec.ModelDim * sizeof(float);
+                long attention = command.ReturnAttention ? rows * spec.HeadCount * command.Tokens * sizeof(float) : 0;
+                long headOutputs = command.ReturnHeadOutputs ? rows * spec.HeadCount * spec.HeadDim * sizeof(float) : 0;
+                return output + attention + headOutputs;
             }
         }
         catch (OverflowException)
         {
-            total = long.MaxValue;
+            return long.MaxValue;
         }
+    }
+
+    private static void CheckResponseSize(ForwardCommand command, AttentionSpec spec, ForwardLimits limits)
+    {
+        long total = ResponseBytes(command, spec);
         if (total <= limits.MaxResponseBytes) return;
 
         string field = command.ReturnAttention ? "return_attention" : command.ReturnHeadOutputs ? "return_head_outputs" : "input.shape";

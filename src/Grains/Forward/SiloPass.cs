@@ -155,7 +155,8 @@ public sealed class SiloPass(
     private async Task<(SiloPassAnswer Answer, double CallMs)> CallChild(SiloPassRequest request, SiloAssignment child, SiloAssignment[] below,
         byte[]? localInput, long received, Task<TimeSpan> ownDone, CancellationToken cancellationToken)
     {
-        if (request.Step is not null || request.Versions.Length == 0) return await CallRelay(request, child, below, cancellationToken);
+        if (request.Versions.Length == 0) return await CallRelay(request, child, below, cancellationToken);
+        if (request.Step is not null) return await CallStepChild(request, child, below, ownDone, cancellationToken);
         long started = Stopwatch.GetTimestamp();
         if (!rescue.IsSuspect(child.Silo))
         {
@@ -184,6 +185,40 @@ public sealed class SiloPass(
         var answer = await Rescue(request, below.Prepend(child).SelectMany(a => a.Groups).ToArray(), localInput, received, cancellationToken);
         return (answer, Stopwatch.GetElapsedTime(started).TotalMilliseconds);
     }
+
+    // A decode step cannot compute a lost or hung silo's groups from weights alone (their keys and values are in that
+    // silo's caches), so past the same hedge time it answers them as having no cache: the session's coordinator re-fills
+    // them from its stored inputs on its own silo (DecodeStepper), and later steps find them there. The silo is suspected,
+    // so the steps of the next seconds do not wait for it again.
+    private async Task<(SiloPassAnswer Answer, double CallMs)> CallStepChild(SiloPassRequest request, SiloAssignment child, SiloAssignment[] below,
+        Task<TimeSpan> ownDone, CancellationToken cancellationToken)
+    {
+        long started = Stopwatch.GetTimestamp();
+        if (!rescue.IsSuspect(child.Silo))
+        {
+            var call = CallRelay(request, child, below, cancellationToken);
+            using var stopHedge = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            var hedge = Hedge(rescue.HedgeAfter(request.Layer), ownDone, stopHedge.Token);
+            if (await Task.WhenAny(call, hedge) == call)
+            {
+                stopHedge.Cancel();
+                var answered = await call;
+                // CallRelay answers a failed silo's groups as cache-less; the silo is suspected like a hung one.
+                if (answered.Answer.Groups.Length == 0 || answered.Answer.Groups.Any(g => !g.NoCache || g.Silo.Length > 0)) return answered;
+            }
+            else
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                _ = call.ContinueWith(t => t.Exception, TaskContinuationOptions.OnlyOnFaulted);
+            }
+            rescue.Suspect(child.Silo);
+        }
+        return (new SiloPassAnswer { Groups = Lost(child, below) }, Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+    }
+
+    private static GroupAnswer[] Lost(SiloAssignment child, SiloAssignment[] below) =>
+        below.Prepend(child).SelectMany(a => a.Groups)
+            .Select(g => new GroupAnswer { Group = g, Version = Guid.Empty, Silo = "", Kernel = "", NoCache = true }).ToArray();
 
     // Fires once the hedge time has passed and this silo has finished its own heads and waited as long again.
     private static async Task Hedge(TimeSpan after, Task<TimeSpan> ownDone, CancellationToken cancellationToken)
@@ -229,9 +264,7 @@ public sealed class SiloPass(
         {
             // A decode step outlives a lost silo: its heads have no cache wherever they activate next, so the session
             // re-fills them from its inputs. (A forward pass is re-run whole by its coordinator instead.)
-            var lost = below.Prepend(child).SelectMany(a => a.Groups)
-                .Select(g => new GroupAnswer { Group = g, Version = Guid.Empty, Silo = "", Kernel = "", NoCache = true }).ToArray();
-            return (new SiloPassAnswer { Groups = lost }, Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+            return (new SiloPassAnswer { Groups = Lost(child, below) }, Stopwatch.GetElapsedTime(started).TotalMilliseconds);
         }
     }
 
@@ -300,6 +333,9 @@ public sealed class SiloPass(
         {
             string key = $"{request.Layer}/{group}";
             if (TryGetLocal(request, group, key, out var head)) local.Add((group, key, head));
+            // A decode step's group re-filled here when its own silo was lost or hung: its cache is here now.
+            else if (request.Step is not null && group < request.Versions.Length && rescue.TryGetLoaded(key, request.Versions[group], out head))
+                local.Add((group, key, head));
             else elsewhere.Add((group, key));
         }
         var moved = new List<SiloAssignment>();
