@@ -124,7 +124,7 @@ internal static class ImportCommand
                 last = p;
                 if (p.LayersDone == linesFor) return;
                 linesFor = p.LayersDone;
-                console.WriteLine($"layers {p.LayersDone}/{p.TotalLayers}, {MiB(p.BytesSent)} of {MiB(p.TotalBytes)} MiB sent");
+                console.WriteLine($"sent layer {p.LayersDone}/{p.TotalLayers} ({MiB(p.BytesSent)} of {MiB(p.TotalBytes)} MiB)");
             });
             description = await client.ImportHuggingFaceAsync(directory, name, options, progress, cancellationToken);
         }
