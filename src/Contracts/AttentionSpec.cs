@@ -80,7 +80,8 @@ public sealed record AttentionSpec
             LayerCount = LayerCount == 0 ? 1 : LayerCount,
             Scale = Scale == 0 ? 1f / MathF.Sqrt(headDim) : Scale,
             RopeDim = RopeTheta > 0 && RopeDim == 0 ? headDim : RopeDim,
-            OutputBias = HasOutputBias,
+            // Canonical: kept only where it differs from Bias, so equal specs are equal records and `with { Bias = … }` still moves both.
+            OutputBias = HasOutputBias == Bias ? null : HasOutputBias,
         };
     }
 

@@ -160,7 +160,20 @@ public sealed class HuggingFaceImportTests(SiloFixture silo) : IAsyncLifetime
         var oracle = new HfAttentionOracle(d, heads, kvHeads, dh, 1 / Math.Sqrt(dh), 0, invFreq);
         var x = Input(2, d);
         await AssertLayer("hf-llama", 0, x, d, LinearOracle(c, oracle, 0, x), "llama model layer 0 = checkpoint layer 0");
-        await AssertLayer("hf-llama", 1, x, d, LinearOracle(c, oracle, 2, x), "llama model layer 1 = checkpoint layer 2");
+        var layer2 = LinearOracle(c, oracle, 2, x);
+        await AssertLayer("hf-llama", 1, x, d, layer2, "llama model layer 1 = checkpoint layer 2");
+
+        // Decoding takes the same scaled frequencies at every absolute position: chunks of 7 give the causal forward.
+        var session = await _client.OpenSessionAsync("hf-llama", layer: 1, maxTokens: Tokens);
+        var decoded = new List<float>();
+        for (int start = 0; start < Tokens; start += 7)
+        {
+            int count = Math.Min(7, Tokens - start);
+            var step = await _client.DecodeAsync(session.Id, new FloatTensor(x.AsSpan(start * d, count * d).ToArray(), 1, count, d), start);
+            decoded.AddRange(step.Output.Data.ToArray());
+        }
+        await _client.CloseSessionAsync(session.Id);
+        Tolerance.AssertClose(layer2.Select(v => (float)v).ToArray(), decoded.ToArray(), "llama layer 1 decoded in chunks of 7");
     }
 
     [Fact]
