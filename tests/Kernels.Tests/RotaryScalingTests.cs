@@ -95,6 +95,10 @@ public sealed class RotaryScalingTests
         TensorAssert.Close(expected, fused, $"simd Attend, {kind}");
         var incremental = new float[tokens * shape.QueryWidth];
         IncrementalAttention.Forward(new SimdKernel(), x, 1, tokens, [], weights, options with { Rotary = default }, rotary, incremental, Span<float>.Empty);
-        TensorAssert.Close(expected, incremental, $"simd projections + rotary + incremental (the GPU kernel's path), {kind}");
+        TensorAssert.Close(expected, incremental, $"simd projections + rotary + incremental, {kind}");
+        // The GPU kernel has no RoPE step: RoPE layers take this path on it (its projections, the shared rotary).
+        var gpu = new float[tokens * shape.QueryWidth];
+        IncrementalAttention.Forward(TestKernels.Gpu, x, 1, tokens, [], weights, options with { Rotary = default }, rotary, gpu, Span<float>.Empty);
+        TensorAssert.Close(expected, gpu, $"gpu ({TestKernels.Gpu.Name}) projections + rotary + incremental, {kind}");
     }
 }
