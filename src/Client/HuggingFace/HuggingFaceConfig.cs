@@ -129,7 +129,7 @@ internal sealed class HuggingFaceConfig
             LayerCount = layers,
             Bias = attentionBias,
             OutputBias = ModelType == "qwen2" ? false : attentionBias,
-            RopeTheta = (float)(OptionalDouble("rope_theta") ?? 10000.0),
+            RopeTheta = (float)(OptionalDouble("rope_theta") ?? RopeParameter("rope_theta") ?? 10000.0),
             RopeDim = ropeDim,
             RopeScaling = ReadRopeScaling(),
         };
@@ -188,7 +188,10 @@ internal sealed class HuggingFaceConfig
     /// <summary>rope_scaling: none, "default", "linear" or "llama3"; any other type is refused by name.</summary>
     private RopeScaling? ReadRopeScaling()
     {
-        if (!_root.TryGetProperty("rope_scaling", out var scaling) || scaling.ValueKind == JsonValueKind.Null) return null;
+        // transformers 5 writes rope_parameters (rope_type, rope_theta, and the scaling's fields) where 4.x wrote rope_scaling.
+        if ((!_root.TryGetProperty("rope_scaling", out var scaling) || scaling.ValueKind == JsonValueKind.Null)
+            && (!_root.TryGetProperty("rope_parameters", out scaling) || scaling.ValueKind == JsonValueKind.Null))
+            return null;
         if (scaling.ValueKind != JsonValueKind.Object)
             throw Invalid($"config.json: rope_scaling is a JSON {scaling.ValueKind}; expected null or an object.");
         string? type = (scaling.TryGetProperty("rope_type", out var t) || scaling.TryGetProperty("type", out t)) && t.ValueKind == JsonValueKind.String
@@ -215,6 +218,10 @@ internal sealed class HuggingFaceConfig
                 throw Invalid($"config.json: rope_scaling.rope_type '{EchoedValue.Of(type ?? "")}' is not supported; Headwise computes 'linear' and 'llama3' (and none).");
         }
     }
+
+    private double? RopeParameter(string name) =>
+        _root.TryGetProperty("rope_parameters", out var parameters) && parameters.ValueKind == JsonValueKind.Object
+        && parameters.TryGetProperty(name, out var value) && value.ValueKind == JsonValueKind.Number ? value.GetDouble() : null;
 
     private int RequiredInt(string name) => OptionalInt(name)
         ?? throw Invalid($"config.json has no '{name}'; model_type '{ModelType}' needs it ({(ModelType == "gpt2" ? "n_embd, n_head, n_layer" : "hidden_size, num_attention_heads, num_hidden_layers")}).");

@@ -45,7 +45,7 @@ public static class HuggingFaceImport
             var (send, forbidden) = AttentionTensorPlan.For(config, layers[target], target, shards.Contains);
             foreach (string name in forbidden.Where(shards.Contains))
                 throw new HeadwiseException(ErrorCode.InvalidArgument,
-                    $"tensor '{EchoedValue.Of(name)}' is in the checkpoint, but config.json (model_type '{config.ModelType}') implies no such tensor; " +
+                    $"tensor '{EchoedValue.Of(name)}' is in the checkpoint, but config.json (model_type '{config.ModelType}'{Why(name)}) implies no such tensor; " +
                     "importing without it would not compute the checkpoint's attention.");
             foreach (var plan in send)
             {
@@ -59,6 +59,12 @@ public static class HuggingFaceImport
         string prefix = config.Layout == WeightLayout.Gpt2 ? AttentionTensorPlan.Gpt2Prefix : AttentionTensorPlan.LinearPrefix;
         return await client.UploadWeightsAsync(model, upload, config.Layout, prefix, cancellationToken);
     }
+
+    /// <summary>The config field that rules a tensor out, for the message.</summary>
+    private static string Why(string tensor) =>
+        tensor.EndsWith("_norm.weight", StringComparison.Ordinal) ? ": q/k norms inside attention are not computed"
+        : tensor.EndsWith("o_proj.bias", StringComparison.Ordinal) ? ", attention_bias; Qwen2 has no o_proj bias"
+        : ", attention_bias false or absent";
 
     /// <summary>The chosen layers, ascending; all when none are given.</summary>
     private static int[] ChosenLayers(IReadOnlyList<int>? chosen, int layerCount)

@@ -277,7 +277,9 @@ public sealed class HuggingFaceImportTests(SiloFixture silo) : IAsyncLifetime
             "rope_scaling.rope_type 'yarn' is not supported" },
         { "no-hidden", new { model_type = "mistral", num_attention_heads = 2, num_hidden_layers = 1 }, "config.json has no 'hidden_size'" },
         { "attention-bias", new { model_type = "llama", hidden_size = 16, num_attention_heads = 2, num_hidden_layers = 1, attention_bias = false },
-            "'model.layers.0.self_attn.q_proj.bias' is in the checkpoint" },
+            "'model.layers.0.self_attn.q_proj.bias' is in the checkpoint, but config.json (model_type 'llama', attention_bias false or absent)" },
+        { "rope-parameters", new { model_type = "llama", hidden_size = 16, num_attention_heads = 2, num_hidden_layers = 1,
+            rope_parameters = new { rope_type = "dynamic", rope_theta = 10000.0, factor = 2.0 } }, "rope_type 'dynamic' is not supported" },
     };
 
     [Theory]
