@@ -19,15 +19,27 @@ internal static class ModelViews
             ("kv heads", spec.KvHeadCount.ToString(CultureInfo.InvariantCulture)),
             ("head_dim", spec.HeadDim.ToString(CultureInfo.InvariantCulture)),
             ("layers", spec.LayerCount.ToString(CultureInfo.InvariantCulture)),
-            ("bias", spec.Bias ? "yes" : "no"),
+            ("bias", (spec.Bias, spec.HasOutputBias) switch
+            {
+                (true, true) => "yes",
+                (false, false) => "no",
+                (true, false) => "q, k, v (none on the output)",
+                (false, true) => "output only",
+            }),
             ("scale", spec.Scale.ToString("G6", CultureInfo.InvariantCulture)),
             ("window", spec.Window == 0 ? "none" : spec.Window.ToString(CultureInfo.InvariantCulture)),
             ("rope", spec.HasRope
-                ? $"theta {spec.RopeTheta.ToString("G6", CultureInfo.InvariantCulture)}, {spec.RopeDim.ToString(CultureInfo.InvariantCulture)} dims"
+                ? $"theta {spec.RopeTheta.ToString("G6", CultureInfo.InvariantCulture)}, {spec.RopeDim.ToString(CultureInfo.InvariantCulture)} dims{Scaling(spec.RopeScaling)}"
                 : "none"),
             ("ready", model.Ready ? "yes" : "no (upload weights with 'headwise import')"),
         ]);
     }
+
+    private static string Scaling(RopeScaling? scaling) => scaling is null ? ""
+        : scaling.Type == RopeScaling.Llama3
+            ? string.Create(CultureInfo.InvariantCulture,
+                $", llama3 scaling (factor {scaling.Factor:G6}, low {scaling.LowFreqFactor:G6}, high {scaling.HighFreqFactor:G6}, original {scaling.OriginalMaxPositions})")
+            : string.Create(CultureInfo.InvariantCulture, $", {scaling.Type} scaling (factor {scaling.Factor:G6})");
 
     /// <summary>"label  value" lines, the values aligned in one column.</summary>
     public static void WriteFields(IAnsiConsole console, IReadOnlyList<(string Label, string Value)> fields)

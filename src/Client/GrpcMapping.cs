@@ -7,7 +7,7 @@ namespace Headwise.Client;
 /// <summary>Between the SDK's public records and the gRPC messages; protobuf types never leave this assembly.</summary>
 internal static class GrpcMapping
 {
-    public static Proto.AttentionSpec ToProto(AttentionSpec spec) => new()
+    public static Proto.AttentionSpec ToProto(AttentionSpec spec) => WithExtensions(new()
     {
         ModelDim = spec.ModelDim,
         HeadCount = spec.HeadCount,
@@ -17,8 +17,27 @@ internal static class GrpcMapping
         Bias = spec.Bias,
         Scale = spec.Scale,
         Window = spec.Window,
-                RopeTheta = spec.RopeTheta,
-                RopeDim = spec.RopeDim,
+        RopeTheta = spec.RopeTheta,
+        RopeDim = spec.RopeDim,
+    }, spec);
+
+    /// <summary>The fields added after the first contract: set only when given, so "absent" keeps its meaning.</summary>
+    private static Proto.AttentionSpec WithExtensions(Proto.AttentionSpec proto, AttentionSpec spec)
+    {
+        if (spec.OutputBias is bool outputBias) proto.OutputBias = outputBias;
+        if (spec.RopeScaling is { } scaling)
+            proto.RopeScaling = new Proto.RopeScaling
+            {
+                Type = scaling.Type, Factor = scaling.Factor, LowFreqFactor = scaling.LowFreqFactor,
+                HighFreqFactor = scaling.HighFreqFactor, OriginalMaxPositions = scaling.OriginalMaxPositions,
+            };
+        return proto;
+    }
+
+    private static RopeScaling? FromProto(Proto.RopeScaling? scaling) => scaling is null ? null : new RopeScaling
+    {
+        Type = scaling.Type, Factor = scaling.Factor, LowFreqFactor = scaling.LowFreqFactor,
+        HighFreqFactor = scaling.HighFreqFactor, OriginalMaxPositions = scaling.OriginalMaxPositions,
     };
 
     public static ModelDescription FromProto(Proto.ModelInfo info) => new()
@@ -36,6 +55,8 @@ internal static class GrpcMapping
             Window = info.Spec.Window,
             RopeTheta = info.Spec.RopeTheta,
             RopeDim = info.Spec.RopeDim,
+            OutputBias = info.Spec.HasOutputBias ? info.Spec.OutputBias : null,
+            RopeScaling = FromProto(info.Spec.RopeScaling),
         },
         Ready = info.Ready,
         Heads = info.Heads.Select(h => new HeadLocation(h.Layer, h.Group, h.Silo)).ToArray(),

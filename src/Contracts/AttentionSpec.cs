@@ -17,7 +17,7 @@ public sealed record AttentionSpec
     [Id(3)] public int HeadDim { get; init; }
     /// <summary>Number of attention layers; 0 means 1.</summary>
     [Id(4)] public int LayerCount { get; init; }
-    /// <summary>Whether the Q, K, V and output projections have biases.</summary>
+    /// <summary>Whether the Q, K and V projections have biases, and the output projection too unless <see cref="OutputBias"/> says otherwise.</summary>
     [Id(5)] public bool Bias { get; init; }
     /// <summary>Multiplies Q·Kᵀ; 0 means 1/√dh.</summary>
     [Id(6)] public float Scale { get; init; }
@@ -27,6 +27,13 @@ public sealed record AttentionSpec
     [Id(8)] public float RopeTheta { get; init; }
     /// <summary>Leading dimensions of each head that RoPE rotates (even); 0 means all of head_dim when RoPE is on.</summary>
     [Id(9)] public int RopeDim { get; init; }
+    /// <summary>Whether the output projection has a bias b_O; null means the same as <see cref="Bias"/>. Qwen2: Bias true, OutputBias false.</summary>
+    [Id(10)] public bool? OutputBias { get; init; }
+    /// <summary>Hugging Face rope_scaling of RoPE's frequencies (Llama 3.1: "llama3"); null means none. Needs RoPE.</summary>
+    [Id(11)] public RopeScaling? RopeScaling { get; init; }
+
+    /// <summary>Whether the output projection has a bias b_O: <see cref="OutputBias"/>, else <see cref="Bias"/>.</summary>
+    public bool HasOutputBias => OutputBias ?? Bias;
 
     /// <summary>Whether Q and K are rotated by RoPE at their absolute positions.</summary>
     public bool HasRope => RopeTheta > 0;
@@ -64,6 +71,8 @@ public sealed record AttentionSpec
         Check(RopeDim >= 0 && RopeDim <= headDim && RopeDim % 2 == 0, "spec.rope_dim", $"must be 0 (all of head_dim) or an even number up to head_dim {headDim}, got {RopeDim}");
         Check(RopeDim == 0 || RopeTheta > 0, "spec.rope_dim", $"is {RopeDim} but spec.rope_theta is 0 (no RoPE); set rope_theta too");
         Check(RopeTheta == 0 || headDim % 2 == 0, "spec.head_dim", $"must be even for RoPE, got {headDim}");
+        Check(RopeScaling is null || RopeTheta > 0, "spec.rope_scaling", "is set but spec.rope_theta is 0 (no RoPE); set rope_theta too");
+        RopeScaling?.Check();
         return this with
         {
             KvHeadCount = kv,
@@ -71,6 +80,8 @@ public sealed record AttentionSpec
             LayerCount = LayerCount == 0 ? 1 : LayerCount,
             Scale = Scale == 0 ? 1f / MathF.Sqrt(headDim) : Scale,
             RopeDim = RopeTheta > 0 && RopeDim == 0 ? headDim : RopeDim,
+            // Canonical: kept only where it differs from Bias, so equal specs are equal records and `with { Bias = … }` still moves both.
+            OutputBias = HasOutputBias == Bias ? null : HasOutputBias,
         };
     }
 

@@ -57,14 +57,14 @@ public sealed class LayerGrain(
     public async Task StageLayer(Guid upload, byte[]? outputBias)
     {
         var spec = RequireSpec();
-        if (spec.Bias && outputBias?.Length != spec.ModelDim * sizeof(float))
+        if (spec.HasOutputBias && outputBias?.Length != spec.ModelDim * sizeof(float))
             throw new HeadwiseException(ErrorCode.InvalidArgument, $"b_O has {outputBias?.Length ?? 0} bytes; the spec needs {spec.ModelDim} float32 values.");
         var staged = await Task.WhenAll(Enumerable.Range(0, spec.GroupCount).Select(g => Head(g, spec).HasStaged(upload)));
         var missing = Enumerable.Range(0, spec.GroupCount).Where(g => !staged[g]).ToArray();
         if (missing.Length > 0)
             throw new HeadwiseException(ErrorCode.InvalidArgument,
                 $"layer '{Key}': the upload has no weights for head groups {string.Join(", ", missing.Take(16))}{(missing.Length > 16 ? ", …" : "")}.");
-        state.State.Staged[upload] = new StagedLayer(spec.Bias ? outputBias : null);
+        state.State.Staged[upload] = new StagedLayer(spec.HasOutputBias ? outputBias : null);
         try
         {
             await state.WriteStateAsync();

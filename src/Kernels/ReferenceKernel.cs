@@ -113,10 +113,11 @@ public sealed class ReferenceKernel : IHeadKernel
     private static void Rotate(double[] rows, int tokens, int heads, int headDim, Rotary rotary)
     {
         int half = rotary.Dim / 2;
+        double[] inverseFrequency = rotary.InverseFrequencies();
         for (int token = 0; token < tokens; token++)
             for (int i = 0; i < half; i++)
             {
-                double angle = token * Math.Pow(rotary.Theta, -2.0 * i / rotary.Dim);
+                double angle = token * inverseFrequency[i];
                 double cos = Math.Cos(angle), sin = Math.Sin(angle);
                 for (int head = 0; head < heads; head++)
                 {

@@ -3,14 +3,19 @@ namespace Headwise.Kernels;
 /// <summary>
 /// Rotary position embedding (RoPE) in the Hugging Face "rotate half" convention of Llama and OLMo: the first
 /// <see cref="Dim"/> dimensions of each head are split into halves (a, b) and, at absolute position p with
-/// angle_i = p · θ^(−2i/Dim) for i in 0..Dim/2, become (a·cos − b·sin, b·cos + a·sin); the rest pass through.
+/// angle_i = p · inv_freq_i, inv_freq_i = θ^(−2i/Dim) for i in 0..Dim/2 (stretched by <see cref="Scaling"/>), become
+/// (a·cos − b·sin, b·cos + a·sin); the rest pass through.
 /// Applied to Q and K rows in place; a kernel that wants RoPE calls it between the projection and the scores.
 /// Angles are computed in float64 so that position 4000 is as exact as position 4.
 /// </summary>
 /// <param name="Theta">The base θ (10000 in Llama); 0 means no RoPE.</param>
 /// <param name="Dim">Leading dimensions of each head that rotate; even, at most dh.</param>
-public readonly record struct Rotary(float Theta, int Dim)
+/// <param name="Scaling">Hugging Face rope_scaling of the frequencies; default none.</param>
+public readonly record struct Rotary(float Theta, int Dim, RotaryScaling Scaling = default)
 {
+    /// <summary>inv_freq_i for i in 0 … Dim/2 − 1, in float64: what every kernel's angles come from.</summary>
+    public double[] InverseFrequencies() => Scaling.InverseFrequencies(Theta, Dim);
+
     /// <summary>No rotation.</summary>
     public static Rotary None => default;
 
@@ -39,7 +44,7 @@ public readonly record struct Rotary(float Theta, int Dim)
             throw new ArgumentException($"rows has {rows.Length} values; {tokens} rows of {heads * headDim} at stride {stride} do not fit.", nameof(rows));
 
         int half = Dim / 2;
-        var table = RotaryTable.For(Theta, Dim, firstPosition + tokens);
+        var table = RotaryTable.For(this, firstPosition + tokens);
         for (int token = 0; token < tokens; token++)
         {
             var cos = table.Cos(firstPosition + token);

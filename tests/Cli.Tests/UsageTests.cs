@@ -12,6 +12,10 @@ public sealed class UsageTests
     [InlineData("create", "x", "--model-dim", "10", "--heads", "3")]               // 10 is not divisible by 3
     [InlineData("create", "bad/name", "--model-dim", "8", "--heads", "2")]
     [InlineData("import", "w.safetensors", "--model", "x", "--layout", "gpt3")]
+    [InlineData("import", "--model", "x")]                                         // neither FILE nor --hf
+    [InlineData("import", "--hf", "no-such-checkpoint-dir", "--model", "x")]
+    [InlineData("import", "--hf", ".", "--model", "x", "--layers", "3-1")]
+    [InlineData("import", "--hf", ".", "--model", "x", "--layout", "gpt2")]        // --layout goes with FILE
     [InlineData("models", "--server", "not a url")]
     [InlineData("no-such-command")]
     [InlineData]

@@ -1,7 +1,11 @@
 namespace Headwise.Contracts;
 
 /// <summary>One tensor a layer has in a <see cref="WeightLayout"/>: its name after the layer prefix and its shape.</summary>
-internal sealed record LayoutTensor(string Suffix, long[] Shape, bool IsBias);
+internal sealed record LayoutTensor(string Suffix, long[] Shape, bool IsBias, bool IsOutput = false)
+{
+    /// <summary>Whether a model of <paramref name="spec"/> has this tensor: a bias only when the spec has that bias.</summary>
+    public bool In(AttentionSpec spec) => !IsBias || (IsOutput ? spec.HasOutputBias : spec.Bias);
+}
 
 /// <summary>
 /// What each <see cref="WeightLayout"/> calls a layer's attention tensors and how it shapes them; the importer
@@ -23,7 +27,7 @@ internal static class AttentionLayouts
                 new("c_attn.weight", [d, 3 * d], false),
                 new("c_attn.bias", [3 * d], true),
                 new("c_proj.weight", [d, d], false),
-                new("c_proj.bias", [d], true),
+                new("c_proj.bias", [d], true, IsOutput: true),
             ],
             // nn.Linear: weight [out, in], y = x·Wᵀ + b.
             WeightLayout.Linear =>
@@ -35,7 +39,7 @@ internal static class AttentionLayouts
                 new("v_proj.weight", [kvWidth, d], false),
                 new("v_proj.bias", [kvWidth], true),
                 new("o_proj.weight", [d, queryWidth], false),
-                new("o_proj.bias", [d], true),
+                new("o_proj.bias", [d], true, IsOutput: true),
             ],
             _ => throw UnknownLayout(layout),
         };

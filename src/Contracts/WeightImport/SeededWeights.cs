@@ -45,7 +45,7 @@ public static class SeededWeights
                     Output = normal.Bytes(width * d),
                 };
             }
-            layers[layer] = new LayerWeights { Layer = layer, Groups = groups, OutputBias = spec.Bias ? normal.Bytes(d) : null };
+            layers[layer] = new LayerWeights { Layer = layer, Groups = groups, OutputBias = spec.HasOutputBias ? normal.Bytes(d) : null };
         }
         return layers;
     }

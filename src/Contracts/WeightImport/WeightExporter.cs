@@ -77,7 +77,8 @@ public static class WeightExporter
             CheckBias(group.KeyBias, dh, $"{g}.key_bias", "dh", spec.Bias);
             CheckBias(group.ValueBias, dh, $"{g}.value_bias", "dh", spec.Bias);
         }
-        CheckBias(weights.OutputBias, d, $"{field}.output_bias", "D", spec.Bias);
+        CheckBias(weights.OutputBias, d, $"{field}.output_bias", "D", spec.HasOutputBias,
+            spec.HasOutputBias != spec.Bias ? "spec.output_bias" : "spec.bias");
         return ordered;
     }
 
@@ -88,12 +89,12 @@ public static class WeightExporter
                 $"{field} has {bytes?.Length ?? 0} bytes; expected {count * sizeof(float)} ({shape} = {count} float32 values).");
     }
 
-    private static void CheckBias(byte[]? bytes, long count, string field, string shape, bool bias)
+    private static void CheckBias(byte[]? bytes, long count, string field, string shape, bool bias, string flag = "spec.bias")
     {
         if (!bias)
         {
             if (bytes is not null)
-                throw HeadwiseException.Invalid($"{field} is set but spec.bias is false; expected null.");
+                throw HeadwiseException.Invalid($"{field} is set but {flag} is false; expected null.");
             return;
         }
         CheckFloats(bytes, count, field, shape);
@@ -120,11 +121,8 @@ public static class WeightExporter
             }
         }
         var full = new Dictionary<string, float[]> { ["c_attn.weight"] = attn, ["c_proj.weight"] = proj };
-        if (attnBias is not null)
-        {
-            full["c_attn.bias"] = attnBias;
-            full["c_proj.bias"] = FloatBytes.ToFloats(outputBias!);
-        }
+        if (attnBias is not null) full["c_attn.bias"] = attnBias;
+        if (spec.HasOutputBias) full["c_proj.bias"] = FloatBytes.ToFloats(outputBias!);
         return full;
     }
 
@@ -162,8 +160,8 @@ public static class WeightExporter
             full["q_proj.bias"] = qBias!;
             full["k_proj.bias"] = kBias!;
             full["v_proj.bias"] = vBias!;
-            full["o_proj.bias"] = FloatBytes.ToFloats(outputBias!);
         }
+        if (spec.HasOutputBias) full["o_proj.bias"] = FloatBytes.ToFloats(outputBias!);
         return full;
     }
 }

@@ -81,12 +81,13 @@ public static class WeightImporter
         {
             string name = layerPrefix + slot.Suffix;
             tensors.TryGetValue(name, out SafetensorsTensor? tensor);
-            if (slot.IsBias && !spec.Bias)
+            if (!slot.In(spec))
             {
                 // Ignoring a bias the checkpoint has would silently give wrong outputs.
+                string flag = slot.IsOutput && spec.HasOutputBias != spec.Bias ? "spec.output_bias" : "spec.bias";
                 if (tensor is not null)
                     throw HeadwiseException.Invalid(
-                        $"spec.bias is false but tensor '{EchoedValue.Of(name)}' exists; expected spec.bias true for this checkpoint.");
+                        $"{flag} is false but tensor '{EchoedValue.Of(name)}' exists; expected {flag} true for this checkpoint.");
                 continue;
             }
             string expected = SafetensorsTensor.FormatShape(slot.Shape);

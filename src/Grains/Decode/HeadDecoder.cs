@@ -11,7 +11,17 @@ namespace Headwise.Grains.Decode;
 /// </summary>
 internal static class HeadDecoder
 {
-    public static Rotary RotaryOf(AttentionSpec spec) => spec.HasRope ? new Rotary(spec.RopeTheta, spec.RopeDim) : Rotary.None;
+    public static Rotary RotaryOf(AttentionSpec spec) => spec.HasRope ? new Rotary(spec.RopeTheta, spec.RopeDim, ScalingOf(spec.RopeScaling)) : Rotary.None;
+
+    /// <summary>The spec's rope_scaling as the kernels take it (the spec was validated: the type is one of these).</summary>
+    private static RotaryScaling ScalingOf(RopeScaling? scaling) => scaling?.Type switch
+    {
+        null => default,
+        RopeScaling.Linear => new RotaryScaling(RotaryScalingKind.Linear, scaling.Factor),
+        RopeScaling.Llama3 => new RotaryScaling(RotaryScalingKind.Llama3, scaling.Factor, scaling.LowFreqFactor, scaling.HighFreqFactor,
+            scaling.OriginalMaxPositions),
+        _ => throw new HeadwiseException(ErrorCode.InvalidArgument, $"spec.rope_scaling.type '{EchoedValue.Of(scaling.Type)}' is not one Headwise computes."),
+    };
 
     public static HeadDecodeOutcome Decode(string head, HeadDecodeWork work, AttentionSpec spec, HeadGroupWeights weights, Guid version,
         IHeadKernel kernel, string silo, SessionCaches caches)

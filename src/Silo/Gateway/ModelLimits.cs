@@ -49,7 +49,8 @@ public sealed class ModelLimits
     {
         long d = resolved.ModelDim, query = (long)resolved.HeadCount * resolved.HeadDim, kv = (long)resolved.KvHeadCount * resolved.HeadDim;
         long perLayer = 2 * d * query + 2 * d * kv;
-        if (resolved.Bias) perLayer += query + 2 * kv + d;
+        if (resolved.Bias) perLayer += query + 2 * kv;
+        if (resolved.HasOutputBias) perLayer += d;
         return checked(resolved.LayerCount * perLayer * sizeof(float));
     }
 }

@@ -21,9 +21,17 @@ internal static class ProtoMapping
                 Window = spec.Window,
                 RopeTheta = spec.RopeTheta,
                 RopeDim = spec.RopeDim,
+                OutputBias = spec.HasOutputBias ? spec.OutputBias : null,
+                RopeScaling = FromProto(spec.RopeScaling),
             };
 
-    public static Proto.AttentionSpec ToProto(AttentionSpec spec) => new()
+    private static RopeScaling? FromProto(Proto.RopeScaling? scaling) => scaling is null ? null : new RopeScaling
+    {
+        Type = scaling.Type, Factor = scaling.Factor, LowFreqFactor = scaling.LowFreqFactor,
+        HighFreqFactor = scaling.HighFreqFactor, OriginalMaxPositions = scaling.OriginalMaxPositions,
+    };
+
+    public static Proto.AttentionSpec ToProto(AttentionSpec spec) => WithExtensions(new()
     {
         ModelDim = spec.ModelDim,
         HeadCount = spec.HeadCount,
@@ -35,7 +43,20 @@ internal static class ProtoMapping
         Window = spec.Window,
         RopeTheta = spec.RopeTheta,
         RopeDim = spec.RopeDim,
-    };
+    }, spec);
+
+    /// <summary>The fields added after the first contract: set only when given, so "absent" keeps its meaning.</summary>
+    private static Proto.AttentionSpec WithExtensions(Proto.AttentionSpec proto, AttentionSpec spec)
+    {
+        if (spec.OutputBias is bool outputBias) proto.OutputBias = outputBias;
+        if (spec.RopeScaling is { } scaling)
+            proto.RopeScaling = new Proto.RopeScaling
+            {
+                Type = scaling.Type, Factor = scaling.Factor, LowFreqFactor = scaling.LowFreqFactor,
+                HighFreqFactor = scaling.HighFreqFactor, OriginalMaxPositions = scaling.OriginalMaxPositions,
+            };
+        return proto;
+    }
 
     public static Proto.ModelInfo ToProto(ModelDescription model)
     {
