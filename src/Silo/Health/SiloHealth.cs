@@ -39,6 +39,9 @@ public static class SiloHealth
             publisher.Period = TimeSpan.FromSeconds(2);
         });
         if (gateway.ServesReflection(IPAddress.Parse(options.ListenAddress))) builder.Services.AddGrpcReflection();
+        // "starting" and "draining" are states, not faults: without this every run of the checks while the silo starts
+        // or drains (every probe, every 2 s for Watch) logs an error. The probes' answers say the same.
+        builder.Logging.AddFilter("Microsoft.Extensions.Diagnostics.HealthChecks", LogLevel.Critical);
     }
 
     public static void MapHeadwiseHealth(this WebApplication app, SiloOptions options, GatewayOptions gateway)
