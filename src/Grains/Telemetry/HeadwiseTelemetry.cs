@@ -22,9 +22,9 @@ namespace Headwise.Grains.Telemetry;
 /// Names follow the OpenTelemetry semantic conventions: attributes are namespaced (headwise.model, headwise.layer,
 /// headwise.group, headwise.silo, headwise.kernel), durations are histograms in seconds named *.duration, and a failure
 /// is error.type (the <see cref="ErrorCode"/> of a HeadwiseException, else the exception's type). The code that fails
-/// hands its exception to the span it fails (<see cref="ForwardScope.Failed"/>, <see cref="RecordFailure"/>, in an
-/// exception filter, so the stack is not unwound first); a span that ends without its scope's Complete/Computed call
-/// and without an exception ends with status Error "did not complete".
+/// hands its exception to the span it fails (<see cref="ForwardScope.Failed"/>, <see cref="HeadScope.Failed"/> from an
+/// exception filter, so the stack is not unwound first; <see cref="RecordFailure"/> from a catch block); a span that
+/// ends without its scope's Complete/Computed call and without an exception ends with status Error "did not complete".
 /// </remarks>
 public static class HeadwiseTelemetry
 {
@@ -161,8 +161,8 @@ public static class HeadwiseTelemetry
 
     /// <summary>
     /// Ends <paramref name="activity"/> as failed by <paramref name="exception"/>: status Error with its message, an
-    /// exception event, error.type. Returns false, to be called from an exception filter
-    /// (<c>catch (Exception e) when (HeadwiseTelemetry.RecordFailure(activity, e))</c>) that records and rethrows nothing.
+    /// exception event, error.type. Returns false, so that it also serves as an exception filter
+    /// (<c>catch (Exception e) when (HeadwiseTelemetry.RecordFailure(activity, e))</c>) that records and catches nothing.
     /// </summary>
     public static bool RecordFailure(Activity? activity, Exception exception)
     {
