@@ -8,6 +8,10 @@ need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v node >/dev/null 2>&1 || need+=(nodejs npm)
 [ -x /usr/bin/chromium ] || need+=(chromium)
+# The Python example's test (tests/System.Tests/PythonExampleTests.cs): Debian's gRPC for Python and protoc with its
+# Python gRPC plugin (python3-grpc-tools is too old for the proto's proto3 `optional`).
+/usr/bin/python3 -c "import grpc, numpy" >/dev/null 2>&1 || need+=(python3-grpcio python3-protobuf python3-numpy)
+{ command -v protoc && command -v grpc_python_plugin; } >/dev/null 2>&1 || need+=(protobuf-compiler protobuf-compiler-grpc)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
   $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null

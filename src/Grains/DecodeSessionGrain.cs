@@ -139,7 +139,7 @@ public sealed class DecodeSessionGrain(
             activity?.SetTag("headwise.local_groups", step.LocalGroups);
             activity?.SetTag("headwise.remote_messages", step.RemoteMessages);
             var tags = Tags(session);
-            HeadwiseTelemetry.DecodeMs.Record(Stopwatch.GetElapsedTime(started).TotalMilliseconds, tags);
+            HeadwiseTelemetry.DecodeDuration.Record(Stopwatch.GetElapsedTime(started).TotalSeconds, tags);
             HeadwiseTelemetry.DecodeTokens.Add((long)command.Batch * command.Tokens, tags);
             if (refilled > 0) HeadwiseTelemetry.DecodeRefills.Add(refilled, tags);
             return new DecodeResult
@@ -153,8 +153,12 @@ public sealed class DecodeSessionGrain(
                 TraceId = Activity.Current?.TraceId.ToString() ?? "",
             };
         }
-        catch
+        catch (Exception e)
         {
+            HeadwiseTelemetry.RecordFailure(activity, e);
+            var failed = Tags(session);
+            failed.Add(HeadwiseTelemetry.ErrorTypeAttribute, HeadwiseTelemetry.ErrorType(e));
+            HeadwiseTelemetry.DecodeDuration.Record(Stopwatch.GetElapsedTime(started).TotalSeconds, failed);
             // The step did not happen; its rows past Position are ignored, in memory and in storage. Heads that did
             // append are now ahead of the session and are re-filled on the next step (they answer "no cache at this
             // position"). The input write must be over before the next step writes the same segment.
@@ -165,7 +169,6 @@ public sealed class DecodeSessionGrain(
                 session.Batch = 0;
                 _inputs = null; // the next first step may bring another batch, hence other segments
             }
-            activity?.SetStatus(ActivityStatusCode.Error);
             throw;
         }
     }
@@ -360,6 +363,5 @@ public sealed class DecodeSessionGrain(
     private TimeSpan TimerPeriod => TimeSpan.FromSeconds(
         Math.Clamp(Math.Min(options.Value.IdleSeconds / 4.0, options.Value.CacheLeaseSeconds / 3.0), 0.25, 60));
 
-    private static TagList Tags(DecodeSessionState session) =>
-        new() { { "model", session.Model }, { "layer", session.Layer } };
+    private static TagList Tags(DecodeSessionState session) => HeadwiseTelemetry.LayerTags(session.Model, session.Layer);
 }

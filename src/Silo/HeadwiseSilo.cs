@@ -7,6 +7,7 @@ using Headwise.Grains.Placement;
 using Headwise.Kernels;
 using Headwise.Silo.Dashboard;
 using Headwise.Silo.Gateway;
+using Headwise.Silo.Health;
 using Headwise.Silo.Telemetry;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.Options;
@@ -14,8 +15,8 @@ using Microsoft.Extensions.Options;
 namespace Headwise.Silo;
 
 /// <summary>
-/// Builds a Headwise silo: Orleans with the head, layer and catalog grains, the gRPC gateway on an HTTP/2-only
-/// port, /healthz on the web port, and tracing. With no configuration it is the embedded default: one silo,
+/// Builds a Headwise silo: Orleans with the head, layer and catalog grains, the gRPC gateway (with grpc.health.v1 and,
+/// on loopback or when switched on, reflection) on an HTTP/2-only port, the /healthz probes on the web port, and tracing. With no configuration it is the embedded default: one silo,
 /// localhost clustering, in-memory storage, the demo model.
 /// </summary>
 public static class HeadwiseSilo
@@ -89,14 +90,12 @@ public static class HeadwiseSilo
             grpc.MaxSendMessageSize = null;
         });
 
+        builder.AddHeadwiseHealth(options, gateway);
         builder.AddHeadwiseTelemetry();
 
         var app = builder.Build();
         app.MapGrpcService<AttentionGateway>().RequireHost($"*:{options.GrpcPort}");
-        app.MapGet("/healthz", (SiloReadiness readiness) =>
-                readiness.IsReady ? Results.Text("ok")
-                : Results.Text(readiness.IsDraining ? "draining" : "starting", statusCode: StatusCodes.Status503ServiceUnavailable))
-            .RequireHost($"*:{options.WebPort}");
+        app.MapHeadwiseHealth(options, gateway);
         app.MapHeadwiseDashboard();
         return app;
     }

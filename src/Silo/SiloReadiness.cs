@@ -2,7 +2,8 @@ namespace Headwise.Silo;
 
 /// <summary>
 /// Set once the silo serves requests (and the demo model, when enabled, is loaded), and cleared again when it begins to
-/// shut down (<see cref="GatewayDrain"/>); /healthz reads it, so load balancers stop sending before the gateway stops.
+/// shut down (<see cref="GatewayDrain"/>). The readiness checks (/healthz, /healthz/ready and grpc.health.v1) read it,
+/// so load balancers stop sending before the gateway stops; the startup check reads <see cref="HasStarted"/>.
 /// </summary>
 public sealed class SiloReadiness
 {
@@ -11,6 +12,9 @@ public sealed class SiloReadiness
     public bool IsReady => _ready && !_draining;
 
     public bool IsDraining => _draining;
+
+    /// <summary>Ready once, draining or not since.</summary>
+    public bool HasStarted => _ready;
 
     public void MarkReady() => _ready = true;
 

@@ -24,7 +24,7 @@ public sealed class ApiKeyClassificationTests
         var methods = ContractMethods().ToList();
         Assert.Contains("/headwise.v1.Attention/CreateModel", methods);
         // The lists name only methods that exist: a rename would otherwise silently close (or a typo open) nothing.
-        Assert.Subset(methods.ToHashSet(), ApiKeyInterceptor.OpenMethods.ToHashSet());
+        Assert.Subset(methods.Concat(HealthMethods).ToHashSet(), ApiKeyInterceptor.OpenMethods.ToHashSet());
         Assert.Subset(methods.ToHashSet(), ApiKeyInterceptor.ComputeMethods.ToHashSet());
 
         foreach (var method in methods)
@@ -35,8 +35,22 @@ public sealed class ApiKeyClassificationTests
         }
     }
 
+    private static readonly string[] HealthMethods = ["/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/Watch"];
+
+    [Fact]
+    public void Health_needs_no_key_since_probes_and_load_balancers_carry_none()
+    {
+        foreach (var method in HealthMethods)
+        {
+            Assert.False(ApiKeyInterceptor.NeedsKey(method, requireKeyForForward: true));
+            Assert.False(ApiKeyInterceptor.NeedsKey(method, requireKeyForForward: false));
+        }
+    }
+
     [Theory]
     [InlineData("/headwise.v1.Attention/StoreHeadWeights")]
+    [InlineData("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo")]
+    [InlineData("/grpc.health.v1.Health/List")]
     [InlineData("/headwise.v1.Attention/getmodel")]
     [InlineData("/headwise.v2.Attention/GetModel")]
     [InlineData("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo")]

@@ -125,18 +125,25 @@ public sealed class KustomizeBaseTests
         Assert.Equal("5080", Literal("Headwise__WebPort") ?? "5080");
     }
 
-    [Fact]
-    public void Probes_ask_healthz_on_the_web_port()
+    [Theory]
+    [InlineData("startupProbe", "/healthz/startup")]
+    [InlineData("readinessProbe", "/healthz/ready")]
+    [InlineData("livenessProbe", "/healthz/live")]
+    public void Each_probe_asks_its_own_question_on_the_web_port(string probe, string path)
     {
-        foreach (var probe in new[] { "readinessProbe", "livenessProbe" })
-        {
-            Assert.True(At(SiloContainer, probe) is JsonObject, $"the silo container has no {probe}");
-            Assert.Equal("/healthz", Str(SiloContainer, $"{probe}.httpGet.path"));
-            Assert.Equal(5080, ResolvePort(SiloContainer, Str(SiloContainer, $"{probe}.httpGet.port")!));
-        }
-        // A startup probe, if any, must also be /healthz: liveness must not kill a silo still loading the demo model.
-        if (At(SiloContainer, "startupProbe") is JsonObject)
-            Assert.Equal("/healthz", Str(SiloContainer, "startupProbe.httpGet.path"));
+        // Startup gates liveness (a silo loading the demo model is not killed); liveness asks only whether the process
+        // answers (a cluster problem takes the pod out of rotation, it does not restart it).
+        Assert.True(At(SiloContainer, probe) is JsonObject, $"the silo container has no {probe}");
+        Assert.Equal(path, Str(SiloContainer, $"{probe}.httpGet.path"));
+        Assert.Equal(5080, ResolvePort(SiloContainer, Str(SiloContainer, $"{probe}.httpGet.port")!));
+    }
+
+    [Fact]
+    public void The_startup_probe_gives_a_slow_start_minutes_before_liveness_takes_over()
+    {
+        int Seconds(string probe, string field) => int.Parse(Str(SiloContainer, $"{probe}.{field}")!);
+        Assert.True(Seconds("startupProbe", "periodSeconds") * Seconds("startupProbe", "failureThreshold") >= 120,
+            "the startup probe must allow at least two minutes (the demo model loads and the cluster forms first)");
     }
 
     [Fact]

@@ -44,6 +44,14 @@ public sealed class PodEnvironmentTests
         using var http = new HttpClient();
         var scrape = await http.GetAsync(new Uri(second.WebAddress, annotations["prometheus.io/path"]));
         Assert.True(scrape.IsSuccessStatusCode, $"GET {annotations["prometheus.io/path"]} on the web port answered {(int)scrape.StatusCode}");
+        // What the kubelet asks: every probe path of the silo container answers 200 on a ready pod.
+        var container = Manifests.Containers(Manifests.Base.Single("Deployment", "headwise-silo")).Single();
+        foreach (var probe in new[] { "startupProbe", "readinessProbe", "livenessProbe" })
+        {
+            string path = Manifests.Str(container, $"{probe}.httpGet.path")!;
+            var answer = await http.GetAsync(new Uri(first.WebAddress, path));
+            Assert.True(answer.IsSuccessStatusCode, $"the {probe} path {path} answered {(int)answer.StatusCode} on a ready pod");
+        }
 
         // A model created once both are up spreads its heads over both pods, and its answers are the golden ones.
         var golden = GoldenCase.Load("gpt2-small-shape");

@@ -81,13 +81,13 @@ public sealed class ForwardCancellationTests : IAsyncLifetime
         using var listener = new MeterListener();
         listener.InstrumentPublished = (instrument, l) =>
         {
-            if (instrument.Meter.Name == HeadwiseTelemetry.Name && instrument.Name == "headwise.head.compute") l.EnableMeasurementEvents(instrument);
+            if (instrument.Meter.Name == HeadwiseTelemetry.Name && instrument.Name == "headwise.head.compute.duration") l.EnableMeasurementEvents(instrument);
         };
         // Other test classes run clusters in this process at the same time: count only this test's model.
         listener.SetMeasurementEventCallback<double>((_, _, tags, _) =>
         {
             foreach (var tag in tags)
-                if (tag.Key == "model" && Equals(tag.Value, "cancel") && Interlocked.Increment(ref count) == 1) onFirstHead?.Invoke();
+                if (tag.Key == HeadwiseTelemetry.ModelAttribute && Equals(tag.Value, "cancel") && Interlocked.Increment(ref count) == 1) onFirstHead?.Invoke();
         });
         listener.Start();
         await call();

@@ -125,7 +125,8 @@ public sealed class ClusterTracingTests(ThreeSiloCluster cluster)
         Assert.Contains("no weights", forward.StatusDescription);
         var exception = Assert.Single(forward.Events, e => e.Name == "exception");
         Assert.Equal(typeof(HeadwiseException).FullName, exception.Tags.Single(t => t.Key == "exception.type").Value);
-        Assert.Equal("FailedPrecondition", Tag(forward, "headwise.error_code"));
+        Assert.Equal("FailedPrecondition", Tag(forward, "error.type"));
+        Assert.Null(Tag(forward, "headwise.error_code"));
 
         // The gateway's span of the same trace reports the gRPC status the caller saw.
         var gateway = await cluster.Spans.WaitFor(all => all.Any(s => s.TraceId == forward.TraceId && s.ParentSpanId == default), "the gateway span");

@@ -3,7 +3,11 @@ using Headwise.Contracts;
 
 namespace Headwise.Observability.Tests;
 
-/// <summary>GET /metrics on the web port is Prometheus text, with the per-head histogram labelled by head and silo.</summary>
+/// <summary>
+/// GET /metrics on the web port is Prometheus text, named per the OpenTelemetry conventions: durations are histograms in
+/// seconds (headwise.forward.duration → headwise_forward_duration_seconds), attributes are namespaced (headwise.model →
+/// headwise_model), and the per-head histogram is labelled by group and silo.
+/// </summary>
 [Collection(ClusterCollection.Name)]
 public sealed class MetricsEndpointTests(ThreeSiloCluster cluster)
 {
@@ -21,30 +25,53 @@ public sealed class MetricsEndpointTests(ThreeSiloCluster cluster)
             response.EnsureSuccessStatusCode();
             Assert.StartsWith("text/plain", response.Content.Headers.ContentType?.MediaType);
         }
-        var (types, samples) = await ScrapeUntil(s => s.Count(x => x.Name == "headwise_head_compute_milliseconds_count" && x.Labels.GetValueOrDefault("model") == "metrics"
+        var (types, samples) = await ScrapeUntil(s => s.Count(x => x.Name == "headwise_head_compute_duration_seconds_count" && x.Labels.GetValueOrDefault("headwise_model") == "metrics"
             && x.Value == 3) == Spec.HeadCount);
 
-        Assert.Equal("histogram", types["headwise_head_compute_milliseconds"]);
-        var heads = samples.Where(s => s.Name == "headwise_head_compute_milliseconds_count" && s.Labels.GetValueOrDefault("model") == "metrics").ToList();
+        Assert.Equal("histogram", types["headwise_head_compute_duration_seconds"]);
+        var heads = samples.Where(s => s.Name == "headwise_head_compute_duration_seconds_count" && s.Labels.GetValueOrDefault("headwise_model") == "metrics").ToList();
         // One series per head group (each ran three times), each naming its group, silo, layer and kernel.
-        Assert.Equal(Enumerable.Range(0, Spec.HeadCount).Select(g => g.ToString()).ToHashSet(), heads.Select(h => h.Labels["group"]).ToHashSet());
+        Assert.Equal(Enumerable.Range(0, Spec.HeadCount).Select(g => g.ToString()).ToHashSet(), heads.Select(h => h.Labels["headwise_group"]).ToHashSet());
         Assert.All(heads, h =>
         {
             Assert.Equal(3, h.Value);
-            Assert.Equal("0", h.Labels["layer"]);
-            Assert.Equal("simd", h.Labels["kernel"]);
-            Assert.Matches(@"^127\.0\.0\.1:\d+$", h.Labels["silo"]);
+            Assert.Equal("0", h.Labels["headwise_layer"]);
+            Assert.Equal("simd", h.Labels["headwise_kernel"]);
+            Assert.Matches(@"^127\.0\.0\.1:\d+$", h.Labels["headwise_silo"]);
         });
-        Assert.True(heads.Select(h => h.Labels["silo"]).Distinct().Count() >= 2, "the head histogram names fewer than two silos");
+        Assert.True(heads.Select(h => h.Labels["headwise_silo"]).Distinct().Count() >= 2, "the head histogram names fewer than two silos");
 
         // The rest of the meter: forward latency, tokens, throughput, bytes between silos, passes under way.
-        Assert.Equal("histogram", types["headwise_forward_duration_milliseconds"]);
-        Assert.Equal(3, samples.Single(s => s.Name == "headwise_forward_duration_milliseconds_count" && s.Labels.GetValueOrDefault("model") == "metrics").Value);
-        Assert.Equal(3 * 8, samples.Single(s => s.Name == "headwise_forward_tokens_total" && s.Labels.GetValueOrDefault("model") == "metrics").Value);
-        Assert.Contains(samples, s => s.Name == "headwise_forward_throughput_per_second_count" && s.Labels.GetValueOrDefault("model") == "metrics");
-        Assert.Contains(samples, s => s.Name == "headwise_scatter_bytes_total" && s.Labels.GetValueOrDefault("model") == "metrics" && s.Value > 0);
-        Assert.Contains(samples, s => s.Name == "headwise_gather_bytes_total" && s.Labels.GetValueOrDefault("model") == "metrics" && s.Value > 0);
-        Assert.Equal(0, samples.Single(s => s.Name == "headwise_forward_active" && s.Labels.GetValueOrDefault("model") == "metrics").Value);
+        Assert.Equal("histogram", types["headwise_forward_duration_seconds"]);
+        Assert.Equal(3, samples.Single(s => s.Name == "headwise_forward_duration_seconds_count" && s.Labels.GetValueOrDefault("headwise_model") == "metrics").Value);
+        Assert.Equal(3 * 8, samples.Single(s => s.Name == "headwise_forward_tokens_total" && s.Labels.GetValueOrDefault("headwise_model") == "metrics").Value);
+        Assert.Contains(samples, s => s.Name == "headwise_forward_throughput_per_second_count" && s.Labels.GetValueOrDefault("headwise_model") == "metrics");
+        Assert.Contains(samples, s => s.Name == "headwise_scatter_bytes_total" && s.Labels.GetValueOrDefault("headwise_model") == "metrics" && s.Value > 0);
+        Assert.Contains(samples, s => s.Name == "headwise_gather_bytes_total" && s.Labels.GetValueOrDefault("headwise_model") == "metrics" && s.Value > 0);
+        Assert.Equal(0, samples.Single(s => s.Name == "headwise_forward_active" && s.Labels.GetValueOrDefault("headwise_model") == "metrics").Value);
+        // Seconds, not milliseconds: three passes of 8 tokens on a 64-wide layer take well under a second each.
+        double seconds = samples.Single(s => s.Name == "headwise_forward_duration_seconds_sum" && s.Labels.GetValueOrDefault("headwise_model") == "metrics").Value;
+        Assert.InRange(seconds, 1e-6, 3 * 1.0);
+        Assert.DoesNotContain(samples, s => s.Labels.ContainsKey("model") || s.Labels.ContainsKey("error_code"));
+    }
+
+    [Fact]
+    public async Task A_failed_forward_is_measured_with_error_type()
+    {
+        await cluster.CreateModel("metrics-failing", Spec);
+        await cluster.Forward("metrics-failing", Spec.ModelDim, tokens: 4);
+        // Head 0 forgets its weights: the layer is still ready, so the pass starts and then fails in the head.
+        await cluster.Grains.GetGrain<IHeadGrain>(GrainKeys.Head("metrics-failing", 0, 0)).Clear();
+        await Assert.ThrowsAsync<HeadwiseException>(() => cluster.Forward("metrics-failing", Spec.ModelDim, tokens: 4));
+
+        var (_, samples) = await ScrapeUntil(s => s.Any(x => x.Name == "headwise_forward_duration_seconds_count"
+            && x.Labels.GetValueOrDefault("headwise_model") == "metrics-failing" && x.Labels.ContainsKey("error_type")));
+        var failed = samples.Single(s => s.Name == "headwise_forward_duration_seconds_count"
+            && s.Labels.GetValueOrDefault("headwise_model") == "metrics-failing" && s.Labels.ContainsKey("error_type"));
+        Assert.Equal("FailedPrecondition", failed.Labels["error_type"]);
+        Assert.Equal(1, failed.Value);
+        Assert.Equal(1, samples.Single(s => s.Name == "headwise_forward_duration_seconds_count"
+            && s.Labels.GetValueOrDefault("headwise_model") == "metrics-failing" && !s.Labels.ContainsKey("error_type")).Value);
     }
 
     [Fact]
@@ -61,21 +88,21 @@ public sealed class MetricsEndpointTests(ThreeSiloCluster cluster)
             await client.DecodeAsync(session.Id, new FloatTensor(x, 1, 2, Spec.ModelDim));
         }
 
-        var (types, samples) = await ScrapeUntil(s => s.Any(x => x.Name == "headwise_decode_duration_milliseconds_count"
-            && x.Labels.GetValueOrDefault("model") == model && x.Value == 3));
-        Assert.Equal("histogram", types["headwise_decode_duration_milliseconds"]);
-        Assert.Equal(3, samples.Single(s => s.Name == "headwise_decode_duration_milliseconds_count" && s.Labels.GetValueOrDefault("model") == model).Value);
-        Assert.Equal(3 * 2, samples.Single(s => s.Name == "headwise_decode_tokens_total" && s.Labels.GetValueOrDefault("model") == model).Value);
-        Assert.Equal(1, samples.Single(s => s.Name == "headwise_decode_sessions" && s.Labels.GetValueOrDefault("model") == model).Value);
+        var (types, samples) = await ScrapeUntil(s => s.Any(x => x.Name == "headwise_decode_duration_seconds_count"
+            && x.Labels.GetValueOrDefault("headwise_model") == model && x.Value == 3));
+        Assert.Equal("histogram", types["headwise_decode_duration_seconds"]);
+        Assert.Equal(3, samples.Single(s => s.Name == "headwise_decode_duration_seconds_count" && s.Labels.GetValueOrDefault("headwise_model") == model).Value);
+        Assert.Equal(3 * 2, samples.Single(s => s.Name == "headwise_decode_tokens_total" && s.Labels.GetValueOrDefault("headwise_model") == model).Value);
+        Assert.Equal(1, samples.Single(s => s.Name == "headwise_decode_sessions" && s.Labels.GetValueOrDefault("headwise_model") == model).Value);
         // The session's heads hold 6 tokens of K and V on the silos they live on.
         var cacheBytes = samples.Where(s => s.Name == "headwise_decode_cache_bytes").ToList();
-        Assert.All(cacheBytes, s => Assert.Matches(@"^127\.0\.0\.1:\d+$", s.Labels["silo"]));
+        Assert.All(cacheBytes, s => Assert.Matches(@"^127\.0\.0\.1:\d+$", s.Labels["headwise_silo"]));
         Assert.True(cacheBytes.Sum(s => s.Value) >= Spec.HeadCount * 2 * 6 * (Spec.ModelDim / Spec.HeadCount) * sizeof(float));
         Assert.Contains(samples, s => s.Name == "headwise_decode_cache_evictions_total");
 
         await client.CloseSessionAsync(session.Id);
-        (_, samples) = await ScrapeUntil(s => s.Any(x => x.Name == "headwise_decode_sessions" && x.Labels.GetValueOrDefault("model") == model && x.Value == 0));
-        Assert.Equal(0, samples.Single(s => s.Name == "headwise_decode_sessions" && s.Labels.GetValueOrDefault("model") == model).Value);
+        (_, samples) = await ScrapeUntil(s => s.Any(x => x.Name == "headwise_decode_sessions" && x.Labels.GetValueOrDefault("headwise_model") == model && x.Value == 0));
+        Assert.Equal(0, samples.Single(s => s.Name == "headwise_decode_sessions" && s.Labels.GetValueOrDefault("headwise_model") == model).Value);
     }
 
     /// <summary>

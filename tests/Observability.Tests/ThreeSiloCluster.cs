@@ -59,6 +59,8 @@ public sealed class ThreeSiloCluster : IAsyncLifetime
             $"--Headwise:GrpcPort={ports[2]}", $"--Headwise:WebPort={ports[3]}",
             $"--Headwise:PrimarySiloPort={(index == 0 ? 0 : _ports[0][0])}",
             "--Headwise:DemoModel=false",
+            // The metrics test reads the kernel label; Auto would pick the GPU kernel on a machine with CUDA.
+            "--Headwise:Kernel=Simd",
             "--Logging:LogLevel:Default=Warning",
         ];
         if (index == 2)

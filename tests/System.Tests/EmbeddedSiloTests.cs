@@ -20,7 +20,9 @@ public sealed class EmbeddedSiloTests
         Assert.Equal(12, rows.Count);
         Assert.Equal(Enumerable.Range(0, 12), rows.Select(r => int.Parse(r.Split('│')[1].Trim())).Order());
         Assert.All(rows, r => Assert.Contains($"127.0.0.1:{silo.SiloPort}", r));
-        Assert.All(rows, r => Assert.Contains("simd", r));
+        // Headwise__Kernel=Auto (appsettings.json, as the code's default): the GPU kernel where CUDA opens, else SIMD.
+        var kernels = rows.Select(r => Regex.Match(r, @"\b(simd|gpu-cuda)\b").Value).ToHashSet();
+        Assert.True(kernels.Count == 1 && !kernels.Contains(""), $"every head names one kernel, simd or gpu-cuda: {string.Join(" | ", rows)}");
         Assert.Matches("[0-9a-f]{32}", result.Out);
         Assert.Contains("Headwise silo ready", silo.Output);
     }

@@ -49,12 +49,25 @@ public sealed class ForwardCoordinator(
             PassMemoryBudget.Copies * (command.Input.LongLength + InputValidator.ResponseBytes(command, plan.Spec)), cancellationToken);
         using var telemetry = HeadwiseTelemetry.StartForward(layerKey, command, plan.Spec);
         ForwardResult result;
+        try
+        {
+            result = await PassWithReplans(layerKey, command, cancellationToken);
+        }
+        catch (Exception e) when (telemetry.Failed(e))
+        {
+            throw; // not reached: the filter records the failure on the span and lets the exception pass
+        }
+        telemetry.Complete(result);
+        return result;
+    }
+
+    private async Task<ForwardResult> PassWithReplans(string layerKey, ForwardCommand command, CancellationToken cancellationToken)
+    {
         for (int planned = 1; ; planned++)
         {
             try
             {
-                result = await HeadCallRetry.RunAsync(() => Pass(layerKey, command, cancellationToken), () => plans.Forget(layerKey), cancellationToken);
-                break;
+                return await HeadCallRetry.RunAsync(() => Pass(layerKey, command, cancellationToken), () => plans.Forget(layerKey), cancellationToken);
             }
             catch (StalePlanException) when (planned < MaxPlans)
             {
@@ -68,8 +81,6 @@ public sealed class ForwardCoordinator(
                 throw new HeadwiseException(ErrorCode.Unavailable, $"the weights of layer '{layerKey}' changed {MaxPlans} times during the pass; retry.");
             }
         }
-        telemetry.Complete(result);
-        return result;
     }
 
     // Each upload's switch can make a plan stale once; more than this many switches during one pass is a storm.

@@ -34,19 +34,26 @@ internal static class HeadAttention
         // than after the whole batch.
         int inputPer = work.Tokens * spec.ModelDim, outputPer = work.Tokens * shape.QueryWidth;
         int attentionPer = shape.QueryHeads * work.Tokens * work.Tokens;
-        for (int b = 0; b < work.Batch; b++)
+        try
         {
-            cancellationToken.ThrowIfCancellationRequested();
-            if (cancelled.IsCancelled(work.ForwardId))
-                throw new OperationCanceledException($"forward {work.ForwardId} was called off by its coordinator.");
-            var xb = x.Slice(b * inputPer, inputPer);
-            var zb = z.Slice(b * outputPer, outputPer);
-            var pb = probabilities.IsEmpty ? Span<float>.Empty : probabilities.Slice(b * attentionPer, attentionPer);
-            ReadOnlySpan<int> lb = work.Lengths.Length == 0 ? ReadOnlySpan<int>.Empty : work.Lengths.AsSpan(b, 1);
-            if (spec.HasRope && !kernel.SupportsRotary) // e.g. the GPU kernel: projections + rotary + the incremental path
-                IncrementalAttention.Forward(kernel, xb, 1, work.Tokens, lb, weights, options, rotary, zb, pb);
-            else
-                kernel.Attend(xb, 1, work.Tokens, lb, weights, options with { Rotary = rotary }, zb, pb);
+            for (int b = 0; b < work.Batch; b++)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                if (cancelled.IsCancelled(work.ForwardId))
+                    throw new OperationCanceledException($"forward {work.ForwardId} was called off by its coordinator.");
+                var xb = x.Slice(b * inputPer, inputPer);
+                var zb = z.Slice(b * outputPer, outputPer);
+                var pb = probabilities.IsEmpty ? Span<float>.Empty : probabilities.Slice(b * attentionPer, attentionPer);
+                ReadOnlySpan<int> lb = work.Lengths.Length == 0 ? ReadOnlySpan<int>.Empty : work.Lengths.AsSpan(b, 1);
+                if (spec.HasRope && !kernel.SupportsRotary) // e.g. the GPU kernel: projections + rotary + the incremental path
+                    IncrementalAttention.Forward(kernel, xb, 1, work.Tokens, lb, weights, options, rotary, zb, pb);
+                else
+                    kernel.Attend(xb, 1, work.Tokens, lb, weights, options with { Rotary = rotary }, zb, pb);
+            }
+        }
+        catch (Exception e) when (telemetry.Failed(e))
+        {
+            throw; // not reached: the filter records the failure on the span and lets the exception pass
         }
         double computeMs = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
         telemetry.Computed(computeMs, attentionBytes);

@@ -19,9 +19,12 @@ namespace Headwise.Grains.Telemetry;
 /// Spans: <see cref="ForwardSpan"/> in the coordinator, <see cref="HeadSpan"/> in each head grain, and
 /// <see cref="OutputProjectionSpan"/> for Concat(Z)·W_O. Orleans' call spans (activity propagation plus a listener
 /// on Microsoft.Orleans.Application) link them into one trace across silos.
-/// A span that ends without its scope's Complete/Computed call ends with status Error; the exception recorded
-/// is the last one thrown while that span was current (seen through AppDomain.FirstChanceException, so the
-/// grain code needs no try/catch for it).
+/// Names follow the OpenTelemetry semantic conventions: attributes are namespaced (headwise.model, headwise.layer,
+/// headwise.group, headwise.silo, headwise.kernel), durations are histograms in seconds named *.duration, and a failure
+/// is error.type (the <see cref="ErrorCode"/> of a HeadwiseException, else the exception's type). The code that fails
+/// hands its exception to the span it fails (<see cref="ForwardScope.Failed"/>, <see cref="HeadScope.Failed"/> from an
+/// exception filter, so the stack is not unwound first; <see cref="RecordFailure"/> from a catch block); a span that
+/// ends without its scope's Complete/Computed call and without an exception ends with status Error "did not complete".
 /// </remarks>
 public static class HeadwiseTelemetry
 {
@@ -41,19 +44,32 @@ public static class HeadwiseTelemetry
 
     public static readonly Meter Meter = new(Name);
 
-    // Milliseconds from tens of microseconds (a small head on SIMD) to seconds (the reference kernel, long sequences).
-    private static readonly double[] MillisecondBuckets =
-        [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000];
+    /// <summary>Metric attribute: the model's name.</summary>
+    public const string ModelAttribute = "headwise.model";
+    /// <summary>Metric attribute: the layer's index.</summary>
+    public const string LayerAttribute = "headwise.layer";
+    /// <summary>Metric attribute: the head group's index (one head grain per group).</summary>
+    public const string GroupAttribute = "headwise.group";
+    /// <summary>Metric attribute: a silo's endpoint ("127.0.0.1:11111").</summary>
+    public const string SiloAttribute = "headwise.silo";
+    /// <summary>Metric attribute: the kernel a head ran on ("simd", "gpu", "reference").</summary>
+    public const string KernelAttribute = "headwise.kernel";
+    /// <summary>The OpenTelemetry attribute of a failed operation: what kind of failure.</summary>
+    public const string ErrorTypeAttribute = "error.type";
 
-    /// <summary>Kernel time of one head group per forward pass. Tags: model, layer, group, silo, kernel.</summary>
-    public static readonly Histogram<double> HeadComputeMs = Meter.CreateHistogram<double>(
-        "headwise.head.compute", "ms", "Kernel time of one head group per forward pass", tags: null,
-        new InstrumentAdvice<double> { HistogramBucketBoundaries = MillisecondBuckets });
+    // Seconds from tens of microseconds (a small head on SIMD) to half a minute (the reference kernel, long sequences).
+    private static readonly double[] SecondBuckets =
+        [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 
-    /// <summary>Wall time of one forward pass in the coordinator. Tags: model, layer.</summary>
-    public static readonly Histogram<double> ForwardMs = Meter.CreateHistogram<double>(
-        "headwise.forward.duration", "ms", "Time of one forward pass in the coordinator", tags: null,
-        new InstrumentAdvice<double> { HistogramBucketBoundaries = MillisecondBuckets });
+    /// <summary>Kernel time of one head group per forward pass, seconds. Attributes: model, layer, group, silo, kernel.</summary>
+    public static readonly Histogram<double> HeadComputeDuration = Meter.CreateHistogram<double>(
+        "headwise.head.compute.duration", "s", "Kernel time of one head group per forward pass", tags: null,
+        new InstrumentAdvice<double> { HistogramBucketBoundaries = SecondBuckets });
+
+    /// <summary>Wall time of one forward pass in the coordinator, seconds; failed passes too, with error.type. Attributes: model, layer.</summary>
+    public static readonly Histogram<double> ForwardDuration = Meter.CreateHistogram<double>(
+        "headwise.forward.duration", "s", "Time of one forward pass in the coordinator", tags: null,
+        new InstrumentAdvice<double> { HistogramBucketBoundaries = SecondBuckets });
 
     /// <summary>Tokens (batch × tokens) per second of one forward pass. Tags: model, layer.</summary>
     public static readonly Histogram<double> ForwardTokensPerSecond = Meter.CreateHistogram<double>(
@@ -76,10 +92,11 @@ public static class HeadwiseTelemetry
     public static readonly UpDownCounter<long> ActiveForwards =
         Meter.CreateUpDownCounter<long>("headwise.forward.active", "{forward}", "Forward passes under way");
 
-    /// <summary>Wall time of one decode step in the session's coordinator (heads, W_O). Tags: model, layer.</summary>
-    public static readonly Histogram<double> DecodeMs = Meter.CreateHistogram<double>(
-        "headwise.decode.duration", "ms", "Time of one decode step in the session's coordinator", tags: null,
-        new InstrumentAdvice<double> { HistogramBucketBoundaries = MillisecondBuckets });
+    /// <summary>Wall time of one decode step in the session's coordinator (heads, W_O), seconds; failed steps too, with
+    /// error.type. Attributes: model, layer.</summary>
+    public static readonly Histogram<double> DecodeDuration = Meter.CreateHistogram<double>(
+        "headwise.decode.duration", "s", "Time of one decode step in the session's coordinator", tags: null,
+        new InstrumentAdvice<double> { HistogramBucketBoundaries = SecondBuckets });
 
     /// <summary>New tokens (batch × tokens) decode steps took in; prefills included. Tags: model, layer.</summary>
     public static readonly Counter<long> DecodeTokens =
@@ -98,20 +115,19 @@ public static class HeadwiseTelemetry
 
     /// <summary>Bytes of K/V held by a silo's decode caches. Tags: silo.</summary>
     public static readonly ObservableGauge<long> CacheBytes = Meter.CreateObservableGauge("headwise.decode.cache.bytes",
-        () => Caches.Select(c => new Measurement<long>(c.Key.Bytes, new KeyValuePair<string, object?>("silo", c.Value))), "By",
+        () => Caches.Select(c => new Measurement<long>(c.Key.Bytes, new KeyValuePair<string, object?>(SiloAttribute, c.Value))), "By",
         "Bytes of K/V held by this silo's decode caches");
 
     /// <summary>Decode caches a silo evicted for its byte cap or idleness. Tags: silo.</summary>
     public static readonly ObservableCounter<long> CacheEvictions = Meter.CreateObservableCounter("headwise.decode.cache.evictions",
-        () => Caches.Select(c => new Measurement<long>(c.Key.Evictions, new KeyValuePair<string, object?>("silo", c.Value))), "{cache}",
+        () => Caches.Select(c => new Measurement<long>(c.Key.Evictions, new KeyValuePair<string, object?>(SiloAttribute, c.Value))), "{cache}",
         "Decode caches evicted for the byte cap or idleness");
 
     /// <summary>Reports <paramref name="caches"/> under <paramref name="silo"/> for as long as it lives.</summary>
     public static void Track(SessionCaches caches, string silo) => Caches.AddOrUpdate(caches, silo);
 
-    private static readonly ConditionalWeakTable<Activity, Exception> LastException = new();
-
-    static HeadwiseTelemetry() => AppDomain.CurrentDomain.FirstChanceException += (_, e) => RememberException(e.Exception);
+    /// <summary>The attributes of a layer's measurements.</summary>
+    public static TagList LayerTags(string model, int layer) => new() { { ModelAttribute, model }, { LayerAttribute, layer } };
 
     /// <summary>Starts <see cref="ForwardSpan"/> for a pass of the layer "{model}/{layer}"; dispose it when the pass ends.</summary>
     public static ForwardScope StartForward(string layerKey, ForwardCommand command, AttentionSpec spec) => new(layerKey, command, spec);
@@ -143,29 +159,29 @@ public static class HeadwiseTelemetry
             : (key, -1);
     }
 
-    internal static void Fail(Activity? activity)
+    /// <summary>
+    /// Ends <paramref name="activity"/> as failed by <paramref name="exception"/>: status Error with its message, an
+    /// exception event, error.type. Returns false, so that it also serves as an exception filter
+    /// (<c>catch (Exception e) when (HeadwiseTelemetry.RecordFailure(activity, e))</c>) that records and catches nothing.
+    /// </summary>
+    public static bool RecordFailure(Activity? activity, Exception exception)
     {
-        if (activity is null) return;
-        LastException.TryGetValue(activity, out var exception);
-        activity.SetStatus(ActivityStatusCode.Error, exception?.Message ?? "did not complete");
-        if (exception is null) return;
+        if (activity is null) return false;
+        activity.SetStatus(ActivityStatusCode.Error, exception.Message);
         activity.AddException(exception);
-        if (exception is HeadwiseException headwise)
-            activity.SetTag("headwise.error_code", headwise.Code.ToString());
+        activity.SetTag(ErrorTypeAttribute, ErrorType(exception));
+        return false;
     }
 
-    private static void RememberException(Exception exception)
+    /// <summary>error.type of <paramref name="exception"/>: a HeadwiseException's code ("FailedPrecondition"), else the
+    /// exception's full type name: few distinct values, as metric attributes need.</summary>
+    public static string ErrorType(Exception exception) =>
+        exception is HeadwiseException headwise ? headwise.Code.ToString() : exception.GetType().FullName ?? "_OTHER";
+
+    // Ended without its success call and without an exception handed to it (a scope disposed early).
+    private static void EndIncomplete(Activity activity)
     {
-        // The nearest Headwise span in this flow: an exception that surfaces inside an Orleans call span still
-        // belongs to the forward pass around it.
-        for (var activity = Activity.Current; activity is not null; activity = activity.Parent)
-        {
-            if (ReferenceEquals(activity.Source, Source))
-            {
-                LastException.AddOrUpdate(activity, exception);
-                return;
-            }
-        }
+        if (activity.Status != ActivityStatusCode.Error) activity.SetStatus(ActivityStatusCode.Error, "did not complete");
     }
 
     /// <summary>
@@ -181,12 +197,13 @@ public static class HeadwiseTelemetry
         private readonly string _model;
         private readonly int _layer;
         private bool _completed;
+        private string? _errorType;
 
         internal ForwardScope(string layerKey, ForwardCommand command, AttentionSpec spec)
         {
             (_model, _layer) = SplitKey(layerKey);
             _tokens = (long)command.Batch * command.Tokens;
-            _tags = new TagList { { "model", _model }, { "layer", _layer } };
+            _tags = LayerTags(_model, _layer);
             ActiveForwards.Add(1, _tags);
 
             _activity = Source.StartActivity(ForwardSpan);
@@ -208,15 +225,15 @@ public static class HeadwiseTelemetry
         public void Complete(ForwardResult result)
         {
             _completed = true;
-            double ms = Stopwatch.GetElapsedTime(_started).TotalMilliseconds;
-            ForwardMs.Record(ms, _tags);
+            double seconds = Stopwatch.GetElapsedTime(_started).TotalSeconds;
+            ForwardDuration.Record(seconds, _tags);
             ForwardTokens.Add(_tokens, _tags);
-            if (ms > 0) ForwardTokensPerSecond.Record(_tokens / (ms / 1000.0), _tags);
+            if (seconds > 0) ForwardTokensPerSecond.Record(_tokens / seconds, _tags);
 
             long scattered = 0, gathered = 0;
             foreach (var silo in result.Silos)
             {
-                var siloTags = new TagList { { "model", _model }, { "layer", _layer }, { "silo", silo.Silo } };
+                var siloTags = new TagList { { ModelAttribute, _model }, { LayerAttribute, _layer }, { SiloAttribute, silo.Silo } };
                 if (silo.BytesSent > 0) ScatteredBytes.Add(silo.BytesSent, siloTags);
                 if (silo.BytesReceived > 0) GatheredBytes.Add(silo.BytesReceived, siloTags);
                 scattered += silo.BytesSent;
@@ -237,12 +254,28 @@ public static class HeadwiseTelemetry
             }
         }
 
+        /// <summary>
+        /// The pass failed with <paramref name="exception"/>: the span gets it, the duration is recorded with error.type.
+        /// Returns false, for an exception filter: <c>catch (Exception e) when (telemetry.Failed(e))</c>.
+        /// </summary>
+        public bool Failed(Exception exception)
+        {
+            _errorType = ErrorType(exception);
+            return RecordFailure(_activity, exception);
+        }
+
         public void Dispose()
         {
             ActiveForwards.Add(-1, _tags);
+            if (!_completed)
+            {
+                var tags = _tags;
+                tags.Add(ErrorTypeAttribute, _errorType ?? "_OTHER");
+                ForwardDuration.Record(Stopwatch.GetElapsedTime(_started).TotalSeconds, tags);
+            }
             if (_activity is null) return;
             RequestContext.Remove(ForwardStartKey);
-            if (!_completed) Fail(_activity);
+            if (!_completed) EndIncomplete(_activity);
             _activity.Dispose();
         }
     }
@@ -267,7 +300,7 @@ public static class HeadwiseTelemetry
             var (layerKey, group) = SplitKey(headKey);
             var (model, layer) = SplitKey(layerKey);
             _group = group;
-            _tags = new TagList { { "model", model }, { "layer", layer }, { "group", group }, { "silo", silo }, { "kernel", kernel } };
+            _tags = new TagList { { ModelAttribute, model }, { LayerAttribute, layer }, { GroupAttribute, group }, { SiloAttribute, silo }, { KernelAttribute, kernel } };
 
             _activity = Source.StartActivity(HeadSpan);
             if (_activity is not { IsAllDataRequested: true }) return;
@@ -290,7 +323,7 @@ public static class HeadwiseTelemetry
         public void Computed(double computeMs, byte[]? attention)
         {
             _completed = true;
-            HeadComputeMs.Record(computeMs, _tags);
+            HeadComputeDuration.Record(computeMs / 1000, _tags);
             if (_activity is not { IsAllDataRequested: true }) return;
             _activity.SetTag("headwise.compute_ms", Math.Round(computeMs, 3));
             if (attention is not null)
@@ -298,10 +331,13 @@ public static class HeadwiseTelemetry
                     AttentionPreview.FromFirstSequence(FloatBytes.AsFloats(attention), _work.Tokens, _shape.QueryHeads, _group * _shape.QueryHeads));
         }
 
+        /// <summary>The call failed with <paramref name="exception"/>; returns false, for an exception filter.</summary>
+        public bool Failed(Exception exception) => RecordFailure(_activity, exception);
+
         public void Dispose()
         {
             if (_activity is null) return;
-            if (!_completed) Fail(_activity);
+            if (!_completed) EndIncomplete(_activity);
             _activity.Dispose();
         }
 

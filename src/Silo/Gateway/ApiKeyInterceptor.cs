@@ -11,9 +11,11 @@ namespace Headwise.Silo.Gateway;
 /// that may go without the key are listed here, and every other method, including any added to the service later,
 /// needs it. Without a key: GetModel and ListModels (reads of public model descriptions) always; Forward, OpenSession,
 /// Decode and CloseSession (compute; a session id is itself a bearer token) only while Headwise__RequireKeyForForward
-/// is false. CreateModel, UploadWeights, DeleteModel, Rebalance and anything not listed always need the key. The gateway
-/// maps no health or reflection service; one added later needs the key until it is listed. A missing or wrong key is
-/// UNAUTHENTICATED. The key is compared in constant time and never logged.
+/// is false; grpc.health.v1's Check and Watch always (probes and load balancers carry no key, and the answer is one
+/// status word). CreateModel, UploadWeights, DeleteModel, Rebalance, gRPC reflection and anything not listed always need
+/// the key: reflection is for operators, who have it (grpcurl -H 'authorization: Bearer …' sends it on reflection calls
+/// too), and a service added later needs the key until it is listed. A missing or wrong key is UNAUTHENTICATED. The key is
+/// compared in constant time and never logged.
 /// </summary>
 public sealed class ApiKeyInterceptor : Interceptor
 {
@@ -21,7 +23,8 @@ public sealed class ApiKeyInterceptor : Interceptor
 
     /// <summary>Full gRPC method paths ("/headwise.v1.Attention/GetModel") that never need the key.</summary>
     public static readonly IReadOnlySet<string> OpenMethods = Paths(
-        nameof(V1.Attention.AttentionBase.GetModel), nameof(V1.Attention.AttentionBase.ListModels));
+            nameof(V1.Attention.AttentionBase.GetModel), nameof(V1.Attention.AttentionBase.ListModels))
+        .Union(["/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/Watch"]).ToHashSet(StringComparer.Ordinal);
 
     /// <summary>Full gRPC method paths that need the key only when Headwise__RequireKeyForForward is true.</summary>
     public static readonly IReadOnlySet<string> ComputeMethods = Paths(

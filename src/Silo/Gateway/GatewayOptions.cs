@@ -3,7 +3,8 @@ namespace Headwise.Silo.Gateway;
 /// <summary>
 /// Who may call the gRPC gateway, over what, and how many forward passes it runs at once; bound once from the
 /// "Headwise" section (Headwise__ApiKey, Headwise__RequireKeyForForward, Headwise__TlsCertificate,
-/// Headwise__TlsCertificatePassword, Headwise__MaxConcurrentForwards, Headwise__MaxConcurrentDecodes) and checked at start.
+/// Headwise__TlsCertificatePassword, Headwise__MaxConcurrentForwards, Headwise__MaxConcurrentDecodes, Headwise__Reflection) and
+/// checked at start.
 /// </summary>
 public sealed class GatewayOptions
 {
@@ -24,6 +25,15 @@ public sealed class GatewayOptions
 
     /// <summary>Most decode steps this silo's gateway runs at once; one more is RESOURCE_EXHAUSTED at once. 0: no limit.</summary>
     public int MaxConcurrentDecodes { get; set; } = 1024;
+
+    /// <summary>
+    /// Serve gRPC server reflection (grpc.reflection.v1 and v1alpha), so grpcurl lists and describes the services without
+    /// the .proto. Unset: on when the gRPC port listens on a loopback address only, off otherwise.
+    /// </summary>
+    public bool? Reflection { get; set; }
+
+    /// <summary>Whether reflection is served on a gRPC port bound to <paramref name="listenAddress"/>.</summary>
+    public bool ServesReflection(System.Net.IPAddress listenAddress) => Reflection ?? System.Net.IPAddress.IsLoopback(listenAddress);
 
     /// <summary>Every problem with these settings, each naming its Headwise__ variable; empty when usable.</summary>
     public IReadOnlyList<string> Problems()

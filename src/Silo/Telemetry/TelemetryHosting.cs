@@ -12,7 +12,8 @@ namespace Headwise.Silo.Telemetry;
 /// Everything a silo traces and measures, and where it goes: spans of the Headwise source, Orleans' application
 /// call spans (which carry the trace from silo to silo) and the gRPC gateway's requests; the Headwise meter. Traces go
 /// to the in-memory ring (<see cref="RecentTraces"/>) and, when OTEL_EXPORTER_OTLP_ENDPOINT is set, to OTLP; metrics to
-/// the Prometheus scrape endpoint and OTLP. Also adds the Orleans Dashboard's silo services.
+/// the Prometheus scrape endpoint and OTLP. OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG choose the sampler
+/// (<see cref="ConfiguredSampler"/>). Also adds the Orleans Dashboard's silo services.
 /// </summary>
 public static class TelemetryHosting
 {
@@ -25,7 +26,8 @@ public static class TelemetryHosting
     {
         var section = builder.Configuration.GetSection(TelemetryOptions.Section);
         var options = section.Get<TelemetryOptions>() ?? new TelemetryOptions();
-        var problems = options.Problems();
+        var sampler = ConfiguredSampler.From(builder.Configuration, out var samplerProblems);
+        var problems = options.Problems().Concat(samplerProblems).ToList();
         if (problems.Count > 0)
             throw new InvalidOperationException("Headwise configuration is not usable:\n  " + string.Join("\n  ", problems));
         builder.Services.Configure<TelemetryOptions>(section);
@@ -45,7 +47,7 @@ public static class TelemetryHosting
             })
             .WithTracing(tracing =>
             {
-                tracing.SetSampler(new QuietSampler());
+                tracing.SetSampler(new QuietSampler(sampler));
                 tracing.AddSource(HeadwiseTelemetry.Name, OrleansApplicationSource);
                 if (options.OrleansRuntimeSpans) tracing.AddSource(OrleansRuntimeSource);
                 // Only the gateway's gRPC calls: the dashboard's polling and /metrics scrapes are not worth a trace.
