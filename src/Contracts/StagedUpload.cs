@@ -38,9 +38,22 @@ public sealed class StagedUpload : IAsyncDisposable
     public async Task StageLayerAsync(LayerWeights weights, CancellationToken cancellationToken = default)
     {
         var layer = _grains.GetGrain<ILayerGrain>(GrainKeys.Layer(Model, weights.Layer));
+        // An upload the catalog has closed (its lease ran out) stages nothing more: what it staged now would stay.
+        await Catalog.TouchUpload(Model, Id).WaitAsync(cancellationToken);
         foreach (var group in weights.Groups)
             await layer.StageGroup(Id, group).WaitAsync(cancellationToken);
         await layer.StageLayer(Id, weights.OutputBias).WaitAsync(cancellationToken);
+        await Catalog.TouchUpload(Model, Id).WaitAsync(cancellationToken);
+    }
+
+    private long _touched = System.Diagnostics.Stopwatch.GetTimestamp();
+
+    /// <summary>Tells the catalog the upload is making progress (bytes arriving), at most once a second: a layer that
+    /// takes longer than the lease to arrive is not taken for an abandoned upload.</summary>
+    public async Task ProgressAsync(CancellationToken cancellationToken = default)
+    {
+        if (System.Diagnostics.Stopwatch.GetElapsedTime(_touched) < TimeSpan.FromSeconds(1)) return;
+        _touched = System.Diagnostics.Stopwatch.GetTimestamp();
         await Catalog.TouchUpload(Model, Id).WaitAsync(cancellationToken);
     }
 

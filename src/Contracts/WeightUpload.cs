@@ -25,8 +25,11 @@ public static class WeightUpload
         await using var upload = await StagedUpload.BeginAsync(grains, model, cancellationToken);
         var file = new StreamedSafetensors(upload.Spec, layout, prefix, maxBytes);
         await foreach (var chunk in chunks.WithCancellation(cancellationToken))
+        {
+            await upload.ProgressAsync(cancellationToken);
             foreach (var layer in file.Accept(chunk.Span))
                 await upload.StageLayerAsync(layer, cancellationToken);
+        }
         file.Finish();
         return await upload.CommitAsync(cancellationToken);
     }

@@ -18,4 +18,7 @@ public sealed class CatalogEntry
     [Id(2)] public WeightsVersion Committed { get; set; } = WeightsVersion.None;
     /// <summary>Uploads begun and not yet committed or aborted, with the time each last made progress (UTC).</summary>
     [Id(3)] public Dictionary<Guid, DateTime> Uploads { get; set; } = [];
+    /// <summary>Uploads closed without a commit, with when: the catalog's timer drops their staged weights again on every
+    /// tick until every layer has, and for a lease after (a stage under way when the upload was closed lands late).</summary>
+    [Id(4)] public Dictionary<Guid, DateTime> Abandoned { get; set; } = [];
 }

@@ -21,7 +21,7 @@ public sealed class ModelCatalogGrain(
     public override Task OnActivateAsync(CancellationToken cancellationToken)
     {
         // Uploads whose uploader died with a silo are found here after the catalog moved too.
-        if (state.State.Models.Values.Any(m => m.Uploads.Count > 0)) StartSweeping();
+        if (state.State.Models.Values.Any(m => m.Uploads.Count > 0 || m.Abandoned.Count > 0)) StartSweeping();
         return Task.CompletedTask;
     }
 
@@ -135,8 +135,11 @@ public sealed class ModelCatalogGrain(
     public async Task AbortUpload(string name, Guid upload)
     {
         if (!state.State.Models.TryGetValue(name, out var entry) || entry.Committed.Upload == upload) return;
-        if (entry.Uploads.Remove(upload)) await state.WriteStateAsync();
         // Also when the lease had expired already: an uploader that went on staging after the sweep left more behind.
+        entry.Uploads.Remove(upload);
+        entry.Abandoned[upload] = DateTime.UtcNow;
+        await state.WriteStateAsync();
+        StartSweeping();
         await AbortLayers(name, entry, upload);
     }
 
@@ -158,25 +161,36 @@ public sealed class ModelCatalogGrain(
         var expired = state.State.Models
             .SelectMany(m => m.Value.Uploads.Where(u => now - u.Value > Lease).Select(u => (Name: m.Key, Entry: m.Value, Upload: u.Key)))
             .ToList();
-        if (expired.Count > 0)
+        foreach (var (name, entry, upload) in expired)
         {
-            foreach (var (_, entry, upload) in expired) entry.Uploads.Remove(upload);
-            await state.WriteStateAsync(cancellationToken);
-            foreach (var (name, entry, upload) in expired)
+            logger.LogWarning("Upload {Upload} of model {Model} made no progress for {Lease}; its staged weights are dropped.", upload, name, Lease);
+            entry.Uploads.Remove(upload);
+            entry.Abandoned[upload] = now;
+        }
+        if (expired.Count > 0) await state.WriteStateAsync(cancellationToken);
+
+        // Dropped only once every layer confirms: a layer whose heads are on a silo not yet declared dead fails now and
+        // is asked again on the next tick, so a killed uploader leaves nothing staged for good.
+        bool dropped = false;
+        foreach (var (name, entry) in state.State.Models)
+        {
+            foreach (var (upload, since) in entry.Abandoned.ToList())
             {
-                logger.LogWarning("Upload {Upload} of model {Model} made no progress for {Lease}; its staged weights are dropped.", upload, name, Lease);
                 try
                 {
                     await AbortLayers(name, entry, upload);
+                    if (now - since <= Lease) continue;
+                    entry.Abandoned.Remove(upload);
+                    dropped = true;
                 }
                 catch (Exception exception)
                 {
-                    // Storage or a silo is down: the staged weights stay until the layer is next aborted or deleted.
-                    logger.LogWarning(exception, "Dropping the staged weights of upload {Upload} failed.", upload);
+                    logger.LogWarning(exception, "Dropping the staged weights of upload {Upload} of model {Model} failed; trying again.", upload, name);
                 }
             }
         }
-        if (!state.State.Models.Values.Any(m => m.Uploads.Count > 0))
+        if (dropped) await state.WriteStateAsync(cancellationToken);
+        if (!state.State.Models.Values.Any(m => m.Uploads.Count > 0 || m.Abandoned.Count > 0))
         {
             _sweep?.Dispose();
             _sweep = null;
