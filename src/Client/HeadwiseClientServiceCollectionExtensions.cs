@@ -11,11 +11,4 @@ public static class HeadwiseClientServiceCollectionExtensions
     /// </summary>
     public static IServiceCollection AddHeadwiseClient(this IServiceCollection services, Uri? address = null) =>
         services.AddSingleton<IAttentionClient>(_ => new GrpcAttentionClient(address ?? GrpcAttentionClient.DefaultAddress));
-
-    /// <summary>
-    /// Registers the Orleans transport; the application must also configure an Orleans client
-    /// (<c>UseOrleansClient</c>) so that an <see cref="IClusterClient"/> is available.
-    /// </summary>
-    public static IServiceCollection AddHeadwiseOrleansClient(this IServiceCollection services) =>
-        services.AddSingleton<IAttentionClient>(sp => new OrleansAttentionClient(sp.GetRequiredService<IClusterClient>()));
 }
