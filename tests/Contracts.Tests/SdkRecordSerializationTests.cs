@@ -13,7 +13,7 @@ public sealed class SdkRecordSerializationTests
 {
     private static readonly Serializer Serializer = new ServiceCollection().AddSerializer().BuildServiceProvider().GetRequiredService<Serializer>();
 
-    private static T RoundTrip<T>(T value) => Serializer.Deserialize<T>(Serializer.SerializeToArray(value));
+    private static T RoundTrip<T>(T value) => Serializer.Deserialize<T>(Serializer.SerializeToArray(value))!;
 
     [Fact]
     public void AttentionSpec_and_ModelDescription_keep_every_field()
