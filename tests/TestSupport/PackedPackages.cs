@@ -29,12 +29,16 @@ public static class PackedPackages
     }
 
     /// <summary>
-    /// A nuget.config that reads packages only from <paramref name="sources"/>: nothing from the network, and no
-    /// package of the same id and version from anywhere else can stand in for the one just packed.
+    /// A nuget.config that reads packages only from <paramref name="packages"/> (the Headwise.* ones) and
+    /// <paramref name="others"/> (every other id): nothing from the network, and no package of the same id and version
+    /// from anywhere else (a global packages folder that once restored Headwise.Client) can stand in for the one just packed.
     /// </summary>
-    public static string WriteIsolatedNuGetConfig(string directory, params string[] sources)
+    public static string WriteIsolatedNuGetConfig(string directory, string packages, params string[] others)
     {
+        string[] sources = [packages, .. others];
         var adds = sources.Select((source, i) => $"    <add key=\"source{i}\" value=\"{System.Security.SecurityElement.Escape(source)}\" />");
+        var mappings = sources.Select((_, i) =>
+            $"    <packageSource key=\"source{i}\"><package pattern=\"{(i == 0 ? "Headwise.*" : "*")}\" /></packageSource>");
         string path = System.IO.Path.Combine(directory, "nuget.config");
         File.WriteAllText(path, $"""
             <?xml version="1.0" encoding="utf-8"?>
@@ -43,6 +47,9 @@ public static class PackedPackages
                 <clear />
             {string.Join("\n", adds)}
               </packageSources>
+              <packageSourceMapping>
+            {string.Join("\n", mappings)}
+              </packageSourceMapping>
             </configuration>
             """);
         return path;
