@@ -9,12 +9,14 @@ WORKDIR /build
 # Restore from the project files alone, so this layer is rebuilt only when a package or reference changes.
 COPY global.json Directory.Build.props Directory.Packages.props ./
 COPY src/Kernels/Headwise.Kernels.csproj src/Kernels/
+COPY src/Client/Headwise.Client.csproj src/Client/
 COPY src/Contracts/Headwise.Contracts.csproj src/Contracts/
 COPY src/Grains/Headwise.Grains.csproj src/Grains/
 COPY src/Silo/Headwise.Silo.csproj src/Silo/
 RUN dotnet restore src/Silo/Headwise.Silo.csproj
 
 COPY src/Kernels/ src/Kernels/
+COPY src/Client/ src/Client/
 COPY src/Contracts/ src/Contracts/
 COPY src/Grains/ src/Grains/
 COPY src/Silo/ src/Silo/

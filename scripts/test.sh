@@ -24,6 +24,10 @@ fi
 log=$(mktemp)
 dotnet restore Cluster.sln 2>&1 | tail -n 3
 dotnet build Cluster.sln --no-restore 2>&1 | tail -n 3
+# The NuGet packages (Headwise.Client, Headwise.Client.Orleans, the Headwise.Cli tool), packed once from this build:
+# tests install the tool from artifacts/packages and restore an application against the client package.
+rm -rf artifacts/packages
+dotnet pack Cluster.sln -c Debug --no-build -o artifacts/packages 2>&1 | tail -n 3
 # One test project at a time: several start silo processes, and 2 cores shared by all of them make timings flaky.
 # The minutes-long soak (Category=Soak) is run on purpose, not on every change: see docs/reliability.md.
 dotnet test Cluster.sln --no-build -m:1 --filter "Category!=Soak" 2>&1 | tee "$log"

@@ -8,7 +8,10 @@ namespace Headwise.Client;
 
 /// <summary>
 /// <see cref="IAttentionClient"/> over gRPC: reaches any silo's gateway (default http://127.0.0.1:5070) from
-/// any network. Server errors arrive as <see cref="HeadwiseException"/> with the status mapped to an <see cref="ErrorCode"/>.
+/// any network. Server errors arrive as <see cref="HeadwiseException"/> with the status mapped one-to-one to an
+/// <see cref="ErrorCode"/>: a call past its deadline is <see cref="ErrorCode.DeadlineExceeded"/>, one the server or the
+/// transport cancelled is <see cref="ErrorCode.Cancelled"/>, and neither is retried. A call whose own token was cancelled
+/// throws <see cref="OperationCanceledException"/> carrying that token, as .NET callers expect.
 /// </summary>
 public sealed class GrpcAttentionClient : IAttentionClient
 {
@@ -19,41 +22,47 @@ public sealed class GrpcAttentionClient : IAttentionClient
     private readonly GrpcChannel _channel;
     private readonly bool _ownsChannel;
     private readonly Proto.Attention.AttentionClient _client;
+    private readonly TimeSpan? _deadline;
 
     /// <summary>
     /// Connects to the gateway at <paramref name="address"/> (http:// for cleartext HTTP/2, https:// for TLS), with
-    /// the API key from HEADWISE_API_KEY if set and retries of idempotent calls on UNAVAILABLE.
+    /// the API key from HEADWISE_API_KEY if set, a 30 s deadline per call and retries of idempotent calls on UNAVAILABLE.
     /// </summary>
     public GrpcAttentionClient(Uri address) : this(address, new GrpcAttentionClientOptions())
     {
     }
 
     /// <summary>Connects to the gateway at <paramref name="address"/> with an API key, retries and handler of the caller's choosing.</summary>
-    public GrpcAttentionClient(Uri address, GrpcAttentionClientOptions options) : this(options.CreateChannel(address), ownsChannel: true)
+    public GrpcAttentionClient(Uri address, GrpcAttentionClientOptions options)
+        : this(options.CreateChannel(address), ownsChannel: true, options.CallDeadline())
     {
     }
 
-    /// <summary>Uses a channel the caller configured (TLS, handlers) and keeps owning.</summary>
-    public GrpcAttentionClient(GrpcChannel channel) : this(channel, ownsChannel: false)
+    /// <summary>Uses a channel the caller configured (TLS, handlers) and keeps owning; calls get the 30 s default deadline.</summary>
+    public GrpcAttentionClient(GrpcChannel channel) : this(channel, ownsChannel: false, GrpcAttentionClientOptions.DefaultCallDeadline)
     {
     }
 
-    private GrpcAttentionClient(GrpcChannel channel, bool ownsChannel)
+    private GrpcAttentionClient(GrpcChannel channel, bool ownsChannel, TimeSpan? deadline)
     {
         _channel = channel;
         _ownsChannel = ownsChannel;
+        _deadline = deadline;
         _client = new Proto.Attention.AttentionClient(channel);
     }
 
+    /// <summary>The deadline of a call starting now; null when the options turned deadlines off.</summary>
+    private DateTime? Deadline() => _deadline is { } span ? DateTime.UtcNow + span : null;
+
     /// <inheritdoc />
     public Task<ModelDescription> CreateModelAsync(string name, AttentionSpec spec, CancellationToken cancellationToken = default) =>
-        Call(async () => GrpcMapping.FromProto(await _client.CreateModelAsync(
-            new Proto.CreateModelRequest { Name = name, Spec = GrpcMapping.ToProto(spec) }, cancellationToken: cancellationToken)));
+        Call(cancellationToken, async () => GrpcMapping.FromProto(await _client.CreateModelAsync(
+            new Proto.CreateModelRequest { Name = name, Spec = GrpcMapping.ToProto(spec) }, deadline: Deadline(), cancellationToken: cancellationToken)));
 
     /// <inheritdoc />
     public Task<ModelDescription> UploadWeightsAsync(string model, Stream safetensors, WeightLayout layout, string prefix,
         CancellationToken cancellationToken = default) =>
-        Call(async () =>
+        Call(cancellationToken, async () =>
         {
             using var call = _client.UploadWeights(cancellationToken: cancellationToken);
             try
@@ -77,31 +86,31 @@ public sealed class GrpcAttentionClient : IAttentionClient
 
     /// <inheritdoc />
     public Task<ModelDescription> GetModelAsync(string name, CancellationToken cancellationToken = default) =>
-        Call(async () => GrpcMapping.FromProto(await _client.GetModelAsync(new Proto.GetModelRequest { Name = name }, cancellationToken: cancellationToken)));
+        Call(cancellationToken, async () => GrpcMapping.FromProto(await _client.GetModelAsync(new Proto.GetModelRequest { Name = name }, deadline: Deadline(), cancellationToken: cancellationToken)));
 
     /// <inheritdoc />
     public Task<IReadOnlyList<ModelDescription>> ListModelsAsync(CancellationToken cancellationToken = default) =>
-        Call<IReadOnlyList<ModelDescription>>(async () =>
-            (await _client.ListModelsAsync(new Proto.ListModelsRequest(), cancellationToken: cancellationToken)).Models.Select(GrpcMapping.FromProto).ToArray());
+        Call<IReadOnlyList<ModelDescription>>(cancellationToken, async () =>
+            (await _client.ListModelsAsync(new Proto.ListModelsRequest(), deadline: Deadline(), cancellationToken: cancellationToken)).Models.Select(GrpcMapping.FromProto).ToArray());
 
     /// <inheritdoc />
     public Task DeleteModelAsync(string name, CancellationToken cancellationToken = default) =>
-        Call(async () => await _client.DeleteModelAsync(new Proto.DeleteModelRequest { Name = name }, cancellationToken: cancellationToken));
+        Call(cancellationToken, async () => await _client.DeleteModelAsync(new Proto.DeleteModelRequest { Name = name }, deadline: Deadline(), cancellationToken: cancellationToken));
 
     /// <inheritdoc />
     public Task<int> RebalanceAsync(string? model = null, CancellationToken cancellationToken = default) =>
-        Call(async () => (await _client.RebalanceAsync(new Proto.RebalanceRequest { Model = model ?? "" }, cancellationToken: cancellationToken)).Moved);
+        Call(cancellationToken, async () => (await _client.RebalanceAsync(new Proto.RebalanceRequest { Model = model ?? "" }, deadline: Deadline(), cancellationToken: cancellationToken)).Moved);
 
     /// <inheritdoc />
     public Task<AttentionOutput> ForwardAsync(string model, AttentionInput input, CancellationToken cancellationToken = default) =>
-        Call(async () => GrpcMapping.FromProto(await _client.ForwardAsync(GrpcMapping.ToProto(model, input), cancellationToken: cancellationToken)));
+        Call(cancellationToken, async () => GrpcMapping.FromProto(await _client.ForwardAsync(GrpcMapping.ToProto(model, input), deadline: Deadline(), cancellationToken: cancellationToken)));
 
     /// <inheritdoc />
     public Task<DecodeSession> OpenSessionAsync(string model, int layer = 0, int maxTokens = 0, CancellationToken cancellationToken = default) =>
-        Call(async () =>
+        Call(cancellationToken, async () =>
         {
             var response = await _client.OpenSessionAsync(new Proto.OpenSessionRequest { Model = model, Layer = layer, MaxTokens = maxTokens },
-                cancellationToken: cancellationToken);
+                deadline: Deadline(), cancellationToken: cancellationToken);
             return new DecodeSession(response.Session, response.MaxTokens);
         });
 
@@ -114,11 +123,11 @@ public sealed class GrpcAttentionClient : IAttentionClient
         Decode(new Proto.DecodeRequest { Session = session, Input = GrpcMapping.ToProto(input), ExpectedPosition = expectedPosition }, cancellationToken);
 
     private Task<DecodeOutput> Decode(Proto.DecodeRequest request, CancellationToken cancellationToken) =>
-        Call(async () => GrpcMapping.FromProto(await _client.DecodeAsync(request, cancellationToken: cancellationToken)));
+        Call(cancellationToken, async () => GrpcMapping.FromProto(await _client.DecodeAsync(request, deadline: Deadline(), cancellationToken: cancellationToken)));
 
     /// <inheritdoc />
     public Task CloseSessionAsync(string session, CancellationToken cancellationToken = default) =>
-        Call(async () => await _client.CloseSessionAsync(new Proto.CloseSessionRequest { Session = session }, cancellationToken: cancellationToken));
+        Call(cancellationToken, async () => await _client.CloseSessionAsync(new Proto.CloseSessionRequest { Session = session }, deadline: Deadline(), cancellationToken: cancellationToken));
 
     /// <inheritdoc />
     public ValueTask DisposeAsync()
@@ -127,13 +136,17 @@ public sealed class GrpcAttentionClient : IAttentionClient
         return ValueTask.CompletedTask;
     }
 
-    private static async Task<T> Call<T>(Func<Task<T>> call)
+    private static async Task<T> Call<T>(CancellationToken cancellationToken, Func<Task<T>> call)
     {
         try
         {
             return await call();
         }
-        catch (RpcException exception) when (exception.StatusCode != StatusCode.Cancelled)
+        catch (RpcException exception) when (exception.StatusCode == StatusCode.Cancelled && cancellationToken.IsCancellationRequested)
+        {
+            throw new OperationCanceledException("the call was cancelled by its caller.", exception, cancellationToken);
+        }
+        catch (RpcException exception)
         {
             throw new HeadwiseException(exception.StatusCode.ToErrorCode(), exception.Status.Detail, exception);
         }

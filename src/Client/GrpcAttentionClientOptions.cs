@@ -6,13 +6,31 @@ using Grpc.Net.Client.Configuration;
 namespace Headwise.Client;
 
 /// <summary>
-/// How <see cref="GrpcAttentionClient"/> reaches a gateway: the API key it sends, how it retries idempotent calls,
-/// and optionally the HTTP handler (for TLS settings such as a private certificate authority).
+/// How <see cref="GrpcAttentionClient"/> reaches a gateway: its address, the API key it sends, how long a call may take,
+/// how it retries idempotent calls, and optionally the HTTP handler (for TLS settings such as a private certificate
+/// authority). Every property but <see cref="HttpHandler"/> binds from configuration
+/// (<c>AddHeadwiseClient(configuration.GetSection("Headwise"))</c>: <c>Address</c>, <c>ApiKey</c>, <c>DefaultDeadline</c>
+/// as <c>00:00:30</c>, <c>MaxAttempts</c>, <c>InitialBackoff</c>, <c>MaxBackoff</c>).
 /// </summary>
 public sealed class GrpcAttentionClientOptions
 {
     /// <summary>The environment variable the key is read from when <see cref="ApiKey"/> is not given.</summary>
     public const string ApiKeyVariable = "HEADWISE_API_KEY";
+
+    /// <summary>The default deadline of a call: <see cref="DefaultDeadline"/>'s default.</summary>
+    public static readonly TimeSpan DefaultCallDeadline = TimeSpan.FromSeconds(30);
+
+    /// <summary>The gateway, http:// for cleartext HTTP/2 or https:// for TLS; default <see cref="GrpcAttentionClient.DefaultAddress"/>.
+    /// Used by the dependency-injection registration; the constructors take the address as an argument.</summary>
+    public Uri? Address { get; set; }
+
+    /// <summary>
+    /// How long each call except an upload may take, retries included, before it fails with
+    /// <see cref="Headwise.Contracts.ErrorCode.DeadlineExceeded"/> (the gateway stops the work too); default 30 s. Null or
+    /// <see cref="Timeout.InfiniteTimeSpan"/>: no deadline. An upload has none: its length is the file's; cancel its token to stop it.
+    /// The caller's token can still end any call earlier, which surfaces as <see cref="OperationCanceledException"/>.
+    /// </summary>
+    public TimeSpan? DefaultDeadline { get; set; } = DefaultCallDeadline;
 
     /// <summary>Sent as `authorization: Bearer &lt;key&gt;` on every call; default: $HEADWISE_API_KEY, else none.</summary>
     public string? ApiKey { get; set; } = Environment.GetEnvironmentVariable(ApiKeyVariable);
@@ -35,6 +53,15 @@ public sealed class GrpcAttentionClientOptions
 
     /// <summary>The idempotent RPCs that are retried; a repeated Forward computes the same Y again.</summary>
     public static readonly IReadOnlyList<string> IdempotentMethods = ["Forward", "GetModel", "ListModels"];
+
+    /// <summary><see cref="DefaultDeadline"/> checked: null for none, else a positive span.</summary>
+    internal TimeSpan? CallDeadline()
+    {
+        if (DefaultDeadline is not { } deadline || deadline == Timeout.InfiniteTimeSpan) return null;
+        if (deadline <= TimeSpan.Zero)
+            throw new ArgumentOutOfRangeException(nameof(DefaultDeadline), deadline, "a positive span, or null for no deadline");
+        return deadline;
+    }
 
     internal GrpcChannel CreateChannel(Uri address)
     {

@@ -5,7 +5,7 @@ namespace Headwise.Client;
 /// <summary>
 /// Everything an application does with Headwise: manage models, upload their weights, run attention.
 /// Two transports implement it alike: <see cref="GrpcAttentionClient"/> (any network, any gRPC peer) and
-/// <see cref="OrleansAttentionClient"/> (an Orleans client inside the cluster's network).
+/// OrleansAttentionClient (package Headwise.Client.Orleans: an Orleans client inside the cluster's network).
 /// Failures surface as <see cref="HeadwiseException"/> with an <see cref="ErrorCode"/>.
 /// </summary>
 public interface IAttentionClient : IAsyncDisposable

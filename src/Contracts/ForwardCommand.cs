@@ -24,40 +24,6 @@ public sealed record ForwardCommand
     [Id(8)] public bool Bf16Wire { get; init; }
 }
 
-/// <summary>What one head group did for a forward pass.</summary>
-[GenerateSerializer, Immutable, Alias("headwise.head-report")]
-public sealed record HeadReport
-{
-    [Id(0)] public required int Group { get; init; }
-    /// <summary>The query heads the group computed.</summary>
-    [Id(1)] public required int[] Heads { get; init; }
-    /// <summary>The silo the head grain ran on.</summary>
-    [Id(2)] public required string Silo { get; init; }
-    /// <summary>The kernel that computed it ("simd", "reference", …).</summary>
-    [Id(3)] public required string Kernel { get; init; }
-    /// <summary>Time inside the kernel.</summary>
-    [Id(4)] public double ComputeMs { get; init; }
-    /// <summary>Time of the whole call as the coordinator saw it (queueing and network included).</summary>
-    [Id(5)] public double CallMs { get; init; }
-    /// <summary>Bytes of X the head's silo received over the network for this pass (shared by the heads of that silo; 0 on the coordinator's silo).</summary>
-    [Id(6)] public long InputBytes { get; init; }
-    /// <summary>Bytes of this head's Z that crossed the network back to the coordinator (0 on the coordinator's silo).</summary>
-    [Id(7)] public long OutputBytes { get; init; }
-}
-
-/// <summary>What one forward pass sent to and received from one silo.</summary>
-[GenerateSerializer, Immutable, Alias("headwise.silo-traffic")]
-public sealed record SiloTraffic
-{
-    [Id(0)] public required string Silo { get; init; }
-    /// <summary>Head groups of the layer on that silo.</summary>
-    [Id(1)] public required int Groups { get; init; }
-    /// <summary>Bytes of X sent to the silo (0 for the coordinator's own silo).</summary>
-    [Id(2)] public long BytesSent { get; init; }
-    /// <summary>Bytes of Z (and attention, when asked for) received from the silo.</summary>
-    [Id(3)] public long BytesReceived { get; init; }
-}
-
 /// <summary>The answer to a <see cref="ForwardCommand"/>.</summary>
 [GenerateSerializer, Immutable, Alias("headwise.forward-result")]
 public sealed record ForwardResult

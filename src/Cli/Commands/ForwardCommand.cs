@@ -11,7 +11,7 @@ namespace Headwise.Cli.Commands;
 /// <summary>
 /// <c>headwise forward --model NAME (--tokens T [--seed S] [--batch B] | --input FILE) [--layer L] [--causal] [--out FILE]</c>:
 /// runs one attention layer and shows, per head group, the silo and kernel that computed it and how long it took.
-/// (The CLI verb; not <see cref="Contracts.ForwardCommand"/>, the message the coordinator grain receives.)
+/// (The CLI verb; not Headwise.Contracts.ForwardCommand, the message the coordinator grain receives.)
 /// </summary>
 internal static class ForwardCommand
 {

@@ -13,7 +13,7 @@ public static class SessionIds
     public static string New() => Guid.NewGuid().ToString("N");
 
     /// <summary>
-    /// The key of the session's <see cref="IDecodeSessionGrain"/>: the first 32 hex digits of SHA-256 of the id. Not a
+    /// The key of the session's decode session grain: the first 32 hex digits of SHA-256 of the id. Not a
     /// secret: a gateway hashes whatever id it is sent, so knowing the digest does not let anyone reach the session.
     /// </summary>
     public static string GrainKey(string session) =>

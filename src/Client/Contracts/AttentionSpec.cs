@@ -4,33 +4,32 @@ namespace Headwise.Contracts;
 /// The shape of a model's attention layers. Zero means "the default" for the optional fields, as in the
 /// gRPC contract; <see cref="Resolve"/> fills the defaults in and checks that the numbers fit together.
 /// </summary>
-[GenerateSerializer, Immutable, Alias("headwise.spec")]
 public sealed record AttentionSpec
 {
     /// <summary>D: the width of a token's input and output row.</summary>
-    [Id(0)] public int ModelDim { get; init; }
+    public int ModelDim { get; init; }
     /// <summary>Hq: query heads per layer.</summary>
-    [Id(1)] public int HeadCount { get; init; }
+    public int HeadCount { get; init; }
     /// <summary>Hkv: key/value heads per layer; 0 means <see cref="HeadCount"/> (plain MHA). Must divide it.</summary>
-    [Id(2)] public int KvHeadCount { get; init; }
+    public int KvHeadCount { get; init; }
     /// <summary>dh: width of one head; 0 means ModelDim / HeadCount.</summary>
-    [Id(3)] public int HeadDim { get; init; }
+    public int HeadDim { get; init; }
     /// <summary>Number of attention layers; 0 means 1.</summary>
-    [Id(4)] public int LayerCount { get; init; }
+    public int LayerCount { get; init; }
     /// <summary>Whether the Q, K and V projections have biases, and the output projection too unless <see cref="OutputBias"/> says otherwise.</summary>
-    [Id(5)] public bool Bias { get; init; }
+    public bool Bias { get; init; }
     /// <summary>Multiplies Q·Kᵀ; 0 means 1/√dh.</summary>
-    [Id(6)] public float Scale { get; init; }
+    public float Scale { get; init; }
     /// <summary>Sliding window: query i sees keys j &gt; i − Window; 0 means none.</summary>
-    [Id(7)] public int Window { get; init; }
+    public int Window { get; init; }
     /// <summary>RoPE base θ (10000 in Llama); 0 means no rotary position embedding.</summary>
-    [Id(8)] public float RopeTheta { get; init; }
+    public float RopeTheta { get; init; }
     /// <summary>Leading dimensions of each head that RoPE rotates (even); 0 means all of head_dim when RoPE is on.</summary>
-    [Id(9)] public int RopeDim { get; init; }
+    public int RopeDim { get; init; }
     /// <summary>Whether the output projection has a bias b_O; null means the same as <see cref="Bias"/>. Qwen2: Bias true, OutputBias false.</summary>
-    [Id(10)] public bool? OutputBias { get; init; }
+    public bool? OutputBias { get; init; }
     /// <summary>Hugging Face rope_scaling of RoPE's frequencies (Llama 3.1: "llama3"); null means none. Needs RoPE.</summary>
-    [Id(11)] public RopeScaling? RopeScaling { get; init; }
+    public RopeScaling? RopeScaling { get; init; }
 
     /// <summary>Whether the output projection has a bias b_O: <see cref="OutputBias"/>, else <see cref="Bias"/>.</summary>
     public bool HasOutputBias => OutputBias ?? Bias;

@@ -4,22 +4,21 @@ namespace Headwise.Contracts;
 /// A checkpoint's <c>rope_scaling</c>, as Hugging Face writes it in config.json: how RoPE's inverse frequencies are
 /// stretched for a longer context. Every kernel and the float64 reference compute the same frequencies from it.
 /// </summary>
-[GenerateSerializer, Immutable, Alias("headwise.rope-scaling")]
 public sealed record RopeScaling
 {
     /// <summary>The type names Hugging Face uses that Headwise computes.</summary>
     public const string Linear = "linear", Llama3 = "llama3";
 
     /// <summary><c>rope_type</c>: "linear" (inv_freq / factor) or "llama3" (Llama 3.1's banded stretch).</summary>
-    [Id(0)] public string Type { get; init; } = "";
+    public string Type { get; init; } = "";
     /// <summary>The stretch; positive.</summary>
-    [Id(1)] public float Factor { get; init; }
+    public float Factor { get; init; }
     /// <summary>llama3 only: wavelengths above original_max_position_embeddings / low_freq_factor are divided by the factor.</summary>
-    [Id(2)] public float LowFreqFactor { get; init; }
+    public float LowFreqFactor { get; init; }
     /// <summary>llama3 only: wavelengths below original_max_position_embeddings / high_freq_factor are kept.</summary>
-    [Id(3)] public float HighFreqFactor { get; init; }
+    public float HighFreqFactor { get; init; }
     /// <summary>llama3 only: the pre-training context, original_max_position_embeddings.</summary>
-    [Id(4)] public int OriginalMaxPositions { get; init; }
+    public int OriginalMaxPositions { get; init; }
 
     /// <summary>Throws InvalidArgument naming the first field that does not fit.</summary>
     internal void Check()

@@ -19,4 +19,9 @@ public enum ErrorCode
     Internal = 7,
     /// <summary>The call needs the cluster's API key and came without it or with another (gRPC UNAUTHENTICATED).</summary>
     Unauthenticated = 8,
+    /// <summary>The call's deadline passed before the answer was ready; the work may or may not have been done (gRPC DEADLINE_EXCEEDED).
+    /// Never retried by the SDK: the deadline is the caller's budget for the whole call.</summary>
+    DeadlineExceeded = 9,
+    /// <summary>The call was cancelled by the server or the transport, not by the caller's own token (gRPC CANCELLED). Never retried by the SDK.</summary>
+    Cancelled = 10,
 }

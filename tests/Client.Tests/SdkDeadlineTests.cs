@@ -1,0 +1,122 @@
+using System.Diagnostics;
+using Headwise.Contracts;
+
+namespace Headwise.Client.Tests;
+
+/// <summary>
+/// A call past its deadline fails as DeadlineExceeded and one cancelled by its caller as OperationCanceledException;
+/// neither is folded into Unavailable nor retried, and the silo serves the next call as before.
+/// </summary>
+[Collection(SiloCollection.Name)]
+public sealed class SdkDeadlineTests(SiloFixture silo) : IAsyncLifetime
+{
+    private const string Model = "deadline-model";
+    // Large enough that a forward takes tens of milliseconds, small enough for the fixture's 2 MiB request limit.
+    private static readonly AttentionSpec Spec = new() { ModelDim = 512, HeadCount = 8 };
+    private static readonly AttentionInput Input = new()
+    {
+        Input = new FloatTensor(Enumerable.Range(0, 3 * 256 * 512).Select(i => MathF.Sin(i * 0.001f)).ToArray(), 3, 256, 512),
+        Causal = true,
+    };
+
+    private TimeSpan _forwardTime;
+
+    public async Task InitializeAsync()
+    {
+        await using var client = silo.CreateGrpcClient();
+        try
+        {
+            await client.CreateModelAsync(Model, Spec);
+            var weights = WeightExporter.Export(SeededWeights.Create(Spec, seed: 7), Spec, WeightLayout.Linear, "layers.{layer}.");
+            await client.UploadWeightsAsync(Model, new MemoryStream(SafetensorsWriter.ToBytes(weights)), WeightLayout.Linear, "layers.{layer}.");
+        }
+        catch (HeadwiseException e) when (e.Code == ErrorCode.AlreadyExists)
+        {
+            // another test of this class created it already
+        }
+        await client.ForwardAsync(Model, Input);
+        var clock = Stopwatch.StartNew();
+        await client.ForwardAsync(Model, Input);
+        _forwardTime = clock.Elapsed;
+    }
+
+    public Task DisposeAsync() => Task.CompletedTask;
+
+    /// <summary>A tenth of a warm forward: short enough that no forward can finish within it.</summary>
+    private TimeSpan ShortSpan => TimeSpan.FromTicks(Math.Max(_forwardTime.Ticks / 10, TimeSpan.TicksPerMillisecond));
+
+    [Fact]
+    public async Task A_deadline_shorter_than_a_forward_fails_as_DeadlineExceeded_once_without_retry()
+    {
+        var attempts = new AttemptCounter { InnerHandler = new SocketsHttpHandler() };
+        await using var client = new GrpcAttentionClient(silo.GrpcAddress, new GrpcAttentionClientOptions
+        {
+            DefaultDeadline = ShortSpan,
+            MaxAttempts = 5,
+            HttpHandler = attempts,
+        });
+
+        var error = await Assert.ThrowsAsync<HeadwiseException>(() => client.ForwardAsync(Model, Input));
+        Assert.Equal(ErrorCode.DeadlineExceeded, error.Code);
+        // Forward is retried on UNAVAILABLE: a deadline folded into it would have been sent again.
+        Assert.InRange(attempts.Count, 0, 1);
+
+        await AssertSiloStillAnswers();
+    }
+
+    [Fact]
+    public async Task The_default_deadline_is_30_seconds_and_a_forward_within_it_succeeds()
+    {
+        Assert.Equal(TimeSpan.FromSeconds(30), new GrpcAttentionClientOptions().DefaultDeadline);
+        await using var client = new GrpcAttentionClient(silo.GrpcAddress, new GrpcAttentionClientOptions());
+        var output = await client.ForwardAsync(Model, Input);
+        Assert.Equal(Input.Input.Shape, output.Output.Shape);
+    }
+
+    [Fact]
+    public async Task A_cancelled_token_ends_a_gRPC_forward_with_OperationCanceledException_not_Unavailable()
+    {
+        var attempts = new AttemptCounter { InnerHandler = new SocketsHttpHandler() };
+        await using var client = new GrpcAttentionClient(silo.GrpcAddress, new GrpcAttentionClientOptions { HttpHandler = attempts });
+
+        using var cancellation = new CancellationTokenSource(ShortSpan);
+        var cancelled = await Assert.ThrowsAnyAsync<OperationCanceledException>(() => client.ForwardAsync(Model, Input, cancellation.Token));
+        Assert.Equal(cancellation.Token, cancelled.CancellationToken);
+        Assert.InRange(attempts.Count, 0, 1);
+
+        using var already = new CancellationTokenSource();
+        await already.CancelAsync();
+        var before = await Assert.ThrowsAnyAsync<OperationCanceledException>(() => client.ListModelsAsync(already.Token));
+        Assert.Equal(already.Token, before.CancellationToken);
+
+        await AssertSiloStillAnswers();
+    }
+
+    [Fact]
+    public async Task A_cancelled_token_ends_an_Orleans_forward_with_OperationCanceledException()
+    {
+        await using var client = silo.CreateOrleansClient();
+        using var cancellation = new CancellationTokenSource(ShortSpan);
+        var cancelled = await Assert.ThrowsAnyAsync<OperationCanceledException>(() => client.ForwardAsync(Model, Input, cancellation.Token));
+        Assert.Equal(cancellation.Token, cancelled.CancellationToken);
+        await AssertSiloStillAnswers();
+    }
+
+    private async Task AssertSiloStillAnswers()
+    {
+        await using var client = silo.CreateGrpcClient();
+        var output = await client.ForwardAsync(Model, Input);
+        Assert.Equal(Input.Input.Shape, output.Output.Shape);
+    }
+
+    private sealed class AttemptCounter : DelegatingHandler
+    {
+        public int Count;
+
+        protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+        {
+            Interlocked.Increment(ref Count);
+            return base.SendAsync(request, cancellationToken);
+        }
+    }
+}
