@@ -151,7 +151,7 @@ public sealed class SiloPass(
 
     // A forward pass does not wait on a silo below that failed or hangs: past the hedge time (or at once, for a silo
     // that failed) this silo computes that silo's groups itself, from storage, and the pass goes on. The late answer is
-    // dropped. (A decode step cannot: its keys and values are in that silo's caches; see CallRelay.)
+    // dropped. (A decode step cannot: its keys and values are in that silo's caches; see CallStepChild.)
     private async Task<(SiloPassAnswer Answer, double CallMs)> CallChild(SiloPassRequest request, SiloAssignment child, SiloAssignment[] below,
         byte[]? localInput, long received, Task<TimeSpan> ownDone, CancellationToken cancellationToken)
     {
@@ -160,30 +160,35 @@ public sealed class SiloPass(
         long started = Stopwatch.GetTimestamp();
         if (!rescue.IsSuspect(child.Silo))
         {
-            var call = CallRelay(request, child, below, cancellationToken);
-            using var stopHedge = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-            var hedge = Hedge(rescue.HedgeAfter(request.Layer), ownDone, stopHedge.Token);
-            if (await Task.WhenAny(call, hedge) == call)
+            try
             {
-                stopHedge.Cancel();
-                try
-                {
-                    return await call;
-                }
-                catch (Exception e) when (HeadCallRetry.IsSiloFailure(e) || e is TimeoutException)
-                {
-                    // Lost: rescued below.
-                }
+                if (await AnswerBeforeHedge(request, child, below, ownDone, cancellationToken) is { } answered) return answered;
             }
-            else
+            catch (Exception e) when (HeadCallRetry.IsSiloFailure(e) || e is TimeoutException)
             {
-                cancellationToken.ThrowIfCancellationRequested();
-                _ = call.ContinueWith(t => t.Exception, TaskContinuationOptions.OnlyOnFaulted);
+                // Lost: rescued below.
             }
             rescue.Suspect(child.Silo);
         }
         var answer = await Rescue(request, below.Prepend(child).SelectMany(a => a.Groups).ToArray(), localInput, received, cancellationToken);
         return (answer, Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+    }
+
+    // The child's answer, or null once the hedge time has passed first (the late answer is then dropped).
+    private async Task<(SiloPassAnswer Answer, double CallMs)?> AnswerBeforeHedge(SiloPassRequest request, SiloAssignment child,
+        SiloAssignment[] below, Task<TimeSpan> ownDone, CancellationToken cancellationToken)
+    {
+        var call = CallRelay(request, child, below, cancellationToken);
+        using var stopHedge = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        var hedge = Hedge(rescue.HedgeAfter(request.Layer), ownDone, stopHedge.Token);
+        if (await Task.WhenAny(call, hedge) == call)
+        {
+            stopHedge.Cancel();
+            return await call;
+        }
+        cancellationToken.ThrowIfCancellationRequested();
+        _ = call.ContinueWith(t => t.Exception, TaskContinuationOptions.OnlyOnFaulted);
+        return null;
     }
 
     // A decode step cannot compute a lost or hung silo's groups from weights alone (their keys and values are in that
@@ -196,21 +201,10 @@ public sealed class SiloPass(
         long started = Stopwatch.GetTimestamp();
         if (!rescue.IsSuspect(child.Silo))
         {
-            var call = CallRelay(request, child, below, cancellationToken);
-            using var stopHedge = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-            var hedge = Hedge(rescue.HedgeAfter(request.Layer), ownDone, stopHedge.Token);
-            if (await Task.WhenAny(call, hedge) == call)
-            {
-                stopHedge.Cancel();
-                var answered = await call;
-                // CallRelay answers a failed silo's groups as cache-less; the silo is suspected like a hung one.
-                if (answered.Answer.Groups.Length == 0 || answered.Answer.Groups.Any(g => !g.NoCache || g.Silo.Length > 0)) return answered;
-            }
-            else
-            {
-                cancellationToken.ThrowIfCancellationRequested();
-                _ = call.ContinueWith(t => t.Exception, TaskContinuationOptions.OnlyOnFaulted);
-            }
+            // CallRelay answers a failed silo's groups as cache-less; the silo is suspected like a hung one.
+            if (await AnswerBeforeHedge(request, child, below, ownDone, cancellationToken) is { } answered
+                && (answered.Answer.Groups.Length == 0 || answered.Answer.Groups.Any(g => !g.NoCache || g.Silo.Length > 0)))
+                return answered;
             rescue.Suspect(child.Silo);
         }
         return (new SiloPassAnswer { Groups = Lost(child, below) }, Stopwatch.GetElapsedTime(started).TotalMilliseconds);
