@@ -96,8 +96,7 @@ public sealed class HeapCappedClusterTests
         {
             foreach (var silo in silos)
             {
-                if (Environment.GetEnvironmentVariable("HEADWISE_TEST_LOGS") is { Length: > 0 } folder)
-                    await File.WriteAllTextAsync(Path.Combine(folder, $"capped-silo-{silo.SiloPort}.log"), silo.Output);
+                await SiloLogs.SaveAsync(silo, "capped");
                 await silo.DisposeAsync();
             }
         }

@@ -120,8 +120,7 @@ public sealed class UploadCoordinatorKillTests
         {
             foreach (var silo in silos)
             {
-                if (Environment.GetEnvironmentVariable("HEADWISE_TEST_LOGS") is { Length: > 0 } folder)
-                    await File.WriteAllTextAsync(Path.Combine(folder, $"upload-kill-silo-{silo.SiloPort}.log"), silo.Output);
+                await SiloLogs.SaveAsync(silo, "upload-kill");
                 await silo.DisposeAsync();
             }
         }

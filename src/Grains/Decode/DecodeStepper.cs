@@ -87,11 +87,7 @@ public sealed class DecodeStepper(IGrainFactory grains, LayerFanOut fanOut, IHea
     {
         var head = grains.GetGrain<IHeadGrain>(GrainKeys.Head(session.Model, session.Layer, group));
         // The dead silo may still be in the directory for a moment: retry with backoff like a forward pass does.
-        var outcome = await HeadCallRetry.RunAsync(() => head.Decode(refillWork), () => { });
-        RequireSameWeights(sessionId, session, group, outcome.WeightsVersion);
-        session.HeadSilos[group] = outcome.Silo;
-        return SessionHistory.NewRows(session, command, outcome.Output
-            ?? throw new HeadwiseException(ErrorCode.Internal, $"head group {group} of session '{sessionId}' refused a re-fill."));
+        return Refilled(sessionId, session, command, group, await HeadCallRetry.RunAsync(() => head.Decode(refillWork), () => { }));
     }
 
     // The group's silo is lost or hung: asking its head grain would wait for membership to declare the silo dead (or for
@@ -101,11 +97,17 @@ public sealed class DecodeStepper(IGrainFactory grains, LayerFanOut fanOut, IHea
     {
         string key = GrainKeys.Head(session.Model, session.Layer, group);
         var head = await rescue.Load(key, session.Projection.HeadVersions[group]);
-        var outcome = await Task.Run(() => HeadDecoder.Decode(key, refillWork, head.Spec, head.Weights, head.Version, kernel, silo.Name, caches));
+        return Refilled(sessionId, session, command, group,
+            await Task.Run(() => HeadDecoder.Decode(key, refillWork, head.Spec, head.Weights, head.Version, kernel, silo.Name, caches)));
+    }
+
+    // The re-filled group's new rows; the session finds the group where it was re-filled from now on.
+    private static float[] Refilled(string sessionId, DecodeSessionState session, DecodeCommand command, int group, HeadDecodeOutcome outcome)
+    {
         RequireSameWeights(sessionId, session, group, outcome.WeightsVersion);
-        session.HeadSilos[group] = silo.Name;
+        session.HeadSilos[group] = outcome.Silo;
         return SessionHistory.NewRows(session, command, outcome.Output
-            ?? throw new HeadwiseException(ErrorCode.Internal, $"head group {group} of session '{sessionId}' could not be re-filled here."));
+            ?? throw new HeadwiseException(ErrorCode.Internal, $"head group {group} of session '{sessionId}' refused a re-fill."));
     }
 
     // W_O and every cached K and V of the session come from the weights it opened with: a head answering from other
