@@ -38,13 +38,16 @@ public sealed class GatewayErrorInterceptor(ILogger<GatewayErrorInterceptor> log
 
     private RpcException Translate(Exception exception, ServerCallContext context)
     {
+        // Once the deadline has cancelled the call, a cancellation or an unavailability the pass threw on its way out (a
+        // cancelled grain call, a head call given up, a retry cut short) is the deadline's doing: a caller told
+        // UNAVAILABLE would retry a call it already gave up on. A caller's own error (bad input, unknown model) keeps its code.
+        if (DeadlinePassed(context) && exception is OperationCanceledException or TimeoutException or SiloUnavailableException
+                or OrleansMessageRejectionException or HeadwiseException { Code: ErrorCode.Unavailable })
+            return new RpcException(new Status(StatusCode.DeadlineExceeded, "deadline: the call's deadline passed before the answer was ready."));
         switch (exception)
         {
             case HeadwiseException headwise:
                 return new RpcException(new Status(headwise.Code.ToStatusCode(), StatusMessage.Bounded(headwise.Message)));
-            // The server's deadline timer can fire a few milliseconds before the wall clock reads the deadline.
-            case OperationCanceledException when context.CancellationToken.IsCancellationRequested && context.Deadline <= DateTime.UtcNow.AddMilliseconds(50):
-                return new RpcException(new Status(StatusCode.DeadlineExceeded, "deadline: the call's deadline passed before the answer was ready."));
             case OperationCanceledException when context.CancellationToken.IsCancellationRequested:
                 return new RpcException(new Status(StatusCode.Cancelled, "the call was cancelled."));
             case TimeoutException or SiloUnavailableException or OrleansMessageRejectionException:
@@ -59,4 +62,8 @@ public sealed class GatewayErrorInterceptor(ILogger<GatewayErrorInterceptor> log
                 return new RpcException(new Status(StatusCode.Internal, "internal error; the silo log has the details."));
         }
     }
+
+    // The server's deadline timer can fire a few milliseconds before the wall clock reads the deadline.
+    private static bool DeadlinePassed(ServerCallContext context) =>
+        context.CancellationToken.IsCancellationRequested && context.Deadline <= DateTime.UtcNow.AddMilliseconds(50);
 }
