@@ -10,7 +10,7 @@ internal static class DecodeRunner
 {
     // Each timed step grows the cache by one, so a round times this many steps from `context` and then starts again
     // on a fresh cache: the key count drifts by under 3% at context 1024, and the per-step figure stays comparable.
-    private const int StepsPerRound = 32;
+    internal const int StepsPerRound = 32;
 
     public static int Run(string[] args)
     {
@@ -74,62 +74,18 @@ internal static class DecodeRunner
         return 0;
     }
 
-    /// <summary>
-    /// A whole layer's step as a session's coordinator computes it in-process (GPT-2 small: 12 groups): every group's
-    /// Decode, then W_O. The groups' weights and caches (about 13 MB at context 1024) do not stay in L2 between
-    /// steps, as in a silo, so this is the memory-bound figure the single group above is not.
-    /// </summary>
     private static void LayerStep(IHeadKernel kernel, int context, int modelDim, int headDim, int groupSize)
     {
-        int groups = modelDim / headDim / groupSize;
-        var random = new Random(2);
-        var shape = new HeadGroupShape(modelDim, headDim, groupSize);
-        var weights = Enumerable.Range(0, groups).Select(_ => new HeadGroupWeights(shape,
-            Normal(random, modelDim * shape.QueryWidth), Normal(random, modelDim * headDim), Normal(random, modelDim * headDim),
-            Normal(random, shape.QueryWidth), Normal(random, headDim), Normal(random, headDim))).ToArray();
-        int concatWidth = groups * shape.QueryWidth;
-        var outputWeights = Normal(random, concatWidth * modelDim);
-        var outputBias = Normal(random, modelDim);
-        var options = new AttentionOptions(1 / MathF.Sqrt(headDim), Causal: true, Window: 0);
-        var keys = Normal(random, context * headDim);
-        var values = Normal(random, context * headDim);
-        var inputs = Normal(random, StepsPerRound * modelDim);
-        var concat = new float[concatWidth];
-        var y = new float[modelDim];
-        var cores = new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount };
-        long bytes = 4L * (groups * (modelDim * (shape.QueryWidth + 2 * headDim)) + concatWidth * modelDim + groups * 2L * context * headDim);
-
-        double Measure(bool parallel)
-        {
-            var medians = new List<double>();
-            var clock = System.Diagnostics.Stopwatch.StartNew();
-            while (medians.Count < 5 || clock.Elapsed.TotalSeconds < 1.5)
-            {
-                var caches = Enumerable.Range(0, groups).Select(_ => Prefilled(headDim, context, keys, values)).ToArray();
-                int step = 0;
-                void Group(int g) => IncrementalAttention.Decode(kernel, weights[g], options, Rotary.None,
-                    inputs.AsSpan(step * modelDim, modelDim), 1, caches[g], concat.AsSpan(g * shape.QueryWidth, shape.QueryWidth));
-                medians.Add(Timing.Measure(() =>
-                {
-                    if (parallel) Parallel.For(0, groups, cores, Group);
-                    else for (int g = 0; g < groups; g++) Group(g);
-                    kernel.Project(concat, 1, concatWidth, outputWeights, modelDim, outputBias, y);
-                    step++;
-                }, minSeconds: 0, minRuns: StepsPerRound, maxRuns: StepsPerRound, warmups: 0).MedianMs);
-            }
-            medians.Sort();
-            return medians[medians.Count / 2];
-        }
-
-        Measure(true);
-        double oneThread = Measure(false), allCores = Measure(true);
-        Console.WriteLine($"layer step ({groups} groups + W_O, {bytes / 1e6:F1} MB streamed): 1 thread median {1e3 * oneThread:F0} µs " +
-            $"({bytes / oneThread / 1e6:F1} GB/s), {Environment.ProcessorCount} cores median {1e3 * allCores:F0} µs ({bytes / allCores / 1e6:F1} GB/s); " +
+        var step = new LayerStepTiming(kernel, context, modelDim, headDim, groupSize);
+        step.Measure(parallel: true);
+        double oneThread = step.Measure(parallel: false), allCores = step.Measure(parallel: true);
+        Console.WriteLine($"layer step ({step.Groups} groups + W_O, {step.Bytes / 1e6:F1} MB streamed): 1 thread median {1e3 * oneThread:F0} µs " +
+            $"({step.Bytes / oneThread / 1e6:F1} GB/s), {Environment.ProcessorCount} cores median {1e3 * allCores:F0} µs ({step.Bytes / allCores / 1e6:F1} GB/s); " +
             $"load {TableRunner.LoadAverage()}");
     }
 
     /// <summary>A cache holding <paramref name="context"/> tokens with room for a round's steps.</summary>
-    private static KeyValueCache Prefilled(int headDim, int context, float[] keys, float[] values)
+    internal static KeyValueCache Prefilled(int headDim, int context, float[] keys, float[] values)
     {
         var cache = new KeyValueCache(headDim);
         // Appending all but the last row, then it, makes the cache grow on the last append (as a live session's does)
@@ -139,7 +95,7 @@ internal static class DecodeRunner
         return cache;
     }
 
-    private static float[] Normal(Random random, int count)
+    internal static float[] Normal(Random random, int count)
     {
         var values = new float[count];
         for (int i = 0; i < count; i++) values[i] = (float)(0.05 * Math.Sqrt(-2 * Math.Log(1 - random.NextDouble())) * Math.Cos(2 * Math.PI * random.NextDouble()));

@@ -3,6 +3,7 @@ using System.Diagnostics;
 using System.Globalization;
 using Headwise.Client;
 using Headwise.Contracts;
+using Headwise.Decode;
 using Headwise.TestSupport;
 
 // Per-token decode latency of the demo model (GPT-2-small shape: D 768, 12 heads of 64) through gRPC, for a range
@@ -17,6 +18,32 @@ var contexts = new Option<string>("--contexts") { DefaultValueFactory = _ => "1,
 var sessions = new Option<int>("--sessions") { DefaultValueFactory = _ => 4 };
 var steps = new Option<int>("--steps") { DefaultValueFactory = _ => 32 };
 var root = new RootCommand("Headwise per-token decode latency (docs/performance.md, Decode)") { siloDll, server, silos, contexts, sessions, steps };
+
+var throughputSilos = new Option<string>("--silos") { DefaultValueFactory = _ => "1,3", Description = "silo counts, one cluster each" };
+var throughputContexts = new Option<string>("--contexts") { DefaultValueFactory = _ => "128,1024" };
+var concurrency = new Option<string>("--sessions") { DefaultValueFactory = _ => "1,8,64,256", Description = "sessions decoding at once" };
+var batching = new Option<string>("--batching") { DefaultValueFactory = _ => "off,on", Description = "Headwise__DecodeBatching per cluster" };
+var timedSteps = new Option<int>("--steps") { DefaultValueFactory = _ => 16, Description = "timed steps per session per cell" };
+var throughput = new Command("throughput", "tokens/s and step latency of N concurrent sessions, batching off and on (docs/performance.md, Decode throughput)")
+    { siloDll, throughputSilos, throughputContexts, concurrency, batching, timedSteps };
+throughput.SetAction((parse, cancellationToken) =>
+{
+    static int[] Ints(string list) => list.Split(',').Select(s => int.Parse(s, CultureInfo.InvariantCulture)).ToArray();
+    var plan = new ThroughputPlan(
+        Path.GetFullPath(parse.GetRequiredValue(siloDll)),
+        Ints(parse.GetRequiredValue(throughputSilos)),
+        Ints(parse.GetRequiredValue(throughputContexts)),
+        Ints(parse.GetRequiredValue(concurrency)),
+        parse.GetRequiredValue(batching).Split(',').Select(mode => mode.Trim() switch
+        {
+            "on" => true,
+            "off" => false,
+            _ => throw new ArgumentException($"--batching takes on and off, not '{mode}'."),
+        }).ToArray(),
+        parse.GetValue(timedSteps));
+    return ThroughputRunner.Run(plan, cancellationToken);
+});
+root.Subcommands.Add(throughput);
 root.SetAction(async (parse, cancellationToken) =>
 {
     var targets = parse.GetRequiredValue(contexts).Split(',').Select(s => int.Parse(s, CultureInfo.InvariantCulture)).ToArray();

@@ -1,0 +1,149 @@
+using System.Diagnostics;
+using System.Globalization;
+using Headwise.Bench;
+using Headwise.Client;
+using Headwise.Contracts;
+using Headwise.Kernels;
+
+namespace Headwise.Decode;
+
+/// <summary>What one throughput run covers.</summary>
+internal sealed record ThroughputPlan(string SiloDll, int[] Silos, int[] Contexts, int[] Concurrency, bool[] Batching, int Steps);
+
+/// <summary>One cell of the table: N sessions decoding at once at one context, on one cluster.</summary>
+internal sealed record ThroughputCell(int Silos, bool Batching, int Context, int Sessions, double TokensPerSecond, LatencySamples Steps);
+
+/// <summary>
+/// Decode throughput under load (issue #14): N sessions decode one token per step, all at once, each from its own
+/// context, on one silo and on several, with cross-session batching off and on, in one run. Every cell opens N sessions,
+/// prefills each to the context (not timed), lets every session take one untimed step, then times `steps` steps of every
+/// session: tokens/s is all steps over the wall time of the cell, the latencies are each step's at the client. Beside
+/// them: the floors (a call that does no arithmetic) and the in-process layer step, measured in the same run.
+/// </summary>
+internal static class ThroughputRunner
+{
+    private const string Model = "demo";
+
+    public static async Task<int> Run(ThroughputPlan plan, CancellationToken cancellationToken)
+    {
+        Console.WriteLine($"decode throughput: {Environment.ProcessorCount} cores, {CpuModel()}, load {LatencySamples.LoadAverage()}; " +
+                          $"{plan.Steps} timed steps per session per cell; the bench client runs on the same machine as the silos");
+        var anchors = new Dictionary<int, double>();
+        foreach (int context in plan.Contexts)
+        {
+            var step = new LayerStepTiming(new SimdKernel(), context);
+            step.Measure(parallel: true);
+            anchors[context] = step.Measure(parallel: true);
+            Console.WriteLine($"in-process layer step at context {context} (12 groups + W_O, all cores): median {LatencySamples.Ms(anchors[context])} ms");
+        }
+
+        var cells = new List<ThroughputCell>();
+        foreach (int silos in plan.Silos)
+        {
+            foreach (bool batching in plan.Batching)
+            {
+                await using var cluster = await BenchCluster.StartAsync(plan.SiloDll, silos,
+                    new Dictionary<string, string> { ["Headwise__DecodeBatching"] = batching ? "true" : "false" }, cancellationToken);
+                await using var client = new GrpcAttentionClient(cluster.GrpcAddress);
+                await Cell(client, silos, batching, 64, 4, plan.Steps, cancellationToken); // warm-up: JIT, connections, activations
+                var floor = await Floor(client, cancellationToken);
+                Console.WriteLine($"silos {silos}, batching {(batching ? "on" : "off")}: unary no-op floor (ListModels) p50 {LatencySamples.Ms(floor.P50)} ms, " +
+                                  $"min {LatencySamples.Ms(floor.Min)} ms");
+                foreach (int context in plan.Contexts)
+                    foreach (int sessions in plan.Concurrency)
+                    {
+                        var cell = await Cell(client, silos, batching, context, sessions, plan.Steps, cancellationToken);
+                        cells.Add(cell);
+                        Console.WriteLine($"  context {context}, {sessions} sessions: {cell.TokensPerSecond:F0} tokens/s, " +
+                                          $"p50 {LatencySamples.Ms(cell.Steps.P50)} ms, p99 {LatencySamples.Ms(cell.Steps.P99)} ms; load {LatencySamples.LoadAverage()}");
+                    }
+            }
+        }
+        PrintTable(cells, plan);
+        return 0;
+    }
+
+    private static async Task<ThroughputCell> Cell(IAttentionClient client, int silos, bool batching, int context, int sessions, int steps,
+        CancellationToken cancellationToken)
+    {
+        var random = new Random(context * 1000 + sessions);
+        var spec = (await client.GetModelAsync(Model, cancellationToken)).Spec;
+        FloatTensor Tokens(int count) =>
+            new(Enumerable.Range(0, count * spec.ModelDim).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray(), 1, count, spec.ModelDim);
+
+        var ids = new string[sessions];
+        var inputs = Enumerable.Range(0, sessions).Select(_ => Enumerable.Range(0, steps + 1).Select(_ => Tokens(1)).ToArray()).ToArray();
+        var prefill = Enumerable.Range(0, sessions).Select(_ => context > 1 ? Tokens(context - 1) : null).ToArray();
+        await Parallel.ForEachAsync(Enumerable.Range(0, sessions), new ParallelOptions { MaxDegreeOfParallelism = 4, CancellationToken = cancellationToken },
+            async (s, token) =>
+            {
+                ids[s] = (await client.OpenSessionAsync(Model, 0, context + steps + 1, token)).Id;
+                if (prefill[s] is { } x) await client.DecodeAsync(ids[s], x, token);
+            });
+        try
+        {
+            // Every session's first step untimed: its caches grow, and the cell starts with all sessions in flight.
+            await Task.WhenAll(Enumerable.Range(0, sessions).Select(s => client.DecodeAsync(ids[s], inputs[s][0], cancellationToken)));
+            var latencies = new double[sessions][];
+            long started = Stopwatch.GetTimestamp();
+            await Task.WhenAll(Enumerable.Range(0, sessions).Select(async s =>
+            {
+                var own = latencies[s] = new double[steps];
+                for (int step = 0; step < steps; step++)
+                {
+                    long before = Stopwatch.GetTimestamp();
+                    await client.DecodeAsync(ids[s], inputs[s][step + 1], cancellationToken);
+                    own[step] = Stopwatch.GetElapsedTime(before).TotalMilliseconds;
+                }
+            }));
+            double seconds = Stopwatch.GetElapsedTime(started).TotalSeconds;
+            return new ThroughputCell(silos, batching, context, sessions, sessions * steps / seconds, new LatencySamples(latencies.SelectMany(l => l)));
+        }
+        finally
+        {
+            await Parallel.ForEachAsync(ids.Where(id => id is not null), cancellationToken, async (id, token) => await client.CloseSessionAsync(id, token));
+        }
+    }
+
+    private static async Task<LatencySamples> Floor(IAttentionClient client, CancellationToken cancellationToken)
+    {
+        var samples = new List<double>();
+        for (int i = 0; i < 20 + 200; i++)
+        {
+            long started = Stopwatch.GetTimestamp();
+            await client.ListModelsAsync(cancellationToken);
+            if (i >= 20) samples.Add(Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+        }
+        return new LatencySamples(samples);
+    }
+
+    private static void PrintTable(List<ThroughputCell> cells, ThroughputPlan plan)
+    {
+        Console.WriteLine();
+        Console.WriteLine("| silos | context | sessions | tokens/s off | tokens/s on | on ÷ off | p50 off ms | p50 on ms | p99 off ms | p99 on ms | p99 on ÷ 1-session p50 on |");
+        Console.WriteLine("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+        foreach (int silos in plan.Silos)
+            foreach (int context in plan.Contexts)
+                foreach (int sessions in plan.Concurrency)
+                {
+                    var off = cells.FirstOrDefault(c => c.Silos == silos && c.Context == context && c.Sessions == sessions && !c.Batching);
+                    var on = cells.FirstOrDefault(c => c.Silos == silos && c.Context == context && c.Sessions == sessions && c.Batching);
+                    var single = cells.FirstOrDefault(c => c.Silos == silos && c.Context == context && c.Sessions == plan.Concurrency.Min() && c.Batching);
+                    string F(double? value, string format) => value is { } v ? v.ToString(format, CultureInfo.InvariantCulture) : "–";
+                    Console.WriteLine($"| {silos} | {context} | {sessions} | {F(off?.TokensPerSecond, "F0")} | {F(on?.TokensPerSecond, "F0")} | " +
+                                      $"{F(on is not null && off is not null ? on.TokensPerSecond / off.TokensPerSecond : null, "F2")} | " +
+                                      $"{F(off?.Steps.P50, "F2")} | {F(on?.Steps.P50, "F2")} | {F(off?.Steps.P99, "F2")} | {F(on?.Steps.P99, "F2")} | " +
+                                      $"{F(on is not null && single is not null ? on.Steps.P99 / single.Steps.P50 : null, "F2")} |");
+                }
+        Console.WriteLine($"load average after: {LatencySamples.LoadAverage()}");
+    }
+
+    private static string CpuModel()
+    {
+        if (!File.Exists("/proc/cpuinfo")) return "cpu unknown";
+        var lines = File.ReadAllLines("/proc/cpuinfo");
+        string model = lines.FirstOrDefault(l => l.StartsWith("model name", StringComparison.Ordinal))?.Split(':', 2)[1].Trim() ?? "cpu unknown";
+        string flags = lines.FirstOrDefault(l => l.StartsWith("flags", StringComparison.Ordinal)) ?? "";
+        return $"{model}, {(flags.Contains(" avx512f", StringComparison.Ordinal) ? "AVX-512" : flags.Contains(" avx2", StringComparison.Ordinal) ? "AVX2" : "no AVX2")}";
+    }
+}
