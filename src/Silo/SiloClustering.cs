@@ -44,7 +44,10 @@ public static class SiloClustering
 
         if (options.Storage == StorageKind.Memory)
         {
-            silo.AddMemoryGrainStorage(StorageNames.Weights);
+            // Orleans' binary format here too: the default JSON storage serializer wrote every byte block (weights, a
+            // decode step's stored inputs) as base64 through Newtonsoft, and read it back the same way.
+            silo.AddMemoryGrainStorage(StorageNames.Weights, storage => storage.Configure<IServiceProvider>((memory, services) =>
+                memory.GrainStorageSerializer = new OrleansGrainStorageSerializer(services.GetRequiredService<Orleans.Serialization.Serializer>())));
         }
         else
         {
