@@ -257,10 +257,9 @@ internal static unsafe class Gemm
         TOps.Count == 16 ? RowBlock : 6;
 
     /// <summary>
-    /// Up to 8 rows of C × one panel: c[rows, panelWidth] (+)= a[rows, inner] · b[inner, panelWidth].
-    /// Vector512 runs the 8-row block; narrower widths run the 6-row block for 6 rows (the GEMM's step,
-    /// <see cref="RegisterRows{TOps,TVector}"/>) and blocks of 4 otherwise (the attention's 8-row tiles: 6 + 1 + 1
-    /// would read B three times, 4 + 4 twice).
+    /// Rows of C × one panel: c[rows, panelWidth] (+)= a[rows, inner] · b[inner, panelWidth]. Vector512 runs
+    /// 8 rows as its 8-row block; narrower widths run 6-row blocks (<see cref="RegisterRows{TOps,TVector}"/>: the
+    /// GEMM's step is 6 rows, the attention's 12); what is left runs as a 4-row block and single rows.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void Tile<TOps, TVector>(int rows, float* a, nint aStride, float* b, nint bStride, int inner, float* c, nint cStride, bool accumulate)
@@ -283,12 +282,11 @@ internal static unsafe class Gemm
             Block8<TOps, TVector>(a, aStride, b, bStride, inner, c, cStride, initial, initialStride);
             return;
         }
-        if (rows == 6 && TOps.Count != 16)
-        {
-            Block6<TOps, TVector>(a, aStride, b, bStride, inner, c, cStride, initial, initialStride);
-            return;
-        }
         int row = 0;
+        if (TOps.Count != 16)
+            for (; row + 6 <= rows; row += 6)
+                Block6<TOps, TVector>(a + row * aStride, aStride, b, bStride, inner, c + row * cStride, cStride,
+                    initial == null ? null : initial + row * initialStride, initialStride);
         for (; row + 4 <= rows; row += 4)
             Block4<TOps, TVector>(a + row * aStride, aStride, b, bStride, inner, c + row * cStride, cStride,
                 initial == null ? null : initial + row * initialStride, initialStride);
