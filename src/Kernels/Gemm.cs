@@ -20,7 +20,7 @@ namespace Headwise.Kernels;
 /// </remarks>
 internal static unsafe class Gemm
 {
-    /// <summary>Rows of C per register block.</summary>
+    /// <summary>Rows of C per register block on Vector512 (the most of any width; see <see cref="RegisterRows{TOps,TVector}"/>).</summary>
     public const int RowBlock = 8;
     /// <summary>The deepest inner dimension taken in one slice (GPT-2's D = 768: C is loaded and stored once).</summary>
     public const int WholeInnerLimit = 768;

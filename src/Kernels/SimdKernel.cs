@@ -12,7 +12,7 @@ namespace Headwise.Kernels;
 /// <item>Q, K and V of a group come from one GEMM over the group's [D × (g+2)·dh] weights, packed into
 /// 32-column panels once per weights object (<see cref="Prepare"/>, or the first <see cref="Attend"/>); the
 /// bias is where the accumulators start.</item>
-/// <item>Attention is <see cref="AttentionTiles"/>: 8 query rows × 256-key chunks, online softmax with
+/// <item>Attention is <see cref="AttentionTiles"/>: 8 query rows (12 on the 16-register widths) × 256-key chunks, online softmax with
 /// deferred rescaling, chunks outside the visible keys never computed; the T×T scores are never held unless
 /// the caller asks for the attention map.</item>
 /// <item><see cref="Project"/> (W_O) runs the same GEMM on W_O where it lies (each thread packs the blocks it
