@@ -32,10 +32,11 @@ internal static class InstructionSets
     {
         var option = args.FirstOrDefault(Options.ContainsKey);
         if (option is null) return null;
-        var start = new ProcessStartInfo(Environment.ProcessPath ?? "dotnet") { UseShellExecute = false };
-        // Under `dotnet Headwise.Bench.dll` the process is the host: the assembly goes first.
-        string entry = Environment.GetCommandLineArgs()[0];
-        if (entry.EndsWith(".dll", StringComparison.OrdinalIgnoreCase)) start.ArgumentList.Add(entry);
+        string host = Environment.ProcessPath ?? "dotnet";
+        var start = new ProcessStartInfo(host) { UseShellExecute = false };
+        // Under `dotnet Headwise.Bench.dll` the process is the muxer and the assembly goes first; the apphost
+        // (`dotnet run`, or bin/…/Headwise.Bench) takes the arguments alone.
+        if (Path.GetFileNameWithoutExtension(host) == "dotnet") start.ArgumentList.Add(Environment.GetCommandLineArgs()[0]);
         foreach (var arg in args.Where(a => a != option)) start.ArgumentList.Add(arg);
         foreach (var (name, value) in Options[option]) start.Environment[name] = value;
         Console.WriteLine($"# child process with {string.Join(' ', Options[option].Select(e => $"{e.Name}={e.Value}"))}");
