@@ -3,30 +3,47 @@ using Headwise.Kernels;
 
 namespace Headwise.Bench;
 
-/// <summary>One head's fused attention taken apart: the whole, the score GEMMs alone, the weights·V GEMMs alone, the softmax alone.</summary>
+/// <summary>
+/// One head's fused attention taken apart: the whole, the score GEMMs alone, the weights·V GEMMs alone, the softmax
+/// alone; at the width the kernel runs here (so <c>--avx2</c> times the Vector256 path, not emulated Vector512).
+/// </summary>
 internal static unsafe class AttentionProbe
 {
-    public static int Run(string[] args)
+    public static int Run(string[] args) => VectorWidths.Best switch
+    {
+        VectorWidth.Bits512 => Run<Vector512Ops, Vector512<float>>(args),
+        VectorWidth.Bits256 => Run<Vector256Ops, Vector256<float>>(args),
+        VectorWidth.Bits128 => Run<Vector128Ops, Vector128<float>>(args),
+        _ => Run<ScalarOps, float>(args),
+    };
+
+    private static int Run<TOps, TVector>(string[] args)
+        where TOps : struct, IFloatVectorOps<TVector>
+        where TVector : struct
     {
         int tokens = args.Length > 0 ? int.Parse(args[0]) : 1024;
         int headDim = args.Length > 1 ? int.Parse(args[1]) : 64;
         bool causal = args.Length > 2 && bool.Parse(args[2]);
         bool wholeOnly = args.Length > 3 && args[3] == "whole"; // for a profiler: the fused head alone, longer
-        const int P = 32;
+        int P = 2 * TOps.Count, rows = AttentionTiles.QueryRows<TOps, TVector>();
         int chunk = AttentionTiles.KeyChunk;
         var random = new Random(3);
-        var q = new PinnedFloats(tokens * headDim);
+        // The last query block reads rows up to a whole block past the sequence: zero rows, as the kernel pads them.
+        int paddedRows = (tokens + rows - 1) / rows * rows;
+        var q = new PinnedFloats(paddedRows * headDim);
         var k = new PinnedFloats(tokens * headDim);
         var v = new PinnedFloats(tokens * headDim);
         foreach (var buffer in new[] { q, k, v })
-            for (int i = 0; i < buffer.Length; i++) buffer.Span[i] = (float)(random.NextDouble() - 0.5);
-        var scores = new PinnedFloats(8 * Math.Max(chunk, tokens));
-        var accumulator = new PinnedFloats(8 * headDim);
+            for (int i = 0; i < tokens * headDim; i++) buffer.Span[i] = (float)(random.NextDouble() - 0.5);
+        var scores = new PinnedFloats(rows * Math.Max(chunk, tokens));
+        var accumulator = new PinnedFloats(rows * headDim);
         var z = new PinnedFloats(tokens * headDim);
         var options = new AttentionOptions(0.125f, causal, 0);
         double flops = 4.0 * headDim * (causal ? tokens * (tokens + 1.0) / 2 : (double)tokens * tokens);
+        // The parts below run whole query blocks only: their rates count the rows they cover.
+        double covered = (double)(tokens / rows * rows) / tokens;
         double peak = wholeOnly ? 1 : FmaPeak.Measure(1);
-        Console.WriteLine($"T={tokens} dh={headDim} causal={causal} chunk={chunk}; peak {peak:F0}; load {TableRunner.LoadAverage()}");
+        Console.WriteLine($"T={tokens} dh={headDim} causal={causal} chunk={chunk} width {VectorWidths.Best} query rows {rows}; peak {peak:F0}; load {TableRunner.LoadAverage()}");
         void Report(string name, double work, Action action)
         {
             var r = Timing.Measure(action, minSeconds: 1.0);
@@ -35,36 +52,36 @@ internal static unsafe class AttentionProbe
         if (wholeOnly)
         {
             for (int i = 0; i < 3000; i++)
-                AttentionTiles.Head<Vector512Ops, Vector512<float>>(q.Pointer, headDim, k.Pointer, v.Pointer, tokens * P,
+                AttentionTiles.Head<TOps, TVector>(q.Pointer, headDim, k.Pointer, v.Pointer, tokens * P,
                     tokens, headDim, tokens, options, scores.Pointer, chunk, accumulator.Pointer, z.Pointer, headDim, null);
             return 0;
         }
-        Report("whole head", flops, () => AttentionTiles.Head<Vector512Ops, Vector512<float>>(q.Pointer, headDim, k.Pointer, v.Pointer, tokens * P,
+        Report("whole head", flops, () => AttentionTiles.Head<TOps, TVector>(q.Pointer, headDim, k.Pointer, v.Pointer, tokens * P,
             tokens, headDim, tokens, options, scores.Pointer, chunk, accumulator.Pointer, z.Pointer, headDim, null));
-        Report("scores GEMM only", flops / 2, () =>
+        Report("scores GEMM only", flops / 2 * covered, () =>
         {
-            for (int first = 0; first < tokens; first += 8)
+            for (int first = 0; first + rows <= tokens; first += rows)
                 for (int start = 0; start < tokens; start += chunk)
                     for (int p = 0; p < chunk / P; p++)
-                        Gemm.Tile<Vector512Ops, Vector512<float>>(8, q.Pointer + first * headDim, headDim, k.Pointer + (start / P + p) * headDim * P, P, headDim, scores.Pointer + p * P, chunk, false);
+                        Gemm.Tile<TOps, TVector>(rows, q.Pointer + first * headDim, headDim, k.Pointer + (start / P + p) * headDim * P, P, headDim, scores.Pointer + p * P, chunk, false);
         });
-        Report("weights·V GEMM only", flops / 2, () =>
+        Report("weights·V GEMM only", flops / 2 * covered, () =>
         {
-            for (int first = 0; first < tokens; first += 8)
+            for (int first = 0; first + rows <= tokens; first += rows)
                 for (int start = 0; start < tokens; start += chunk)
                     for (int p = 0; p < headDim / P; p++)
-                        Gemm.Tile<Vector512Ops, Vector512<float>>(8, scores.Pointer, chunk, v.Pointer + p * tokens * P + start * P, P, chunk, accumulator.Pointer + p * P, headDim, true);
+                        Gemm.Tile<TOps, TVector>(rows, scores.Pointer, chunk, v.Pointer + p * tokens * P + start * P, P, chunk, accumulator.Pointer + p * P, headDim, true);
         });
         float m = 0;
         var sums = new PinnedFloats(16);
-        Report("softmax rows only", flops, () =>
+        Report("softmax rows only", flops * covered, () =>
         {
-            for (int first = 0; first < tokens; first += 8)
+            for (int first = 0; first + rows <= tokens; first += rows)
                 for (int start = 0; start < tokens; start += chunk)
-                    for (int i = 0; i < 8; i++)
+                    for (int i = 0; i < rows; i++)
                     {
                         m = float.NegativeInfinity;
-                        AttentionTiles.OnlineSoftmaxRow<Vector512Ops, Vector512<float>>(scores.Pointer + i * chunk, 0, chunk, chunk, ref m, sums.Pointer);
+                        AttentionTiles.OnlineSoftmaxRow<TOps, TVector>(scores.Pointer + i * chunk, 0, chunk, chunk, ref m, sums.Pointer);
                     }
         });
         GC.KeepAlive(q); GC.KeepAlive(k); GC.KeepAlive(v); GC.KeepAlive(scores); GC.KeepAlive(accumulator); GC.KeepAlive(z);

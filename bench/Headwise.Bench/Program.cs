@@ -1,8 +1,10 @@
 using BenchmarkDotNet.Running;
 using Headwise.Bench;
 
-// dotnet run -c Release --project bench/Headwise.Bench -- table [FILTER…] | parts [T [D [dh [causal]]]] | threads [T]
+// dotnet run -c Release --project bench/Headwise.Bench -- [--avx2 | --vector128] table [--one-thread] [FILTER…] | parts [T [D [dh [causal]]]] | threads [T]
 //     | decode [context [D [dh [g]]]] | attention [T [dh [causal]]] | sgemm | peak | bdn BENCHMARKDOTNET-ARGS…  (docs/performance.md says what each prints)
+// --avx2 / --vector128: the same mode in a child process whose JIT stops at that instruction set (InstructionSets.cs).
+if (InstructionSets.RunNarrowed(args) is { } narrowed) return narrowed;
 string mode = args.Length > 0 ? args[0] : "table";
 string[] rest = args.Skip(1).ToArray();
 switch (mode)
@@ -28,6 +30,6 @@ switch (mode)
         BenchmarkSwitcher.FromAssembly(typeof(KernelBenchmarks).Assembly).Run(rest);
         return 0;
     default:
-        Console.Error.WriteLine("usage: Headwise.Bench [table [FILTER…] | parts [T [D [dh [causal]]]] | threads [T] | decode [context [D [dh [g]]]] | attention [T [dh [causal]]] | sgemm | peak | bdn ARGS…]");
+        Console.Error.WriteLine("usage: Headwise.Bench [--avx2 | --vector128] [table [--one-thread] [FILTER…] | parts [T [D [dh [causal]]]] | threads [T] | decode [context [D [dh [g]]]] | attention [T [dh [causal]]] | sgemm | peak | bdn ARGS…]");
         return 2;
 }

@@ -4,10 +4,10 @@ namespace Headwise.Kernels;
 
 /// <summary>
 /// Z = softmax(Q·Kᵀ + mask)·V for one query head over one sequence, fused and tiled (the flash-attention
-/// scheme): 8 query rows at a time walk the keys in chunks of <see cref="KeyChunk"/>; per chunk one GEMM
-/// gives the 8 × chunk scores, an online softmax (per row an offset m and lane-wise sums l; m is raised,
+/// scheme): a block of query rows (<see cref="QueryRows{TOps,TVector}"/>: 8 on Vector512, 12 on narrower widths) at a
+/// time walks the keys in chunks of <see cref="KeyChunk"/>; per chunk one GEMM gives the rows × chunk scores, an online softmax (per row an offset m and lane-wise sums l; m is raised,
 /// and what was accumulated rescaled by e^(m_old − m_new), only when a chunk's scores exceed it by more than
-/// e^8) turns them into weights in place, and one more GEMM adds weights·V into an 8 × dh accumulator. Only 8 × chunk scores ever exist, and chunks outside the rows' visible keys
+/// e^8) turns them into weights in place, and one more GEMM adds weights·V into a rows × dh accumulator. Only rows × chunk scores ever exist, and chunks outside the rows' visible keys
 /// (causal future, before the window, padding) are never computed.
 /// </summary>
 /// <remarks>
@@ -17,24 +17,38 @@ namespace Headwise.Kernels;
 internal static unsafe class AttentionTiles
 {
     /// <summary>
-    /// Keys per chunk. The K and V slices of a chunk (2 × 256 × dh floats) come from L2 while 8 rows use them;
+    /// Keys per chunk. The K and V slices of a chunk (2 × 256 × dh floats) come from L2 while a block of rows uses them;
     /// 128 and 512 measured within noise of 256 at dh = 64, and 256 was ahead at dh = 128 (bench `attention`).
     /// </summary>
     public const int KeyChunk = 256;
 
-    /// <summary>Floats of score scratch <see cref="Head{TOps,TVector}"/> needs: 8 rows of a chunk, or of every key when the map is wanted.</summary>
+    /// <summary>
+    /// Query rows per block: what the GEMM keeps in registers at once, so the score and weights·V tiles run its
+    /// widest register block: 8 on Vector512 (one 8-row block), 12 on the 16-register widths (two 6-row blocks;
+    /// 8 rows there ran as two 4-row blocks, at 73% of the AVX2 FMA peak in bench `attention 512 64`).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static int QueryRows<TOps, TVector>()
+        where TOps : struct, IFloatVectorOps<TVector>
+        where TVector : struct =>
+        TOps.Count == 16 ? Gemm.RowBlock : 2 * Gemm.RegisterRows<TOps, TVector>();
+
+    /// <summary>The most query rows of any width: the size of the per-row scratch.</summary>
+    public const int MaxQueryRows = 12;
+
+    /// <summary>Floats of score scratch per query row <see cref="Head{TOps,TVector}"/> needs: a chunk, or every key when the map is wanted.</summary>
     public static int ScoreStride(int keysPadded, bool wantAttention) => wantAttention ? keysPadded : KeyChunk;
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Head<TOps, TVector>(
-        // q: [⌈tokens/8⌉·8 rows, dh] at queryStride, already multiplied by the scale; rows past tokens are finite (zero)
+        // q: [tokens rounded up to the query rows, dh] at queryStride, already multiplied by the scale; rows past tokens are finite (zero)
         float* queries, nint queryStride,
         // Kᵀ as panels of P = 2·lanes keys: panel p is [dh × P], keys p·P.., zero past tokens
         float* keyPanels,
         // V as panels of P columns: panel j is [keysPadded × P], columns j·P.., zero-padded
         float* valuePanels, nint valuePanelStride,
         int tokens, int headDim, int length, AttentionOptions options,
-        // scratch: scores [8 × scoreStride], accumulator [8 × ⌈dh/P⌉·P]
+        // scratch: scores [query rows × scoreStride], accumulator [query rows × ⌈dh/P⌉·P]
         float* scores, nint scoreStride, float* accumulator,
         // z rows of this head: [tokens, dh] at outputStride
         float* output, nint outputStride,
@@ -43,23 +57,23 @@ internal static unsafe class AttentionTiles
         where TOps : struct, IFloatVectorOps<TVector>
         where TVector : struct
     {
-        const int Rows = Gemm.RowBlock;
+        int blockRows = QueryRows<TOps, TVector>();
         int lanes = TOps.Count;
         int panelWidth = 2 * lanes;
         int headPanels = (headDim + panelWidth - 1) / panelWidth;
         nint accumulatorStride = headPanels * panelWidth;
         // Per row: the offset m its weights are taken against, and its sum of weights, lane by lane.
-        float* rowOffset = stackalloc float[Rows];
-        float* rowSums = stackalloc float[Rows * 16];
-        int* starts = stackalloc int[Rows];
-        int* ends = stackalloc int[Rows];
+        float* rowOffset = stackalloc float[MaxQueryRows];
+        float* rowSums = stackalloc float[MaxQueryRows * 16];
+        int* starts = stackalloc int[MaxQueryRows];
+        int* ends = stackalloc int[MaxQueryRows];
 
-        for (int first = 0; first < tokens; first += Rows)
+        for (int first = 0; first < tokens; first += blockRows)
         {
-            int rowCount = Math.Min(Rows, tokens - first);
+            int rowCount = Math.Min(blockRows, tokens - first);
             // Both ends of a row's visible range only grow with the row, so the block's keys are one range.
             int unionStart = int.MaxValue, unionEnd = 0;
-            for (int i = 0; i < Rows; i++)
+            for (int i = 0; i < blockRows; i++)
             {
                 (starts[i], ends[i]) = i < rowCount ? options.VisibleKeyRange(first + i, length) : (0, 0);
                 if (ends[i] > starts[i])
@@ -69,8 +83,8 @@ internal static unsafe class AttentionTiles
                 }
                 rowOffset[i] = float.NegativeInfinity;
             }
-            new Span<float>(rowSums, Rows * lanes).Clear();
-            new Span<float>(accumulator, Rows * (int)accumulatorStride).Clear();
+            new Span<float>(rowSums, blockRows * lanes).Clear();
+            new Span<float>(accumulator, blockRows * (int)accumulatorStride).Clear();
 
             if (unionEnd > unionStart)
             {
@@ -82,13 +96,13 @@ internal static unsafe class AttentionTiles
                     int end = Math.Min(start + chunk, unionEnd);
                     int width = end - start;
                     int panels = (width + panelWidth - 1) / panelWidth;
-                    // scores[8, panels·P] = q[8 rows, dh] · Kᵀ[dh, start..]
+                    // scores[rows, panels·P] = q[rows, dh] · Kᵀ[dh, start..]
                     for (int panel = 0; panel < panels; panel++)
-                        Gemm.Tile<TOps, TVector>(Rows, queries + first * queryStride, queryStride,
+                        Gemm.Tile<TOps, TVector>(blockRows, queries + first * queryStride, queryStride,
                             keyPanels + (nint)(start / panelWidth + panel) * headDim * panelWidth, panelWidth, headDim,
                             scores + panel * panelWidth, scoreStride, accumulate: false);
 
-                    for (int i = 0; i < Rows; i++)
+                    for (int i = 0; i < blockRows; i++)
                     {
                         float* row = scores + i * scoreStride;
                         int low = Math.Max(starts[i], start) - start, high = Math.Min(ends[i], end) - start;
@@ -104,7 +118,7 @@ internal static unsafe class AttentionTiles
                     if (attention != null)
                     {
                         // One chunk holds every visible key: normalise now, so the map and Z use the same weights.
-                        for (int i = 0; i < Rows; i++)
+                        for (int i = 0; i < blockRows; i++)
                         {
                             float* row = scores + i * scoreStride;
                             float sum = TOps.SumAcross(TOps.Load(rowSums + i * lanes));
@@ -121,9 +135,9 @@ internal static unsafe class AttentionTiles
                         }
                     }
 
-                    // accumulator[8, dh] += weights[8, width] · V[start..end, dh]
+                    // accumulator[rows, dh] += weights[rows, width] · V[start..end, dh]
                     for (int panel = 0; panel < headPanels; panel++)
-                        Gemm.Tile<TOps, TVector>(Rows, scores, scoreStride,
+                        Gemm.Tile<TOps, TVector>(blockRows, scores, scoreStride,
                             valuePanels + panel * valuePanelStride + (nint)start * panelWidth, panelWidth, width,
                             accumulator + panel * panelWidth, accumulatorStride, accumulate: true);
                 }

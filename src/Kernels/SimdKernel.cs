@@ -12,7 +12,7 @@ namespace Headwise.Kernels;
 /// <item>Q, K and V of a group come from one GEMM over the group's [D × (g+2)·dh] weights, packed into
 /// 32-column panels once per weights object (<see cref="Prepare"/>, or the first <see cref="Attend"/>); the
 /// bias is where the accumulators start.</item>
-/// <item>Attention is <see cref="AttentionTiles"/>: 8 query rows × 256-key chunks, online softmax with
+/// <item>Attention is <see cref="AttentionTiles"/>: 8 query rows (12 on the 16-register widths) × 256-key chunks, online softmax with
 /// deferred rescaling, chunks outside the visible keys never computed; the T×T scores are never held unless
 /// the caller asks for the attention map.</item>
 /// <item><see cref="Project"/> (W_O) runs the same GEMM on W_O where it lies (each thread packs the blocks it
@@ -90,20 +90,21 @@ public sealed unsafe class SimdKernel : IHeadKernel
         int modelDim = shape.ModelDim, headDim = shape.HeadDim, queryWidth = shape.QueryWidth;
         int projectionWidth = group.ProjectionWidth;
         int panelWidth = 2 * TOps.Count;
-        int rowsPadded = RoundUp(tokens, Gemm.RowBlock);
+        int queryRows = AttentionTiles.QueryRows<TOps, TVector>();
+        int rowsPadded = RoundUp(tokens, queryRows);
         int keysPadded = RoundUp(tokens, panelWidth);
         int headPanels = (headDim + panelWidth - 1) / panelWidth;
         bool wantAttention = !attention.IsEmpty;
         int scoreStride = AttentionTiles.ScoreStride(keysPadded, wantAttention);
 
         // Scratch, each piece on its own cache line: qkv [rowsPadded, (g+2)·dh], Kᵀ panels [keysPadded·dh],
-        // V panels [headPanels, keysPadded, P], scores [8, scoreStride], accumulator [8, headPanels·P].
+        // V panels [headPanels, keysPadded, P], scores [query rows, scoreStride], accumulator [query rows, headPanels·P].
         long qkvLength = Align((long)rowsPadded * projectionWidth);
         long keyLength = Align((long)keysPadded * headDim);
         long valuePanelStride = (long)keysPadded * panelWidth;
         long valueLength = Align(headPanels * valuePanelStride);
-        long scoreLength = Align((long)Gemm.RowBlock * scoreStride);
-        long accumulatorLength = Align((long)Gemm.RowBlock * headPanels * panelWidth);
+        long scoreLength = Align((long)queryRows * scoreStride);
+        long accumulatorLength = Align((long)queryRows * headPanels * panelWidth);
         long total = qkvLength + keyLength + valueLength + scoreLength + accumulatorLength + 16;
         float[] scratch = ArrayPool<float>.Shared.Rent(checked((int)total));
         try
@@ -117,7 +118,7 @@ public sealed unsafe class SimdKernel : IHeadKernel
                 float* scores = valuePanels + valueLength;
                 float* accumulator = scores + scoreLength;
                 var weightPanels = group.Panels;
-                // Rows past the sequence feed the last 8-row query block: zero keeps them finite.
+                // Rows past the sequence feed the last query block: zero keeps them finite.
                 new Span<float>(qkv + (nint)tokens * projectionWidth, (rowsPadded - tokens) * projectionWidth).Clear();
                 new Span<float>(keyPanels, (int)keyLength).Clear();
                 new Span<float>(valuePanels, (int)valueLength).Clear();

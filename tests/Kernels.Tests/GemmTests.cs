@@ -15,6 +15,8 @@ public class GemmTests
     [InlineData(5, 9, 33)]
     [InlineData(9, 17, 47)]
     [InlineData(8, 64, 64)]
+    [InlineData(6, 5, 32)]     // one 6-row register block (the 16-register widths)
+    [InlineData(11, 19, 48)]   // 6 + 4 + 1 rows there, 8 + 2 + 1 on Vector512
     [InlineData(13, 3, 100)]
     [InlineData(40, 300, 70)]  // enough rows to pack B's blocks; a narrow last panel
     [InlineData(34, 800, 40)]  // inner deeper than one slice (768): C carried across 256-deep slices
