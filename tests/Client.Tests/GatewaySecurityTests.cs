@@ -159,7 +159,17 @@ public sealed class TlsGatewayTests(TlsSilo silo) : IClassFixture<TlsSilo>, IAsy
         // A live session's id is not enough: the key is checked first.
         await ApiKeyTests.ExpectUnauthenticated(() => anonymous.DecodeAsync(session.Id, SessionModel.Step()));
         await ApiKeyTests.ExpectUnauthenticated(() => anonymous.CloseSessionAsync(session.Id));
+        // A stream is refused as a whole: opening it (its first message) and the pipelined form alike.
+        await ApiKeyTests.ExpectUnauthenticated(() => anonymous.OpenDecodeStreamAsync(session.Id));
+        await ApiKeyTests.ExpectUnauthenticated(async () =>
+        {
+            await foreach (var _ in anonymous.DecodeStreamAsync(session.Id, new[] { SessionModel.Step() }.ToAsyncEnumerable()))
+            {
+            }
+        });
         Assert.Equal(SessionModel.Tokens, (await keyed.DecodeAsync(session.Id, SessionModel.Step())).Position);
+        await using (var stream = await keyed.OpenDecodeStreamAsync(session.Id))
+            Assert.Equal(2 * SessionModel.Tokens, (await stream.StepAsync(SessionModel.Step())).Position);
         await keyed.CloseSessionAsync(session.Id);
         await keyed.DeleteModelAsync("sessions-keyed");
         Assert.DoesNotContain(silo.Log, line => line.Contains(session.Id));
@@ -286,6 +296,29 @@ public sealed class ForwardGateTests
         release.SetResult("1");
         Assert.Equal(["1", "1", "1", "1"], await Task.WhenAll([.. held, forward]));
         Assert.Equal("2", await gate.UnaryServerHandler<string, string>("x", decode, (_, _) => Task.FromResult("2")));
+    }
+
+    [Fact]
+    public async Task A_decode_stream_step_takes_a_decode_slot_while_it_runs()
+    {
+        var gate = new Silo.Gateway.ForwardGate(Microsoft.Extensions.Options.Options.Create(
+            new Silo.Gateway.GatewayOptions { MaxConcurrentForwards = 1, MaxConcurrentDecodes = 2 }));
+        var release = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var decode = new FakeContext("/headwise.v1.Attention/Decode");
+        var unary = gate.UnaryServerHandler<string, string>("x", decode, (_, _) => release.Task);
+        var step = gate.EnterDecodeStep("/headwise.v1.Attention/DecodeStream");
+        // Two steps run (one unary, one streamed): a third of either kind is refused, naming the call that was refused.
+        var refused = Assert.Throws<RpcException>(() => gate.EnterDecodeStep("/headwise.v1.Attention/DecodeStream"));
+        Assert.Equal(StatusCode.ResourceExhausted, refused.StatusCode);
+        Assert.StartsWith("decodestream: this silo already runs 2 decode steps (Headwise__MaxConcurrentDecodes)", refused.Status.Detail);
+        await Assert.ThrowsAsync<RpcException>(() => gate.UnaryServerHandler<string, string>("x", decode, (_, _) => Task.FromResult("no")));
+        // The streamed step's end gives its slot back.
+        step.Dispose();
+        using (gate.EnterDecodeStep("/headwise.v1.Attention/DecodeStream"))
+        {
+        }
+        release.SetResult("1");
+        Assert.Equal("1", await unary);
     }
 
     private sealed class FakeContext(string method) : ServerCallContext
