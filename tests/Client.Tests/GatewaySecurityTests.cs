@@ -99,6 +99,38 @@ public sealed class ApiKeyTests(KeyedSilo silo) : IClassFixture<KeyedSilo>
         Assert.DoesNotContain(silo.Log, line => line.Contains(session.Id));
     }
 
+    [Fact]
+    public async Task A_stream_steps_without_the_key_and_a_client_gone_mid_stream_logs_no_error_nor_the_id()
+    {
+        await using var keyed = new GrpcAttentionClient(silo.GrpcAddress, silo.ClientOptions(SecuredSilo.Key));
+        await using var anonymous = new GrpcAttentionClient(silo.GrpcAddress, silo.ClientOptions(key: null));
+        await SessionModel.CreateAsync(keyed, "stream-open");
+        var session = await anonymous.OpenSessionAsync("stream-open");
+        await using (var stream = await anonymous.OpenDecodeStreamAsync(session.Id))
+            Assert.Equal(SessionModel.Tokens, (await stream.StepAsync(SessionModel.Step())).Position);
+
+        // A client gone mid-stream: steps written, the call reset without reading their answers.
+        using (var channel = GrpcChannel.ForAddress(silo.GrpcAddress))
+        {
+            var call = new V1.Attention.AttentionClient(channel).DecodeStream();
+            var step = SessionModel.Step();
+            var input = new V1.Tensor { Dtype = V1.DType.F32, Data = Google.Protobuf.ByteString.CopyFrom(
+                System.Runtime.InteropServices.MemoryMarshal.AsBytes(step.Data.Span)) };
+            input.Shape.Add(step.Shape.Select(size => (long)size));
+            await call.RequestStream.WriteAsync(new V1.DecodeStreamRequest { Session = session.Id, Input = input });
+            Assert.True(await call.ResponseStream.MoveNext(CancellationToken.None));
+            await call.RequestStream.WriteAsync(new V1.DecodeStreamRequest { Input = input });
+            call.Dispose();
+        }
+        var next = await anonymous.DecodeAsync(session.Id, SessionModel.Step());
+        Assert.InRange(next.Position, 3 * SessionModel.Tokens, 4 * SessionModel.Tokens);
+        await anonymous.CloseSessionAsync(session.Id);
+        await keyed.DeleteModelAsync("stream-open");
+
+        Assert.DoesNotContain(silo.Log, line => line.Contains(session.Id));
+        Assert.DoesNotContain(silo.Log, line => line.StartsWith("Error:", StringComparison.Ordinal) && line.Contains("DecodeStream"));
+    }
+
     internal static async Task ExpectUnauthenticated(Func<Task> call)
     {
         var error = await Assert.ThrowsAsync<HeadwiseException>(call);

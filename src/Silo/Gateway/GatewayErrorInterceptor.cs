@@ -75,7 +75,8 @@ public sealed class GatewayErrorInterceptor(ILogger<GatewayErrorInterceptor> log
         {
             case HeadwiseException headwise:
                 return new RpcException(new Status(headwise.Code.ToStatusCode(), StatusMessage.Bounded(headwise.Message)));
-            case OperationCanceledException when context.CancellationToken.IsCancellationRequested:
+            // A client gone mid-stream: reading its next message fails with the transport's error, not a cancellation.
+            case OperationCanceledException or IOException when context.CancellationToken.IsCancellationRequested:
                 return new RpcException(new Status(StatusCode.Cancelled, "the call was cancelled."));
             case TimeoutException or SiloUnavailableException or OrleansMessageRejectionException:
                 logger.LogWarning(exception, "{Method}: the cluster could not serve the call", context.Method);
