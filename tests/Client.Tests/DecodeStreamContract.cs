@@ -218,6 +218,33 @@ public sealed class GrpcDecodeStreamTests(SiloFixture silo) : DecodeStreamContra
     protected override string Prefix => "grpc";
     protected override bool Pipelined => true;
     protected override IAttentionClient CreateClient() => Silo.CreateGrpcClient();
+
+    [Fact]
+    public async Task More_open_streams_than_one_HTTP2_connection_carries_all_answer()
+    {
+        // Kestrel allows 100 streams per connection; the SDK's channel opens more connections rather than queueing the
+        // 101st stream behind streams that stay open for their session's life.
+        const int streams = 120;
+        var golden = GoldenCase.Load("gpt2-tiny");
+        await Client.CreateModelAsync("grpc-many-streams", golden.Spec);
+        await Client.UploadWeightsAsync("grpc-many-streams", new MemoryStream(golden.Bytes), golden.Layout, golden.Prefix);
+        var sessions = await Task.WhenAll(Enumerable.Range(0, streams).Select(_ => Client.OpenSessionAsync("grpc-many-streams", maxTokens: 4)));
+        var open = new List<DecodeStream>();
+        try
+        {
+            foreach (var session in sessions)
+                open.Add(await Client.OpenDecodeStreamAsync(session.Id).WaitAsync(TimeSpan.FromSeconds(30)));
+            int modelDim = golden.Spec.ModelDim;
+            var positions = await Task.WhenAll(open.Select(async stream =>
+                (await stream.StepAsync(new FloatTensor(new float[modelDim], 1, 1, modelDim))).Position));
+            Assert.All(positions, position => Assert.Equal(1, position));
+        }
+        finally
+        {
+            foreach (var stream in open) await stream.DisposeAsync();
+        }
+        await Task.WhenAll(sessions.Select(session => Client.CloseSessionAsync(session.Id)));
+    }
 }
 
 [Collection(SiloCollection.Name)]
