@@ -3,7 +3,7 @@
 
 Creates a model from one of the repository's golden files (tests/golden/*.safetensors: weights, an input X and the
 outputs libtorch computed in float64), uploads its weights, runs Forward with the causal mask and a decode session
-token by token, and checks both against the file's expected output and against numpy's own attention (float64).
+token by token (unary Decode calls, then one DecodeStream), and checks both against the file's expected output and against numpy's own attention (float64).
 Prints one line per check ("FORWARD OK max|diff| 3.1e-08") and exits 0 only when all pass.
 
     python3 headwise_example.py --server 127.0.0.1:5070 [--golden ../../tests/golden/gpt2-tiny.safetensors] [--api-key KEY]
@@ -131,6 +131,17 @@ def main():
                 rows.append(floats(step.output)[0, 0])
             attention_rpc.CloseSession(pb.CloseSessionRequest(session=session), metadata=auth)
             ok &= check("DECODE vs golden", np.stack(rows), expected[0])
+
+            # The same steps over one DecodeStream: the first message names the session (here a ping, answered with
+            # ping set), every message gets one answer, in order; no new call per step.
+            session = attention_rpc.OpenSession(pb.OpenSessionRequest(model=args.model, layer=0), metadata=auth).session
+            messages = [pb.DecodeStreamRequest(session=session, ping=True)]
+            messages += [pb.DecodeStreamRequest(input=tensor(x[0:1, t:t + 1])) for t in range(x.shape[1])]
+            answers = list(attention_rpc.DecodeStream(iter(messages), metadata=auth))
+            attention_rpc.CloseSession(pb.CloseSessionRequest(session=session), metadata=auth)
+            in_order = answers[0].ping and [a.position for a in answers[1:]] == list(range(1, x.shape[1] + 1))
+            print(f"DECODE STREAM order {'OK' if in_order else 'WRONG'}: {len(answers)} answers")
+            ok &= in_order and check("DECODE STREAM vs golden", np.stack([floats(a.output)[0, 0] for a in answers[1:]]), expected[0])
         finally:
             attention_rpc.DeleteModel(pb.DeleteModelRequest(name=args.model), metadata=auth)
     return 0 if ok else 1

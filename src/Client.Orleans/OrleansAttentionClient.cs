@@ -105,13 +105,33 @@ public sealed class OrleansAttentionClient(IClusterClient cluster) : IAttentionC
 
     /// <inheritdoc />
     public Task<DecodeOutput> DecodeAsync(string session, FloatTensor input, CancellationToken cancellationToken = default) =>
-        Decode(session, input, null, cancellationToken);
+        DecodeStep(session, input, null, cancellationToken);
 
     /// <inheritdoc />
     public Task<DecodeOutput> DecodeAsync(string session, FloatTensor input, int expectedPosition, CancellationToken cancellationToken = default) =>
-        Decode(session, input, expectedPosition, cancellationToken);
+        DecodeStep(session, input, expectedPosition, cancellationToken);
 
-    private async Task<DecodeOutput> Decode(string session, FloatTensor input, int? expectedPosition, CancellationToken cancellationToken)
+    /// <inheritdoc />
+    /// <remarks>Checks the id's form only: an unknown session is NotFound at its first step.</remarks>
+    public Task<DecodeStream> OpenDecodeStreamAsync(string session, CancellationToken cancellationToken = default)
+    {
+        SessionIds.Validate(session);
+        cancellationToken.ThrowIfCancellationRequested();
+        return Task.FromResult<DecodeStream>(new OrleansDecodeStream(this, session));
+    }
+
+    /// <inheritdoc />
+    /// <remarks>Over Orleans the steps run one after another: each input is sent when the previous answer is back.</remarks>
+    public async IAsyncEnumerable<DecodeOutput> DecodeStreamAsync(string session, IAsyncEnumerable<FloatTensor> inputs,
+        [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        SessionIds.Validate(session);
+        await foreach (var input in inputs.WithCancellation(cancellationToken))
+            yield return await DecodeStep(session, input, null, cancellationToken);
+    }
+
+    /// <summary>One step of the session: what DecodeAsync and each step of a decode stream run.</summary>
+    internal async Task<DecodeOutput> DecodeStep(string session, FloatTensor input, int? expectedPosition, CancellationToken cancellationToken)
     {
         string grainKey = SessionIds.GrainKey(session);
         var shape = input.Shape;

@@ -126,6 +126,19 @@ public sealed class GrpcAttentionClient : IAttentionClient
         Call(cancellationToken, async () => GrpcMapping.FromProto(await _client.DecodeAsync(request, deadline: Deadline(), cancellationToken: cancellationToken)));
 
     /// <inheritdoc />
+    /// <remarks>Each step and ping gets <see cref="GrpcAttentionClientOptions.DefaultDeadline"/>; the stream itself has none.</remarks>
+    public Task<DecodeStream> OpenDecodeStreamAsync(string session, CancellationToken cancellationToken = default) =>
+        Call<DecodeStream>(cancellationToken, async () => await GrpcDecodeStream.OpenAsync(_client, session, _deadline, cancellationToken));
+
+    /// <inheritdoc />
+    public IAsyncEnumerable<DecodeOutput> DecodeStreamAsync(string session, IAsyncEnumerable<FloatTensor> inputs, CancellationToken cancellationToken = default)
+    {
+        SessionIds.Validate(session);
+        ArgumentNullException.ThrowIfNull(inputs);
+        return PipelinedDecodeStream.RunAsync(_client, session, inputs, cancellationToken);
+    }
+
+    /// <inheritdoc />
     public Task CloseSessionAsync(string session, CancellationToken cancellationToken = default) =>
         Call(cancellationToken, async () => await _client.CloseSessionAsync(new Proto.CloseSessionRequest { Session = session }, deadline: Deadline(), cancellationToken: cancellationToken));
 

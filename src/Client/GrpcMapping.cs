@@ -138,6 +138,15 @@ internal static class GrpcMapping
         TraceId = response.TraceId,
     };
 
+    public static DecodeOutput FromProto(Proto.DecodeStreamResponse response) => new()
+    {
+        Output = FromProto(response.Output) ?? throw new HeadwiseException(ErrorCode.Internal, "the server sent no output tensor."),
+        Position = response.Position,
+        ReprefilledGroups = response.ReprefilledGroups,
+        Replayed = response.Replayed,
+        TraceId = response.TraceId,
+    };
+
     private static FloatTensor? FromProto(Proto.Tensor? tensor)
     {
         if (tensor is null) return null;

@@ -63,6 +63,23 @@ public interface IAttentionClient : IAsyncDisposable
     /// </summary>
     Task<DecodeOutput> DecodeAsync(string session, FloatTensor input, int expectedPosition, CancellationToken cancellationToken = default);
 
+    /// <summary>
+    /// Opens a stream for the steps of <paramref name="session"/>: each <see cref="DecodeStream.StepAsync(FloatTensor, CancellationToken)"/>
+    /// is a Decode answered the same, without a new call per step (over gRPC, one bidirectional DecodeStream call). Steps on
+    /// a stream are never retried by the SDK. Over gRPC an unknown session is NotFound here; over Orleans at the first step.
+    /// </summary>
+    Task<DecodeStream> OpenDecodeStreamAsync(string session, CancellationToken cancellationToken = default);
+
+    /// <summary>
+    /// Decodes <paramref name="inputs"/> (each [batch, new_tokens, model_dim]) as consecutive steps of <paramref name="session"/>
+    /// over one stream and yields their outputs in order. Over gRPC the steps are pipelined: each input is sent as soon
+    /// as <paramref name="inputs"/> gives it, without waiting for earlier answers; over Orleans they run one after another.
+    /// The first failing step ends the enumeration with its <see cref="HeadwiseException"/> (steps after it are not
+    /// applied, steps before it are); nothing is retried, and no step carries an expected position. No deadline: cancel
+    /// <paramref name="cancellationToken"/> to stop, which throws <see cref="OperationCanceledException"/>.
+    /// </summary>
+    IAsyncEnumerable<DecodeOutput> DecodeStreamAsync(string session, IAsyncEnumerable<FloatTensor> inputs, CancellationToken cancellationToken = default);
+
     /// <summary>Ends the session and frees its caches; NotFound when it is already gone.</summary>
     Task CloseSessionAsync(string session, CancellationToken cancellationToken = default);
 }

@@ -43,6 +43,31 @@ public sealed class GatewayDeadlineTranslationTests
         Assert.Equal(StatusCode.InvalidArgument, status.StatusCode);
     }
 
+    [Fact]
+    public async Task A_stream_gets_the_same_translation_and_a_client_gone_mid_stream_is_CANCELLED()
+    {
+        Assert.Equal(StatusCode.NotFound, (await TranslateStream(new HeadwiseException(ErrorCode.NotFound, "session 'x' not found"), cancelled: false)).StatusCode);
+        Assert.Equal(StatusCode.DeadlineExceeded, (await TranslateStream(new OperationCanceledException(), cancelled: true,
+            deadline: DateTime.UtcNow.AddMilliseconds(-5))).StatusCode);
+        // Reading the next message of a client that reset the stream: the call is cancelled, nothing failed here.
+        Assert.Equal(StatusCode.Cancelled, (await TranslateStream(new IOException("The request stream was aborted."), cancelled: true)).StatusCode);
+        // The same error on a live call is a fault of this silo's, answered without its details.
+        var live = await TranslateStream(new IOException("disk"), cancelled: false);
+        Assert.Equal(StatusCode.Internal, live.StatusCode);
+        Assert.DoesNotContain("disk", live.Detail);
+    }
+
+    private static async Task<Status> TranslateStream(Exception thrown, bool cancelled, DateTime? deadline = null)
+    {
+        using var cancellation = new CancellationTokenSource();
+        if (cancelled) await cancellation.CancelAsync();
+        var interceptor = new GatewayErrorInterceptor(NullLogger<GatewayErrorInterceptor>.Instance);
+        var context = new FixedCallContext(deadline ?? DateTime.MaxValue, cancellation.Token);
+        var error = await Assert.ThrowsAsync<RpcException>(() =>
+            interceptor.DuplexStreamingServerHandler<string, string>(null!, null!, context, (_, _, _) => Task.FromException(thrown)));
+        return error.Status;
+    }
+
     private static async Task<Status> Translate(Exception thrown, DateTime deadline, bool cancelled)
     {
         using var cancellation = new CancellationTokenSource();

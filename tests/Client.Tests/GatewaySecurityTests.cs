@@ -99,6 +99,38 @@ public sealed class ApiKeyTests(KeyedSilo silo) : IClassFixture<KeyedSilo>
         Assert.DoesNotContain(silo.Log, line => line.Contains(session.Id));
     }
 
+    [Fact]
+    public async Task A_stream_steps_without_the_key_and_a_client_gone_mid_stream_logs_no_error_nor_the_id()
+    {
+        await using var keyed = new GrpcAttentionClient(silo.GrpcAddress, silo.ClientOptions(SecuredSilo.Key));
+        await using var anonymous = new GrpcAttentionClient(silo.GrpcAddress, silo.ClientOptions(key: null));
+        await SessionModel.CreateAsync(keyed, "stream-open");
+        var session = await anonymous.OpenSessionAsync("stream-open");
+        await using (var stream = await anonymous.OpenDecodeStreamAsync(session.Id))
+            Assert.Equal(SessionModel.Tokens, (await stream.StepAsync(SessionModel.Step())).Position);
+
+        // A client gone mid-stream: steps written, the call reset without reading their answers.
+        using (var channel = GrpcChannel.ForAddress(silo.GrpcAddress))
+        {
+            var call = new V1.Attention.AttentionClient(channel).DecodeStream();
+            var step = SessionModel.Step();
+            var input = new V1.Tensor { Dtype = V1.DType.F32, Data = Google.Protobuf.ByteString.CopyFrom(
+                System.Runtime.InteropServices.MemoryMarshal.AsBytes(step.Data.Span)) };
+            input.Shape.Add(step.Shape.Select(size => (long)size));
+            await call.RequestStream.WriteAsync(new V1.DecodeStreamRequest { Session = session.Id, Input = input });
+            Assert.True(await call.ResponseStream.MoveNext(CancellationToken.None));
+            await call.RequestStream.WriteAsync(new V1.DecodeStreamRequest { Input = input });
+            call.Dispose();
+        }
+        var next = await anonymous.DecodeAsync(session.Id, SessionModel.Step());
+        Assert.InRange(next.Position, 3 * SessionModel.Tokens, 4 * SessionModel.Tokens);
+        await anonymous.CloseSessionAsync(session.Id);
+        await keyed.DeleteModelAsync("stream-open");
+
+        Assert.DoesNotContain(silo.Log, line => line.Contains(session.Id));
+        Assert.DoesNotContain(silo.Log, line => line.StartsWith("Error:", StringComparison.Ordinal) && line.Contains("DecodeStream"));
+    }
+
     internal static async Task ExpectUnauthenticated(Func<Task> call)
     {
         var error = await Assert.ThrowsAsync<HeadwiseException>(call);
@@ -159,7 +191,17 @@ public sealed class TlsGatewayTests(TlsSilo silo) : IClassFixture<TlsSilo>, IAsy
         // A live session's id is not enough: the key is checked first.
         await ApiKeyTests.ExpectUnauthenticated(() => anonymous.DecodeAsync(session.Id, SessionModel.Step()));
         await ApiKeyTests.ExpectUnauthenticated(() => anonymous.CloseSessionAsync(session.Id));
+        // A stream is refused as a whole: opening it (its first message) and the pipelined form alike.
+        await ApiKeyTests.ExpectUnauthenticated(() => anonymous.OpenDecodeStreamAsync(session.Id));
+        await ApiKeyTests.ExpectUnauthenticated(async () =>
+        {
+            await foreach (var _ in anonymous.DecodeStreamAsync(session.Id, new[] { SessionModel.Step() }.ToAsyncEnumerable()))
+            {
+            }
+        });
         Assert.Equal(SessionModel.Tokens, (await keyed.DecodeAsync(session.Id, SessionModel.Step())).Position);
+        await using (var stream = await keyed.OpenDecodeStreamAsync(session.Id))
+            Assert.Equal(2 * SessionModel.Tokens, (await stream.StepAsync(SessionModel.Step())).Position);
         await keyed.CloseSessionAsync(session.Id);
         await keyed.DeleteModelAsync("sessions-keyed");
         Assert.DoesNotContain(silo.Log, line => line.Contains(session.Id));
@@ -286,6 +328,29 @@ public sealed class ForwardGateTests
         release.SetResult("1");
         Assert.Equal(["1", "1", "1", "1"], await Task.WhenAll([.. held, forward]));
         Assert.Equal("2", await gate.UnaryServerHandler<string, string>("x", decode, (_, _) => Task.FromResult("2")));
+    }
+
+    [Fact]
+    public async Task A_decode_stream_step_takes_a_decode_slot_while_it_runs()
+    {
+        var gate = new Silo.Gateway.ForwardGate(Microsoft.Extensions.Options.Options.Create(
+            new Silo.Gateway.GatewayOptions { MaxConcurrentForwards = 1, MaxConcurrentDecodes = 2 }));
+        var release = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var decode = new FakeContext("/headwise.v1.Attention/Decode");
+        var unary = gate.UnaryServerHandler<string, string>("x", decode, (_, _) => release.Task);
+        var step = gate.EnterDecodeStep("/headwise.v1.Attention/DecodeStream");
+        // Two steps run (one unary, one streamed): a third of either kind is refused, naming the call that was refused.
+        var refused = Assert.Throws<RpcException>(() => gate.EnterDecodeStep("/headwise.v1.Attention/DecodeStream"));
+        Assert.Equal(StatusCode.ResourceExhausted, refused.StatusCode);
+        Assert.StartsWith("decodestream: this silo already runs 2 decode steps (Headwise__MaxConcurrentDecodes)", refused.Status.Detail);
+        await Assert.ThrowsAsync<RpcException>(() => gate.UnaryServerHandler<string, string>("x", decode, (_, _) => Task.FromResult("no")));
+        // The streamed step's end gives its slot back.
+        step.Dispose();
+        using (gate.EnterDecodeStep("/headwise.v1.Attention/DecodeStream"))
+        {
+        }
+        release.SetResult("1");
+        Assert.Equal("1", await unary);
     }
 
     private sealed class FakeContext(string method) : ServerCallContext

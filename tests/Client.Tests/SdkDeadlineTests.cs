@@ -102,6 +102,31 @@ public sealed class SdkDeadlineTests(SiloFixture silo) : IAsyncLifetime
         await AssertSiloStillAnswers();
     }
 
+    [Fact]
+    public async Task A_stream_step_past_the_deadline_is_DeadlineExceeded_and_the_session_decodes_on()
+    {
+        await using var patient = silo.CreateGrpcClient();
+        await using var client = new GrpcAttentionClient(silo.GrpcAddress, new GrpcAttentionClientOptions { DefaultDeadline = ShortSpan });
+        var session = await patient.OpenSessionAsync(Model, maxTokens: 256);
+        const int prefill = 200;
+        var data = Input.Input.Data.Span;
+        var rows = new float[3 * prefill * 512];
+        for (int b = 0; b < 3; b++) data.Slice(b * 256 * 512, prefill * 512).CopyTo(rows.AsSpan(b * prefill * 512));
+
+        // The deadline is each step's (and the opening ping's), not the stream's: whichever passes it ends the stream.
+        var error = await Assert.ThrowsAsync<HeadwiseException>(async () =>
+        {
+            await using var stream = await client.OpenDecodeStreamAsync(session.Id);
+            await stream.StepAsync(new FloatTensor(rows, 3, prefill, 512));
+        });
+        Assert.True(error.Code == ErrorCode.DeadlineExceeded, $"expected DeadlineExceeded, got {error.Code}: {error.Message}");
+
+        // The prefill ran to its end in the cluster or never started: the session answers at one of the two positions.
+        var next = await patient.DecodeAsync(session.Id, new FloatTensor(new float[3 * 512], 3, 1, 512));
+        Assert.Contains(next.Position, new[] { 1, prefill + 1 });
+        await patient.CloseSessionAsync(session.Id);
+    }
+
     private async Task AssertSiloStillAnswers()
     {
         await using var client = silo.CreateGrpcClient();

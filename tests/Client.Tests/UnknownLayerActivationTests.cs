@@ -90,7 +90,7 @@ public sealed class UnknownLayerActivationTests(SiloFixture silo)
     }
 
     [Fact]
-    public async Task Decode_and_close_with_made_up_session_ids_activate_no_grain_and_a_real_session_still_decodes()
+    public async Task Decode_streams_and_close_with_made_up_session_ids_activate_no_grain_and_a_real_session_still_decodes()
     {
         using var channel = GrpcChannel.ForAddress(silo.GrpcAddress);
         var client = new Attention.AttentionClient(channel);
@@ -104,9 +104,12 @@ public sealed class UnknownLayerActivationTests(SiloFixture silo)
         for (int i = 0; i < 100; i++)
         {
             string madeUp = Guid.NewGuid().ToString("N");
-            var call = i % 2 == 0
-                ? client.DecodeAsync(new DecodeRequest { Session = madeUp, Input = row }).ResponseAsync
-                : (Task)client.CloseSessionAsync(new CloseSessionRequest { Session = madeUp }).ResponseAsync;
+            var call = (i % 3) switch
+            {
+                0 => client.DecodeAsync(new DecodeRequest { Session = madeUp, Input = row }).ResponseAsync,
+                1 => (Task)client.CloseSessionAsync(new CloseSessionRequest { Session = madeUp }).ResponseAsync,
+                _ => StreamStep(client, madeUp, row),
+            };
             var error = await Assert.ThrowsAsync<RpcException>(() => call);
             Assert.Equal(StatusCode.NotFound, error.StatusCode);
             Assert.Contains("not found", error.Status.Detail);
@@ -119,6 +122,14 @@ public sealed class UnknownLayerActivationTests(SiloFixture silo)
         await client.CloseSessionAsync(new CloseSessionRequest { Session = opened.Session });
         var closed = await Assert.ThrowsAsync<RpcException>(() => client.DecodeAsync(new DecodeRequest { Session = opened.Session, Input = row }).ResponseAsync);
         Assert.Equal(StatusCode.NotFound, closed.StatusCode);
+    }
+
+    /// <summary>A DecodeStream whose first message is a step of <paramref name="session"/>; throws the stream's status.</summary>
+    private static async Task StreamStep(Attention.AttentionClient client, string session, Tensor row)
+    {
+        using var stream = client.DecodeStream();
+        await stream.RequestStream.WriteAsync(new DecodeStreamRequest { Session = session, Input = row });
+        await stream.ResponseStream.MoveNext(CancellationToken.None);
     }
 
     private async Task<int> SessionActivations()

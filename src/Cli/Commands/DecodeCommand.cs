@@ -7,9 +7,10 @@ using Spectre.Console;
 namespace Headwise.Cli.Commands;
 
 /// <summary>
-/// <c>headwise decode --model NAME --tokens T [--prefill P] [--chunk C] [--batch B] [--seed S] [--layer L] [--max-tokens M] [--check]</c>:
+/// <c>headwise decode --model NAME --tokens T [--prefill P] [--chunk C] [--batch B] [--seed S] [--layer L] [--max-tokens M] [--stream] [--check]</c>:
 /// opens a decode session, feeds random input (P tokens in one prefill step, then the rest C at a time), closes it,
-/// and shows the latency of the steps; <c>--check</c> compares the outputs with one causal Forward over the whole sequence.
+/// and shows the latency of the steps; <c>--stream</c> sends every step over one DecodeStream and pings it after each
+/// step (its no-op floor); <c>--check</c> compares the outputs with one causal Forward over the whole sequence.
 /// </summary>
 internal static class DecodeCommand
 {
@@ -24,10 +25,11 @@ internal static class DecodeCommand
         var seed = new Option<int>("--seed") { Description = "seed of the random input", HelpName = "S", DefaultValueFactory = _ => 0 };
         var maxTokens = new Option<int>("--max-tokens") { Description = "the session's max_tokens; 0: T", HelpName = "M", DefaultValueFactory = _ => 0 };
         var check = new Option<bool>("--check") { Description = "compare with one causal forward pass over all T tokens" };
+        var stream = new Option<bool>("--stream") { Description = "send the steps over one stream (DecodeStream) and time its no-op ping after each" };
 
         var command = new Command("decode", "Decode a random sequence through a session (K/V cached in the head grains) and show per-step latency.")
         {
-            model, layer, tokens, prefill, chunk, batch, seed, maxTokens, check,
+            model, layer, tokens, prefill, chunk, batch, seed, maxTokens, stream, check,
         };
         command.SetAction(async (parseResult, cancellationToken) =>
         {
@@ -51,8 +53,12 @@ internal static class DecodeCommand
             var session = await client.OpenSessionAsync(modelName, layerIndex, sessionTokens == 0 ? tokenCount : sessionTokens, cancellationToken);
             var output = new float[batchSize * tokenCount * modelDim];
             var stepMs = new List<double>();
+            var pingMs = new List<double>();
             double prefillMs = 0;
             int reprefilled = 0;
+            bool streamed = parseResult.GetValue(stream);
+            // Opened before the first step: its opening round trip (which checks the session) is not a step's cost.
+            var steps = streamed ? await client.OpenDecodeStreamAsync(session.Id, cancellationToken) : null;
             try
             {
                 int start = 0;
@@ -62,8 +68,18 @@ internal static class DecodeCommand
                     var step = Slice(x.Data.Span, batchSize, tokenCount, modelDim, start, count);
                     var stopwatch = Stopwatch.StartNew();
                     // The position before the step: a step retried after a lost reply is answered again, not applied twice.
-                    var result = await client.DecodeAsync(session.Id, new FloatTensor(step, batchSize, count, modelDim), start, cancellationToken);
+                    var input = new FloatTensor(step, batchSize, count, modelDim);
+                    var result = steps is null
+                        ? await client.DecodeAsync(session.Id, input, start, cancellationToken)
+                        : await steps.StepAsync(input, start, cancellationToken);
                     stopwatch.Stop();
+                    if (steps is not null)
+                    {
+                        // The stream's floor, measured between the steps it is compared with.
+                        var ping = Stopwatch.StartNew();
+                        await steps.PingAsync(cancellationToken);
+                        pingMs.Add(ping.Elapsed.TotalMilliseconds);
+                    }
                     if (start == 0 && prefillCount > 0) prefillMs = stopwatch.Elapsed.TotalMilliseconds;
                     else stepMs.Add(stopwatch.Elapsed.TotalMilliseconds);
                     reprefilled += result.ReprefilledGroups;
@@ -75,6 +91,7 @@ internal static class DecodeCommand
             }
             finally
             {
+                if (steps is not null) await steps.DisposeAsync();
                 await client.CloseSessionAsync(session.Id, CancellationToken.None);
             }
 
@@ -88,9 +105,15 @@ internal static class DecodeCommand
                 ("prefill", prefillCount > 0 ? $"{prefillCount} tokens in {Ms(prefillMs)}" : "none"),
                 ("steps", sorted.Length == 0 ? "none"
                     : $"{sorted.Length} of {chunkSize} token(s): p50 {Ms(Percentile(sorted, 0.50))}, p99 {Ms(Percentile(sorted, 0.99))}, max {Ms(sorted[^1])}"),
+                ("transport", steps is null ? "unary Decode calls" : "one DecodeStream"),
                 ("re-filled", $"{reprefilled} head group cache(s)"),
                 ("server", address.OriginalString),
             };
+            if (pingMs.Count > 0)
+            {
+                var pings = pingMs.Order().ToArray();
+                fields.Insert(fields.FindIndex(field => field.Item1 == "steps") + 1, ("no-op", $"{pings.Length} ping(s) on the stream: p50 {Ms(Percentile(pings, 0.50))}, p99 {Ms(Percentile(pings, 0.99))}"));
+            }
             if (parseResult.GetValue(check))
             {
                 var forward = await client.ForwardAsync(modelName, new AttentionInput { Input = x, Layer = layerIndex, Causal = true }, cancellationToken);

@@ -12,8 +12,8 @@ namespace Headwise.Silo.Gateway;
 /// The gRPC edge of the cluster, served by every silo: it checks the wire format, then hands each call to
 /// the model catalog or to the layer's coordinator grain.
 /// </summary>
-internal sealed class AttentionGateway(IGrainFactory grains, IOptions<SiloOptions> silo, IOptions<ForwardLimits> limits,
-    IOptions<ModelLimits> modelLimits, ModelLayers layers, KnownSessions sessions, UploadGate uploads)
+internal sealed partial class AttentionGateway(IGrainFactory grains, IOptions<SiloOptions> silo, IOptions<ForwardLimits> limits,
+    IOptions<ModelLimits> modelLimits, ModelLayers layers, KnownSessions sessions, UploadGate uploads, ForwardGate gate)
     : Attention.AttentionBase
 {
     private IModelCatalogGrain Catalog => grains.GetGrain<IModelCatalogGrain>(GrainKeys.Catalog);
@@ -133,26 +133,8 @@ internal sealed class AttentionGateway(IGrainFactory grains, IOptions<SiloOption
 
     public override async Task<DecodeResponse> Decode(DecodeRequest request, ServerCallContext context)
     {
-        var session = SessionIds.GrainKey(request.Session);
-        var input = TensorCodec.ToFloat32Bytes(request.Input, 3, "input", limits.Value.MaxRequestBytes);
-        await sessions.Require(session);
-        var command = new DecodeCommand
-        {
-            Batch = (int)request.Input.Shape[0],
-            Tokens = (int)request.Input.Shape[1],
-            ModelDim = (int)request.Input.Shape[2],
-            Input = input,
-            ExpectedPosition = request.HasExpectedPosition ? request.ExpectedPosition : null,
-        };
-        var grain = grains.GetGrain<IDecodeSessionGrain>(session);
-        // A step that names its expected position is applied at most once (a retry of an applied step is answered from
-        // the session's record), so the gateway may retry it while the coordinator's silo is being declared dead and
-        // the session is rebuilt elsewhere: the caller sees the step answered, not UNAVAILABLE. Without the position a
-        // retry could apply the step twice; that caller gets the failure.
-        var result = command.ExpectedPosition is null
-            ? await grain.Decode(command).WaitAsync(context.CancellationToken)
-            : await HeadCallRetry.RunAsync(() => grain.Decode(command).WaitAsync(context.CancellationToken), () => { }, context.CancellationToken);
-        FiniteAnswer.Require("input.data", command.Input, result.Output);
+        var (command, result) = await Step(SessionIds.GrainKey(request.Session), request.Input,
+            request.HasExpectedPosition ? request.ExpectedPosition : null, context.CancellationToken);
         return new DecodeResponse
         {
             Output = TensorCodec.FromFloat32Bytes(result.Output, command.Batch, command.Tokens, result.ModelDim),
@@ -161,6 +143,33 @@ internal sealed class AttentionGateway(IGrainFactory grains, IOptions<SiloOption
             Replayed = result.Replayed,
             TraceId = result.TraceId,
         };
+    }
+
+    /// <summary>One decode step of the session <paramref name="session"/> (its grain key): what Decode and each step of
+    /// DecodeStream run.</summary>
+    private async Task<(DecodeCommand Command, DecodeResult Result)> Step(string session, Tensor? input, int? expectedPosition,
+        CancellationToken cancellation)
+    {
+        var bytes = TensorCodec.ToFloat32Bytes(input, 3, "input", limits.Value.MaxRequestBytes);
+        await sessions.Require(session);
+        var command = new DecodeCommand
+        {
+            Batch = (int)input!.Shape[0],
+            Tokens = (int)input.Shape[1],
+            ModelDim = (int)input.Shape[2],
+            Input = bytes,
+            ExpectedPosition = expectedPosition,
+        };
+        var grain = grains.GetGrain<IDecodeSessionGrain>(session);
+        // A step that names its expected position is applied at most once (a retry of an applied step is answered from
+        // the session's record), so the gateway may retry it while the coordinator's silo is being declared dead and
+        // the session is rebuilt elsewhere: the caller sees the step answered, not UNAVAILABLE. Without the position a
+        // retry could apply the step twice; that caller gets the failure.
+        var result = command.ExpectedPosition is null
+            ? await grain.Decode(command).WaitAsync(cancellation)
+            : await HeadCallRetry.RunAsync(() => grain.Decode(command).WaitAsync(cancellation), () => { }, cancellation);
+        FiniteAnswer.Require("input.data", command.Input, result.Output);
+        return (command, result);
     }
 
     public override async Task<CloseSessionResponse> CloseSession(CloseSessionRequest request, ServerCallContext context)

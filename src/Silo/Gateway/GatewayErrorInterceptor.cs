@@ -36,6 +36,33 @@ public sealed class GatewayErrorInterceptor(ILogger<GatewayErrorInterceptor> log
         }
     }
 
+    public override async Task ServerStreamingServerHandler<TRequest, TResponse>(TRequest request, IServerStreamWriter<TResponse> responseStream,
+        ServerCallContext context, ServerStreamingServerMethod<TRequest, TResponse> continuation)
+    {
+        try
+        {
+            await continuation(request, responseStream, context);
+        }
+        catch (Exception exception) when (exception is not RpcException)
+        {
+            throw Translate(exception, context);
+        }
+    }
+
+    // DecodeStream: the answers written before the failure stay with the client; the failure ends the stream with its status.
+    public override async Task DuplexStreamingServerHandler<TRequest, TResponse>(IAsyncStreamReader<TRequest> requestStream,
+        IServerStreamWriter<TResponse> responseStream, ServerCallContext context, DuplexStreamingServerMethod<TRequest, TResponse> continuation)
+    {
+        try
+        {
+            await continuation(requestStream, responseStream, context);
+        }
+        catch (Exception exception) when (exception is not RpcException)
+        {
+            throw Translate(exception, context);
+        }
+    }
+
     private RpcException Translate(Exception exception, ServerCallContext context)
     {
         // Once the deadline has cancelled the call, a cancellation or an unavailability the pass threw on its way out (a
@@ -48,7 +75,8 @@ public sealed class GatewayErrorInterceptor(ILogger<GatewayErrorInterceptor> log
         {
             case HeadwiseException headwise:
                 return new RpcException(new Status(headwise.Code.ToStatusCode(), StatusMessage.Bounded(headwise.Message)));
-            case OperationCanceledException when context.CancellationToken.IsCancellationRequested:
+            // A client gone mid-stream: reading its next message fails with the transport's error, not a cancellation.
+            case OperationCanceledException or IOException when context.CancellationToken.IsCancellationRequested:
                 return new RpcException(new Status(StatusCode.Cancelled, "the call was cancelled."));
             case TimeoutException or SiloUnavailableException or OrleansMessageRejectionException:
                 logger.LogWarning(exception, "{Method}: the cluster could not serve the call", context.Method);
