@@ -23,9 +23,10 @@ var throughputSilos = new Option<string>("--silos") { DefaultValueFactory = _ =>
 var throughputContexts = new Option<string>("--contexts") { DefaultValueFactory = _ => "128,1024" };
 var concurrency = new Option<string>("--sessions") { DefaultValueFactory = _ => "1,8,64,256", Description = "sessions decoding at once" };
 var batching = new Option<string>("--batching") { DefaultValueFactory = _ => "off,on", Description = "Headwise__DecodeBatching per cluster" };
+var transports = new Option<string>("--transports") { DefaultValueFactory = _ => "unary,stream", Description = "unary Decode calls, or one DecodeStream per session" };
 var timedSteps = new Option<int>("--steps") { DefaultValueFactory = _ => 16, Description = "timed steps per session per cell" };
 var throughput = new Command("throughput", "tokens/s and step latency of N concurrent sessions, batching off and on (docs/performance.md, Decode throughput)")
-    { siloDll, throughputSilos, throughputContexts, concurrency, batching, timedSteps };
+    { siloDll, throughputSilos, throughputContexts, concurrency, batching, transports, timedSteps };
 throughput.SetAction((parse, cancellationToken) =>
 {
     static int[] Ints(string list) => list.Split(',').Select(s => int.Parse(s, CultureInfo.InvariantCulture)).ToArray();
@@ -40,6 +41,9 @@ throughput.SetAction((parse, cancellationToken) =>
             "off" => false,
             _ => throw new ArgumentException($"--batching takes on and off, not '{mode}'."),
         }).ToArray(),
+        parse.GetRequiredValue(transports).Split(',').Select(transport => transport.Trim() is "unary" or "stream"
+            ? transport.Trim()
+            : throw new ArgumentException($"--transports takes unary and stream, not '{transport}'.")).ToArray(),
         parse.GetValue(timedSteps));
     return ThroughputRunner.Run(plan, cancellationToken);
 });

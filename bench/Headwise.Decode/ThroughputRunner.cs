@@ -8,17 +8,18 @@ using Headwise.Kernels;
 namespace Headwise.Decode;
 
 /// <summary>What one throughput run covers.</summary>
-internal sealed record ThroughputPlan(string SiloDll, int[] Silos, int[] Contexts, int[] Concurrency, bool[] Batching, int Steps);
+internal sealed record ThroughputPlan(string SiloDll, int[] Silos, int[] Contexts, int[] Concurrency, bool[] Batching, string[] Transports, int Steps);
 
 /// <summary>One cell of the table: N sessions decoding at once at one context, on one cluster.</summary>
-internal sealed record ThroughputCell(int Silos, bool Batching, int Context, int Sessions, double TokensPerSecond, LatencySamples Steps);
+internal sealed record ThroughputCell(int Silos, bool Batching, string Transport, int Context, int Sessions, double TokensPerSecond, LatencySamples Steps);
 
 /// <summary>
 /// Decode throughput under load (issue #14): N sessions decode one token per step, all at once, each from its own
 /// context, on one silo and on several, with cross-session batching off and on, in one run. Every cell opens N sessions,
 /// prefills each to the context (not timed), lets every session take one untimed step, then times `steps` steps of every
-/// session: tokens/s is all steps over the wall time of the cell, the latencies are each step's at the client. Beside
-/// them: the floors (a call that does no arithmetic) and the in-process layer step, measured in the same run.
+/// session, by unary Decode calls or over one DecodeStream per session: tokens/s is all steps over the wall time of the
+/// cell, the latencies are each step's at the client. Beside them: the floors (a unary call and a stream ping, neither
+/// doing arithmetic) and the in-process layer step, measured in the same run.
 /// </summary>
 internal static class ThroughputRunner
 {
@@ -45,26 +46,30 @@ internal static class ThroughputRunner
                 await using var cluster = await BenchCluster.StartAsync(plan.SiloDll, silos,
                     new Dictionary<string, string> { ["Headwise__DecodeBatching"] = batching ? "true" : "false" }, cancellationToken);
                 await using var client = new GrpcAttentionClient(cluster.GrpcAddress);
-                await Cell(client, silos, batching, 64, 4, plan.Steps, cancellationToken); // warm-up: JIT, connections, activations
-                var floor = await Floor(client, cancellationToken);
-                Console.WriteLine($"silos {silos}, batching {(batching ? "on" : "off")}: unary no-op floor (ListModels) p50 {LatencySamples.Ms(floor.P50)} ms, " +
-                                  $"min {LatencySamples.Ms(floor.Min)} ms");
-                foreach (int context in plan.Contexts)
-                    foreach (int sessions in plan.Concurrency)
-                    {
-                        var cell = await Cell(client, silos, batching, context, sessions, plan.Steps, cancellationToken);
-                        cells.Add(cell);
-                        Console.WriteLine($"  context {context}, {sessions} sessions: {cell.TokensPerSecond:F0} tokens/s, " +
-                                          $"p50 {LatencySamples.Ms(cell.Steps.P50)} ms, p99 {LatencySamples.Ms(cell.Steps.P99)} ms; load {LatencySamples.LoadAverage()}");
-                    }
+                foreach (string transport in plan.Transports)
+                    await Cell(client, silos, batching, transport, 64, 4, plan.Steps, cancellationToken); // warm-up: JIT, connections, activations
+                var floor = await UnaryFloor(client, cancellationToken);
+                var streamFloor = await StreamFloor(client, cancellationToken);
+                Console.WriteLine($"silos {silos}, batching {(batching ? "on" : "off")}: no-op floors p50 (min): unary (ListModels) " +
+                                  $"{LatencySamples.Ms(floor.P50)} ({LatencySamples.Ms(floor.Min)}) ms, stream ping {LatencySamples.Ms(streamFloor.P50)} " +
+                                  $"({LatencySamples.Ms(streamFloor.Min)}) ms");
+                foreach (string transport in plan.Transports)
+                    foreach (int context in plan.Contexts)
+                        foreach (int sessions in plan.Concurrency)
+                        {
+                            var cell = await Cell(client, silos, batching, transport, context, sessions, plan.Steps, cancellationToken);
+                            cells.Add(cell);
+                            Console.WriteLine($"  {transport}, context {context}, {sessions} sessions: {cell.TokensPerSecond:F0} tokens/s, " +
+                                              $"p50 {LatencySamples.Ms(cell.Steps.P50)} ms, p99 {LatencySamples.Ms(cell.Steps.P99)} ms; load {LatencySamples.LoadAverage()}");
+                        }
             }
         }
         PrintTable(cells, plan);
         return 0;
     }
 
-    private static async Task<ThroughputCell> Cell(IAttentionClient client, int silos, bool batching, int context, int sessions, int steps,
-        CancellationToken cancellationToken)
+    private static async Task<ThroughputCell> Cell(IAttentionClient client, int silos, bool batching, string transport, int context, int sessions,
+        int steps, CancellationToken cancellationToken)
     {
         var random = new Random(context * 1000 + sessions);
         var spec = (await client.GetModelAsync(Model, cancellationToken)).Spec;
@@ -80,10 +85,15 @@ internal static class ThroughputRunner
                 ids[s] = (await client.OpenSessionAsync(Model, 0, context + steps + 1, token)).Id;
                 if (prefill[s] is { } x) await client.DecodeAsync(ids[s], x, token);
             });
+        var streams = new DecodeStream?[sessions];
         try
         {
+            if (transport == "stream")
+                for (int s = 0; s < sessions; s++) streams[s] = await client.OpenDecodeStreamAsync(ids[s], cancellationToken);
+            Task<DecodeOutput> Step(int s, FloatTensor x) =>
+                streams[s] is { } stream ? stream.StepAsync(x, cancellationToken) : client.DecodeAsync(ids[s], x, cancellationToken);
             // Every session's first step untimed: its caches grow, and the cell starts with all sessions in flight.
-            await Task.WhenAll(Enumerable.Range(0, sessions).Select(s => client.DecodeAsync(ids[s], inputs[s][0], cancellationToken)));
+            await Task.WhenAll(Enumerable.Range(0, sessions).Select(s => Step(s, inputs[s][0])));
             var latencies = new double[sessions][];
             long started = Stopwatch.GetTimestamp();
             await Task.WhenAll(Enumerable.Range(0, sessions).Select(async s =>
@@ -92,20 +102,45 @@ internal static class ThroughputRunner
                 for (int step = 0; step < steps; step++)
                 {
                     long before = Stopwatch.GetTimestamp();
-                    await client.DecodeAsync(ids[s], inputs[s][step + 1], cancellationToken);
+                    await Step(s, inputs[s][step + 1]);
                     own[step] = Stopwatch.GetElapsedTime(before).TotalMilliseconds;
                 }
             }));
             double seconds = Stopwatch.GetElapsedTime(started).TotalSeconds;
-            return new ThroughputCell(silos, batching, context, sessions, sessions * steps / seconds, new LatencySamples(latencies.SelectMany(l => l)));
+            return new ThroughputCell(silos, batching, transport, context, sessions, sessions * steps / seconds,
+                new LatencySamples(latencies.SelectMany(l => l)));
         }
         finally
         {
+            foreach (var stream in streams)
+                if (stream is not null) await stream.DisposeAsync();
             await Parallel.ForEachAsync(ids.Where(id => id is not null), cancellationToken, async (id, token) => await client.CloseSessionAsync(id, token));
         }
     }
 
-    private static async Task<LatencySamples> Floor(IAttentionClient client, CancellationToken cancellationToken)
+    // A ping on an open DecodeStream: the gateway answers it in order without any grain call.
+    private static async Task<LatencySamples> StreamFloor(IAttentionClient client, CancellationToken cancellationToken)
+    {
+        var session = await client.OpenSessionAsync(Model, 0, 16, cancellationToken);
+        try
+        {
+            await using var stream = await client.OpenDecodeStreamAsync(session.Id, cancellationToken);
+            var samples = new List<double>();
+            for (int i = 0; i < 20 + 200; i++)
+            {
+                long started = Stopwatch.GetTimestamp();
+                await stream.PingAsync(cancellationToken);
+                if (i >= 20) samples.Add(Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+            }
+            return new LatencySamples(samples);
+        }
+        finally
+        {
+            await client.CloseSessionAsync(session.Id, cancellationToken);
+        }
+    }
+
+    private static async Task<LatencySamples> UnaryFloor(IAttentionClient client, CancellationToken cancellationToken)
     {
         var samples = new List<double>();
         for (int i = 0; i < 20 + 200; i++)
@@ -120,20 +155,22 @@ internal static class ThroughputRunner
     private static void PrintTable(List<ThroughputCell> cells, ThroughputPlan plan)
     {
         Console.WriteLine();
-        Console.WriteLine("| silos | context | sessions | tokens/s off | tokens/s on | on ÷ off | p50 off ms | p50 on ms | p99 off ms | p99 on ms | p99 on ÷ 1-session p50 on |");
-        Console.WriteLine("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+        Console.WriteLine("| silos | transport | context | sessions | tokens/s off | tokens/s on | on ÷ off | p50 off ms | p50 on ms | p99 off ms | p99 on ms | p99 on ÷ 1-session p50 on |");
+        Console.WriteLine("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
         foreach (int silos in plan.Silos)
-            foreach (int context in plan.Contexts)
-                foreach (int sessions in plan.Concurrency)
-                {
-                    var off = cells.FirstOrDefault(c => c.Silos == silos && c.Context == context && c.Sessions == sessions && !c.Batching);
-                    var on = cells.FirstOrDefault(c => c.Silos == silos && c.Context == context && c.Sessions == sessions && c.Batching);
-                    var single = cells.FirstOrDefault(c => c.Silos == silos && c.Context == context && c.Sessions == plan.Concurrency.Min() && c.Batching);
-                    string F(double? value, string format) => value is { } v ? v.ToString(format, CultureInfo.InvariantCulture) : "–";
-                    Console.WriteLine($"| {silos} | {context} | {sessions} | {F(off?.TokensPerSecond, "F0")} | {F(on?.TokensPerSecond, "F0")} | " +
-                                      $"{F(on is not null && off is not null ? on.TokensPerSecond / off.TokensPerSecond : null, "F2")} | " +
-                                      $"{F(off?.Steps.P50, "F2")} | {F(on?.Steps.P50, "F2")} | {F(off?.Steps.P99, "F2")} | {F(on?.Steps.P99, "F2")} | " +
-                                      $"{F(on is not null && single is not null ? on.Steps.P99 / single.Steps.P50 : null, "F2")} |");
+            foreach (string transport in plan.Transports)
+                foreach (int context in plan.Contexts)
+                    foreach (int sessions in plan.Concurrency)
+                    {
+                        bool Same(ThroughputCell c) => c.Silos == silos && c.Transport == transport && c.Context == context;
+                        var off = cells.FirstOrDefault(c => Same(c) && c.Sessions == sessions && !c.Batching);
+                        var on = cells.FirstOrDefault(c => Same(c) && c.Sessions == sessions && c.Batching);
+                        var single = cells.FirstOrDefault(c => Same(c) && c.Sessions == plan.Concurrency.Min() && c.Batching);
+                        string F(double? value, string format) => value is { } v ? v.ToString(format, CultureInfo.InvariantCulture) : "–";
+                        Console.WriteLine($"| {silos} | {transport} | {context} | {sessions} | {F(off?.TokensPerSecond, "F0")} | {F(on?.TokensPerSecond, "F0")} | " +
+                                          $"{F(on is not null && off is not null ? on.TokensPerSecond / off.TokensPerSecond : null, "F2")} | " +
+                                          $"{F(off?.Steps.P50, "F2")} | {F(on?.Steps.P50, "F2")} | {F(off?.Steps.P99, "F2")} | {F(on?.Steps.P99, "F2")} | " +
+                                          $"{F(on is not null && single is not null ? on.Steps.P99 / single.Steps.P50 : null, "F2")} |");
                 }
         Console.WriteLine($"load average after: {LatencySamples.LoadAverage()}");
     }
