@@ -171,7 +171,7 @@ internal static class ThroughputRunner
                                           $"{F(on is not null && off is not null ? on.TokensPerSecond / off.TokensPerSecond : null, "F2")} | " +
                                           $"{F(off?.Steps.P50, "F2")} | {F(on?.Steps.P50, "F2")} | {F(off?.Steps.P99, "F2")} | {F(on?.Steps.P99, "F2")} | " +
                                           $"{F(on is not null && single is not null ? on.Steps.P99 / single.Steps.P50 : null, "F2")} |");
-                }
+                    }
         Console.WriteLine($"load average after: {LatencySamples.LoadAverage()}");
     }
 
