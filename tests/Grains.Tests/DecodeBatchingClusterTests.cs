@@ -1,0 +1,171 @@
+using System.Diagnostics.Metrics;
+using Headwise.Contracts;
+using Headwise.Grains.Decode;
+using Headwise.Grains.Forward;
+using Headwise.Grains.Telemetry;
+using Headwise.Kernels;
+using Headwise.TestSupport;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Options;
+using Orleans.TestingHost;
+
+namespace Headwise.Grains.Tests;
+
+/// <summary>
+/// Many sessions decoding one token per step at once on one silo (GQA, a window of 5: linear-gqa-window), with
+/// cross-session batching on: batches of more than one step form (the silo's <see cref="DecodeBatchStats"/> and the
+/// headwise.decode.batch.size histogram say so), and every session's outputs equal the same session decoded alone with
+/// batching off (max abs difference ≤ 1e-5 × the session's largest |y|) and, for the sessions fed the golden input,
+/// libtorch's float64 reference (the golden bounds). No session sees another's tokens: two sessions with the same
+/// history and different last tokens answer differently, each as alone; a session whose caches are dropped between
+/// its steps re-fills them while its batch-mates go on.
+/// </summary>
+[Collection(DecodeClusterCollection.Name)]
+public sealed class DecodeBatchingClusterTests : IAsyncLifetime
+{
+    private const int Sessions = 24;
+    private const double SoloBound = 1e-5;
+    private TestCluster _cluster = null!;
+
+    private sealed class SiloConfigurator : ISiloConfigurator
+    {
+        public void Configure(ISiloBuilder silo)
+        {
+            silo.AddMemoryGrainStorage(StorageNames.Weights);
+            silo.AddHeadwiseGrains(KernelKind.Simd, speedGflops: 10);
+        }
+    }
+
+    public async Task InitializeAsync()
+    {
+        var builder = new TestClusterBuilder(1);
+        builder.AddSiloBuilderConfigurator<SiloConfigurator>();
+        _cluster = builder.Build();
+        await _cluster.DeployAsync();
+    }
+
+    public async Task DisposeAsync() => await _cluster.StopAllSilosAsync();
+
+    private T Service<T>() where T : notnull =>
+        ((InProcessSiloHandle)_cluster.Primary).SiloHost.Services.GetRequiredService<T>();
+
+    [Fact]
+    public async Task Concurrent_sessions_batch_and_each_answers_as_it_would_alone()
+    {
+        var golden = GoldenCase.Load("linear-gqa-window");
+        var grains = _cluster.Client;
+        await grains.GetGrain<IModelCatalogGrain>(GrainKeys.Catalog).Create("batching", golden.Spec with { Window = golden.Window });
+        await WeightUpload.UploadAsync(grains, "batching", golden.Bytes, golden.Layout, golden.Prefix);
+        int tokens = golden.Tokens, modelDim = golden.Spec.ModelDim;
+
+        // Sessions 0 and 1: the golden sequences. 2 and 3: golden sequence 0 with different last tokens. The rest random.
+        var inputs = new float[Sessions][];
+        for (int s = 0; s < Sessions; s++)
+        {
+            var random = RandomTensors(s, tokens * modelDim);
+            inputs[s] = s switch
+            {
+                0 or 1 => golden.Input.AsSpan(s * tokens * modelDim, tokens * modelDim).ToArray(),
+                2 or 3 => golden.Input.AsSpan(0, (tokens - 1) * modelDim).ToArray().Concat(random.AsSpan((tokens - 1) * modelDim).ToArray()).ToArray(),
+                _ => random,
+            };
+        }
+
+        var options = Service<IOptions<DecodeBatchOptions>>().Value;
+        var stats = Service<DecodeBatchStats>();
+        var caches = Service<SessionCaches>();
+        var sizes = new List<int>();
+        using var listener = new MeterListener();
+        listener.InstrumentPublished = (instrument, l) =>
+        {
+            if (instrument.Meter.Name == HeadwiseTelemetry.Name && instrument.Name == "headwise.decode.batch.size") l.EnableMeasurementEvents(instrument);
+        };
+        listener.SetMeasurementEventCallback<int>((_, value, _, _) => { lock (sizes) sizes.Add(value); });
+        listener.Start();
+
+        Assert.True(options.DecodeBatching);
+        const int dropped = 5, droppedAt = 9;
+        var batched = await Task.WhenAll(Enumerable.Range(0, Sessions).Select(s => Task.Run(() =>
+            Decode(grains, inputs[s], tokens, modelDim, beforeStep: s == dropped ? (id, step) =>
+            {
+                if (step == droppedAt) caches.DropSession(id);
+            } : null))));
+        listener.Dispose();
+
+        var layer = Assert.Single(stats.Snapshot(), v => v.Layer == "batching/0");
+        Assert.True(layer.LargestSize > 1, $"no batch of more than one step formed: {layer}");
+        Assert.True(layer.Steps > layer.Batches, $"{layer}");
+        Assert.Equal(Sessions * tokens, layer.Steps);
+        lock (sizes) Assert.Contains(sizes, size => size > 1);
+
+        // The dropped session re-filled its groups on the step after the drop, and only then; the others never did.
+        var refills = batched.Select(b => b.Steps.Select(r => r.ReprefilledGroups).ToArray()).ToArray();
+        Assert.True(refills[dropped][droppedAt] > 0);
+        Assert.Equal(refills[dropped][droppedAt], refills[dropped].Sum());
+        for (int s = 0; s < Sessions; s++)
+            if (s != dropped) Assert.True(refills[s].All(r => r == 0), $"session {s} re-filled without a dropped cache");
+
+        options.DecodeBatching = false;
+        try
+        {
+            int batchesBefore = (int)stats.Snapshot().Single(v => v.Layer == "batching/0").Batches;
+            for (int s = 0; s < Sessions; s++)
+            {
+                var (alone, _) = await Decode(grains, inputs[s], tokens, modelDim, beforeStep: null);
+                float largest = alone.Max(MathF.Abs);
+                for (int i = 0; i < alone.Length; i++)
+                    Assert.True(Math.Abs(batched[s].Output[i] - alone[i]) <= SoloBound * largest,
+                        $"session {s}: y[{i / modelDim}, {i % modelDim}] batched {batched[s].Output[i]}, alone {alone[i]}");
+            }
+            var after = stats.Snapshot().Single(v => v.Layer == "batching/0");
+            Assert.Equal(batchesBefore + Sessions * tokens, after.Batches); // batching off: one pass per step
+            Assert.Equal(1, after.LastSize);
+        }
+        finally
+        {
+            options.DecodeBatching = true;
+        }
+
+        var reference = golden.Expected("expected.0.causal_window");
+        for (int s = 0; s < 2; s++)
+            Tolerance.AssertClose(reference.AsSpan(s * tokens * modelDim, tokens * modelDim), batched[s].Output, $"session {s} against float64");
+        for (int s = 2; s < 4; s++)
+            Tolerance.AssertClose(reference.AsSpan(0, (tokens - 1) * modelDim), batched[s].Output.AsSpan(0, (tokens - 1) * modelDim),
+                $"session {s}'s shared history against float64");
+        // Same history, different last tokens: different answers at the last position (each equal to its own solo run above).
+        var last2 = batched[2].Output.AsSpan((tokens - 1) * modelDim);
+        var last3 = batched[3].Output.AsSpan((tokens - 1) * modelDim);
+        double apart = 0;
+        for (int i = 0; i < modelDim; i++) apart = Math.Max(apart, Math.Abs(last2[i] - last3[i]));
+        Assert.True(apart > 1e-2, $"sessions 2 and 3 answered their different last tokens {apart} apart");
+    }
+
+    // One session decoding its input one token per step; Y of every step and the steps' answers.
+    private static async Task<(float[] Output, List<DecodeResult> Steps)> Decode(IGrainFactory grains, float[] input, int tokens, int modelDim,
+        Action<string, int>? beforeStep)
+    {
+        string id = SessionIds.New();
+        var session = grains.GetGrain<IDecodeSessionGrain>(id);
+        await session.Open("batching", 0, tokens);
+        var output = new float[tokens * modelDim];
+        var steps = new List<DecodeResult>();
+        for (int t = 0; t < tokens; t++)
+        {
+            beforeStep?.Invoke(id, t);
+            var result = await session.Decode(new DecodeCommand
+            {
+                Batch = 1, Tokens = 1, ModelDim = modelDim, Input = FloatBytes.ToBytes(input.AsSpan(t * modelDim, modelDim).ToArray()),
+            });
+            FloatBytes.AsFloats(result.Output).CopyTo(output.AsSpan(t * modelDim));
+            steps.Add(result);
+        }
+        await session.Close();
+        return (output, steps);
+    }
+
+    private static float[] RandomTensors(int seed, int count)
+    {
+        var random = new Random(1000 + seed);
+        return Enumerable.Range(0, count).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
+    }
+}
