@@ -28,6 +28,13 @@ public sealed class StepBatcher(IHeadKernel kernel, SiloIdentity silo, SessionCa
     private readonly ConcurrentDictionary<string, Lane> _lanes = new(StringComparer.Ordinal);
     private readonly StepBatch _batch = new(kernel, silo, caches, stackedRows);
 
+    /// <summary>Steps of the layer ("model/layer") waiting on this silo for a batch now.</summary>
+    public int Waiting(string layer)
+    {
+        if (!_lanes.TryGetValue(layer, out var lane)) return 0;
+        lock (lane.Lock) return lane.Queue.Count;
+    }
+
     /// <summary>Whether the step goes through a batch: batching is on, and its Z stays here for the partial sum.</summary>
     public bool Takes(SiloPassRequest request) =>
         options.Value.DecodeBatching && request.Step is not null && request.Mode == OutputProjectionMode.PartialSums;
