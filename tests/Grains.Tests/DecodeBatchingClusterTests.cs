@@ -169,3 +169,76 @@ public sealed class DecodeBatchingClusterTests : IAsyncLifetime
         return Enumerable.Range(0, count).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
     }
 }
+
+/// <summary>
+/// Three silos, every session's coordinator on the first (the sessions are opened through its own grain factory), the
+/// heads spread over all three: the other two see the steps only through their relay grain, one activation for all
+/// sessions, and batches of more than one step still form there (a relay that computed an idle layer's step in its own
+/// turn kept the next steps from reaching the queue: every batch was 1).
+/// </summary>
+[Collection(DecodeClusterCollection.Name)]
+public sealed class DecodeBatchingRelayTests : IAsyncLifetime
+{
+    private TestCluster _cluster = null!;
+
+    private sealed class SiloConfigurator : ISiloConfigurator
+    {
+        public void Configure(ISiloBuilder silo)
+        {
+            silo.Services.AddKeyedSingleton<Orleans.Storage.IGrainStorage>(StorageNames.Weights, (_, _) => new ProcessWideStorage());
+            silo.AddHeadwiseGrains(KernelKind.Simd, speedGflops: 10);
+        }
+    }
+
+    public async Task InitializeAsync()
+    {
+        var builder = new TestClusterBuilder(3);
+        builder.AddSiloBuilderConfigurator<SiloConfigurator>();
+        _cluster = builder.Build();
+        await _cluster.DeployAsync();
+    }
+
+    public async Task DisposeAsync() => await _cluster.StopAllSilosAsync();
+
+    [Fact]
+    public async Task Steps_reaching_a_silo_through_its_relay_batch_too()
+    {
+        var golden = GoldenCase.Load("linear-mha-bias");
+        var primary = ((InProcessSiloHandle)_cluster.Primary).SiloHost.Services;
+        var grains = primary.GetRequiredService<IGrainFactory>();
+        await grains.GetGrain<IModelCatalogGrain>(GrainKeys.Catalog).Create("relay", golden.Spec);
+        var model = await WeightUpload.UploadAsync(grains, "relay", golden.Bytes, golden.Layout, golden.Prefix);
+        string primaryName = _cluster.Primary.SiloAddress.Endpoint.ToString();
+        var remote = _cluster.SecondarySilos.Cast<InProcessSiloHandle>()
+            .Where(s => model.Heads.Any(h => h.Silo == s.SiloAddress.Endpoint.ToString())).ToList();
+        Assert.NotEmpty(remote);
+
+        int modelDim = golden.Spec.ModelDim;
+        const int sessions = 16, steps = 10;
+        var opened = Enumerable.Range(0, sessions).Select(_ => grains.GetGrain<IDecodeSessionGrain>(SessionIds.New())).ToArray();
+        await Task.WhenAll(Enumerable.Range(0, sessions).Select(s => Task.Run(async () =>
+        {
+            var session = opened[s];
+            await session.Open("relay", 0, steps);
+            var random = new Random(s);
+            for (int t = 0; t < steps; t++)
+            {
+                var x = Enumerable.Range(0, modelDim).Select(_ => (float)(random.NextDouble() - 0.5)).ToArray();
+                var result = await session.Decode(new DecodeCommand { Batch = 1, Tokens = 1, ModelDim = modelDim, Input = FloatBytes.ToBytes(x) });
+                Assert.True(result.RemoteMessages > 0, "the step never left the coordinator's silo");
+            }
+        })));
+
+        var coordinators = (await grains.GetGrain<IManagementGrain>(0).GetDetailedGrainStatistics())
+            .Where(a => a.GrainType.Contains(nameof(DecodeSessionGrain), StringComparison.Ordinal))
+            .Select(a => a.SiloAddress.Endpoint.ToString()).Distinct().ToList();
+        Assert.Equal([primaryName], coordinators);
+        await Task.WhenAll(opened.Select(s => s.Close()));
+        foreach (var silo in remote)
+        {
+            var layer = Assert.Single(silo.SiloHost.Services.GetRequiredService<DecodeBatchStats>().Snapshot(), v => v.Layer == "relay/0");
+            Assert.Equal(sessions * steps, layer.Steps);
+            Assert.True(layer.LargestSize > 1, $"silo {silo.SiloAddress}: only batches of one through the relay: {layer}");
+        }
+    }
+}

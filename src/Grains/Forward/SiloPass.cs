@@ -64,7 +64,7 @@ public sealed class SiloPass(
             // would cost as much, so it runs here (its heads still spread over the compute threads).
             bool small = request.Step is { } step && step.Batch * step.Tokens <= SmallStepRows;
             own = local.Count == 0 ? new Computed(null, [], 0)
-                : small && batcher.Takes(request) ? await Batched(request, local, received, cancellationToken)
+                : small && batcher.Takes(request) ? await Batched(request, local, received, inline: localInput is not null, cancellationToken)
                 : small ? Compute(request, localInput, local, received, cancellationToken)
                 : await compute.Run(() => Compute(request, localInput, local, received, cancellationToken), cancellationToken);
             if (local.Count > 0 && request.Step is { } unbatched && !(small && batcher.Takes(request)))
@@ -159,10 +159,11 @@ public sealed class SiloPass(
     }
 
     // A small decode step through the layer's batch on this silo; the step's span tells the batch it ran in.
+    // Only the root (the session's own grain) computes an idle layer's step on its own thread; a relay serves every session.
     private async Task<Computed> Batched(SiloPassRequest request, List<(int Group, string Key, LocalHead Head)> local, long received,
-        CancellationToken cancellationToken)
+        bool inline, CancellationToken cancellationToken)
     {
-        var share = await batcher.Run(request, local, received, cancellationToken);
+        var share = await batcher.Run(request, local, received, cancellationToken, inline);
         if (Activity.Current is { IsAllDataRequested: true } span)
         {
             span.SetTag(HeadwiseTelemetry.BatchSizeAttribute, share.BatchSize);

@@ -43,8 +43,13 @@ public sealed class StepBatcher(IHeadKernel kernel, SiloIdentity silo, SessionCa
     /// This silo's share of the step: its groups' Z times their W_O rows. Cancelled only while it waits for a batch;
     /// once its batch runs, it completes (its caches have the new rows).
     /// </summary>
+    /// <param name="inline">
+    /// Whether a step that finds its layer idle may compute on the caller's thread. Yes for a session's own grain (it
+    /// blocks only its own session); no for the silo's relay grain, one activation for every session's steps: computing
+    /// in its turn would keep the next sessions' steps from even reaching the queue, and no batch would ever form.
+    /// </param>
     public async Task<StepShare> Run(SiloPassRequest request, IReadOnlyList<(int Group, string Key, LocalHead Head)> local, long received,
-        CancellationToken cancellationToken)
+        CancellationToken cancellationToken, bool inline = true)
     {
         cancellationToken.ThrowIfCancellationRequested();
         var lane = _lanes.GetOrAdd(request.Layer, _ => new Lane());
@@ -61,9 +66,10 @@ public sealed class StepBatcher(IHeadKernel kernel, SiloIdentity silo, SessionCa
         }
         if (batch is not null)
         {
-            // The layer was idle: this caller runs its batch (itself alone) here, without a hop; what queued meanwhile
-            // runs on the thread pool, so this step answers now.
-            Compute(batch);
+            // The layer was idle: this caller runs its batch (itself alone) at once, here when it may; what queued
+            // meanwhile runs on the thread pool, so this step answers now.
+            if (inline) Compute(batch);
+            else await Task.Run(() => Compute(batch), CancellationToken.None);
             HandOn(lane);
             return await step.Done.Task;
         }
