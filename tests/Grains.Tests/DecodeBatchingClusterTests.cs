@@ -82,6 +82,19 @@ public sealed class DecodeBatchingClusterTests : IAsyncLifetime
         };
         listener.SetMeasurementEventCallback<int>((_, value, _, _) => { lock (sizes) sizes.Add(value); });
         listener.Start();
+        var spans = new List<(object? Size, object? QueueMs)>();
+        using var activities = new System.Diagnostics.ActivityListener
+        {
+            ShouldListenTo = source => source.Name == HeadwiseTelemetry.Name,
+            Sample = (ref System.Diagnostics.ActivityCreationOptions<System.Diagnostics.ActivityContext> _) =>
+                System.Diagnostics.ActivitySamplingResult.AllDataAndRecorded,
+            ActivityStopped = a =>
+            {
+                if (a.OperationName == "headwise.decode" && a.GetTagItem("headwise.model") as string == "batching")
+                    lock (spans) spans.Add((a.GetTagItem(HeadwiseTelemetry.BatchSizeAttribute), a.GetTagItem(HeadwiseTelemetry.BatchQueueAttribute)));
+            },
+        };
+        System.Diagnostics.ActivitySource.AddActivityListener(activities);
 
         Assert.True(options.DecodeBatching);
         const int dropped = 5, droppedAt = 9;
@@ -97,6 +110,13 @@ public sealed class DecodeBatchingClusterTests : IAsyncLifetime
         Assert.True(layer.Steps > layer.Batches, $"{layer}");
         Assert.Equal(Sessions * tokens, layer.Steps);
         lock (sizes) Assert.Contains(sizes, size => size > 1);
+        // Every step's span tells the batch it ran in and how long it waited for it.
+        lock (spans)
+        {
+            Assert.Equal(Sessions * tokens, spans.Count);
+            Assert.All(spans, s => Assert.True(s.Size is int size && size >= 1 && s.QueueMs is double ms && ms >= 0, $"{s}"));
+            Assert.Contains(spans, s => s.Size is int size && size > 1);
+        }
 
         // The dropped session re-filled its groups on the step after the drop, and only then; the others never did.
         var refills = batched.Select(b => b.Steps.Select(r => r.ReprefilledGroups).ToArray()).ToArray();
