@@ -47,7 +47,7 @@ public sealed class DecodeBatchingClusterTests : IAsyncLifetime
     public async Task DisposeAsync() => await _cluster.StopAllSilosAsync();
 
     private T Service<T>() where T : notnull =>
-        ((InProcessSiloHandle)_cluster.Primary).SiloHost.Services.GetRequiredService<T>();
+        ((InProcessSiloHandle)_cluster.Primary!).SiloHost.Services.GetRequiredService<T>();
 
     [Fact]
     public async Task Concurrent_sessions_batch_and_each_answers_as_it_would_alone()
@@ -224,11 +224,11 @@ public sealed class DecodeBatchingRelayTests : IAsyncLifetime
     public async Task Steps_reaching_a_silo_through_its_relay_batch_too()
     {
         var golden = GoldenCase.Load("linear-mha-bias");
-        var primary = ((InProcessSiloHandle)_cluster.Primary).SiloHost.Services;
+        var primary = ((InProcessSiloHandle)_cluster.Primary!).SiloHost.Services;
         var grains = primary.GetRequiredService<IGrainFactory>();
         await grains.GetGrain<IModelCatalogGrain>(GrainKeys.Catalog).Create("relay", golden.Spec);
         var model = await WeightUpload.UploadAsync(grains, "relay", golden.Bytes, golden.Layout, golden.Prefix);
-        string primaryName = _cluster.Primary.SiloAddress.Endpoint.ToString();
+        string primaryName = _cluster.Primary!.SiloAddress.Endpoint.ToString();
         var remote = _cluster.SecondarySilos.Cast<InProcessSiloHandle>()
             .Where(s => model.Heads.Any(h => h.Silo == s.SiloAddress.Endpoint.ToString())).ToList();
         Assert.NotEmpty(remote);

@@ -26,13 +26,15 @@ public sealed class BatchedDecodeTests
         { KernelKind.Simd, 1, 0, false }, { KernelKind.Simd, 3, 0, false }, { KernelKind.Simd, 3, 0, true },
         { KernelKind.Simd, 1, 5, true }, { KernelKind.Simd, 3, 5, false }, { KernelKind.Simd, 3, 5, true },
         { KernelKind.Reference, 3, 0, true }, { KernelKind.Reference, 1, 5, false },
+        // The GPU kernel's projections (CUDA when present, else ILGPU's CPU accelerator).
+        { KernelKind.Gpu, 3, 5, true },
     };
 
     [Theory]
     [MemberData(nameof(Cases))]
     public void Batched_steps_equal_each_sequence_alone_and_the_float64_oracle(KernelKind kind, int queryHeads, int window, bool rope)
     {
-        var kernel = HeadKernels.Create(kind);
+        var kernel = TestKernels.Create(kind);
         var random = new Random(queryHeads * 100 + window * 10 + (rope ? 1 : 0));
         var shape = new HeadGroupShape(ModelDim, HeadDim, queryHeads);
         var weights = RandomTensors.GroupWeights(random, shape, 0.5, bias: true);

@@ -150,7 +150,6 @@ internal sealed class StepBatch(IHeadKernel kernel, SiloIdentity silo, SessionCa
                     sequenceCaches[sequence++] = cache;
                 }
             }
-            double queueMs = Stopwatch.GetElapsedTime(steps[members[0].Step].Received).TotalMilliseconds;
             long started = Stopwatch.GetTimestamp();
             BatchedDecode.Decode(kernel, unit.Head.Weights, new AttentionOptions(spec.Scale, Causal: true, spec.Window), HeadDecoder.RotaryOf(spec),
                 x.AsSpan(0, rows * spec.ModelDim), tokens, sequenceCaches, output.AsSpan(0, rows * groupWidth));
@@ -165,7 +164,7 @@ internal sealed class StepBatch(IHeadKernel kernel, SiloIdentity silo, SessionCa
                 z[i][j] = mine;
                 row += step.Rows;
                 caches.Account(unit.Key, step.Work.Session);
-                answers[i][j] = Answer(unit, step, noCache: false, computeMs, queueMs);
+                answers[i][j] = Answer(unit, step, noCache: false, computeMs, queueMs: Stopwatch.GetElapsedTime(step.Received, started).TotalMilliseconds);
             }
         }
         catch (Exception e)
