@@ -10,6 +10,9 @@ namespace Headwise.Kernels;
 /// W_Q/W_K/W_V/W_O for a few KB of rows), so S sequences cost about one sequence's weight traffic, not S.
 /// Each sequence's Z is what <see cref="IncrementalAttention.Decode"/> gives it alone (the GEMM computes each output row
 /// from its own input row; see BatchedDecodeTests for the tolerance that holds).
+/// Measured (GPT-2-small shape, 12 groups and W_O, 64 sequences of one token against 64 steps alone, one thread, a shared
+/// 2-core AVX machine at load 6–7, three warm repeats of two runs): 1.8–9× faster at context 128, 1.0–2.5× at 1024,
+/// where the per-sequence walk over the cache, which batching does not share, dominates.
 /// </summary>
 public static class BatchedDecode
 {

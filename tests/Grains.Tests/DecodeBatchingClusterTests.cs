@@ -194,7 +194,9 @@ public sealed class DecodeBatchingClusterTests : IAsyncLifetime
 /// Three silos, every session's coordinator on the first (the sessions are opened through its own grain factory), the
 /// heads spread over all three: the other two see the steps only through their relay grain, one activation for all
 /// sessions, and batches of more than one step still form there (a relay that computed an idle layer's step in its own
-/// turn kept the next steps from reaching the queue: every batch was 1).
+/// turn kept the next steps from reaching the queue: every batch was 1). The kernel's projections take a millisecond
+/// more each, as a real model's do: with this test's tiny heads a step computed in microseconds, and whether two
+/// sessions' steps ever met on a silo was chance.
 /// </summary>
 [Collection(DecodeClusterCollection.Name)]
 public sealed class DecodeBatchingRelayTests : IAsyncLifetime
@@ -207,6 +209,25 @@ public sealed class DecodeBatchingRelayTests : IAsyncLifetime
         {
             silo.Services.AddKeyedSingleton<Orleans.Storage.IGrainStorage>(StorageNames.Weights, (_, _) => new ProcessWideStorage());
             silo.AddHeadwiseGrains(KernelKind.Simd, speedGflops: 10);
+            silo.Services.AddSingleton<IHeadKernel>(new SlowProjections());
+        }
+    }
+
+    // The SIMD kernel with a millisecond more per projection.
+    private sealed class SlowProjections : IHeadKernel
+    {
+        private readonly SimdKernel _inner = new();
+        public string Name => _inner.Name;
+        public bool SupportsRotary => _inner.SupportsRotary;
+        public void Prepare(HeadGroupWeights weights) => ((IHeadKernel)_inner).Prepare(weights);
+        public void Attend(ReadOnlySpan<float> input, int batch, int tokens, ReadOnlySpan<int> lengths, HeadGroupWeights weights,
+            AttentionOptions options, Span<float> output, Span<float> attention) =>
+            _inner.Attend(input, batch, tokens, lengths, weights, options, output, attention);
+        public void Project(ReadOnlySpan<float> input, int rows, int inner, ReadOnlySpan<float> weights, int outer, ReadOnlySpan<float> bias,
+            Span<float> output)
+        {
+            Thread.Sleep(1);
+            _inner.Project(input, rows, inner, weights, outer, bias, output);
         }
     }
 
