@@ -25,6 +25,7 @@ public static class HeadwiseSiloBuilderExtensions
         silo.Services.AddSingleton<CancelledForwards>();
         silo.Services.AddOptions<ForwardLimits>();
         silo.Services.AddOptions<ScatterOptions>();
+        silo.Services.AddOptions<DecodeBatchOptions>();
         silo.Services.AddOptions<DecodeSessionOptions>();
         silo.Services.AddOptions<WeightUploadOptions>();
         silo.Services.AddSingleton<SessionCaches>();
@@ -40,6 +41,8 @@ public static class HeadwiseSiloBuilderExtensions
         });
         silo.Services.AddSingleton<Forward.StackedOutputRows>();
         silo.Services.AddSingleton<Forward.HeadRescue>();
+        silo.Services.AddSingleton<Forward.DecodeBatchStats>();
+        silo.Services.AddSingleton<Forward.StepBatcher>();
         silo.Services.AddSingleton<Forward.SiloPass>();
         silo.Services.AddSingleton<Forward.LayerFanOut>();
         silo.Services.AddSingleton<Forward.LayerPlans>();

@@ -16,6 +16,13 @@ public static class IncrementalAttention
     public const int FusedPrefillTokens = 16;
 
     /// <summary>
+    /// Whether a step of <paramref name="tokens"/> new rows into <paramref name="cache"/> takes the kernel's fused
+    /// attention (see <see cref="Decode"/>) rather than the projections and a walk over the cache.
+    /// </summary>
+    public static bool TakesFusedPrefill(IHeadKernel kernel, Rotary rotary, KeyValueCache cache, int tokens) =>
+        cache.Count == 0 && tokens >= FusedPrefillTokens && (!rotary.IsEnabled || (kernel.SupportsRotary && cache.Position == 0));
+
+    /// <summary>
     /// One decode step for one sequence: projects the new tokens, appends their K and V to <paramref name="cache"/>
     /// and computes Z for them, causal over everything the cache has seen (bounded below by the window).
     /// </summary>
@@ -42,8 +49,7 @@ public static class IncrementalAttention
             var queries = buffer.AsSpan(0, tokens * shape.QueryWidth);                           // [tokens, g·dh]
             var keys = buffer.AsSpan(queries.Length, tokens * shape.HeadDim);                   // [tokens, dh]
             var values = buffer.AsSpan(queries.Length + keys.Length, tokens * shape.HeadDim);   // [tokens, dh]
-            if (cache.Count == 0 && tokens >= FusedPrefillTokens
-                && (!rotary.IsEnabled || (kernel.SupportsRotary && firstPosition == 0)))
+            if (TakesFusedPrefill(kernel, rotary, cache, tokens))
             {
                 // A prefill (or a re-fill) into an empty cache sees only its own tokens, and causal and window masks
                 // depend on distances only: the kernel's fused, tiled attention gives Z at forward-pass speed, and
@@ -180,7 +186,7 @@ public static class IncrementalAttention
     /// row is dh multiply-adds along the visible keys and each output value one dot product, so the work runs over
     /// long contiguous spans however few the queries.
     /// </summary>
-    private static void AttendCached(
+    internal static void AttendCached(
         // q: [tokens, g·dh]
         ReadOnlySpan<float> queries, int tokens, int firstQuery,
         KeyValueCache cache, HeadGroupShape shape, AttentionOptions options,
@@ -224,7 +230,7 @@ public static class IncrementalAttention
         }
     }
 
-    private static void Project(IHeadKernel kernel, HeadGroupWeights weights,
+    internal static void Project(IHeadKernel kernel, HeadGroupWeights weights,
         // x: [tokens, D]
         ReadOnlySpan<float> input, int tokens,
         // q: [tokens, g·dh], k and v: [tokens, dh]

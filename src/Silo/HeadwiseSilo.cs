@@ -33,16 +33,18 @@ public static class HeadwiseSilo
         var limits = builder.Configuration.GetSection(SiloOptions.Section).Get<ForwardLimits>() ?? new ForwardLimits();
         var gateway = builder.Configuration.GetSection(SiloOptions.Section).Get<GatewayOptions>() ?? new GatewayOptions();
         var models = builder.Configuration.GetSection(SiloOptions.Section).Get<ModelLimits>() ?? new ModelLimits();
+        var batching = builder.Configuration.GetSection(SiloOptions.Section).Get<DecodeBatchOptions>() ?? new DecodeBatchOptions();
         var orleansTls = builder.Configuration.GetSection($"{SiloOptions.Section}:{OrleansTlsSettings.Section}").Get<OrleansTlsSettings>()
                          ?? new OrleansTlsSettings();
         var problems = options.Problems().Concat(LimitProblems(limits)).Concat(gateway.Problems()).Concat(models.Problems())
-            .Concat(orleansTls.Problems()).ToList();
+            .Concat(batching.Problems()).Concat(orleansTls.Problems()).ToList();
         if (problems.Count > 0)
             throw new InvalidOperationException("Headwise configuration is not usable:\n  " + string.Join("\n  ", problems));
 
         builder.Services.Configure<SiloOptions>(builder.Configuration.GetSection(SiloOptions.Section));
         builder.Services.Configure<ForwardLimits>(builder.Configuration.GetSection(SiloOptions.Section));
         builder.Services.Configure<ScatterOptions>(builder.Configuration.GetSection(SiloOptions.Section));
+        builder.Services.Configure<DecodeBatchOptions>(builder.Configuration.GetSection(SiloOptions.Section));
         builder.Services.Configure<WeightUploadOptions>(builder.Configuration.GetSection(SiloOptions.Section));
         builder.Services.Configure<DecodeSessionOptions>(builder.Configuration.GetSection(SiloOptions.Section + ":Sessions"));
         builder.Services.Configure<GatewayOptions>(builder.Configuration.GetSection(SiloOptions.Section));

@@ -28,6 +28,9 @@ public sealed class DashboardBrowserTests(ThreeSiloCluster cluster, ITestOutputH
             $"playwright-core is missing: run `npm ci` in {browser}");
 
         await cluster.CreateModel("browser", Spec);
+        // Sessions decoding at once, first (their steps are traces too, and the passes below must stay among the newest):
+        // the silos holding their heads have decode batches to show.
+        await Task.WhenAll(Enumerable.Range(0, 8).Select(s => Task.Run(() => Decode("browser", steps: 6, seed: s))));
         for (int silo = 0; silo < ThreeSiloCluster.SiloCount; silo++)
             await cluster.Forward("browser", Spec.ModelDim, tokens: 32, silo: silo);
         var withAttention = await cluster.Forward("browser", Spec.ModelDim, tokens: 40, attention: true, silo: 2);
@@ -98,5 +101,18 @@ public sealed class DashboardBrowserTests(ThreeSiloCluster cluster, ITestOutputH
             Assert.True(node.ExitCode == 0, $"the browser checks failed (exit {node.ExitCode}):\n{text}");
             Assert.True(File.Exists(Path.Combine(screenshots, "dashboard.png")), "no screenshot was saved");
         }
+    }
+
+    private async Task Decode(string model, int steps, int seed)
+    {
+        var session = cluster.Grains.GetGrain<IDecodeSessionGrain>(SessionIds.New());
+        await session.Open(model, 0, steps);
+        var random = new Random(seed);
+        for (int step = 0; step < steps; step++)
+        {
+            var x = Enumerable.Range(0, Spec.ModelDim).Select(_ => (float)random.NextDouble()).ToArray();
+            await session.Decode(new DecodeCommand { Batch = 1, Tokens = 1, ModelDim = Spec.ModelDim, Input = FloatBytes.ToBytes(x) });
+        }
+        await session.Close();
     }
 }

@@ -99,6 +99,18 @@ public sealed class MetricsEndpointTests(ThreeSiloCluster cluster)
         Assert.All(cacheBytes, s => Assert.Matches(@"^127\.0\.0\.1:\d+$", s.Labels["headwise_silo"]));
         Assert.True(cacheBytes.Sum(s => s.Value) >= Spec.HeadCount * 2 * 6 * (Spec.ModelDim / Spec.HeadCount) * sizeof(float));
         Assert.Contains(samples, s => s.Name == "headwise_decode_cache_evictions_total");
+        // Each silo holding some of the session's heads computed each step in one pass (the session's steps follow one
+        // another, so every pass here held one step), and measured how long the step waited for it.
+        (types, samples) = await ScrapeUntil(s => s.Count(x => x.Name == "headwise_decode_batch_size_count" && x.Labels.GetValueOrDefault("headwise_model") == model) >= 2);
+        Assert.Equal("histogram", types["headwise_decode_batch_size"]);
+        Assert.Equal("histogram", types["headwise_decode_batch_delay_seconds"]);
+        var passes = samples.Where(s => s.Name == "headwise_decode_batch_size_count" && s.Labels.GetValueOrDefault("headwise_model") == model).ToList();
+        Assert.True(passes.Count >= 2, "fewer than two silos measured the session's decode passes");
+        Assert.All(passes, s => Assert.Equal(3, s.Value));
+        Assert.All(samples.Where(s => s.Name == "headwise_decode_batch_size_sum" && s.Labels.GetValueOrDefault("headwise_model") == model),
+            s => Assert.Equal(3, s.Value));
+        Assert.All(samples.Where(s => s.Name == "headwise_decode_batch_delay_seconds_count" && s.Labels.GetValueOrDefault("headwise_model") == model),
+            s => Assert.Equal(3, s.Value));
 
         await client.CloseSessionAsync(session.Id);
         (_, samples) = await ScrapeUntil(s => s.Any(x => x.Name == "headwise_decode_sessions" && x.Labels.GetValueOrDefault("headwise_model") == model && x.Value == 0));

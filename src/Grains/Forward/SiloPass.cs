@@ -29,6 +29,8 @@ public sealed class SiloPass(
     TensorChannel channel,
     StackedOutputRows stackedRows,
     HeadRescue rescue,
+    StepBatcher batcher,
+    DecodeBatchStats batchStats,
     IClusterMembershipService membership,
     ISiloMetadataCache metadata)
 {
@@ -62,8 +64,15 @@ public sealed class SiloPass(
             // would cost as much, so it runs here (its heads still spread over the compute threads).
             bool small = request.Step is { } step && step.Batch * step.Tokens <= SmallStepRows;
             own = local.Count == 0 ? new Computed(null, [], 0)
+                : small && batcher.Takes(request) ? await Batched(request, local, received, inline: localInput is not null, cancellationToken)
                 : small ? Compute(request, localInput, local, received, cancellationToken)
                 : await compute.Run(() => Compute(request, localInput, local, received, cancellationToken), cancellationToken);
+            if (local.Count > 0 && request.Step is { } unbatched && !(small && batcher.Takes(request)))
+            {
+                // A step computed on its own is a batch of one: the batch figures compare batching on and off.
+                batchStats.Record(request.Layer, 1, unbatched.Batch * unbatched.Tokens);
+                HeadwiseTelemetry.DecodeBatch(request.Layer, silo.Name, 1, [0.0]);
+            }
         }
         catch
         {
@@ -147,6 +156,20 @@ public sealed class SiloPass(
             ProjectionMs = own.ProjectionMs,
             Messages = messages,
         };
+    }
+
+    // A small decode step through the layer's batch on this silo; the step's span tells the batch it ran in.
+    // Only the root (the session's own grain) computes an idle layer's step on its own thread; a relay serves every session.
+    private async Task<Computed> Batched(SiloPassRequest request, List<(int Group, string Key, LocalHead Head)> local, long received,
+        bool inline, CancellationToken cancellationToken)
+    {
+        var share = await batcher.Run(request, local, received, cancellationToken, inline);
+        if (Activity.Current is { IsAllDataRequested: true } span)
+        {
+            span.SetTag(HeadwiseTelemetry.BatchSizeAttribute, share.BatchSize);
+            span.SetTag(HeadwiseTelemetry.BatchQueueAttribute, Math.Round(share.WaitedSeconds * 1000, 3));
+        }
+        return new Computed(share.Partial, share.Groups, share.ProjectionMs);
     }
 
     // A forward pass does not wait on a silo below that failed or hangs: past the hedge time (or at once, for a silo

@@ -102,6 +102,31 @@ public static class HeadwiseTelemetry
     public static readonly Counter<long> DecodeTokens =
         Meter.CreateCounter<long>("headwise.decode.tokens", "{token}", "Tokens (batch x new tokens) processed by decode steps");
 
+    /// <summary>Decode steps one silo computed together in one pass over a layer's weights (1 when the layer was idle
+    /// or batching is off). Tags: model, layer, silo.</summary>
+    public static readonly Histogram<int> DecodeBatchSize = Meter.CreateHistogram<int>(
+        "headwise.decode.batch.size", "{step}", "Decode steps computed together in one pass over a layer's weights on a silo", tags: null,
+        new InstrumentAdvice<int> { HistogramBucketBoundaries = [1, 2, 4, 8, 16, 32, 64, 128, 256] });
+
+    /// <summary>Time a decode step waited on a silo for the batch it ran in, seconds (0 when the layer was idle). Tags: model, layer, silo.</summary>
+    public static readonly Histogram<double> DecodeBatchDelay = Meter.CreateHistogram<double>(
+        "headwise.decode.batch.delay", "s", "Time a decode step waited on a silo for the batch it ran in", tags: null,
+        new InstrumentAdvice<double> { HistogramBucketBoundaries = SecondBuckets });
+
+    /// <summary>Span attribute of a decode step: the steps in the batch its heads ran in on this silo.</summary>
+    public const string BatchSizeAttribute = "headwise.batch.size";
+    /// <summary>Span attribute of a decode step: milliseconds it waited on this silo for its batch.</summary>
+    public const string BatchQueueAttribute = "headwise.batch.queue_ms";
+
+    /// <summary>Records one decode pass on <paramref name="silo"/> over the layer "{model}/{layer}" and its steps' waits.</summary>
+    public static void DecodeBatch(string layerKey, string silo, int steps, ReadOnlySpan<double> waitedSeconds)
+    {
+        var (model, layer) = SplitKey(layerKey);
+        var tags = new TagList { { ModelAttribute, model }, { LayerAttribute, layer }, { SiloAttribute, silo } };
+        DecodeBatchSize.Record(steps, tags);
+        foreach (double waited in waitedSeconds) DecodeBatchDelay.Record(waited, tags);
+    }
+
     /// <summary>Head groups whose K/V cache a decode step rebuilt from the session's inputs. Tags: model, layer.</summary>
     public static readonly Counter<long> DecodeRefills =
         Meter.CreateCounter<long>("headwise.decode.refills", "{group}", "Head groups re-filled from the session's inputs (lost silo, evicted cache)");

@@ -1,3 +1,4 @@
+using Headwise.Grains.Forward;
 using Headwise.Grains.Placement;
 using Headwise.Grains.Telemetry;
 
@@ -11,9 +12,10 @@ public sealed record ClusterView(string Silo, DateTime Now, SiloView[] Silos, Mo
 /// <param name="Reachable">False when the silo is in the cluster but did not answer in time.</param>
 /// <param name="Heads">Head grains active on the silo.</param>
 /// <param name="Coordinators">Layer coordinators ("model/layer") active on the silo.</param>
+/// <param name="DecodeBatches">The silo's decode batches per layer: last, mean and largest batch size, tokens/s.</param>
 public sealed record SiloView(
     string Silo, string Status, bool Reachable, string? Kernel, string? WebAddress, string? Host, int Cores,
-    long WorkingSetBytes, DateTime? StartedUtc, HeadPlacementView[] Heads, string[] Coordinators);
+    long WorkingSetBytes, DateTime? StartedUtc, HeadPlacementView[] Heads, string[] Coordinators, DecodeBatchView[] DecodeBatches);
 
 public sealed record HeadPlacementView(string Model, int Layer, int Group);
 

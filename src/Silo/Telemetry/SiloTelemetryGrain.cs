@@ -1,3 +1,4 @@
+using Headwise.Grains.Forward;
 using System.Diagnostics;
 using System.Net;
 using System.Runtime.InteropServices;
@@ -38,6 +39,8 @@ public sealed record SiloDescription
     [Id(7)] public long WorkingSetBytes { get; init; }
     [Id(8)] public DateTime StartedUtc { get; init; }
     [Id(9)] public required string Runtime { get; init; }
+    /// <summary>Its decode batches per layer (<see cref="DecodeBatchStats"/>).</summary>
+    [Id(10)] public DecodeBatchView[] DecodeBatches { get; init; } = [];
 }
 
 [SiloBoundPlacement, Reentrant]
@@ -46,6 +49,7 @@ public sealed class SiloTelemetryGrain(
     IHeadKernel kernel,
     SiloIdentity silo,
     ILocalSiloDetails details,
+    DecodeBatchStats batches,
     IOptions<SiloOptions> options) : Grain, ISiloTelemetryGrain
 {
     public Task<SiloDescription> Describe()
@@ -64,6 +68,7 @@ public sealed class SiloTelemetryGrain(
             WorkingSetBytes = process.WorkingSet64,
             StartedUtc = process.StartTime.ToUniversalTime(),
             Runtime = RuntimeInformation.FrameworkDescription,
+            DecodeBatches = batches.Snapshot(),
         });
     }
 

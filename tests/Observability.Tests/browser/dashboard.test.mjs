@@ -48,6 +48,12 @@ try {
   check(await headChips.count() === groups, `cluster lists ${await headChips.count()} of ${groups} head groups of model browser`);
   const silos = await page.locator('#silos .silo').count();
   check(silos >= 2, `cluster shows ${silos} silos`);
+  // Decode batches: some silo card shows the decode batches of browser/0 with a batch size and tokens/s.
+  const batches = page.locator('#silos [data-decode-batch="browser/0"]');
+  await batches.first().waitFor({ timeout: 10000 }).catch(() => {});
+  const batchTexts = await batches.allTextContents();
+  check(batchTexts.length >= 1 && batchTexts.every(t => /batch \d+/.test(t) && /mean \d/.test(t) && /tok\/s/.test(t)),
+    `silo cards show decode batches of browser/0: ${JSON.stringify(batchTexts)}`);
   const kernels = await page.locator('#silos .badge.kernel').allTextContents();
   check(kernels.length === silos && kernels.every(k => k.length > 0), `every silo names its kernel (${kernels.join(', ')})`);
 

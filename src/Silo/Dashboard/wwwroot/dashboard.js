@@ -132,7 +132,15 @@ function renderCluster() {
       [...layers.entries()].map(([layer, heads]) =>
         el('div', { class: 'layer' }, el('span', { class: 'label' }, layer),
           heads.map(h => el('span', { class: 'chip', 'data-head': `${h.model}/${h.layer}/${h.group}`, title: `head group ${h.group} of ${layer} on ${silo.silo}` }, h.group)))),
-      silo.heads.length === 0 && silo.reachable ? el('div', { class: 'meta' }, 'no head grains active') : null);
+      silo.heads.length === 0 && silo.reachable ? el('div', { class: 'meta' }, 'no head grains active') : null,
+      (silo.decodeBatches || []).map(b =>
+        el('div', { class: 'layer decode-batch', 'data-decode-batch': b.layer,
+            title: `decode steps of ${b.layer} computed on ${silo.silo}: ${b.steps} steps in ${b.batches} passes over the weights` },
+          el('span', { class: 'label' }, `decode ${b.layer}`),
+          el('span', { class: 'chip', 'data-figure': 'last' }, `batch ${b.lastSize}`),
+          el('span', { class: 'chip', 'data-figure': 'mean' }, `mean ${(b.recentMeanSize || b.steps / Math.max(1, b.batches)).toFixed(1)}`),
+          el('span', { class: 'chip', 'data-figure': 'largest' }, `max ${b.largestSize}`),
+          el('span', { class: 'chip', 'data-figure': 'tokens' }, `${compact(b.recentTokensPerSecond)} tok/s`))));
     silos.append(card);
   }
 
