@@ -57,7 +57,17 @@ internal static class ThroughputRunner
                     foreach (int context in plan.Contexts)
                         foreach (int sessions in plan.Concurrency)
                         {
-                            var cell = await Cell(client, silos, batching, transport, context, sessions, plan.Steps, cancellationToken);
+                            ThroughputCell cell;
+                            try
+                            {
+                                cell = await Cell(client, silos, batching, transport, context, sessions, plan.Steps, cancellationToken);
+                            }
+                            catch (HeadwiseException e)
+                            {
+                                // A cell the cluster could not serve is a result too (printed as "–" in the table).
+                                Console.WriteLine($"  {transport}, context {context}, {sessions} sessions: FAILED {e.Code}: {e.Message}");
+                                continue;
+                            }
                             cells.Add(cell);
                             Console.WriteLine($"  {transport}, context {context}, {sessions} sessions: {cell.TokensPerSecond:F0} tokens/s, " +
                                               $"p50 {LatencySamples.Ms(cell.Steps.P50)} ms, p99 {LatencySamples.Ms(cell.Steps.P99)} ms; load {LatencySamples.LoadAverage()}");
