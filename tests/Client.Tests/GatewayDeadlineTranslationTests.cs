@@ -57,6 +57,25 @@ public sealed class GatewayDeadlineTranslationTests
         Assert.DoesNotContain("disk", live.Detail);
     }
 
+    [Fact]
+    public async Task A_request_stream_reset_before_the_token_is_signalled_is_CANCELLED_not_an_internal_error()
+    {
+        // CI saw it: the reset reached the reader as an IOException while the call's token was not yet cancelled.
+        var interceptor = new GatewayErrorInterceptor(NullLogger<GatewayErrorInterceptor>.Instance);
+        var context = new FixedCallContext(DateTime.MaxValue, CancellationToken.None);
+        var error = await Assert.ThrowsAsync<RpcException>(() => interceptor.DuplexStreamingServerHandler<string, string>(
+            new ResetReader(), null!, context, async (requests, _, _) => await requests.MoveNext(CancellationToken.None)));
+        Assert.Equal(StatusCode.Cancelled, error.Status.StatusCode);
+    }
+
+    private sealed class ResetReader : IAsyncStreamReader<string>
+    {
+        public string Current => throw new InvalidOperationException("no message was read");
+
+        public Task<bool> MoveNext(CancellationToken cancellationToken) =>
+            Task.FromException<bool>(new IOException("The client reset the request stream."));
+    }
+
     private static async Task<Status> TranslateStream(Exception thrown, bool cancelled, DateTime? deadline = null)
     {
         using var cancellation = new CancellationTokenSource();

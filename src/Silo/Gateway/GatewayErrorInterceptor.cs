@@ -28,7 +28,7 @@ public sealed class GatewayErrorInterceptor(ILogger<GatewayErrorInterceptor> log
     {
         try
         {
-            return await continuation(requestStream, context);
+            return await continuation(ClientStreamBrokenException.Watch(requestStream), context);
         }
         catch (Exception exception) when (exception is not RpcException)
         {
@@ -41,7 +41,7 @@ public sealed class GatewayErrorInterceptor(ILogger<GatewayErrorInterceptor> log
     {
         try
         {
-            await continuation(request, responseStream, context);
+            await continuation(request, ClientStreamBrokenException.Watch(responseStream), context);
         }
         catch (Exception exception) when (exception is not RpcException)
         {
@@ -55,7 +55,7 @@ public sealed class GatewayErrorInterceptor(ILogger<GatewayErrorInterceptor> log
     {
         try
         {
-            await continuation(requestStream, responseStream, context);
+            await continuation(ClientStreamBrokenException.Watch(requestStream), ClientStreamBrokenException.Watch(responseStream), context);
         }
         catch (Exception exception) when (exception is not RpcException)
         {
@@ -75,7 +75,9 @@ public sealed class GatewayErrorInterceptor(ILogger<GatewayErrorInterceptor> log
         {
             case HeadwiseException headwise:
                 return new RpcException(new Status(headwise.Code.ToStatusCode(), StatusMessage.Bounded(headwise.Message)));
-            // A client gone mid-stream: reading its next message fails with the transport's error, not a cancellation.
+            // A client gone mid-stream: reading its next message fails with the transport's error, not a cancellation,
+            // and the call's token may be signalled only a moment later.
+            case ClientStreamBrokenException:
             case OperationCanceledException or IOException when context.CancellationToken.IsCancellationRequested:
                 return new RpcException(new Status(StatusCode.Cancelled, "the call was cancelled."));
             case TimeoutException or SiloUnavailableException or OrleansMessageRejectionException:
