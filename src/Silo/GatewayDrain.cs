@@ -1,3 +1,4 @@
+using Headwise.Silo.Gateway;
 using Microsoft.Extensions.Options;
 
 namespace Headwise.Silo;
@@ -5,9 +6,11 @@ namespace Headwise.Silo;
 /// <summary>
 /// On SIGTERM, before anything stops: /healthz answers 503 "draining" while the gateway goes on serving for
 /// Headwise__DrainSeconds, so that load balancers and Kubernetes endpoints take it out of rotation first; only then does
-/// Kestrel stop taking calls (finishing those under way) and the silo leave the cluster. A rolling update loses no call.
+/// Kestrel stop taking calls (finishing those under way; open DecodeStreams end after their current step,
+/// <see cref="DecodeStreamDrain"/>) and the silo leave the cluster. A rolling update loses no call.
 /// </summary>
-public sealed class GatewayDrain(SiloReadiness readiness, IOptions<SiloOptions> options, ILogger<GatewayDrain> logger) : IHostedLifecycleService
+public sealed class GatewayDrain(SiloReadiness readiness, DecodeStreamDrain streams, IOptions<SiloOptions> options, ILogger<GatewayDrain> logger)
+    : IHostedLifecycleService
 {
     public async Task StoppingAsync(CancellationToken cancellationToken)
     {
@@ -22,6 +25,8 @@ public sealed class GatewayDrain(SiloReadiness readiness, IOptions<SiloOptions> 
         {
             // The host's shutdown timeout ran out: stop now.
         }
+        // Before Kestrel stops: it waits for every open call, and a DecodeStream does not end by itself.
+        streams.End();
     }
 
     public Task StartingAsync(CancellationToken cancellationToken) => Task.CompletedTask;

@@ -80,6 +80,7 @@ public static class HeadwiseSilo
         builder.Services.AddSingleton<UploadGate>();
         builder.Services.AddSingleton<ModelLayers>();
         builder.Services.AddSingleton<KnownSessions>();
+        builder.Services.AddSingleton<DecodeStreamDrain>();
         builder.Services.AddHostedService<DemoModelLoader>();
         builder.Services.AddGrpc(grpc =>
         {

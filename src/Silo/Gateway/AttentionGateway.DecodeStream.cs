@@ -8,7 +8,8 @@ namespace Headwise.Silo.Gateway;
 /// DecodeStream: the steps of one session over one bidirectional stream, each run by <c>Step</c> exactly as a unary
 /// Decode runs it (same checks, same KnownSessions lookup, same decode slot while it runs), answered in order. The
 /// stream saves a step the HTTP/2 request (headers, a stream, the interceptors), nothing else; the first failing step
-/// ends the stream with its status and leaves the session as a failed unary Decode would.
+/// ends the stream with its status and leaves the session as a failed unary Decode would. A stopping silo ends its
+/// streams between steps (<see cref="DecodeStreamDrain"/>) with UNAVAILABLE.
 /// </summary>
 internal sealed partial class AttentionGateway
 {
@@ -19,8 +20,11 @@ internal sealed partial class AttentionGateway
         IServerStreamWriter<DecodeStreamResponse> responseStream, ServerCallContext context)
     {
         var cancellation = context.CancellationToken;
+        // Only the wait for the next message ends with the drain; a step under way runs to its answer.
+        using var waiting = CancellationTokenSource.CreateLinkedTokenSource(cancellation, streamDrain.Ending);
         string? id = null, session = null;
-        while (await requestStream.MoveNext(cancellation))
+        int? position = null;
+        while (await NextMessage(requestStream, waiting.Token, position))
         {
             var request = requestStream.Current;
             if (session is null)
@@ -55,6 +59,22 @@ internal sealed partial class AttentionGateway
                 Replayed = result.Replayed,
                 TraceId = result.TraceId,
             }, cancellation);
+            position = result.Position;
         }
+    }
+
+    private async Task<bool> NextMessage(IAsyncStreamReader<DecodeStreamRequest> requestStream, CancellationToken waiting, int? position)
+    {
+        try
+        {
+            if (!streamDrain.Ending.IsCancellationRequested) return await requestStream.MoveNext(waiting);
+        }
+        catch (OperationCanceledException) when (streamDrain.Ending.IsCancellationRequested)
+        {
+            // The silo stopped serving while this stream waited for its next step.
+        }
+        throw new HeadwiseException(ErrorCode.Unavailable, position is int at
+            ? $"the silo is shutting down: this stream has ended after its last answered step (the session is at position {at}); reopen DecodeStream through another gateway and go on from there."
+            : "the silo is shutting down: this stream has ended before any step; reopen DecodeStream through another gateway.");
     }
 }

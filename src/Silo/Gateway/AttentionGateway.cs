@@ -13,7 +13,8 @@ namespace Headwise.Silo.Gateway;
 /// the model catalog or to the layer's coordinator grain.
 /// </summary>
 internal sealed partial class AttentionGateway(IGrainFactory grains, IOptions<SiloOptions> silo, IOptions<ForwardLimits> limits,
-    IOptions<ModelLimits> modelLimits, ModelLayers layers, KnownSessions sessions, UploadGate uploads, ForwardGate gate)
+    IOptions<ModelLimits> modelLimits, ModelLayers layers, KnownSessions sessions, UploadGate uploads, ForwardGate gate,
+    DecodeStreamDrain streamDrain)
     : Attention.AttentionBase
 {
     private IModelCatalogGrain Catalog => grains.GetGrain<IModelCatalogGrain>(GrainKeys.Catalog);
