@@ -81,6 +81,13 @@ public sealed record HeadDecodeWork
     [Id(4)] public required byte[] Input { get; init; }
     /// <summary>Start a new cache at <see cref="Position"/> instead of appending to the one held.</summary>
     [Id(5)] public bool Restart { get; init; }
+    /// <summary>The session's max_tokens (0: unbounded): a cache never holds room past it, and its silo reserves that much.</summary>
+    [Id(6)] public int MaxTokens { get; init; }
+    /// <summary>
+    /// The session's first step: a silo whose caches cannot take this session's reservation refuses it (ResourceExhausted)
+    /// rather than evict live sessions. Re-fills of a session already served are never refused.
+    /// </summary>
+    [Id(7)] public bool NewSession { get; init; }
 }
 
 /// <summary>A head group's answer to a decode step.</summary>

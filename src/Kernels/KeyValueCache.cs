@@ -7,7 +7,12 @@ namespace Headwise.Kernels;
 /// K and V are held transposed, [dh × capacity]: a decode step's scores and weighted sum then run along contiguous
 /// spans of every cached token (one per dimension) instead of one short dh-wide call per token.
 /// </summary>
-public sealed class KeyValueCache(int headDim, int firstPosition = 0)
+/// <param name="headDim">Width of one key and one value row.</param>
+/// <param name="firstPosition">Absolute position of the first row appended.</param>
+/// <param name="maxTokens">Positions the sequence can reach (its session's max_tokens), or 0 when unbounded: the buffers
+/// never grow past room for rows up to that position, so a session's cache costs what its silo reserved for it, not up
+/// to twice that.</param>
+public sealed class KeyValueCache(int headDim, int firstPosition = 0, int maxTokens = 0)
 {
     private float[] _keys = [];   // Kᵀ: [dh, capacity]
     private float[] _values = []; // Vᵀ: [dh, capacity]
@@ -36,7 +41,11 @@ public sealed class KeyValueCache(int headDim, int firstPosition = 0)
         if (keys.Length != tokens * HeadDim || values.Length != tokens * HeadDim)
             throw new ArgumentException($"keys and values need [tokens, dh] = {tokens * HeadDim} values; got {keys.Length} and {values.Length}.");
         if (Count + tokens > _capacity)
-            Grow(Math.Max(Count + tokens, Math.Max(16, 2 * _capacity)));
+        {
+            int doubled = Math.Max(16, 2 * _capacity);
+            if (maxTokens > 0) doubled = Math.Min(doubled, maxTokens - FirstPosition);
+            Grow(Math.Max(Count + tokens, doubled));
+        }
         for (int token = 0; token < tokens; token++)
         {
             for (int d = 0; d < HeadDim; d++)

@@ -199,8 +199,9 @@ public sealed class DecodeSessionSiloLossTests : IAsyncLifetime
 }
 
 /// <summary>
-/// One silo with tiny session limits: every head cache is evicted after each step (so every step re-fills from the
-/// session's inputs, and must still be right), sessions expire after a second idle, and inputs have a byte cap.
+/// One silo with tiny session limits: every head cache is evicted after each step (caches overcommitted on a 1-byte cap,
+/// so every step re-fills from the session's inputs, and must still be right), sessions expire after a second idle, and
+/// inputs have a byte cap.
 /// </summary>
 [Collection(DecodeClusterCollection.Name)]
 public sealed class DecodeSessionLimitTests : IAsyncLifetime
@@ -216,6 +217,7 @@ public sealed class DecodeSessionLimitTests : IAsyncLifetime
             silo.Services.Configure<DecodeSessionOptions>(o =>
             {
                 o.CacheBytesPerSilo = 1;
+                o.OvercommitCaches = true;
                 o.IdleSeconds = 1;
                 o.InputBytesPerSilo = 1 << 20;
             });

@@ -13,10 +13,20 @@ public sealed class DecodeSessionOptions
     public int IdleSeconds { get; set; } = 600;
 
     /// <summary>
-    /// Bytes of K/V caches all head grains of one silo may hold together; past it the least recently used session's
-    /// cache on that silo is dropped (the session's coordinator re-fills it from the inputs on its next step).
+    /// Bytes of K/V caches all head grains of one silo may hold or have reserved together (see <see cref="OvercommitCaches"/>);
+    /// past it the least recently used session's cache on that silo is dropped (the session's coordinator re-fills it
+    /// from the inputs on its next step).
     /// </summary>
     public long CacheBytesPerSilo { get; set; } = 2L << 30;
+
+    /// <summary>
+    /// False (the default): a session's first step reserves its caches at max_tokens on every silo of its heads, and a
+    /// silo without room refuses it with ResourceExhausted, so admitted sessions never evict one another. True: every
+    /// session is admitted and a silo over <see cref="CacheBytesPerSilo"/> evicts the least recently used cache, which
+    /// its session re-fills on its next step (more sessions than fit at once, each step then slower; for many mostly
+    /// idle sessions with a large max_tokens).
+    /// </summary>
+    public bool OvercommitCaches { get; set; }
 
     /// <summary>
     /// Bytes of session inputs the coordinators of one silo may hold together; a step that would pass it fails with

@@ -31,6 +31,8 @@ public sealed class DecodeStepper(IGrainFactory grains, LayerFanOut fanOut, IHea
             Position = session.Position,
             Input = command.Input,
             Restart = session.Position == 0,
+            MaxTokens = session.MaxTokens,
+            NewSession = session.Position == 0,
         };
         var request = new SiloPassRequest
         {

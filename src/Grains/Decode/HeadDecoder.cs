@@ -33,11 +33,7 @@ internal static class HeadDecoder
         var sequences = work.Restart ? null : caches.Find(head, work.Session);
         if (!work.Restart && (sequences is null || sequences.Length != work.Batch || sequences[0].Position != work.Position))
             return new HeadDecodeOutcome { Output = null, Silo = silo, WeightsVersion = version };
-        if (sequences is null)
-        {
-            sequences = Enumerable.Range(0, work.Batch).Select(_ => new KeyValueCache(shape.HeadDim, work.Position)).ToArray();
-            caches.Put(head, work.Session, sequences);
-        }
+        sequences ??= caches.Start(head, work, shape.HeadDim, spec.Window);
 
         var options = new AttentionOptions(spec.Scale, Causal: true, spec.Window);
         var rotary = RotaryOf(spec);

@@ -124,8 +124,16 @@ internal sealed class StepBatch(IHeadKernel kernel, SiloIdentity silo, SessionCa
             }
             if (sequences is null)
             {
-                sequences = Enumerable.Range(0, work.Batch).Select(_ => new KeyValueCache(spec.HeadDim, work.Position)).ToArray();
-                caches.Put(unit.Key, work.Session, sequences);
+                try
+                {
+                    sequences = caches.Start(unit.Key, work, spec.HeadDim, spec.Window);
+                }
+                catch (HeadwiseException e)
+                {
+                    // No room for a new session's caches here: that step fails, the others of the batch go on.
+                    lock (failed) failed[i] ??= e;
+                    continue;
+                }
             }
             members.Add((i, j, sequences));
         }

@@ -1,0 +1,66 @@
+using Headwise.Kernels;
+using Xunit;
+
+namespace Headwise.Kernels.Tests;
+
+/// <summary>
+/// A cache told its sequence's last position never holds room past it: what a silo reserves for a session at its
+/// max_tokens is what the cache costs, while a cache without a bound still grows by doubling.
+/// </summary>
+public sealed class KeyValueCacheTests
+{
+    private const int HeadDim = 8;
+
+    [Theory]
+    [InlineData(0, 100, 1)]
+    [InlineData(0, 100, 7)]
+    [InlineData(40, 100, 3)]
+    [InlineData(0, 1000, 1)]
+    public void A_bounded_cache_never_holds_room_past_its_last_position(int first, int maxTokens, int chunk)
+    {
+        var random = new Random(first * 31 + maxTokens + chunk);
+        var cache = new KeyValueCache(HeadDim, first, maxTokens);
+        var keys = new List<float>();
+        while (cache.Position < maxTokens)
+        {
+            int tokens = Math.Min(chunk, maxTokens - cache.Position);
+            var k = Enumerable.Range(0, tokens * HeadDim).Select(_ => random.NextSingle()).ToArray();
+            var v = Enumerable.Range(0, tokens * HeadDim).Select(_ => random.NextSingle()).ToArray();
+            cache.Append(k, v, tokens);
+            keys.AddRange(k);
+            Assert.True(cache.Bytes <= 2L * HeadDim * (maxTokens - first) * sizeof(float), $"{cache.Bytes} bytes at position {cache.Position}");
+        }
+        Assert.Equal(2L * HeadDim * (maxTokens - first) * sizeof(float), cache.Bytes);
+        // Every row is where it was put, whatever the growth steps were.
+        for (int d = 0; d < HeadDim; d++)
+        {
+            var row = cache.KeyRow(d);
+            for (int t = 0; t < cache.Count; t++) Assert.Equal(keys[t * HeadDim + d], row[t]);
+        }
+    }
+
+    [Fact]
+    public void An_unbounded_cache_grows_by_doubling()
+    {
+        var cache = new KeyValueCache(HeadDim);
+        var row = new float[HeadDim];
+        for (int t = 0; t < 100; t++) cache.Append(row, row, 1);
+        Assert.Equal(2L * HeadDim * 128 * sizeof(float), cache.Bytes);
+    }
+
+    [Fact]
+    public void A_bounded_windowed_cache_stays_within_its_bound_as_it_slides()
+    {
+        var cache = new KeyValueCache(HeadDim, 0, maxTokens: 300);
+        var row = new float[HeadDim];
+        for (int t = 0; t < 300; t++)
+        {
+            cache.Append(row, row, 1);
+            cache.TrimToWindow(32);
+            Assert.True(cache.Bytes <= 2L * HeadDim * 300 * sizeof(float));
+        }
+        Assert.Equal(300, cache.Position);
+        // The window keeps the cache small: it never needed more than a few windows of room.
+        Assert.True(cache.Bytes <= 2L * HeadDim * 128 * sizeof(float), $"{cache.Bytes} bytes");
+    }
+}
