@@ -5,12 +5,14 @@ namespace Headwise.Kernels;
 /// <summary>
 /// The two long passes of one query row's attention over a transposed cache (<see cref="KeyValueCache"/>: Kᵀ and Vᵀ,
 /// [dh, stride]), register-blocked over <see cref="Block"/> rows of the cache at a time.
-/// Version 1 (TensorPrimitives, kept in <see cref="IncrementalAttention"/>'s history) made one pass over the score row
-/// per dimension: dh = 64 loads and stores of every score for the scores, 64 loads of every probability for the
-/// weighted sum. Version 2 (this): the scores take 8 rows of Kᵀ per pass, their 8 q values broadcast in registers (a
-/// score is loaded and stored once per 8 multiply-adds); the weighted sum keeps 8 accumulators, one per row of Vᵀ, so a
-/// probability is loaded once per 8 rows. Same arithmetic, other summation order: within float rounding of version 1
-/// (IncrementalAttentionTests, BatchedDecodeTests against float64 references).
+/// Version 1 (TensorPrimitives, up to commit 1d278a2) made one pass over the score row per dimension: dh = 64 loads and
+/// stores of every score for the scores, 64 loads of every probability for the weighted sum. Version 2 (this): the
+/// scores take 8 rows of Kᵀ per pass, their 8 q values broadcast in registers (a score is loaded and stored once per 8
+/// multiply-adds); the weighted sum keeps 8 accumulators, one per row of Vᵀ, so a probability is loaded once per 8 rows.
+/// Same arithmetic, another summation order: within float rounding of the float64 oracle (DecodeAttentionTests,
+/// BatchedDecodeTests). Measured (one query row, dh 64, AVX-512, best of 400 × 50 calls on a loaded 2-core VM):
+/// 6.0–6.2 → 5.2 µs at 1024 cached keys, level (2.0–2.2 µs) at 128. The passes are bound by reading Kᵀ and Vᵀ, not
+/// by the score row, once the cache leaves L1.
 /// </summary>
 internal static unsafe class CachedAttentionRows
 {
