@@ -101,13 +101,15 @@ public sealed class DecodeSessionGrain(
             : SessionInputs.TokensPerSegment(command.Batch, spec.ModelDim, options.Value.InputSegmentBytes);
         _inputs ??= new SessionInputs(Storage, Id, command.Batch, spec.ModelDim, segmentTokens);
         // The rows are stored while the heads compute; both must be done before the step counts.
-        var inputsStored = _inputs.WriteAsync(session.Position, command.Tokens, command.Input);
+        var inputsStored = _inputs.WriteAsync(session.Position, command.Tokens, command.Input, stored.InputTail);
         try
         {
             var step = await stepper.Run(Id, session, command);
-            await inputsStored;
+            var tail = await inputsStored;
             record.State = stored with
             {
+                InputTail = tail,
+                InputTailSlots = Math.Max(stored.InputTailSlots, tail.Length),
                 Batch = command.Batch,
                 ModelDim = spec.ModelDim,
                 SegmentTokens = segmentTokens,
@@ -213,7 +215,7 @@ public sealed class DecodeSessionGrain(
         if (stored.SegmentTokens > 0)
         {
             var inputs = _inputs ?? new SessionInputs(Storage, Id, stored.Batch, stored.ModelDim, stored.SegmentTokens);
-            await inputs.ClearAsync(stored.Position);
+            await inputs.ClearAsync(stored.Position, stored.InputTailSlots);
         }
         await record.ClearStateAsync();
         _inputs = null;
@@ -308,7 +310,7 @@ public sealed class DecodeSessionGrain(
         budget.Reserve(Id, bytes);
         try
         {
-            session.History = await inputs.ReadAsync(from, stored.Position);
+            session.History = await inputs.ReadAsync(from, stored.Position, stored.InputTail);
         }
         catch
         {

@@ -184,9 +184,9 @@ public static class IncrementalAttention
     /// <summary>
     /// <see cref="Attend"/> over a cache, for queries at absolute positions firstQuery …: with Kᵀ and Vᵀ each score
     /// row is dh multiply-adds along the visible keys and each output value one dot product, so the work runs over
-    /// long contiguous spans however few the queries.
+    /// long contiguous spans however few the queries; both run 8 rows of the cache per pass (<see cref="CachedAttentionRows"/>).
     /// </summary>
-    internal static void AttendCached(
+    internal static unsafe void AttendCached(
         // q: [tokens, g·dh]
         ReadOnlySpan<float> queries, int tokens, int firstQuery,
         KeyValueCache cache, HeadGroupShape shape, AttentionOptions options,
@@ -194,33 +194,37 @@ public static class IncrementalAttention
         Span<float> output)
     {
         int headDim = shape.HeadDim, queryWidth = shape.QueryWidth, firstKey = cache.FirstPosition;
+        if (queries.Length < tokens * queryWidth || output.Length < tokens * queryWidth)
+            throw new ArgumentException($"queries and output need [tokens, g·dh] = {tokens * queryWidth} values; got {queries.Length} and {output.Length}.");
+        var width = VectorWidths.Best;
+        nint stride = cache.Stride;
         var buffer = ArrayPool<float>.Shared.Rent(Math.Max(1, cache.Count));
         try
         {
-            for (int query = 0; query < tokens; query++)
+            fixed (float* keys = cache.TransposedKeys, values = cache.TransposedValues, q = queries, z = output, scores = buffer)
             {
-                var (start, end) = options.VisibleKeyRange(firstQuery + query, int.MaxValue);
-                start = Math.Max(start, firstKey) - firstKey;
-                end = Math.Min(end, firstKey + cache.Count) - firstKey;
-                for (int head = 0; head < shape.QueryHeads; head++)
+                for (int query = 0; query < tokens; query++)
                 {
-                    var z = output.Slice(query * queryWidth + head * headDim, headDim);
-                    if (end <= start)
+                    var (start, end) = options.VisibleKeyRange(firstQuery + query, int.MaxValue);
+                    start = Math.Max(start, firstKey) - firstKey;
+                    end = Math.Min(end, firstKey + cache.Count) - firstKey;
+                    for (int head = 0; head < shape.QueryHeads; head++)
                     {
-                        z.Clear();
-                        continue;
+                        int offset = query * queryWidth + head * headDim;
+                        if (end <= start)
+                        {
+                            output.Slice(offset, headDim).Clear();
+                            continue;
+                        }
+                        int count = end - start;
+                        CachedAttentionRows.Scores(width, q + offset, options.Scale, keys + start, stride, headDim, count, scores);
+                        var row = buffer.AsSpan(0, count);
+                        TensorPrimitives.Subtract(row, TensorPrimitives.Max(row), row);
+                        TensorPrimitives.Exp(row, row);
+                        // Normalising the dh outputs instead of the scores saves a pass over every key.
+                        float inverse = 1 / TensorPrimitives.Sum(row);
+                        CachedAttentionRows.WeightedSum(width, scores, count, values + start, stride, headDim, inverse, z + offset);
                     }
-                    var q = queries.Slice(query * queryWidth + head * headDim, headDim);
-                    var scores = buffer.AsSpan(0, end - start);
-                    TensorPrimitives.Multiply(cache.KeyRow(0)[start..end], q[0] * options.Scale, scores);
-                    for (int d = 1; d < headDim; d++)
-                        TensorPrimitives.MultiplyAdd(cache.KeyRow(d)[start..end], q[d] * options.Scale, scores, scores);
-                    TensorPrimitives.Subtract(scores, TensorPrimitives.Max(scores), scores);
-                    TensorPrimitives.Exp(scores, scores);
-                    // Normalising the dh outputs instead of the scores saves a pass over every key.
-                    float inverse = 1 / TensorPrimitives.Sum(scores);
-                    for (int d = 0; d < headDim; d++)
-                        z[d] = TensorPrimitives.Dot(scores, cache.ValueRow(d)[start..end]) * inverse;
                 }
             }
         }

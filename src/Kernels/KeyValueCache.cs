@@ -33,6 +33,13 @@ public sealed class KeyValueCache(int headDim, int firstPosition = 0, int maxTok
     /// <summary>Dimension <paramref name="dimension"/> of every cached value: [Count].</summary>
     public ReadOnlySpan<float> ValueRow(int dimension) => Row(_values, dimension);
 
+    /// <summary>Kᵀ [dh, <see cref="Stride"/>]: row d holds dimension d of every cached key in its first Count values.</summary>
+    internal float[] TransposedKeys => _keys;
+    /// <summary>Vᵀ [dh, <see cref="Stride"/>].</summary>
+    internal float[] TransposedValues => _values;
+    /// <summary>Values from one row of <see cref="TransposedKeys"/> or <see cref="TransposedValues"/> to the next.</summary>
+    internal int Stride => _capacity;
+
     /// <summary>Appends rows for positions Position … Position + tokens − 1.</summary>
     public void Append(
         // keys, values: [tokens, dh]

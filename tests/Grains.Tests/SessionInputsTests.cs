@@ -9,17 +9,28 @@ namespace Headwise.Grains.Tests;
 /// </summary>
 public sealed class SessionInputsTests
 {
-    /// <summary>Grain storage in a dictionary that counts the bytes each write carries and checks ETags like Redis.</summary>
+    /// <summary>
+    /// Grain storage in a dictionary that counts the bytes each write carries and checks ETags like Redis. It keeps the
+    /// object it was given and hands out copies, so a writer that changed an array after writing it would be caught.
+    /// </summary>
     private sealed class CountingStorage : IGrainStorage
     {
-        public Dictionary<GrainId, (byte[] Rows, string ETag)> Keys { get; } = [];
+        public Dictionary<GrainId, (object State, string ETag)> Keys { get; } = [];
         public long BytesWritten { get; private set; }
+        public int Writes { get; private set; }
+
+        private static object Copy(object state) => state switch
+        {
+            SessionInputSegment segment => new SessionInputSegment { Rows = segment.Rows.ToArray() },
+            SessionInputPiece piece => new SessionInputPiece { Start = piece.Start, Tokens = piece.Tokens, Rows = piece.Rows.ToArray() },
+            _ => throw new InvalidOperationException($"unexpected state {state.GetType()}"),
+        };
 
         public Task ReadStateAsync<T>(string stateName, GrainId grainId, IGrainState<T> grainState)
         {
             if (Keys.TryGetValue(grainId, out var held))
             {
-                grainState.State = (T)(object)new SessionInputSegment { Rows = held.Rows.ToArray() };
+                grainState.State = (T)Copy(held.State);
                 grainState.ETag = held.ETag;
                 grainState.RecordExists = true;
             }
@@ -30,11 +41,12 @@ public sealed class SessionInputsTests
         {
             string? current = Keys.TryGetValue(grainId, out var held) ? held.ETag : null;
             if (current != grainState.ETag) throw new InconsistentStateException($"etag {grainState.ETag}, stored {current}");
-            var rows = ((SessionInputSegment)(object)grainState.State!).Rows.ToArray();
-            BytesWritten += rows.Length;
+            var state = Copy(grainState.State!);
+            BytesWritten += state switch { SessionInputSegment segment => segment.Rows.Length, SessionInputPiece piece => piece.Rows.Length, _ => 0 };
+            Writes++;
             grainState.ETag = Guid.NewGuid().ToString("N");
             grainState.RecordExists = true;
-            Keys[grainId] = (rows, grainState.ETag);
+            Keys[grainId] = (state, grainState.ETag);
             return Task.CompletedTask;
         }
 
@@ -49,60 +61,108 @@ public sealed class SessionInputsTests
     }
 
     private const int Batch = 2, ModelDim = 8, SegmentTokens = 4;
-    private const int SegmentBytes = Batch * SegmentTokens * ModelDim * sizeof(float);
+    private const int RowBytes = ModelDim * sizeof(float);
+    private const int SegmentBytes = Batch * SegmentTokens * RowBytes;
 
     // X [B, tokens, D] of tokens [start, start + tokens): row (s, p) holds s·1000 + p + column/100.
     private static float[] Rows(int start, int tokens) =>
         Enumerable.Range(0, Batch * tokens * ModelDim)
             .Select(i => (i / (tokens * ModelDim)) * 1000f + start + (i / ModelDim % tokens) + (i % ModelDim) / 100f).ToArray();
 
+    private static byte[] Input(int start, int tokens) => Contracts.FloatBytes.ToBytes(Rows(start, tokens));
+
+    private static void AssertHistory(List<float[]> history, int from, int to)
+    {
+        var expected = Rows(from, to - from);
+        for (int s = 0; s < Batch; s++)
+            Assert.Equal(expected.AsSpan(s * (to - from) * ModelDim, (to - from) * ModelDim).ToArray(), history[s]);
+    }
+
     [Fact]
-    public async Task One_token_steps_write_one_segment_each_and_read_back_exactly()
+    public async Task One_token_steps_write_their_own_rows_and_a_segment_once_it_is_complete_and_read_back_exactly()
     {
         var storage = new CountingStorage();
         Assert.Equal(SegmentTokens, SessionInputs.TokensPerSegment(Batch, ModelDim, SegmentBytes));
         var inputs = new SessionInputs(storage, "s1", Batch, ModelDim, SegmentTokens);
         const int tokens = 22;
+        int[] tail = [];
         for (int p = 0; p < tokens; p++)
         {
             long before = storage.BytesWritten;
-            await inputs.WriteAsync(p, 1, Contracts.FloatBytes.ToBytes(Rows(p, 1)));
-            Assert.Equal(SegmentBytes, storage.BytesWritten - before);
+            tail = await inputs.WriteAsync(p, 1, Input(p, 1), tail);
+            // A step inside its segment stores its own rows; the one that completes the segment stores the segment.
+            bool completes = (p + 1) % SegmentTokens == 0;
+            Assert.Equal(completes ? SegmentBytes : Batch * RowBytes, storage.BytesWritten - before);
+            Assert.Equal(completes ? [] : Enumerable.Range(p / SegmentTokens * SegmentTokens, p % SegmentTokens + 1).ToArray(), tail);
         }
-        // A seven-token step from 22 touches the segments of 20–23, 24–27 and 28: three.
+        // A seven-token step from 22 completes the segments of 20–23 (with its two pieces) and 24–27, and writes 28's
+        // whole too: its tail slots are still listed by the record until the step counts.
         long beforeLong = storage.BytesWritten;
-        await inputs.WriteAsync(tokens, 7, Contracts.FloatBytes.ToBytes(Rows(tokens, 7)));
+        Assert.Equal([20, 21], tail);
+        tail = await inputs.WriteAsync(tokens, 7, Input(tokens, 7), tail);
         Assert.Equal(3 * SegmentBytes, storage.BytesWritten - beforeLong);
+        Assert.Empty(tail);
 
         // Another coordinator (a rebuild on another silo) reads what was written, from any start.
         var rebuilt = new SessionInputs(storage, "s1", Batch, ModelDim, SegmentTokens);
-        foreach (int from in new[] { 0, 6, 27 })
-        {
-            var history = await rebuilt.ReadAsync(from, tokens + 7);
-            var expected = Rows(from, tokens + 7 - from);
-            for (int s = 0; s < Batch; s++)
-                Assert.Equal(expected.AsSpan(s * (tokens + 7 - from) * ModelDim, (tokens + 7 - from) * ModelDim).ToArray(), history[s]);
-        }
-        // It goes on writing the last segment it read (its ETag known), then clears every key.
-        await rebuilt.WriteAsync(tokens + 7, 1, Contracts.FloatBytes.ToBytes(Rows(tokens + 7, 1)));
-        Assert.Equal(Rows(0, tokens + 8).AsSpan(0, (tokens + 8) * ModelDim).ToArray(), (await rebuilt.ReadAsync(0, tokens + 8))[0]);
-        await rebuilt.ClearAsync(tokens + 8);
+        foreach (int from in new[] { 0, 6, 27, 28 })
+            AssertHistory(await rebuilt.ReadAsync(from, tokens + 7, tail), from, tokens + 7);
+        // It goes on from what it read (ETags known, the open segment's rows held), then clears every key.
+        tail = await rebuilt.WriteAsync(tokens + 7, 1, Input(tokens + 7, 1), tail);
+        Assert.Equal([29], tail);
+        AssertHistory(await rebuilt.ReadAsync(0, tokens + 8, tail), 0, tokens + 8);
+        tail = await rebuilt.WriteAsync(tokens + 8, 3, Input(tokens + 8, 3), tail);
+        Assert.Empty(tail);
+        AssertHistory(await new SessionInputs(storage, "s1", Batch, ModelDim, SegmentTokens).ReadAsync(0, tokens + 11, tail), 0, tokens + 11);
+        await rebuilt.ClearAsync(tokens + 11, slotsUsed: 3);
         Assert.Empty(storage.Keys);
     }
 
     [Fact]
-    public async Task A_segment_written_by_a_step_that_was_never_acknowledged_is_overwritten()
+    public async Task A_segment_whose_tail_slots_are_full_is_written_whole_and_its_tail_starts_again()
+    {
+        const int longSegment = 2 * SessionInputs.TailSlots + 8;
+        var storage = new CountingStorage();
+        var inputs = new SessionInputs(storage, "s3", Batch, ModelDim, longSegment);
+        int[] tail = [];
+        int most = 0, whole = 0;
+        for (int p = 0; p < longSegment + 3; p++)
+        {
+            long before = storage.BytesWritten;
+            tail = await inputs.WriteAsync(p, 1, Input(p, 1), tail);
+            if (storage.BytesWritten - before == Batch * longSegment * RowBytes) whole++;
+            else Assert.Equal(Batch * RowBytes, storage.BytesWritten - before);
+            most = Math.Max(most, tail.Length);
+        }
+        Assert.Equal(SessionInputs.TailSlots, most);
+        // Full after 32 pieces (token 32 written whole), again after 32 more (65), then the segment's end (71).
+        Assert.Equal(3, whole);
+        Assert.Equal([longSegment, longSegment + 1, longSegment + 2], tail);
+        AssertHistory(await new SessionInputs(storage, "s3", Batch, ModelDim, longSegment).ReadAsync(0, longSegment + 3, tail), 0, longSegment + 3);
+        await inputs.ClearAsync(longSegment + 3, most);
+        Assert.Empty(storage.Keys);
+    }
+
+    [Fact]
+    public async Task Rows_written_by_a_step_that_was_never_acknowledged_are_overwritten_and_the_listed_tail_still_reads_back()
     {
         var storage = new CountingStorage();
         var lost = new SessionInputs(storage, "s2", Batch, ModelDim, SegmentTokens);
-        await lost.WriteAsync(0, 4, Contracts.FloatBytes.ToBytes(Rows(0, 4)));
-        // Its coordinator stored tokens 4–5 and died before the step counted: the session is at position 4.
-        await lost.WriteAsync(4, 2, Contracts.FloatBytes.ToBytes(new float[Batch * 2 * ModelDim]));
+        int[] tail = await lost.WriteAsync(0, 4, Input(0, 4), []);
+        tail = await lost.WriteAsync(4, 1, Input(4, 1), tail);
+        Assert.Equal([4], tail);
+        // Its coordinator stored tokens 5–9 (the rest of segment 4–7 whole, and 8–9 of the next one) and died before
+        // the step counted: the session is at position 5 and its record still lists the piece of token 4.
+        await lost.WriteAsync(5, 5, Contracts.FloatBytes.ToBytes(new float[Batch * 5 * ModelDim]), tail);
 
         var rebuilt = new SessionInputs(storage, "s2", Batch, ModelDim, SegmentTokens);
-        Assert.Equal(Rows(0, 4).AsSpan(0, 4 * ModelDim).ToArray(), (await rebuilt.ReadAsync(0, 4))[0]);
-        await rebuilt.WriteAsync(4, 3, Contracts.FloatBytes.ToBytes(Rows(4, 3)));
-        var history = await rebuilt.ReadAsync(0, 7);
-        Assert.Equal(Rows(0, 7).AsSpan(7 * ModelDim, 7 * ModelDim).ToArray(), history[1]);
+        AssertHistory(await rebuilt.ReadAsync(0, 5, tail), 0, 5);
+        tail = await rebuilt.WriteAsync(5, 1, Input(5, 1), tail);
+        Assert.Equal([4, 5], tail);
+        tail = await rebuilt.WriteAsync(6, 3, Input(6, 3), tail);
+        Assert.Empty(tail);
+        tail = await rebuilt.WriteAsync(9, 1, Input(9, 1), tail);
+        Assert.Equal([9], tail);
+        AssertHistory(await new SessionInputs(storage, "s2", Batch, ModelDim, SegmentTokens).ReadAsync(0, 10, tail), 0, 10);
     }
 }

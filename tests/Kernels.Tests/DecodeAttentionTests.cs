@@ -24,6 +24,39 @@ public sealed class DecodeAttentionTests
         { 1, 0, 40 }, { 3, 0, 40 }, { 3, 5, 40 }, { 1, 40, 100 },
     };
 
+    /// <summary>
+    /// Head widths around the cache walk's block of 8 rows (a partial block alone, a block and a rest, GPT-2's 64) at
+    /// context lengths that leave a rest after every vector width: one-token steps, as a decode session sends them.
+    /// </summary>
+    [Theory]
+    [InlineData(3, 2, 37)]
+    [InlineData(12, 1, 53)]
+    [InlineData(64, 2, 131)]
+    public void One_token_steps_at_head_widths_around_the_block_match_the_float64_oracle(int headDim, int queryHeads, int tokens)
+    {
+        const int modelDim = 16;
+        var random = new Random(headDim * 100 + tokens);
+        var shape = new HeadGroupShape(modelDim, headDim, queryHeads);
+        var weights = RandomTensors.GroupWeights(random, shape, 0.5, bias: true);
+        var x = RandomTensors.Normal(random, tokens * modelDim);
+        var options = new AttentionOptions(1f / MathF.Sqrt(headDim), Causal: true, 0);
+
+        var cache = new KeyValueCache(headDim);
+        var actual = new float[tokens * shape.QueryWidth];
+        for (int start = 0; start < tokens; start++)
+            IncrementalAttention.Decode(new SimdKernel(), weights, options, Rotary.None, x.AsSpan(start * modelDim, modelDim), 1,
+                cache, actual.AsSpan(start * shape.QueryWidth, shape.QueryWidth));
+
+        var q = Project(x, tokens, modelDim, weights.Query, weights.QueryBias!, shape.QueryWidth);
+        var k = Project(x, tokens, modelDim, weights.Key, weights.KeyBias!, headDim);
+        var v = Project(x, tokens, modelDim, weights.Value, weights.ValueBias!, headDim);
+        var expected = Attention(q, k, v, tokens, headDim, queryHeads, options.Scale, 0);
+        double bound = Tolerance * expected.Max(Math.Abs);
+        for (int i = 0; i < expected.Length; i++)
+            Assert.True(Math.Abs(actual[i] - expected[i]) <= bound,
+                $"dh={headDim} g={queryHeads}: z[{i / shape.QueryWidth}, {i % shape.QueryWidth}] is {actual[i]}, expected {expected[i]}");
+    }
+
     [Theory]
     [MemberData(nameof(Cases))]
     public void Decode_matches_the_float64_oracle(int queryHeads, int window, int chunk)

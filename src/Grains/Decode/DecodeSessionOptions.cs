@@ -42,11 +42,10 @@ public sealed class DecodeSessionOptions
     public int CacheLeaseSeconds { get; set; } = 60;
 
     /// <summary>
-    /// Bytes of one stored segment of a session's inputs (all its sequences): a step rewrites at most the segments its
-    /// tokens fall in, so this bounds what a one-token step writes to storage beside its own rows. 64 KiB keeps each
-    /// rewritten segment (and the storage's copy of it) off the large-object heap, whose fresh pages every step would
-    /// otherwise fault in, and bounds a step's storage write to 21 tokens of a 768-wide model; a rebuild reads the
-    /// segments in parallel.
+    /// Bytes of one stored segment of a session's inputs (all its sequences). A step inside a segment stores only its own
+    /// rows (<see cref="SessionInputs"/>); the segment is written whole once it is complete, or after
+    /// <see cref="SessionInputs.TailSlots"/> steps in it. 64 KiB keeps each segment (and the storage's copy of it) off
+    /// the large-object heap and bounds a rebuild's reads; a rebuild reads the segments in parallel.
     /// </summary>
     public long InputSegmentBytes { get; set; } = 64L << 10;
 

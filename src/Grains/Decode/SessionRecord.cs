@@ -25,6 +25,10 @@ public sealed record SessionRecord
     [Id(8)] public SessionStepRecord? LastStep { get; init; }
     /// <summary>D of the stored inputs.</summary>
     [Id(9)] public int ModelDim { get; init; }
+    /// <summary>First positions of the acknowledged input pieces of the open segment, slot by slot (<see cref="SessionInputs"/>).</summary>
+    [Id(10)] public int[] InputTail { get; init; } = [];
+    /// <summary>The most pieces the record has listed at once: the tail slots a Close clears (and the one after).</summary>
+    [Id(11)] public int InputTailSlots { get; init; }
 }
 
 /// <summary>One applied step: where it started, a digest of its input and, when it came with an expected position, its answer.</summary>
@@ -48,4 +52,16 @@ public sealed record SessionStepRecord
 public sealed class SessionInputSegment
 {
     [Id(0)] public byte[] Rows { get; set; } = [];
+}
+
+/// <summary>
+/// The rows one step stored of a segment it left incomplete: tokens [Start, Start + Tokens) of every sequence,
+/// [B, Tokens, D] float32 bytes. Valid only while the session's record lists its slot (<see cref="SessionRecord.InputTail"/>).
+/// </summary>
+[GenerateSerializer, Alias("headwise.session-input-piece")]
+public sealed class SessionInputPiece
+{
+    [Id(0)] public int Start { get; set; }
+    [Id(1)] public int Tokens { get; set; }
+    [Id(2)] public byte[] Rows { get; set; } = [];
 }
