@@ -51,6 +51,14 @@ public sealed class GrpcAttentionClientOptions
     /// HTTP/2 receive window holds a whole large answer (16 MB), so a forward's Y streams without a window update per 64 KB.</summary>
     public HttpMessageHandler? HttpHandler { get; set; }
 
+    /// <summary>Whether forward passes move X and Y through shared memory (a client on the silo's machine); default
+    /// <see cref="SharedMemoryMode.Off"/>. Binds from configuration as <c>SharedMemory</c> (<c>Off</c>, <c>On</c>, <c>Auto</c>).</summary>
+    public SharedMemoryMode SharedMemory { get; set; } = SharedMemoryMode.Off;
+
+    /// <summary>Where the client creates its shared-memory files: the directory the silo's Headwise__SharedMemoryDirectory
+    /// names on the same machine; default /dev/shm.</summary>
+    public string SharedMemoryDirectory { get; set; } = "/dev/shm";
+
     /// <summary>The idempotent RPCs that are retried; a repeated Forward computes the same Y again.</summary>
     public static readonly IReadOnlyList<string> IdempotentMethods = ["Forward", "GetModel", "ListModels"];
 
