@@ -137,7 +137,7 @@ public sealed class GrpcAttentionClient : IAttentionClient
         {
             var shape = response.Output?.Shape.Select(s => checked((int)s)).ToArray()
                         ?? throw new HeadwiseException(ErrorCode.Internal, "the server sent no output tensor.");
-            var y = new float[input.Input.Data.Length];
+            var y = GC.AllocateUninitializedArray<float>(input.Input.Data.Length);
             if (response.Output.Data.Length != 0 || shape.Aggregate(1L, (product, size) => product * size) != y.Length)
                 throw new HeadwiseException(ErrorCode.Internal,
                     $"the server answered a shared-memory forward with output shape [{string.Join(", ", shape)}] and {response.Output.Data.Length} inline bytes.");
