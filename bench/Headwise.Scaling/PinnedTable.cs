@@ -10,7 +10,8 @@ namespace Headwise.Scaling;
 /// core each, three silos unpinned; each against one silo on both cores and against the in-process layer, all measured in
 /// this one run. Also the machine's own two-thread speed-up (two SMT siblings gain ~1.3×, two real cores ~2×). One silo on
 /// two cores is measured twice, interleaved call by call: tensors inline in the gRPC messages, and through shared memory
-/// (<see cref="SharedMemoryMode.On"/>: X and Y in /dev/shm, the call carrying references).
+/// (<see cref="SharedMemoryMode.On"/>: X and Y in /dev/shm, the call carrying references). With --one-silo only those two
+/// rows are measured, and the in-process layer takes its turn between their calls (its one-thread figure comes after).
 /// </summary>
 internal static class PinnedTable
 {
@@ -31,6 +32,7 @@ internal static class PinnedTable
         };
         var setups = oneSiloOnly ? all.Where(s => s.Name == "1 silo, 2 cores").ToArray() : all;
         var results = new Dictionary<(string, int), (double Median, double Best, string Mode, string Spread)>();
+        var interleavedAnchors = new Dictionary<int, (double Median, double Best)>();
         foreach (var setup in setups)
         {
             await using var cluster = await ClusterUnderTest.StartAsync(siloDll, setup.Silos, setup.Cpus);
@@ -41,9 +43,12 @@ internal static class PinnedTable
             {
                 if (setup.Name == "1 silo, 2 cores")
                 {
-                    var both = await MeasureAsync([client, shared], tokens, repetitions);
+                    // With --one-silo the in-process layer takes its turn between the calls too, so all three see the same load.
+                    var anchor = oneSiloOnly ? new InProcessLayer(tokens) : null;
+                    var both = await MeasureAsync([client, shared], tokens, repetitions, anchor);
                     results[(setup.Name, tokens)] = both[0];
                     results[(SharedMemoryRow, tokens)] = both[1];
+                    if (anchor is not null) interleavedAnchors[tokens] = (both[2].Item1, both[2].Item2);
                 }
                 else
                 {
@@ -57,7 +62,8 @@ internal static class PinnedTable
         var anchors = tokenCounts.ToDictionary(t => t, t =>
         {
             var layer = new InProcessLayer(t);
-            return (Two: layer.Measure(Environment.ProcessorCount, repetitions), One: layer.Measure(1, repetitions));
+            var one = layer.Measure(1, repetitions);
+            return (Two: interleavedAnchors.TryGetValue(t, out var two) ? two : layer.Measure(Environment.ProcessorCount, repetitions), One: one);
         });
 
         Console.WriteLine($"## Scale-out, pinned ({Environment.ProcessorCount} cores: {CpuModel()}), median of {repetitions} (best)\n");
@@ -93,8 +99,10 @@ internal static class PinnedTable
                 $"1 silo via gRPC ÷ in-process = {results[("1 silo, 2 cores", t)].Median / anchors[t].Two.Median:F2}"));
     }
 
-    /// <summary>The same forward pass through each client in turn, call by call, so load drifts hit them alike.</summary>
-    private static async Task<(double, double, string, string)[]> MeasureAsync(IAttentionClient[] clients, int tokens, int repetitions)
+    /// <summary>The same forward pass through each client in turn, call by call, so load drifts hit them alike; with
+    /// <paramref name="anchor"/>, its in-process pass (all cores) takes a turn after them and comes last in the result.</summary>
+    private static async Task<(double, double, string, string)[]> MeasureAsync(IAttentionClient[] clients, int tokens, int repetitions,
+        InProcessLayer? anchor = null)
     {
         var random = new Random(tokens);
         var input = new float[tokens * 768];
@@ -103,7 +111,9 @@ internal static class PinnedTable
         var last = new AttentionOutput[clients.Length];
         foreach (var (client, c) in clients.Select((client, c) => (client, c)))
             await Warmup.RunAsync(async () => last[c] = await client.ForwardAsync("demo", request), Warmup.Default);
+        for (int i = 0; anchor is not null && i < 5; i++) anchor.PassMs(Environment.ProcessorCount);
         var times = clients.Select(_ => new List<double>()).ToArray();
+        var anchorTimes = new List<double>();
         for (int i = 0; i < repetitions; i++)
         {
             for (int c = 0; c < clients.Length; c++)
@@ -112,17 +122,24 @@ internal static class PinnedTable
                 last[c] = await clients[c].ForwardAsync("demo", request);
                 times[c].Add(Stopwatch.GetElapsedTime(started).TotalMilliseconds);
             }
+            if (anchor is not null) anchorTimes.Add(anchor.PassMs(Environment.ProcessorCount));
         }
         for (int c = 1; c < clients.Length; c++)
             if (!last[c].Output.Data.Span.SequenceEqual(last[0].Output.Data.Span))
                 throw new InvalidOperationException($"client {c} answered differently from client 0 at T={tokens}.");
-        return times.Select((list, c) =>
+        var rows = times.Select((list, c) =>
         {
             list.Sort();
             string spread = string.Join("/", last[c].Heads.GroupBy(h => h.Silo).Select(g => g.Count()).OrderDescending());
             string mode = last[c].OutputProjection == Contracts.OutputProjectionMode.PartialSums ? "partial sums" : "gathered";
             return (list[list.Count / 2], list[0], mode, spread);
-        }).ToArray();
+        }).ToList();
+        if (anchor is not null)
+        {
+            anchorTimes.Sort();
+            rows.Add((anchorTimes[anchorTimes.Count / 2], anchorTimes[0], "", ""));
+        }
+        return rows.ToArray();
     }
 
     private static string CpuModel()

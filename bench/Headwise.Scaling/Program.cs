@@ -93,11 +93,15 @@ var grpcAddress = new Option<string>("--grpc") { DefaultValueFactory = _ => "htt
 var webAddress = new Option<string>("--web") { DefaultValueFactory = _ => "http://127.0.0.1:5080" };
 var tokensOne = new Option<int>("--tokens") { DefaultValueFactory = _ => 1024 };
 var plainClient = new Option<bool>("--plain") { Description = "time the proto's own client (no retry policy) instead of the SDK" };
-var breakdown = new Command("breakdown", "Where a forward pass's time goes in a running silo, from its own spans") { grpcAddress, webAddress, tokensOne, repetitions, plainClient };
+var sharedMemoryClient = new Option<bool>("--shared-memory") { Description = "time the SDK with X and Y through shared memory (a silo on this machine)" };
+var breakdown = new Command("breakdown", "Where a forward pass's time goes in a running silo, from its own spans")
+{
+    grpcAddress, webAddress, tokensOne, repetitions, plainClient, sharedMemoryClient,
+};
 breakdown.SetAction(async (parse, cancellation) =>
 {
     await TraceBreakdown.RunAsync(new Uri(parse.GetRequiredValue(grpcAddress)), new Uri(parse.GetRequiredValue(webAddress)),
-        parse.GetValue(tokensOne), Math.Max(5, parse.GetValue(repetitions)), parse.GetValue(plainClient));
+        parse.GetValue(tokensOne), Math.Max(5, parse.GetValue(repetitions)), parse.GetValue(plainClient), parse.GetValue(sharedMemoryClient));
     return 0;
 });
 root.Subcommands.Add(breakdown);
