@@ -159,6 +159,52 @@ public sealed class SharedMemoryStatusTableTests(SiloFixture silo) : IAsyncLifet
     }
 }
 
+/// <summary>Leftovers of a client that died without unregistering: once their file is deleted, the limit frees their slots.</summary>
+[Collection(SiloCollection.Name)]
+public sealed class SharedMemoryLeftoverTests(SiloFixture silo)
+{
+    [Fact]
+    public async Task At_the_limit_registrations_whose_file_is_gone_are_dropped()
+    {
+        using var channel = GrpcChannel.ForAddress(silo.GrpcAddress);
+        var client = new Proto.Attention.AttentionClient(channel);
+        using var kept = SharedMemoryTestFile.Create(64);
+        var leftover = SharedMemoryTestFile.Create(64);
+        var names = new List<string>();
+        try
+        {
+            for (int i = 0; ; i++)
+            {
+                string name = $"{leftover.Name}-{i}";
+                try
+                {
+                    await client.RegisterSharedMemoryAsync(new Proto.RegisterSharedMemoryRequest { Name = name, Key = leftover.Name, ByteSize = 64 });
+                    names.Add(name);
+                }
+                catch (RpcException e) when (e.StatusCode == StatusCode.ResourceExhausted)
+                {
+                    break;
+                }
+                Assert.True(i <= SiloFixture.MaxSharedMemoryRegions, "the region limit never refused");
+            }
+            Assert.NotEmpty(names);
+        }
+        finally
+        {
+            leftover.Dispose();
+        }
+
+        await client.RegisterSharedMemoryAsync(new Proto.RegisterSharedMemoryRequest { Name = kept.Name, Key = kept.Name, ByteSize = 64 });
+        await client.UnregisterSharedMemoryAsync(new Proto.UnregisterSharedMemoryRequest { Name = kept.Name });
+        foreach (var name in names)
+        {
+            var gone = await Assert.ThrowsAsync<RpcException>(() =>
+                client.UnregisterSharedMemoryAsync(new Proto.UnregisterSharedMemoryRequest { Name = name }).ResponseAsync);
+            Assert.Equal(StatusCode.NotFound, gone.StatusCode);
+        }
+    }
+}
+
 /// <summary>A silo with Headwise__SharedMemory=false: every shared-memory call is FAILED_PRECONDITION saying how to enable it.</summary>
 public sealed class SharedMemoryOffTests : IAsyncLifetime
 {

@@ -27,11 +27,23 @@ internal sealed class SharedMemoryRegistry(IOptions<SharedMemoryOptions> options
         {
             if (_regions.ContainsKey(name))
                 throw new HeadwiseException(ErrorCode.AlreadyExists, $"name '{name}' is registered already; unregister it first or choose another.");
+            if (_regions.Count >= options.Value.MaxSharedMemoryRegions) ForgetDeletedFiles();
             if (_regions.Count >= options.Value.MaxSharedMemoryRegions)
                 throw new HeadwiseException(ErrorCode.ResourceExhausted,
                     $"this silo has {_regions.Count} shared-memory regions registered, its limit (Headwise__MaxSharedMemoryRegions); unregister some.");
             _regions[name] = SharedMemoryFile.Map(options.Value.SharedMemoryDirectory, name, key, byteSize);
         }
+    }
+
+    /// <summary>
+    /// Drops the registrations whose file is gone from the directory: what a client that died without unregistering
+    /// leaves once its file is deleted (by an operator, or a pod's /dev/shm emptied), so such leftovers do not hold slots.
+    /// </summary>
+    private void ForgetDeletedFiles()
+    {
+        foreach (var (name, region) in _regions)
+            if (!File.Exists(Path.Join(options.Value.SharedMemoryDirectory, region.Key)) && _regions.TryRemove(name, out var gone))
+                gone.Retire();
     }
 
     public void Unregister(ServerCallContext context, string name)
