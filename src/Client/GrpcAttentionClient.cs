@@ -121,7 +121,7 @@ public sealed class GrpcAttentionClient : IAttentionClient
         CancellationToken cancellationToken)
     {
         long xBytes = (long)input.Input.Data.Length * sizeof(float);
-        buffer.Write(0, System.Runtime.InteropServices.MemoryMarshal.AsBytes(input.Input.Data.Span));
+        buffer.Write(0, input.Input.Data);
         Proto.ForwardResponse response;
         try
         {
@@ -141,7 +141,7 @@ public sealed class GrpcAttentionClient : IAttentionClient
             if (response.Output.Data.Length != 0 || shape.Aggregate(1L, (product, size) => product * size) != y.Length)
                 throw new HeadwiseException(ErrorCode.Internal,
                     $"the server answered a shared-memory forward with output shape [{string.Join(", ", shape)}] and {response.Output.Data.Length} inline bytes.");
-            buffer.Read(xBytes, System.Runtime.InteropServices.MemoryMarshal.AsBytes(y.AsSpan()));
+            buffer.Read(xBytes, y);
             return GrpcMapping.FromProto(response, new FloatTensor(y, shape));
         }
         finally

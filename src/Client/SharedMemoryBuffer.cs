@@ -47,11 +47,23 @@ internal sealed class SharedMemoryBuffer : IDisposable
         }
     }
 
-    public void Write(long offset, ReadOnlySpan<byte> source) =>
-        _view.SafeMemoryMappedViewHandle.WriteSpan((ulong)(_view.PointerOffset + offset), source);
+    // SafeBuffer.ReadSpan and WriteSpan move one element per iteration (~10 ms for 3 MB on this project's VM); Marshal.Copy is
+    // one memmove. The buffer is used by one call at a time and unmapped only after it is returned, so the address holds.
 
-    public void Read(long offset, Span<byte> destination) =>
-        _view.SafeMemoryMappedViewHandle.ReadSpan((ulong)(_view.PointerOffset + offset), destination);
+    /// <summary>Copies <paramref name="source"/> to <paramref name="offset"/>.</summary>
+    public void Write(long offset, ReadOnlyMemory<float> source)
+    {
+        if (System.Runtime.InteropServices.MemoryMarshal.TryGetArray(source, out var array))
+            System.Runtime.InteropServices.Marshal.Copy(array.Array!, array.Offset, Address(offset), array.Count);
+        else
+            _view.SafeMemoryMappedViewHandle.WriteSpan((ulong)(_view.PointerOffset + offset), source.Span);
+    }
+
+    /// <summary>Fills <paramref name="destination"/> from <paramref name="offset"/>.</summary>
+    public void Read(long offset, float[] destination) =>
+        System.Runtime.InteropServices.Marshal.Copy(Address(offset), destination, 0, destination.Length);
+
+    private IntPtr Address(long offset) => _view.SafeMemoryMappedViewHandle.DangerousGetHandle() + (nint)(_view.PointerOffset + offset);
 
     /// <summary>Unmaps and deletes the file (the silo's own mapping, if still registered, keeps its pages until it unmaps).</summary>
     public void Dispose()

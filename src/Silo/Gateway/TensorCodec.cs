@@ -55,13 +55,13 @@ internal static class TensorCodec
         var result = GC.AllocateUninitializedArray<byte>((int)(count * sizeof(float)));
         if (tensor.Dtype == DType.F32)
         {
-            range.Read(result);
+            range.Read(result, result.Length);
             return result;
         }
         var narrow = ArrayPool<byte>.Shared.Rent((int)range.ByteSize);
         try
         {
-            range.Read(narrow.AsSpan(0, (int)range.ByteSize));
+            range.Read(narrow, (int)range.ByteSize);
             Widen(narrow.AsSpan(0, (int)range.ByteSize), tensor.Dtype, FloatBytes.AsFloats(result.AsSpan()));
         }
         finally
