@@ -7,10 +7,11 @@ namespace Headwise.Client;
 
 /// <summary>
 /// How <see cref="GrpcAttentionClient"/> reaches a gateway: its address, the API key it sends, how long a call may take,
-/// how it retries idempotent calls, and optionally the HTTP handler (for TLS settings such as a private certificate
-/// authority). Every property but <see cref="HttpHandler"/> binds from configuration
+/// how it retries idempotent calls, whether forward passes use shared memory, and optionally the HTTP handler (for TLS
+/// settings such as a private certificate authority). Every property but <see cref="HttpHandler"/> binds from configuration
 /// (<c>AddHeadwiseClient(configuration.GetSection("Headwise"))</c>: <c>Address</c>, <c>ApiKey</c>, <c>DefaultDeadline</c>
-/// as <c>00:00:30</c>, <c>MaxAttempts</c>, <c>InitialBackoff</c>, <c>MaxBackoff</c>).
+/// as <c>00:00:30</c>, <c>MaxAttempts</c>, <c>InitialBackoff</c>, <c>MaxBackoff</c>, <c>SharedMemory</c> as <c>Auto</c>,
+/// <c>SharedMemoryDirectory</c>).
 /// </summary>
 public sealed class GrpcAttentionClientOptions
 {
