@@ -36,20 +36,27 @@ internal sealed class InProcessLayer
     /// <summary>Median and best milliseconds of one layer pass with the heads over <paramref name="threads"/> threads.</summary>
     public (double Median, double Best) Measure(int threads, int repetitions)
     {
-        var options = new ParallelOptions { MaxDegreeOfParallelism = threads };
         var times = new List<double>();
         for (int i = 0; i < repetitions + 3; i++)
         {
-            long started = Stopwatch.GetTimestamp();
-            Parallel.For(0, Heads, options, h => _kernel.Attend(_input, 1, _tokens, [], _groups[h],
-                new AttentionOptions(1 / MathF.Sqrt(HeadDim), false, 0), _z[h], []));
-            for (int h = 0; h < Heads; h++)
-                for (int t = 0; t < _tokens; t++)
-                    _z[h].AsSpan(t * HeadDim, HeadDim).CopyTo(_concat.AsSpan(t * Heads * HeadDim + h * HeadDim));
-            _kernel.Project(_concat, _tokens, Heads * HeadDim, _outputWeights, ModelDim, [], _output);
-            if (i >= 3) times.Add(Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+            double ms = PassMs(threads);
+            if (i >= 3) times.Add(ms);
         }
         times.Sort();
         return (times[times.Count / 2], times[0]);
+    }
+
+    /// <summary>Milliseconds of one layer pass with the heads over <paramref name="threads"/> threads.</summary>
+    public double PassMs(int threads)
+    {
+        var options = new ParallelOptions { MaxDegreeOfParallelism = threads };
+        long started = Stopwatch.GetTimestamp();
+        Parallel.For(0, Heads, options, h => _kernel.Attend(_input, 1, _tokens, [], _groups[h],
+            new AttentionOptions(1 / MathF.Sqrt(HeadDim), false, 0), _z[h], []));
+        for (int h = 0; h < Heads; h++)
+            for (int t = 0; t < _tokens; t++)
+                _z[h].AsSpan(t * HeadDim, HeadDim).CopyTo(_concat.AsSpan(t * Heads * HeadDim + h * HeadDim));
+        _kernel.Project(_concat, _tokens, Heads * HeadDim, _outputWeights, ModelDim, [], _output);
+        return Stopwatch.GetElapsedTime(started).TotalMilliseconds;
     }
 }

@@ -8,37 +8,62 @@ namespace Headwise.Scaling;
 /// The scale-out table of issue #11: the demo layer (GPT-2 small shape, 12 heads, not causal) through a .NET gRPC client
 /// on this machine, with the silos pinned to cores by taskset: one silo on core 0, one silo on cores 0-1, two silos on a
 /// core each, three silos unpinned; each against one silo on both cores and against the in-process layer, all measured in
-/// this one run. Also the machine's own two-thread speed-up (two SMT siblings gain ~1.3×, two real cores ~2×).
+/// this one run. Also the machine's own two-thread speed-up (two SMT siblings gain ~1.3×, two real cores ~2×). One silo on
+/// two cores is measured twice, interleaved call by call: tensors inline in the gRPC messages, and through shared memory
+/// (<see cref="SharedMemoryMode.On"/>: X and Y in /dev/shm, the call carrying references). With --one-silo only those two
+/// rows are measured, and the in-process layer takes its turn between their calls (its one-thread figure comes after).
 /// </summary>
 internal static class PinnedTable
 {
     private sealed record Setup(string Name, int Silos, string?[] Cpus);
 
-    public static async Task RunAsync(string siloDll, int[] tokenCounts, int repetitions)
+    private const string SharedMemoryRow = "1 silo, 2 cores, shared memory";
+
+    /// <param name="oneSiloOnly">Only one silo on two cores, inline and shared memory, and the in-process anchor.</param>
+    public static async Task RunAsync(string siloDll, int[] tokenCounts, int repetitions, bool oneSiloOnly = false)
     {
         var invariant = CultureInfo.InvariantCulture;
-        var setups = new[]
+        var all = new[]
         {
             new Setup("1 silo, 1 core", 1, ["0"]),
             new Setup("1 silo, 2 cores", 1, ["0,1"]),
             new Setup("2 silos, 1 core each", 2, ["0", "1"]),
             new Setup("3 silos, unpinned", 3, [null, null, null]),
         };
+        var setups = oneSiloOnly ? all.Where(s => s.Name == "1 silo, 2 cores").ToArray() : all;
         var results = new Dictionary<(string, int), (double Median, double Best, string Mode, string Spread)>();
+        var interleavedAnchors = new Dictionary<int, (double Median, double Best)>();
         foreach (var setup in setups)
         {
             await using var cluster = await ClusterUnderTest.StartAsync(siloDll, setup.Silos, setup.Cpus);
             await using var client = new GrpcAttentionClient(cluster.Silos[0].GrpcAddress);
+            await using var shared = new GrpcAttentionClient(cluster.Silos[0].GrpcAddress,
+                new GrpcAttentionClientOptions { SharedMemory = SharedMemoryMode.On });
             foreach (int tokens in tokenCounts)
             {
-                results[(setup.Name, tokens)] = await MeasureAsync(client, tokens, repetitions);
+                if (setup.Name == "1 silo, 2 cores")
+                {
+                    // With --one-silo the in-process layer takes its turn between the calls too, so all three see the same load.
+                    var anchor = oneSiloOnly ? new InProcessLayer(tokens) : null;
+                    var both = await MeasureAsync([client, shared], tokens, repetitions, anchor);
+                    results[(setup.Name, tokens)] = both[0];
+                    results[(SharedMemoryRow, tokens)] = both[1];
+                    if (anchor is not null) interleavedAnchors[tokens] = (both[2].Item1, both[2].Item2);
+                }
+                else
+                {
+                    results[(setup.Name, tokens)] = (await MeasureAsync([client], tokens, repetitions))[0];
+                }
                 Console.Error.WriteLine($"measured {setup.Name}, T={tokens}");
             }
         }
+        var rows = setups.Select(s => s.Name).ToList();
+        rows.Insert(rows.IndexOf("1 silo, 2 cores") + 1, SharedMemoryRow);
         var anchors = tokenCounts.ToDictionary(t => t, t =>
         {
             var layer = new InProcessLayer(t);
-            return (Two: layer.Measure(Environment.ProcessorCount, repetitions), One: layer.Measure(1, repetitions));
+            var one = layer.Measure(1, repetitions);
+            return (Two: interleavedAnchors.TryGetValue(t, out var two) ? two : layer.Measure(Environment.ProcessorCount, repetitions), One: one);
         });
 
         Console.WriteLine($"## Scale-out, pinned ({Environment.ProcessorCount} cores: {CpuModel()}), median of {repetitions} (best)\n");
@@ -47,18 +72,24 @@ internal static class PinnedTable
         foreach (int t in tokenCounts)
         {
             var two = results[("1 silo, 2 cores", t)].Median;
-            var one = results[("1 silo, 1 core", t)].Median;
+            double? one = results.TryGetValue(("1 silo, 1 core", t), out var oneCore) ? oneCore.Median : null;
             var anchor = anchors[t].Two.Median;
-            foreach (var setup in setups)
+            foreach (var row in rows)
             {
-                var r = results[(setup.Name, t)];
+                var r = results[(row, t)];
+                string perOne = one is { } o ? (r.Median / o).ToString("F2", invariant) : "–";
                 Console.WriteLine(string.Create(invariant,
-                    $"| {t} | {setup.Name} | {r.Spread} | {r.Mode} | {r.Median:F1} ({r.Best:F1}) | {r.Median / two:F2} | {r.Median / one:F2} | {r.Median / anchor:F2} |"));
+                    $"| {t} | {row} | {r.Spread} | {r.Mode} | {r.Median:F1} ({r.Best:F1}) | {r.Median / two:F2} | {perOne} | {r.Median / anchor:F2} |"));
             }
             Console.WriteLine(string.Create(invariant,
                 $"| {t} | in-process layer, {Environment.ProcessorCount} threads (1 thread) | – | – | {anchors[t].Two.Median:F1} ({anchors[t].Two.Best:F1}) [{anchors[t].One.Median:F1}] | | | 1.00 |"));
         }
         Console.WriteLine();
+        foreach (int t in tokenCounts)
+            Console.WriteLine(string.Create(invariant,
+                $"T = {t}: 1 silo via gRPC ÷ in-process = {results[("1 silo, 2 cores", t)].Median / anchors[t].Two.Median:F2}; " +
+                $"through shared memory ÷ in-process = {results[(SharedMemoryRow, t)].Median / anchors[t].Two.Median:F2}"));
+        if (oneSiloOnly) return;
         foreach (int t in tokenCounts)
             Console.WriteLine(string.Create(invariant,
                 $"T = {t}: this machine's two-thread speed-up in-process {anchors[t].One.Median / anchors[t].Two.Median:F2}×; " +
@@ -68,25 +99,47 @@ internal static class PinnedTable
                 $"1 silo via gRPC ÷ in-process = {results[("1 silo, 2 cores", t)].Median / anchors[t].Two.Median:F2}"));
     }
 
-    private static async Task<(double, double, string, string)> MeasureAsync(IAttentionClient client, int tokens, int repetitions)
+    /// <summary>The same forward pass through each client in turn, call by call, so load drifts hit them alike; with
+    /// <paramref name="anchor"/>, its in-process pass (all cores) takes a turn after them and comes last in the result.</summary>
+    private static async Task<(double, double, string, string)[]> MeasureAsync(IAttentionClient[] clients, int tokens, int repetitions,
+        InProcessLayer? anchor = null)
     {
         var random = new Random(tokens);
         var input = new float[tokens * 768];
         for (int i = 0; i < input.Length; i++) input[i] = (float)(random.NextDouble() * 2 - 1);
         var request = new AttentionInput { Input = new FloatTensor(input, 1, tokens, 768) };
-        AttentionOutput last = null!;
-        await Warmup.RunAsync(async () => last = await client.ForwardAsync("demo", request), Warmup.Default);
-        var times = new List<double>();
+        var last = new AttentionOutput[clients.Length];
+        foreach (var (client, c) in clients.Select((client, c) => (client, c)))
+            await Warmup.RunAsync(async () => last[c] = await client.ForwardAsync("demo", request), Warmup.Default);
+        for (int i = 0; anchor is not null && i < 5; i++) anchor.PassMs(Environment.ProcessorCount);
+        var times = clients.Select(_ => new List<double>()).ToArray();
+        var anchorTimes = new List<double>();
         for (int i = 0; i < repetitions; i++)
         {
-            long started = Stopwatch.GetTimestamp();
-            last = await client.ForwardAsync("demo", request);
-            times.Add(Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+            for (int c = 0; c < clients.Length; c++)
+            {
+                long started = Stopwatch.GetTimestamp();
+                last[c] = await clients[c].ForwardAsync("demo", request);
+                times[c].Add(Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+            }
+            if (anchor is not null) anchorTimes.Add(anchor.PassMs(Environment.ProcessorCount));
         }
-        times.Sort();
-        string spread = string.Join("/", last.Heads.GroupBy(h => h.Silo).Select(g => g.Count()).OrderDescending());
-        string mode = last.OutputProjection == Contracts.OutputProjectionMode.PartialSums ? "partial sums" : "gathered";
-        return (times[times.Count / 2], times[0], mode, spread);
+        for (int c = 1; c < clients.Length; c++)
+            if (!last[c].Output.Data.Span.SequenceEqual(last[0].Output.Data.Span))
+                throw new InvalidOperationException($"client {c} answered differently from client 0 at T={tokens}.");
+        var rows = times.Select((list, c) =>
+        {
+            list.Sort();
+            string spread = string.Join("/", last[c].Heads.GroupBy(h => h.Silo).Select(g => g.Count()).OrderDescending());
+            string mode = last[c].OutputProjection == Contracts.OutputProjectionMode.PartialSums ? "partial sums" : "gathered";
+            return (list[list.Count / 2], list[0], mode, spread);
+        }).ToList();
+        if (anchor is not null)
+        {
+            anchorTimes.Sort();
+            rows.Add((anchorTimes[anchorTimes.Count / 2], anchorTimes[0], "", ""));
+        }
+        return rows.ToArray();
     }
 
     private static string CpuModel()

@@ -5,7 +5,7 @@ using Headwise.Scaling;
 
 // Measures what spreading heads over silos costs on this machine and projects it onto real networks.
 // Usage: dotnet build src/Silo -c Release && dotnet run -c Release --project bench/Headwise.Scaling -- [--repetitions 5]
-//        ... --project bench/Headwise.Scaling -- pinned [--tokens 128 1024] [--repetitions 15]   (the scale-out table, silos pinned to cores)
+//        ... --project bench/Headwise.Scaling -- pinned [--tokens 128 1024] [--repetitions 15] [--one-silo]   (the scale-out table, silos pinned to cores)
 var siloDll = new Option<string>("--silo-dll") { DefaultValueFactory = _ => "src/Silo/bin/Release/net10.0/Headwise.Silo.dll" };
 var repetitions = new Option<int>("--repetitions") { DefaultValueFactory = _ => 5 };
 var tokenCounts = new Option<int[]>("--tokens") { DefaultValueFactory = _ => [128, 512, 1024, 2048], AllowMultipleArgumentsPerToken = true };
@@ -75,15 +75,16 @@ root.SetAction(async (parse, cancellation) =>
 
     ForwardSample? Find(int silos, string mode, int t) => samples.FirstOrDefault(s => s.Silos == silos && s.Mode == mode && s.Tokens == t);
 });
-var pinned = new Command("pinned", "One silo on one core, one silo on two, two silos on a core each, three silos: median ms and ratios")
+var oneSilo = new Option<bool>("--one-silo") { Description = "only one silo on two cores (inline and shared memory) and the in-process anchor" };
+var pinned = new Command("pinned", "One silo on one core, one silo on two (inline and shared memory), two silos on a core each, three silos: median ms and ratios")
 {
-    siloDll, repetitions, tokenCounts,
+    siloDll, repetitions, tokenCounts, oneSilo,
 };
 pinned.SetAction(async (parse, cancellation) =>
 {
     string dll = Path.GetFullPath(parse.GetRequiredValue(siloDll));
     int[] tokens = parse.GetRequiredValue(tokenCounts);
-    await PinnedTable.RunAsync(dll, tokens, Math.Max(5, parse.GetValue(repetitions)));
+    await PinnedTable.RunAsync(dll, tokens, Math.Max(5, parse.GetValue(repetitions)), parse.GetValue(oneSilo));
     return 0;
 });
 root.Subcommands.Add(pinned);
@@ -92,11 +93,15 @@ var grpcAddress = new Option<string>("--grpc") { DefaultValueFactory = _ => "htt
 var webAddress = new Option<string>("--web") { DefaultValueFactory = _ => "http://127.0.0.1:5080" };
 var tokensOne = new Option<int>("--tokens") { DefaultValueFactory = _ => 1024 };
 var plainClient = new Option<bool>("--plain") { Description = "time the proto's own client (no retry policy) instead of the SDK" };
-var breakdown = new Command("breakdown", "Where a forward pass's time goes in a running silo, from its own spans") { grpcAddress, webAddress, tokensOne, repetitions, plainClient };
+var sharedMemoryClient = new Option<bool>("--shared-memory") { Description = "time the SDK with X and Y through shared memory (a silo on this machine)" };
+var breakdown = new Command("breakdown", "Where a forward pass's time goes in a running silo, from its own spans")
+{
+    grpcAddress, webAddress, tokensOne, repetitions, plainClient, sharedMemoryClient,
+};
 breakdown.SetAction(async (parse, cancellation) =>
 {
     await TraceBreakdown.RunAsync(new Uri(parse.GetRequiredValue(grpcAddress)), new Uri(parse.GetRequiredValue(webAddress)),
-        parse.GetValue(tokensOne), Math.Max(5, parse.GetValue(repetitions)), parse.GetValue(plainClient));
+        parse.GetValue(tokensOne), Math.Max(5, parse.GetValue(repetitions)), parse.GetValue(plainClient), parse.GetValue(sharedMemoryClient));
     return 0;
 });
 root.Subcommands.Add(breakdown);

@@ -14,9 +14,11 @@ namespace Headwise.Scaling;
 internal static class TraceBreakdown
 {
     /// <param name="raw">Time a plain client generated from the proto (no retry policy, default channel) instead of the SDK.</param>
-    public static async Task RunAsync(Uri grpc, Uri web, int tokens, int repetitions, bool raw = false)
+    /// <param name="sharedMemory">Time the SDK with X and Y through shared memory (<see cref="SharedMemoryMode.On"/>).</param>
+    public static async Task RunAsync(Uri grpc, Uri web, int tokens, int repetitions, bool raw = false, bool sharedMemory = false)
     {
-        await using var sdk = new GrpcAttentionClient(grpc);
+        await using var sdk = new GrpcAttentionClient(grpc,
+            new GrpcAttentionClientOptions { SharedMemory = sharedMemory ? SharedMemoryMode.On : SharedMemoryMode.Off });
         using var channel = Grpc.Net.Client.GrpcChannel.ForAddress(grpc, new Grpc.Net.Client.GrpcChannelOptions { MaxReceiveMessageSize = null });
         var plain = new V1.Attention.AttentionClient(channel);
         // Returns the pass's trace id; the plain client is what a caller in any language has: the proto and a channel.
@@ -80,7 +82,7 @@ internal static class TraceBreakdown
             "heads, first start → last end", "heads, sum of kernel spans", "output projection", "coordinator after heads (less W_O)",
             "coordinator end → response end", "first remote head's start − first local head's start",
         ];
-        Console.WriteLine($"## Where a forward pass's time goes (T = {tokens}, {(raw ? "plain generated client, no retry" : "Headwise SDK")}, median of {repetitions}, ms)\n");
+        Console.WriteLine($"## Where a forward pass's time goes (T = {tokens}, {(raw ? "plain generated client, no retry" : sharedMemory ? "Headwise SDK, shared memory" : "Headwise SDK")}, median of {repetitions}, ms)\n");
         Console.WriteLine("| part | median | best |");
         Console.WriteLine("|---|---|---|");
         for (int c = 0; c < names.Length; c++)

@@ -3,7 +3,8 @@
 
 Creates a model from one of the repository's golden files (tests/golden/*.safetensors: weights, an input X and the
 outputs libtorch computed in float64), uploads its weights, runs Forward with the causal mask and a decode session
-token by token (unary Decode calls, then one DecodeStream), and checks both against the file's expected output and against numpy's own attention (float64).
+token by token (unary Decode calls, then one DecodeStream), and, when /dev/shm exists, the same Forward with X and Y in a
+shared-memory file (RegisterSharedMemory: a client on the silo's machine), and checks both against the file's expected output and against numpy's own attention (float64).
 Prints one line per check ("FORWARD OK max|diff| 3.1e-08") and exits 0 only when all pass.
 
     python3 headwise_example.py --server 127.0.0.1:5070 [--golden ../../tests/golden/gpt2-tiny.safetensors] [--api-key KEY]
@@ -13,6 +14,7 @@ X is what a transformer block feeds its attention: the normalised hidden state (
 """
 import argparse
 import json
+import mmap
 import os
 import struct
 import sys
@@ -81,6 +83,31 @@ def floats(t):
     return np.frombuffer(t.data, "<f4").reshape(list(t.shape))
 
 
+def forward_shared_memory(stub, model, x, auth):
+    """Forward with X written to a file in /dev/shm that the silo maps (registered under the file's name) and Y read back
+    from the same file: the call carries only references. The silo must see the same /dev/shm (same machine or pod)."""
+    x = np.ascontiguousarray(x, dtype="<f4")
+    name = f"headwise-python-{os.getpid()}"
+    path = os.path.join("/dev/shm", name)
+    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+    try:
+        os.ftruncate(fd, 2 * x.nbytes)
+        with mmap.mmap(fd, 2 * x.nbytes) as region:
+            region[:x.nbytes] = x.tobytes()
+            stub.RegisterSharedMemory(pb.RegisterSharedMemoryRequest(name=name, key=name, byte_size=2 * x.nbytes), metadata=auth)
+            try:
+                reply = stub.Forward(pb.ForwardRequest(
+                    model=model, layer=0, causal=True, input=pb.Tensor(shape=list(x.shape), dtype=pb.DTYPE_F32),
+                    input_shm=pb.SharedMemoryRef(region=name, offset=0, byte_size=x.nbytes),
+                    output_shm=pb.SharedMemoryRef(region=name, offset=x.nbytes, byte_size=x.nbytes)), metadata=auth)
+                return np.frombuffer(region[x.nbytes:], "<f4").reshape(list(reply.output.shape))
+            finally:
+                stub.UnregisterSharedMemory(pb.UnregisterSharedMemoryRequest(name=name), metadata=auth)
+    finally:
+        os.close(fd)
+        os.unlink(path)
+
+
 def check(what, actual, expected):
     worst = float(np.max(np.abs(actual.astype(np.float64) - expected)))
     ok = worst <= MAX_ABS
@@ -122,6 +149,8 @@ def main():
             y = floats(reply.output)
             ok &= check("FORWARD vs golden", y, expected)
             ok &= check("FORWARD vs numpy", y, mine)
+            if os.path.isdir("/dev/shm"):
+                ok &= check("FORWARD SHM vs golden", forward_shared_memory(attention_rpc, args.model, x, auth), expected)
 
             # Decode: sequence 0 one token at a time; each step's output is row t of the causal forward pass.
             session = attention_rpc.OpenSession(pb.OpenSessionRequest(model=args.model, layer=0), metadata=auth).session

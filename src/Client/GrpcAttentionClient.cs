@@ -23,6 +23,7 @@ public sealed class GrpcAttentionClient : IAttentionClient
     private readonly bool _ownsChannel;
     private readonly Proto.Attention.AttentionClient _client;
     private readonly TimeSpan? _deadline;
+    private readonly SharedMemoryPool? _sharedMemory;
 
     /// <summary>
     /// Connects to the gateway at <paramref name="address"/> (http:// for cleartext HTTP/2, https:// for TLS), with
@@ -36,6 +37,9 @@ public sealed class GrpcAttentionClient : IAttentionClient
     public GrpcAttentionClient(Uri address, GrpcAttentionClientOptions options)
         : this(options.CreateChannel(address), ownsChannel: true, options.CallDeadline())
     {
+        bool loopback = address.IsLoopback;
+        if (options.SharedMemory == SharedMemoryMode.On || (options.SharedMemory == SharedMemoryMode.Auto && loopback))
+            _sharedMemory = new SharedMemoryPool(_client, options.SharedMemoryDirectory, fallBackInline: options.SharedMemory == SharedMemoryMode.Auto);
     }
 
     /// <summary>Uses a channel the caller configured (TLS, handlers) and keeps owning; calls get the 30 s default deadline.</summary>
@@ -103,7 +107,48 @@ public sealed class GrpcAttentionClient : IAttentionClient
 
     /// <inheritdoc />
     public Task<AttentionOutput> ForwardAsync(string model, AttentionInput input, CancellationToken cancellationToken = default) =>
-        Call(cancellationToken, async () => GrpcMapping.FromProto(await _client.ForwardAsync(GrpcMapping.ToProto(model, input), deadline: Deadline(), cancellationToken: cancellationToken)));
+        Call(cancellationToken, async () =>
+        {
+            var buffer = _sharedMemory is null ? null
+                : await _sharedMemory.RentAsync(2L * input.Input.Data.Length * sizeof(float), cancellationToken);
+            if (buffer is null)
+                return GrpcMapping.FromProto(await _client.ForwardAsync(GrpcMapping.ToProto(model, input), deadline: Deadline(), cancellationToken: cancellationToken));
+            return await ForwardThroughSharedMemoryAsync(model, input, buffer, cancellationToken);
+        });
+
+    /// <summary>X written to <paramref name="buffer"/>, the call carrying references, Y read back from the buffer.</summary>
+    private async Task<AttentionOutput> ForwardThroughSharedMemoryAsync(string model, AttentionInput input, SharedMemoryBuffer buffer,
+        CancellationToken cancellationToken)
+    {
+        long xBytes = (long)input.Input.Data.Length * sizeof(float);
+        buffer.Write(0, input.Input.Data);
+        Proto.ForwardResponse response;
+        try
+        {
+            response = await _client.ForwardAsync(GrpcMapping.ToSharedMemoryProto(model, input, buffer.Name), deadline: Deadline(),
+                cancellationToken: cancellationToken);
+        }
+        catch
+        {
+            await _sharedMemory!.RetireAsync(buffer);
+            throw;
+        }
+        try
+        {
+            var shape = response.Output?.Shape.Select(s => checked((int)s)).ToArray()
+                        ?? throw new HeadwiseException(ErrorCode.Internal, "the server sent no output tensor.");
+            var y = GC.AllocateUninitializedArray<float>(input.Input.Data.Length);
+            if (response.Output.Data.Length != 0 || shape.Aggregate(1L, (product, size) => product * size) != y.Length)
+                throw new HeadwiseException(ErrorCode.Internal,
+                    $"the server answered a shared-memory forward with output shape [{string.Join(", ", shape)}] and {response.Output.Data.Length} inline bytes.");
+            buffer.Read(xBytes, y);
+            return GrpcMapping.FromProto(response, new FloatTensor(y, shape));
+        }
+        finally
+        {
+            await _sharedMemory!.ReturnAsync(buffer);
+        }
+    }
 
     /// <inheritdoc />
     public Task<DecodeSession> OpenSessionAsync(string model, int layer = 0, int maxTokens = 0, CancellationToken cancellationToken = default) =>
@@ -143,10 +188,11 @@ public sealed class GrpcAttentionClient : IAttentionClient
         Call(cancellationToken, async () => await _client.CloseSessionAsync(new Proto.CloseSessionRequest { Session = session }, deadline: Deadline(), cancellationToken: cancellationToken));
 
     /// <inheritdoc />
-    public ValueTask DisposeAsync()
+    public async ValueTask DisposeAsync()
     {
+        // The buffers are unregistered over the channel, so before it closes.
+        if (_sharedMemory is not null) await _sharedMemory.DisposeAsync();
         if (_ownsChannel) _channel.Dispose();
-        return ValueTask.CompletedTask;
     }
 
     private static async Task<T> Call<T>(CancellationToken cancellationToken, Func<Task<T>> call)

@@ -7,10 +7,11 @@ namespace Headwise.Client;
 
 /// <summary>
 /// How <see cref="GrpcAttentionClient"/> reaches a gateway: its address, the API key it sends, how long a call may take,
-/// how it retries idempotent calls, and optionally the HTTP handler (for TLS settings such as a private certificate
-/// authority). Every property but <see cref="HttpHandler"/> binds from configuration
+/// how it retries idempotent calls, whether forward passes use shared memory, and optionally the HTTP handler (for TLS
+/// settings such as a private certificate authority). Every property but <see cref="HttpHandler"/> binds from configuration
 /// (<c>AddHeadwiseClient(configuration.GetSection("Headwise"))</c>: <c>Address</c>, <c>ApiKey</c>, <c>DefaultDeadline</c>
-/// as <c>00:00:30</c>, <c>MaxAttempts</c>, <c>InitialBackoff</c>, <c>MaxBackoff</c>).
+/// as <c>00:00:30</c>, <c>MaxAttempts</c>, <c>InitialBackoff</c>, <c>MaxBackoff</c>, <c>SharedMemory</c> as <c>Auto</c>,
+/// <c>SharedMemoryDirectory</c>).
 /// </summary>
 public sealed class GrpcAttentionClientOptions
 {
@@ -50,6 +51,14 @@ public sealed class GrpcAttentionClientOptions
     /// <summary>The innermost HTTP handler (e.g. a SocketsHttpHandler with SslOptions); default: a SocketsHttpHandler whose
     /// HTTP/2 receive window holds a whole large answer (16 MB), so a forward's Y streams without a window update per 64 KB.</summary>
     public HttpMessageHandler? HttpHandler { get; set; }
+
+    /// <summary>Whether forward passes move X and Y through shared memory (a client on the silo's machine); default
+    /// <see cref="SharedMemoryMode.Off"/>. Binds from configuration as <c>SharedMemory</c> (<c>Off</c>, <c>On</c>, <c>Auto</c>).</summary>
+    public SharedMemoryMode SharedMemory { get; set; } = SharedMemoryMode.Off;
+
+    /// <summary>Where the client creates its shared-memory files: the directory the silo's Headwise__SharedMemoryDirectory
+    /// names on the same machine; default /dev/shm.</summary>
+    public string SharedMemoryDirectory { get; set; } = "/dev/shm";
 
     /// <summary>The idempotent RPCs that are retried; a repeated Forward computes the same Y again.</summary>
     public static readonly IReadOnlyList<string> IdempotentMethods = ["Forward", "GetModel", "ListModels"];

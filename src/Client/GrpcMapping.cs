@@ -76,6 +76,22 @@ internal static class GrpcMapping
             Dtype = Proto.DType.F32,
             Data = ByteString.CopyFrom(System.Runtime.InteropServices.MemoryMarshal.AsBytes(input.Input.Data.Span)),
         };
+        return Request(model, input, tensor);
+    }
+
+    /// <summary>The request for a forward pass whose X the caller wrote to <paramref name="region"/> at offset 0 and whose Y
+    /// the silo writes right after it: the input tensor carries only shape and dtype.</summary>
+    public static Proto.ForwardRequest ToSharedMemoryProto(string model, AttentionInput input, string region)
+    {
+        long bytes = (long)input.Input.Data.Length * sizeof(float);
+        var request = Request(model, input, new Proto.Tensor { Dtype = Proto.DType.F32 });
+        request.InputShm = new Proto.SharedMemoryRef { Region = region, Offset = 0, ByteSize = bytes };
+        request.OutputShm = new Proto.SharedMemoryRef { Region = region, Offset = bytes, ByteSize = bytes };
+        return request;
+    }
+
+    private static Proto.ForwardRequest Request(string model, AttentionInput input, Proto.Tensor tensor)
+    {
         tensor.Shape.Add(input.Input.Shape.Select(s => (long)s));
         var request = new Proto.ForwardRequest
         {
@@ -91,9 +107,13 @@ internal static class GrpcMapping
         return request;
     }
 
-    public static AttentionOutput FromProto(Proto.ForwardResponse response) => new()
+    public static AttentionOutput FromProto(Proto.ForwardResponse response) => FromProto(response,
+        FromProto(response.Output) ?? throw new HeadwiseException(ErrorCode.Internal, "the server sent no output tensor."));
+
+    /// <summary>The answer, with Y given apart (<paramref name="output"/>: read from shared memory).</summary>
+    public static AttentionOutput FromProto(Proto.ForwardResponse response, FloatTensor output) => new()
     {
-        Output = FromProto(response.Output) ?? throw new HeadwiseException(ErrorCode.Internal, "the server sent no output tensor."),
+        Output = output,
         Heads = response.Heads.Select(h => new HeadReport
         {
             Group = h.Group,

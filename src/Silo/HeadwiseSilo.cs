@@ -34,10 +34,11 @@ public static class HeadwiseSilo
         var gateway = builder.Configuration.GetSection(SiloOptions.Section).Get<GatewayOptions>() ?? new GatewayOptions();
         var models = builder.Configuration.GetSection(SiloOptions.Section).Get<ModelLimits>() ?? new ModelLimits();
         var batching = builder.Configuration.GetSection(SiloOptions.Section).Get<DecodeBatchOptions>() ?? new DecodeBatchOptions();
+        var sharedMemory = builder.Configuration.GetSection(SiloOptions.Section).Get<SharedMemoryOptions>() ?? new SharedMemoryOptions();
         var orleansTls = builder.Configuration.GetSection($"{SiloOptions.Section}:{OrleansTlsSettings.Section}").Get<OrleansTlsSettings>()
                          ?? new OrleansTlsSettings();
         var problems = options.Problems().Concat(LimitProblems(limits)).Concat(gateway.Problems()).Concat(models.Problems())
-            .Concat(batching.Problems()).Concat(orleansTls.Problems()).ToList();
+            .Concat(batching.Problems()).Concat(sharedMemory.Problems()).Concat(orleansTls.Problems()).ToList();
         if (problems.Count > 0)
             throw new InvalidOperationException("Headwise configuration is not usable:\n  " + string.Join("\n  ", problems));
 
@@ -49,6 +50,7 @@ public static class HeadwiseSilo
         builder.Services.Configure<DecodeSessionOptions>(builder.Configuration.GetSection(SiloOptions.Section + ":Sessions"));
         builder.Services.Configure<GatewayOptions>(builder.Configuration.GetSection(SiloOptions.Section));
         builder.Services.Configure<ModelLimits>(builder.Configuration.GetSection(SiloOptions.Section));
+        builder.Services.Configure<SharedMemoryOptions>(builder.Configuration.GetSection(SiloOptions.Section));
 
         var address = IPAddress.Parse(options.ListenAddress);
         builder.Services.AddSingleton<Microsoft.AspNetCore.Connections.IMemoryPoolFactory<byte>, LargeBlockMemoryPoolFactory>();
@@ -81,6 +83,7 @@ public static class HeadwiseSilo
         builder.Services.AddSingleton<ModelLayers>();
         builder.Services.AddSingleton<KnownSessions>();
         builder.Services.AddSingleton<DecodeStreamDrain>();
+        builder.Services.AddSingleton<SharedMemoryRegistry>();
         builder.Services.AddHostedService<DemoModelLoader>();
         builder.Services.AddGrpc(grpc =>
         {

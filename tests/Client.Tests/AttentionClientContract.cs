@@ -183,3 +183,12 @@ public sealed class OrleansTransportTests(SiloFixture silo) : AttentionClientCon
     protected override string Prefix => "orleans";
     protected override IAttentionClient CreateClient() => Silo.CreateOrleansClient();
 }
+
+/// <summary>The whole contract, golden cases included, with X and Y through shared memory (<see cref="SharedMemoryMode.On"/>).</summary>
+[Collection(SiloCollection.Name)]
+public sealed class GrpcSharedMemoryTransportTests(SiloFixture silo) : AttentionClientContract(silo)
+{
+    protected override string Prefix => "grpc-shm";
+    protected override IAttentionClient CreateClient() =>
+        new GrpcAttentionClient(Silo.GrpcAddress, new GrpcAttentionClientOptions { SharedMemory = SharedMemoryMode.On });
+}

@@ -13,7 +13,7 @@ namespace Headwise.Client.Tests;
 public sealed class ApiKeyClassificationTests
 {
     private static readonly string[] Open = ["GetModel", "ListModels"];
-    private static readonly string[] Compute = ["Forward", "OpenSession", "Decode", "DecodeStream", "CloseSession"];
+    private static readonly string[] Compute = ["Forward", "OpenSession", "Decode", "DecodeStream", "CloseSession", "RegisterSharedMemory", "UnregisterSharedMemory"];
 
     private static IEnumerable<string> ContractMethods() =>
         V1.Attention.Descriptor.File.Services.SelectMany(service => service.Methods, (service, method) => $"/{service.FullName}/{method.Name}");

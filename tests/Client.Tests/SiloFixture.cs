@@ -21,6 +21,8 @@ public sealed class SiloFixture : IAsyncLifetime
     /// largest batch and tokens (8 MiB at 4 heads).</summary>
     public const int MaxResponseBytes = 2 << 20;
     public const int MaxOpenSessions = 200;
+    /// <summary>Room for the shared-memory tests (8 concurrent passes, the region-limit row), few enough to reach.</summary>
+    public const int MaxSharedMemoryRegions = 32;
 
     private WebApplication? _silo;
     private IHost? _orleansClientHost;
@@ -38,6 +40,7 @@ public sealed class SiloFixture : IAsyncLifetime
             $"--Headwise:GrpcPort={ports[2]}", $"--Headwise:WebPort={ports[3]}",
             $"--Headwise:MaxTokens={MaxTokens}", $"--Headwise:MaxBatch={MaxBatch}", $"--Headwise:MaxRequestBytes={MaxRequestBytes}",
             $"--Headwise:MaxResponseBytes={MaxResponseBytes}", $"--Headwise:Sessions:MaxOpenPerSilo={MaxOpenSessions}",
+            $"--Headwise:MaxSharedMemoryRegions={MaxSharedMemoryRegions}",
             "--Logging:LogLevel:Default=Warning",
         ]);
         await _silo.StartAsync();

@@ -6,7 +6,8 @@ namespace Headwise.SystemTests;
 /// <summary>
 /// Any language, proven: examples/python/headwise_example.py, with a client generated from headwise.proto by Debian's
 /// protoc and grpc_python_plugin and run on Debian's python3-grpcio and python3-numpy, creates a model from a golden file,
-/// uploads it, runs Forward and a decode session against a silo on loopback, and its outputs match the golden ones
+/// uploads it, runs Forward (inline and through a /dev/shm file it maps with Python's mmap) and a decode session against a
+/// silo on loopback, and its outputs match the golden ones
 /// (libtorch, float64) and numpy's own attention. Without those packages this test fails, naming them; it never skips.
 /// </summary>
 public sealed class PythonExampleTests
@@ -39,7 +40,7 @@ public sealed class PythonExampleTests
                     "--golden", Path.Combine(BuiltPrograms.Repository, "tests", "golden", golden + ".safetensors")],
                     ("PYTHONPATH", generated));
                 Assert.True(run.Exit == 0, $"{golden}: the example exited with {run.Exit}:\n{run.Output}");
-                foreach (var line in new[] { "NUMPY vs golden OK", "FORWARD vs golden OK", "FORWARD vs numpy OK", "DECODE vs golden OK", "DECODE STREAM order OK", "DECODE STREAM vs golden OK" })
+                foreach (var line in new[] { "NUMPY vs golden OK", "FORWARD vs golden OK", "FORWARD vs numpy OK", "FORWARD SHM vs golden OK", "DECODE vs golden OK", "DECODE STREAM order OK", "DECODE STREAM vs golden OK" })
                     Assert.Contains(line, run.Output);
             }
         }

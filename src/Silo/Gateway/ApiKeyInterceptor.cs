@@ -10,7 +10,8 @@ namespace Headwise.Silo.Gateway;
 /// Checks `authorization: Bearer &lt;key&gt;` against Headwise__ApiKey when one is configured, fail-closed: the methods
 /// that may go without the key are listed here, and every other method, including any added to the service later,
 /// needs it. Without a key: GetModel and ListModels (reads of public model descriptions) always; Forward, OpenSession,
-/// Decode, DecodeStream and CloseSession (compute; a session id is itself a bearer token) only while Headwise__RequireKeyForForward
+/// Decode, DecodeStream, CloseSession, RegisterSharedMemory and UnregisterSharedMemory (compute and what it reads and
+/// writes; a session id is itself a bearer token) only while Headwise__RequireKeyForForward
 /// is false; grpc.health.v1's Check and Watch always (probes and load balancers carry no key, and the answer is one
 /// status word). CreateModel, UploadWeights, DeleteModel, Rebalance, gRPC reflection and anything not listed always need
 /// the key: reflection is for operators, who have it (grpcurl -H 'authorization: Bearer …' sends it on reflection calls
@@ -30,7 +31,8 @@ public sealed class ApiKeyInterceptor : Interceptor
     public static readonly IReadOnlySet<string> ComputeMethods = Paths(
         nameof(V1.Attention.AttentionBase.Forward), nameof(V1.Attention.AttentionBase.OpenSession),
         nameof(V1.Attention.AttentionBase.Decode), nameof(V1.Attention.AttentionBase.DecodeStream),
-        nameof(V1.Attention.AttentionBase.CloseSession));
+        nameof(V1.Attention.AttentionBase.CloseSession), nameof(V1.Attention.AttentionBase.RegisterSharedMemory),
+        nameof(V1.Attention.AttentionBase.UnregisterSharedMemory));
 
     private readonly byte[]? _keyHash;
     private readonly bool _requireKeyForForward;

@@ -14,7 +14,7 @@ namespace Headwise.Silo.Gateway;
 /// </summary>
 internal sealed partial class AttentionGateway(IGrainFactory grains, IOptions<SiloOptions> silo, IOptions<ForwardLimits> limits,
     IOptions<ModelLimits> modelLimits, ModelLayers layers, KnownSessions sessions, UploadGate uploads, ForwardGate gate,
-    DecodeStreamDrain streamDrain)
+    DecodeStreamDrain streamDrain, SharedMemoryRegistry sharedMemory)
     : Attention.AttentionBase
 {
     private IModelCatalogGrain Catalog => grains.GetGrain<IModelCatalogGrain>(GrainKeys.Catalog);
@@ -91,7 +91,11 @@ internal sealed partial class AttentionGateway(IGrainFactory grains, IOptions<Si
     public override async Task<ForwardResponse> Forward(ForwardRequest request, ServerCallContext context)
     {
         ModelName.Validate(request.Model, "model");
-        var input = TensorCodec.ToFloat32Bytes(request.Input, 3, "input", limits.Value.MaxRequestBytes);
+        using var ranges = SharedMemoryRanges.Lease(sharedMemory, context, request);
+        var input = ranges.Input is { } inputRange
+            ? TensorCodec.ToFloat32Bytes(request.Input, 3, "input", limits.Value.MaxRequestBytes, inputRange)
+            : TensorCodec.ToFloat32Bytes(request.Input, 3, "input", limits.Value.MaxRequestBytes);
+        ranges.CheckOutput(input.LongLength);
         var command = new ForwardCommand
         {
             Batch = (int)request.Input.Shape[0],
@@ -117,7 +121,9 @@ internal sealed partial class AttentionGateway(IGrainFactory grains, IOptions<Si
             throw;
         }
         FiniteAnswer.Require("input.data", command.Input, result.Output, result.Attention, result.HeadOutputs);
-        return ToResponse(command, result);
+        var response = ToResponse(command, result, outputInline: ranges.Output is null);
+        ranges.Output?.Write(result.Output);
+        return response;
     }
 
     public override async Task<OpenSessionResponse> OpenSession(OpenSessionRequest request, ServerCallContext context)
@@ -182,11 +188,13 @@ internal sealed partial class AttentionGateway(IGrainFactory grains, IOptions<Si
         return new CloseSessionResponse();
     }
 
-    private static ForwardResponse ToResponse(ForwardCommand command, ForwardResult result)
+    private static ForwardResponse ToResponse(ForwardCommand command, ForwardResult result, bool outputInline)
     {
         var response = new ForwardResponse
         {
-            Output = TensorCodec.FromFloat32Bytes(result.Output, command.Batch, command.Tokens, result.ModelDim),
+            Output = outputInline
+                ? TensorCodec.FromFloat32Bytes(result.Output, command.Batch, command.Tokens, result.ModelDim)
+                : TensorCodec.ShapeOnly(command.Batch, command.Tokens, result.ModelDim),
             TraceId = result.TraceId,
             OutputProjection = result.OutputProjection == OutputProjectionMode.Gathered ? "gathered" : "partial_sums",
         };

@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Runtime.InteropServices;
 using Google.Protobuf;
 using Headwise.Contracts;
@@ -14,6 +15,65 @@ internal static class TensorCodec
     /// </summary>
     public static byte[] ToFloat32Bytes(Tensor? tensor, int rank, string field, long maxBytes)
     {
+        var (count, elementSize, shape) = CheckShape(tensor, rank, field);
+        if (tensor!.Data.Length > maxBytes)
+            throw new HeadwiseException(ErrorCode.ResourceExhausted,
+                $"{field}.data has {tensor.Data.Length} bytes; this cluster allows at most {maxBytes} (Headwise__MaxRequestBytes).");
+        if (tensor.Data.Length != count * elementSize)
+            throw Invalid($"{field}.data has {tensor.Data.Length} bytes; shape {shape} in {DTypeName(tensor.Dtype)} needs {count * elementSize}.");
+
+        var source = tensor.Data.Span;
+        if (tensor.Dtype == DType.F32)
+        {
+            // A parsed message's bytes are an array of their own that nothing writes to again: pass it on without a
+            // copy (X is megabytes, and the pass treats it as immutable).
+            return MemoryMarshal.TryGetArray(tensor.Data.Memory, out var whole) && whole.Offset == 0 && whole.Count == whole.Array!.Length
+                ? whole.Array
+                : source.ToArray();
+        }
+        var result = new byte[count * sizeof(float)];
+        Widen(source, tensor.Dtype, FloatBytes.AsFloats(result.AsSpan()));
+        return result;
+    }
+
+    /// <summary>
+    /// As <see cref="ToFloat32Bytes(Tensor?, int, string, long)"/>, but the values are read from a shared-memory range
+    /// (<paramref name="range"/>, whose field names it in errors) and <paramref name="tensor"/> carries only shape and dtype.
+    /// X is copied out of the range once, so the client may overwrite it as soon as the call returns.
+    /// </summary>
+    public static byte[] ToFloat32Bytes(Tensor? tensor, int rank, string field, long maxBytes, SharedMemoryRange range)
+    {
+        var (count, elementSize, shape) = CheckShape(tensor, rank, field);
+        if (!tensor!.Data.IsEmpty)
+            throw Invalid($"{field}.data has {tensor.Data.Length} bytes and {range.Field} is set too; send X one way, its data empty with {range.Field}.");
+        if (range.ByteSize > maxBytes)
+            throw new HeadwiseException(ErrorCode.ResourceExhausted,
+                $"{range.Field}.byte_size is {range.ByteSize}; this cluster allows at most {maxBytes} (Headwise__MaxRequestBytes).");
+        if (range.ByteSize != count * elementSize)
+            throw Invalid($"{range.Field}.byte_size is {range.ByteSize}; {field} shape {shape} in {DTypeName(tensor.Dtype)} needs {count * elementSize}.");
+
+        var result = GC.AllocateUninitializedArray<byte>((int)(count * sizeof(float)));
+        if (tensor.Dtype == DType.F32)
+        {
+            range.Read(result, result.Length);
+            return result;
+        }
+        var narrow = ArrayPool<byte>.Shared.Rent((int)range.ByteSize);
+        try
+        {
+            range.Read(narrow, (int)range.ByteSize);
+            Widen(narrow.AsSpan(0, (int)range.ByteSize), tensor.Dtype, FloatBytes.AsFloats(result.AsSpan()));
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(narrow);
+        }
+        return result;
+    }
+
+    /// <summary>The tensor's value count and element size after checking its rank, sizes and dtype; and its shape, printed.</summary>
+    private static (long Count, int ElementSize, string Shape) CheckShape(Tensor? tensor, int rank, string field)
+    {
         if (tensor is null)
             throw Invalid($"{field} is missing.");
         string shape = $"[{string.Join(", ", tensor.Shape)}]";
@@ -29,32 +89,19 @@ internal static class TensorCodec
             if (count > int.MaxValue)
                 throw new HeadwiseException(ErrorCode.ResourceExhausted, $"{field}.shape {shape} holds more than {int.MaxValue} values.");
         }
-        if (tensor.Data.Length > maxBytes)
-            throw new HeadwiseException(ErrorCode.ResourceExhausted,
-                $"{field}.data has {tensor.Data.Length} bytes; this cluster allows at most {maxBytes} (Headwise__MaxRequestBytes).");
-
         int elementSize = tensor.Dtype switch
         {
             DType.F32 => 4,
             DType.F16 or DType.Bf16 => 2,
             _ => throw Invalid($"{field}.dtype is {(int)tensor.Dtype}; use DTYPE_F32, DTYPE_F16 or DTYPE_BF16."),
         };
-        if (tensor.Data.Length != count * elementSize)
-            throw Invalid($"{field}.data has {tensor.Data.Length} bytes; shape {shape} in {DTypeName(tensor.Dtype)} needs {count * elementSize}.");
+        return (count, elementSize, shape);
+    }
 
-        var source = tensor.Data.Span;
-        if (tensor.Dtype == DType.F32)
-        {
-            // A parsed message's bytes are an array of their own that nothing writes to again: pass it on without a
-            // copy (X is megabytes, and the pass treats it as immutable).
-            return MemoryMarshal.TryGetArray(tensor.Data.Memory, out var whole) && whole.Offset == 0 && whole.Count == whole.Array!.Length
-                ? whole.Array
-                : source.ToArray();
-        }
-
-        var result = new byte[count * sizeof(float)];
-        var destination = FloatBytes.AsFloats(result.AsSpan());
-        if (tensor.Dtype == DType.F16)
+    /// <summary>F16 or BF16 <paramref name="source"/> as float32 into <paramref name="destination"/>.</summary>
+    private static void Widen(ReadOnlySpan<byte> source, DType dtype, Span<float> destination)
+    {
+        if (dtype == DType.F16)
         {
             var halves = MemoryMarshal.Cast<byte, Half>(source);
             for (int i = 0; i < halves.Length; i++) destination[i] = (float)halves[i];
@@ -63,7 +110,14 @@ internal static class TensorCodec
         {
             Bf16.Decode(source, destination);
         }
-        return result;
+    }
+
+    /// <summary>The shape and dtype of an F32 tensor whose bytes went into shared memory: its data is empty.</summary>
+    public static Tensor ShapeOnly(params long[] shape)
+    {
+        var tensor = new Tensor { Dtype = DType.F32 };
+        tensor.Shape.Add(shape);
+        return tensor;
     }
 
     public static Tensor FromFloat32Bytes(byte[] data, params long[] shape)
