@@ -8,16 +8,16 @@ namespace Headwise.Scaling;
 /// The scale-out table of issue #11: the demo layer (GPT-2 small shape, 12 heads, not causal) through a .NET gRPC client
 /// on this machine, with the silos pinned to cores by taskset: one silo on core 0, one silo on cores 0-1, two silos on a
 /// core each, three silos unpinned; each against one silo on both cores and against the in-process layer, all measured in
-/// this one run. Also the machine's own two-thread speed-up (two SMT siblings gain ~1.3×, two real cores ~2×). One silo on
-/// two cores is measured twice, interleaved call by call: tensors inline in the gRPC messages, and through shared memory
-/// (<see cref="SharedMemoryMode.On"/>: X and Y in /dev/shm, the call carrying references). With --one-silo only those two
-/// rows are measured, and the in-process layer takes its turn between their calls (its one-thread figure comes after).
+/// this one run. Also the machine's own two-thread speed-up (two SMT siblings gain ~1.3×, two real cores ~2×). Every setup
+/// is measured twice, interleaved call by call: tensors inline in the gRPC messages, and through shared memory
+/// (<see cref="SharedMemoryMode.On"/>: X and Y in /dev/shm between the client and the first silo, the call carrying
+/// references; silo to silo they still cross the tensor channel). With --one-silo only one silo on two cores is measured, and the in-process layer takes its turn between their calls (its one-thread figure comes after).
 /// </summary>
 internal static class PinnedTable
 {
     private sealed record Setup(string Name, int Silos, string?[] Cpus);
 
-    private const string SharedMemoryRow = "1 silo, 2 cores, shared memory";
+    private static string Shared(string setup) => setup + ", shared memory";
 
     /// <param name="oneSiloOnly">Only one silo on two cores, inline and shared memory, and the in-process anchor.</param>
     public static async Task RunAsync(string siloDll, int[] tokenCounts, int repetitions, bool oneSiloOnly = false)
@@ -41,24 +41,16 @@ internal static class PinnedTable
                 new GrpcAttentionClientOptions { SharedMemory = SharedMemoryMode.On });
             foreach (int tokens in tokenCounts)
             {
-                if (setup.Name == "1 silo, 2 cores")
-                {
-                    // With --one-silo the in-process layer takes its turn between the calls too, so all three see the same load.
-                    var anchor = oneSiloOnly ? new InProcessLayer(tokens) : null;
-                    var both = await MeasureAsync([client, shared], tokens, repetitions, anchor);
-                    results[(setup.Name, tokens)] = both[0];
-                    results[(SharedMemoryRow, tokens)] = both[1];
-                    if (anchor is not null) interleavedAnchors[tokens] = (both[2].Item1, both[2].Item2);
-                }
-                else
-                {
-                    results[(setup.Name, tokens)] = (await MeasureAsync([client], tokens, repetitions))[0];
-                }
+                // With --one-silo the in-process layer takes its turn between the calls too, so all three see the same load.
+                var anchor = oneSiloOnly ? new InProcessLayer(tokens) : null;
+                var both = await MeasureAsync([client, shared], tokens, repetitions, anchor);
+                results[(setup.Name, tokens)] = both[0];
+                results[(Shared(setup.Name), tokens)] = both[1];
+                if (anchor is not null) interleavedAnchors[tokens] = (both[2].Item1, both[2].Item2);
                 Console.Error.WriteLine($"measured {setup.Name}, T={tokens}");
             }
         }
-        var rows = setups.Select(s => s.Name).ToList();
-        rows.Insert(rows.IndexOf("1 silo, 2 cores") + 1, SharedMemoryRow);
+        var rows = setups.SelectMany(s => new[] { s.Name, Shared(s.Name) }).ToList();
         var anchors = tokenCounts.ToDictionary(t => t, t =>
         {
             var layer = new InProcessLayer(t);
@@ -88,15 +80,16 @@ internal static class PinnedTable
         foreach (int t in tokenCounts)
             Console.WriteLine(string.Create(invariant,
                 $"T = {t}: 1 silo via gRPC ÷ in-process = {results[("1 silo, 2 cores", t)].Median / anchors[t].Two.Median:F2}; " +
-                $"through shared memory ÷ in-process = {results[(SharedMemoryRow, t)].Median / anchors[t].Two.Median:F2}"));
+                $"through shared memory ÷ in-process = {results[(Shared("1 silo, 2 cores"), t)].Median / anchors[t].Two.Median:F2}"));
         if (oneSiloOnly) return;
         foreach (int t in tokenCounts)
-            Console.WriteLine(string.Create(invariant,
-                $"T = {t}: this machine's two-thread speed-up in-process {anchors[t].One.Median / anchors[t].Two.Median:F2}×; " +
-                $"2 silos (1 core each) ÷ 1 silo (2 cores) = {results[("2 silos, 1 core each", t)].Median / results[("1 silo, 2 cores", t)].Median:F2}; " +
-                $"2 silos ÷ 1 silo on 1 core = {results[("2 silos, 1 core each", t)].Median / results[("1 silo, 1 core", t)].Median:F2}; " +
-                $"3 silos ÷ 1 silo = {results[("3 silos, unpinned", t)].Median / results[("1 silo, 2 cores", t)].Median:F2}; " +
-                $"1 silo via gRPC ÷ in-process = {results[("1 silo, 2 cores", t)].Median / anchors[t].Two.Median:F2}"));
+            foreach (var via in new Func<string, string>[] { name => name, Shared })
+                Console.WriteLine(string.Create(invariant,
+                    $"T = {t}{(via("") == "" ? ", inline" : ", shared memory")}: this machine's two-thread speed-up in-process {anchors[t].One.Median / anchors[t].Two.Median:F2}×; " +
+                    $"2 silos (1 core each) ÷ 1 silo (2 cores) = {results[(via("2 silos, 1 core each"), t)].Median / results[(via("1 silo, 2 cores"), t)].Median:F2}; " +
+                    $"2 silos ÷ 1 silo on 1 core = {results[(via("2 silos, 1 core each"), t)].Median / results[(via("1 silo, 1 core"), t)].Median:F2}; " +
+                    $"3 silos ÷ 1 silo = {results[(via("3 silos, unpinned"), t)].Median / results[(via("1 silo, 2 cores"), t)].Median:F2}; " +
+                    $"1 silo ÷ in-process = {results[(via("1 silo, 2 cores"), t)].Median / anchors[t].Two.Median:F2}"));
     }
 
     /// <summary>The same forward pass through each client in turn, call by call, so load drifts hit them alike; with
