@@ -43,7 +43,7 @@ internal static class PinnedTable
             {
                 // With --one-silo the in-process layer takes its turn between the calls too, so all three see the same load.
                 var anchor = oneSiloOnly ? new InProcessLayer(tokens) : null;
-                var both = await MeasureAsync([client, shared], tokens, repetitions, anchor);
+                var both = await MeasureAsync([client, shared], tokens, repetitions, cluster.Silos.Select(silo => silo.WebAddress).ToList(), anchor);
                 results[(setup.Name, tokens)] = both[0];
                 results[(Shared(setup.Name), tokens)] = both[1];
                 if (anchor is not null) interleavedAnchors[tokens] = (both[2].Item1, both[2].Item2);
@@ -95,7 +95,7 @@ internal static class PinnedTable
     /// <summary>The same forward pass through each client in turn, call by call, so load drifts hit them alike; with
     /// <paramref name="anchor"/>, its in-process pass (all cores) takes a turn after them and comes last in the result.</summary>
     private static async Task<(double, double, string, string)[]> MeasureAsync(IAttentionClient[] clients, int tokens, int repetitions,
-        InProcessLayer? anchor = null)
+        IReadOnlyList<Uri> silos, InProcessLayer? anchor = null)
     {
         var random = new Random(tokens);
         var input = new float[tokens * 768];
@@ -103,7 +103,7 @@ internal static class PinnedTable
         var request = new AttentionInput { Input = new FloatTensor(input, 1, tokens, 768) };
         var last = new AttentionOutput[clients.Length];
         foreach (var (client, c) in clients.Select((client, c) => (client, c)))
-            await Warmup.RunAsync(async () => last[c] = await client.ForwardAsync("demo", request), Warmup.Default);
+            await Warmup.RunAsync(async () => last[c] = await client.ForwardAsync("demo", request), Warmup.Default, silos);
         for (int i = 0; anchor is not null && i < 5; i++) anchor.PassMs(Environment.ProcessorCount);
         var times = clients.Select(_ => new List<double>()).ToArray();
         var anchorTimes = new List<double>();

@@ -38,7 +38,7 @@ internal static class TraceBreakdown
         var random = new Random(tokens);
         var input = Enumerable.Range(0, tokens * 768).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
         var request = new AttentionInput { Input = new FloatTensor(input, 1, tokens, 768) };
-        await Warmup.RunAsync(() => pass(request), Warmup.Default);
+        await Warmup.RunAsync(() => pass(request), Warmup.Default, [web]);
 
         var rows = new List<double[]>();
         for (int i = 0; i < repetitions; i++)
