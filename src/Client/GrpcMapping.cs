@@ -1,5 +1,6 @@
 using Google.Protobuf;
 using Headwise.Contracts;
+using Headwise.Wire;
 using Proto = Headwise.V1;
 
 namespace Headwise.Client;
@@ -7,57 +8,12 @@ namespace Headwise.Client;
 /// <summary>Between the SDK's public records and the gRPC messages; protobuf types never leave this assembly.</summary>
 internal static class GrpcMapping
 {
-    public static Proto.AttentionSpec ToProto(AttentionSpec spec) => WithExtensions(new()
-    {
-        ModelDim = spec.ModelDim,
-        HeadCount = spec.HeadCount,
-        KvHeadCount = spec.KvHeadCount,
-        HeadDim = spec.HeadDim,
-        LayerCount = spec.LayerCount,
-        Bias = spec.Bias,
-        Scale = spec.Scale,
-        Window = spec.Window,
-        RopeTheta = spec.RopeTheta,
-        RopeDim = spec.RopeDim,
-    }, spec);
-
-    /// <summary>The fields added after the first contract: set only when given, so "absent" keeps its meaning.</summary>
-    private static Proto.AttentionSpec WithExtensions(Proto.AttentionSpec proto, AttentionSpec spec)
-    {
-        if (spec.OutputBias is bool outputBias) proto.OutputBias = outputBias;
-        if (spec.RopeScaling is { } scaling)
-            proto.RopeScaling = new Proto.RopeScaling
-            {
-                Type = scaling.Type, Factor = scaling.Factor, LowFreqFactor = scaling.LowFreqFactor,
-                HighFreqFactor = scaling.HighFreqFactor, OriginalMaxPositions = scaling.OriginalMaxPositions,
-            };
-        return proto;
-    }
-
-    private static RopeScaling? FromProto(Proto.RopeScaling? scaling) => scaling is null ? null : new RopeScaling
-    {
-        Type = scaling.Type, Factor = scaling.Factor, LowFreqFactor = scaling.LowFreqFactor,
-        HighFreqFactor = scaling.HighFreqFactor, OriginalMaxPositions = scaling.OriginalMaxPositions,
-    };
+    public static Proto.AttentionSpec ToProto(AttentionSpec spec) => SpecWire.ToProto(spec);
 
     public static ModelDescription FromProto(Proto.ModelInfo info) => new()
     {
         Name = info.Name,
-        Spec = new AttentionSpec
-        {
-            ModelDim = info.Spec.ModelDim,
-            HeadCount = info.Spec.HeadCount,
-            KvHeadCount = info.Spec.KvHeadCount,
-            HeadDim = info.Spec.HeadDim,
-            LayerCount = info.Spec.LayerCount,
-            Bias = info.Spec.Bias,
-            Scale = info.Spec.Scale,
-            Window = info.Spec.Window,
-            RopeTheta = info.Spec.RopeTheta,
-            RopeDim = info.Spec.RopeDim,
-            OutputBias = info.Spec.HasOutputBias ? info.Spec.OutputBias : null,
-            RopeScaling = FromProto(info.Spec.RopeScaling),
-        },
+        Spec = SpecWire.FromProto(info.Spec),
         Ready = info.Ready,
         Heads = info.Heads.Select(h => new HeadLocation(h.Layer, h.Group, h.Silo)).ToArray(),
     };

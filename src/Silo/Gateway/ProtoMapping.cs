@@ -1,4 +1,5 @@
 using Headwise.Contracts;
+using Headwise.Wire;
 using Proto = Headwise.V1;
 
 namespace Headwise.Silo.Gateway;
@@ -7,56 +8,9 @@ namespace Headwise.Silo.Gateway;
 internal static class ProtoMapping
 {
     public static AttentionSpec ToSpec(Proto.AttentionSpec? spec) =>
-        spec is null
-            ? throw new HeadwiseException(ErrorCode.InvalidArgument, "spec is missing.")
-            : new AttentionSpec
-            {
-                ModelDim = spec.ModelDim,
-                HeadCount = spec.HeadCount,
-                KvHeadCount = spec.KvHeadCount,
-                HeadDim = spec.HeadDim,
-                LayerCount = spec.LayerCount,
-                Bias = spec.Bias,
-                Scale = spec.Scale,
-                Window = spec.Window,
-                RopeTheta = spec.RopeTheta,
-                RopeDim = spec.RopeDim,
-                OutputBias = spec.HasOutputBias ? spec.OutputBias : null,
-                RopeScaling = FromProto(spec.RopeScaling),
-            };
+        spec is null ? throw new HeadwiseException(ErrorCode.InvalidArgument, "spec is missing.") : SpecWire.FromProto(spec);
 
-    private static RopeScaling? FromProto(Proto.RopeScaling? scaling) => scaling is null ? null : new RopeScaling
-    {
-        Type = scaling.Type, Factor = scaling.Factor, LowFreqFactor = scaling.LowFreqFactor,
-        HighFreqFactor = scaling.HighFreqFactor, OriginalMaxPositions = scaling.OriginalMaxPositions,
-    };
-
-    public static Proto.AttentionSpec ToProto(AttentionSpec spec) => WithExtensions(new()
-    {
-        ModelDim = spec.ModelDim,
-        HeadCount = spec.HeadCount,
-        KvHeadCount = spec.KvHeadCount,
-        HeadDim = spec.HeadDim,
-        LayerCount = spec.LayerCount,
-        Bias = spec.Bias,
-        Scale = spec.Scale,
-        Window = spec.Window,
-        RopeTheta = spec.RopeTheta,
-        RopeDim = spec.RopeDim,
-    }, spec);
-
-    /// <summary>The fields added after the first contract: set only when given, so "absent" keeps its meaning.</summary>
-    private static Proto.AttentionSpec WithExtensions(Proto.AttentionSpec proto, AttentionSpec spec)
-    {
-        if (spec.OutputBias is bool outputBias) proto.OutputBias = outputBias;
-        if (spec.RopeScaling is { } scaling)
-            proto.RopeScaling = new Proto.RopeScaling
-            {
-                Type = scaling.Type, Factor = scaling.Factor, LowFreqFactor = scaling.LowFreqFactor,
-                HighFreqFactor = scaling.HighFreqFactor, OriginalMaxPositions = scaling.OriginalMaxPositions,
-            };
-        return proto;
-    }
+    public static Proto.AttentionSpec ToProto(AttentionSpec spec) => SpecWire.ToProto(spec);
 
     public static Proto.ModelInfo ToProto(ModelDescription model)
     {
