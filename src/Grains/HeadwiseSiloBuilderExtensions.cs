@@ -16,7 +16,9 @@ public static class HeadwiseSiloBuilderExtensions
         System.Net.IPEndPoint? tensorChannel = null)
     {
         // Bound now, so its port is in the silo's metadata from the start.
-        var channel = new Forward.TensorChannel(tensorChannel?.Address ?? System.Net.IPAddress.Loopback, tensorChannel?.Port ?? 0);
+        var buffers = new Forward.TensorBuffers();
+        var channel = new Forward.TensorChannel(tensorChannel?.Address ?? System.Net.IPAddress.Loopback, tensorChannel?.Port ?? 0, buffers);
+        silo.Services.AddSingleton(buffers);
         silo.Services.AddSingleton(_ => channel); // created by a factory, so the container disposes it with the silo
         var kernel = HeadKernels.Create(kernelKind);
         double speed = speedGflops ?? SiloSpeed.MeasureGflops(kernel);
@@ -37,7 +39,8 @@ public static class HeadwiseSiloBuilderExtensions
         silo.Services.AddSingleton(services =>
         {
             var options = services.GetRequiredService<Microsoft.Extensions.Options.IOptions<ScatterOptions>>().Value;
-            return new Forward.ComputeScheduler(options.ComputeThreads is > 0 and var threads ? threads : Environment.ProcessorCount);
+            return new Forward.ComputeScheduler(options.ComputeThreads is > 0 and var threads ? threads : Environment.ProcessorCount,
+                options.PinComputeThreads);
         });
         silo.Services.AddSingleton<Forward.StackedOutputRows>();
         silo.Services.AddSingleton<Forward.HeadRescue>();

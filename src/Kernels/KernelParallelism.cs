@@ -33,7 +33,7 @@ internal static class KernelParallelism
         int chunksPerThread = 2)
     {
         int parts = PartCount(rows, workPerRow);
-        if (parts <= 1 || !Helpers.TryEnter())
+        if (parts <= 1 || KernelThreads.OwnThreadOnly || !Helpers.TryEnter())
         {
             body(state, 0, rows);
             return;

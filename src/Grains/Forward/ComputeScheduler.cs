@@ -16,15 +16,28 @@ public sealed class ComputeScheduler : TaskScheduler, IDisposable
     private readonly BlockingCollection<Task> _queue = new();
     private readonly Thread[] _threads;
 
-    public ComputeScheduler(int threads)
+    /// <param name="pin">
+    /// Keep thread i on the i-th CPU this process may use, when there are no more threads than CPUs (Linux). Unpinned,
+    /// a compute thread woken for a pass was often placed on the core its waker or the other compute thread was using,
+    /// while the other core idled: the sched_switch trace of a one-silo pass on the 2-vCPU dev machine showed woken
+    /// compute threads waiting 145 ms in 4 s behind another compute thread on their core (docs/scaling.md).
+    /// </param>
+    public ComputeScheduler(int threads, bool pin = false)
     {
         _threads = new Thread[Math.Max(1, threads)];
+        var cpus = pin ? CpuAffinity.Allowed() : [];
+        if (cpus.Length < _threads.Length) cpus = [];
         for (int i = 0; i < _threads.Length; i++)
         {
-            _threads[i] = new Thread(Loop) { IsBackground = true, Name = $"Headwise compute {i + 1}" };
+            int cpu = cpus.Length > 0 ? cpus[i] : -1;
+            _threads[i] = new Thread(() => Loop(cpu)) { IsBackground = true, Name = $"Headwise compute {i + 1}" };
             _threads[i].Start();
         }
+        Pinned = cpus.Length > 0;
     }
+
+    /// <summary>Whether each compute thread keeps to a CPU of its own.</summary>
+    public bool Pinned { get; }
 
     public override int MaximumConcurrencyLevel => _threads.Length;
 
@@ -61,9 +74,12 @@ public sealed class ComputeScheduler : TaskScheduler, IDisposable
 
     protected override IEnumerable<Task> GetScheduledTasks() => _queue.ToArray();
 
-    private void Loop()
+    private void Loop(int cpu)
     {
         t_owner = this;
+        if (cpu >= 0) CpuAffinity.PinCurrentThread(cpu);
+        // Kernels on these threads stay on them: a big call is split over the compute threads by its caller (SiloPass).
+        Kernels.KernelThreads.OwnThreadOnly = true;
         foreach (var task in _queue.GetConsumingEnumerable()) TryExecuteTask(task);
     }
 

@@ -4,7 +4,7 @@ namespace Headwise.Grains.Forward;
 
 /// <summary>
 /// How the coordinator spreads a forward pass over silos (Headwise__WireFormat, Headwise__OutputProjection,
-/// Headwise__TreeFanout, Headwise__LinkBytesPerSecond, Headwise__ComputeThreads, Headwise__RebalanceIdleSeconds,
+/// Headwise__TreeFanout, Headwise__LinkBytesPerSecond, Headwise__ComputeThreads, Headwise__PinComputeThreads, Headwise__RebalanceIdleSeconds,
 /// Headwise__HedgeAfterMs, Headwise__SuspectSeconds).
 /// </summary>
 public sealed class ScatterOptions
@@ -17,6 +17,10 @@ public sealed class ScatterOptions
 
     /// <summary>Threads that run head kernels (Headwise__ComputeThreads); 0: one per core this process may use.</summary>
     public int ComputeThreads { get; set; }
+
+    /// <summary>Each compute thread keeps to one CPU of the process's set (Headwise__PinComputeThreads; Linux, and only
+    /// when there are no more compute threads than CPUs).</summary>
+    public bool PinComputeThreads { get; set; } = true;
 
     /// <summary>Bytes per second one silo-to-silo message moves, for the cost model (Orleans' serialisation measured ~1.7 GB/s).</summary>
     public double LinkBytesPerSecond { get; set; } = 1.7e9;

@@ -32,7 +32,8 @@ public sealed class SiloPass(
     StepBatcher batcher,
     DecodeBatchStats batchStats,
     IClusterMembershipService membership,
-    ISiloMetadataCache metadata)
+    ISiloMetadataCache metadata,
+    TensorBuffers buffers)
 {
     private static readonly TimeSpan ChannelWait = TimeSpan.FromSeconds(10);
     private const int SmallStepRows = 16;
@@ -43,10 +44,12 @@ public sealed class SiloPass(
     public async Task<SiloPassAnswer> Run(SiloPassRequest request, byte[]? localInput, bool encode, CancellationToken cancellationToken)
     {
         long received = Stopwatch.GetTimestamp();
+        // X off the tensor channel is this pass's own buffer: back to the pool once the pass has succeeded here.
+        byte[]? receivedInput = null;
         if (request.InputTicket != Guid.Empty && request.Work is { } sent)
             request = request with
             {
-                Work = sent with { Input = await ReceiveTensor(request.InputTicket, cancellationToken) },
+                Work = sent with { Input = receivedInput = await ReceiveTensor(request.InputTicket, cancellationToken) },
                 InputTicket = Guid.Empty,
             };
         // The silos below first: their X is on its way before this silo's cores are busy.
@@ -106,8 +109,13 @@ public sealed class SiloPass(
                 if (childPartial is not null)
                 {
                     var sum = wire == WireFormat.Bf16 ? Bf16.DecodeToFloatBytes(childPartial) : childPartial;
+                    if (!ReferenceEquals(sum, childPartial) && request.Work is not null) buffers.Return(childPartial);
                     if (partial is null) partial = sum;
-                    else AddInto(partial, sum);
+                    else
+                    {
+                        AddInto(partial, sum);
+                        if (request.Work is not null) buffers.Return(sum);
+                    }
                 }
             }
         }
@@ -119,6 +127,9 @@ public sealed class SiloPass(
         }
 
         byte[]? partialBytes = partial is null || !encode || wire == WireFormat.F32 ? partial : Bf16.Encode(FloatBytes.AsFloats(partial));
+        bool pooled = request.Work is not null; // a forward pass's buffers come from the pool; a decode step's from its batch
+        if (pooled && !ReferenceEquals(partialBytes, partial)) buffers.Return(partial);
+        if (pooled) buffers.Return(receivedInput);
         if (encode && wire == WireFormat.Bf16)
             answers = answers.Select(a => a.Output is { } z && a.Wire == WireFormat.F32 ? a with { Output = Bf16.Encode(FloatBytes.AsFloats(z)), Wire = WireFormat.Bf16 } : a).ToList();
         long sentBack = (partialBytes?.LongLength ?? 0) + answers.Sum(a => (a.Output?.LongLength ?? 0) + (a.Attention?.LongLength ?? 0));
@@ -139,6 +150,7 @@ public sealed class SiloPass(
             {
                 partialTicket = Guid.NewGuid();
                 await channel.Send(replyTo, partialTicket, partialBytes, cancellationToken);
+                if (pooled) buffers.Return(partialBytes);
                 partialBytes = null;
             }
             catch (Exception e) when (ChannelFailed(e, cancellationToken))
@@ -474,11 +486,12 @@ public sealed class SiloPass(
                 for (int row = 0; row < rows; row++)
                     z[i].AsSpan(row * groupWidth, groupWidth).CopyTo(concat.AsSpan(row * width + j * groupWidth, groupWidth));
             }
-            // The partial sum is written straight into the bytes that travel (or that the root adds b_O to).
-            var partial = new byte[checked(rows * modelDim * sizeof(float))];
+            // The partial sum is written straight into the bytes that travel (or that the root adds b_O to); a forward
+            // pass's comes from the pool, warm memory, and goes back once sent on or answered.
+            int partialLength = checked(rows * modelDim * sizeof(float));
+            var partial = forward is not null ? buffers.Rent(partialLength) : new byte[partialLength];
             using (HeadwiseTelemetry.StartOutputProjection(rows, width, modelDim))
-                kernel.Project(concat.AsSpan(0, rows * width), rows, width, stacked.AsSpan(0, width * modelDim), modelDim,
-                    ReadOnlySpan<float>.Empty, FloatBytes.AsFloats(partial.AsSpan()));
+                ProjectRows(concat, rows, width, stacked, modelDim, partial);
             return new Computed(partial, answers, Stopwatch.GetElapsedTime(started).TotalMilliseconds);
         }
         finally
@@ -487,6 +500,27 @@ public sealed class SiloPass(
             foreach (var rented in z)
                 if (rented is not null) ArrayPool<float>.Shared.Return(rented);
         }
+    }
+
+    // y = Z·W_O rows: on a compute thread its rows are split over the compute threads, each pinned to its core (kernels
+    // there do not split themselves); elsewhere the kernel splits it over its own helpers.
+    private void ProjectRows(float[] z, int rows, int width, float[] weights, int modelDim, byte[] output)
+    {
+        const int leastRows = 64; // below this a second thread's wake-up costs more than its half of the rows saves
+        int parts = Math.Min(compute.MaximumConcurrencyLevel, rows / leastRows);
+        if (parts <= 1 || !KernelThreads.OwnThreadOnly)
+        {
+            kernel.Project(z.AsSpan(0, rows * width), rows, width, weights.AsSpan(0, width * modelDim), modelDim,
+                ReadOnlySpan<float>.Empty, FloatBytes.AsFloats(output.AsSpan()));
+            return;
+        }
+        compute.For(parts, part =>
+        {
+            // Ranges start on the GEMM's 8-row block.
+            int start = rows * part / parts & ~7, end = part == parts - 1 ? rows : rows * (part + 1) / parts & ~7;
+            kernel.Project(z.AsSpan(start * width, (end - start) * width), end - start, width, weights.AsSpan(0, width * modelDim), modelDim,
+                ReadOnlySpan<float>.Empty, FloatBytes.AsFloats(output.AsSpan()).Slice(start * modelDim, (end - start) * modelDim));
+        });
     }
 
     private static void ThreadPoolFor(int count, Action<int> body)

@@ -38,9 +38,13 @@ public sealed class TensorChannel : IDisposable
     private readonly ConcurrentDictionary<TcpClient, bool> _accepted = new();
     private long _lastSweep = Stopwatch.GetTimestamp();
 
+    private readonly TensorBuffers _buffers;
+
     /// <summary>Binds now (port 0: any free port), so the port can be advertised in the silo's metadata before it starts.</summary>
-    public TensorChannel(IPAddress address, int port = 0)
+    /// <param name="buffers">Where received payloads come from; their claimant may return them there.</param>
+    public TensorChannel(IPAddress address, int port = 0, TensorBuffers? buffers = null)
     {
+        _buffers = buffers ?? new TensorBuffers();
         _listener = new TcpListener(address, port);
         _listener.Start();
         Port = ((IPEndPoint)_listener.LocalEndpoint).Port;
@@ -55,7 +59,10 @@ public sealed class TensorChannel : IDisposable
 
     private long _framesReceived, _bytesReceived;
 
-    /// <summary>The payload sent under <paramref name="ticket"/>, once it has arrived.</summary>
+    /// <summary>
+    /// The payload sent under <paramref name="ticket"/>, once it has arrived: an array of the silo's
+    /// <see cref="TensorBuffers"/>, which the caller may return there once nothing reads it.
+    /// </summary>
     public async Task<byte[]> Receive(Guid ticket, TimeSpan timeout, CancellationToken cancellationToken)
     {
         var slot = _inbox.GetOrAdd(ticket, _ => new Slot());
@@ -118,7 +125,7 @@ public sealed class TensorChannel : IDisposable
                 var ticket = new Guid(header.AsSpan(4, 16));
                 int length = BinaryPrimitives.ReadInt32LittleEndian(header.AsSpan(20));
                 if (length < 0 || length > MaxFrameBytes) return;
-                var payload = GC.AllocateUninitializedArray<byte>(length);
+                var payload = _buffers.Rent(length);
                 if (!ReceiveExactly(socket, payload)) return;
                 Interlocked.Increment(ref _framesReceived);
                 Interlocked.Add(ref _bytesReceived, length);

@@ -14,7 +14,7 @@ namespace Headwise.Silo.Gateway;
 /// </summary>
 internal sealed partial class AttentionGateway(IGrainFactory grains, IOptions<SiloOptions> silo, IOptions<ForwardLimits> limits,
     IOptions<ModelLimits> modelLimits, ModelLayers layers, KnownSessions sessions, UploadGate uploads, ForwardGate gate,
-    DecodeStreamDrain streamDrain, SharedMemoryRegistry sharedMemory)
+    DecodeStreamDrain streamDrain, SharedMemoryRegistry sharedMemory, TensorBuffers buffers)
     : Attention.AttentionBase
 {
     private IModelCatalogGrain Catalog => grains.GetGrain<IModelCatalogGrain>(GrainKeys.Catalog);
@@ -93,7 +93,7 @@ internal sealed partial class AttentionGateway(IGrainFactory grains, IOptions<Si
         ModelName.Validate(request.Model, "model");
         using var ranges = SharedMemoryRanges.Lease(sharedMemory, context, request);
         var input = ranges.Input is { } inputRange
-            ? TensorCodec.ToFloat32Bytes(request.Input, 3, "input", limits.Value.MaxRequestBytes, inputRange)
+            ? TensorCodec.ToFloat32Bytes(request.Input, 3, "input", limits.Value.MaxRequestBytes, inputRange, buffers)
             : TensorCodec.ToFloat32Bytes(request.Input, 3, "input", limits.Value.MaxRequestBytes);
         ranges.CheckOutput(input.LongLength);
         var command = new ForwardCommand
@@ -122,7 +122,15 @@ internal sealed partial class AttentionGateway(IGrainFactory grains, IOptions<Si
         }
         FiniteAnswer.Require("input.data", command.Input, result.Output, result.Attention, result.HeadOutputs);
         var response = ToResponse(command, result, outputInline: ranges.Output is null);
-        ranges.Output?.Write(result.Output);
+        if (ranges.Output is { } outputRange)
+        {
+            // Through shared memory X and Y are this call's own arrays once the pass has answered: copied out of and
+            // into the regions, read by nothing else (a pass that failed leaves its X to the GC: a straggling head may
+            // still read it). Reused, their pages stay mapped: see TensorBuffers.
+            outputRange.Write(result.Output);
+            buffers.Return(result.Output);
+        }
+        if (ranges.Input is not null) buffers.Return(input);
         return response;
     }
 

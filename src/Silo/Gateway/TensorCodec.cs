@@ -2,6 +2,7 @@ using System.Buffers;
 using System.Runtime.InteropServices;
 using Google.Protobuf;
 using Headwise.Contracts;
+using Headwise.Grains.Forward;
 using Headwise.V1;
 
 namespace Headwise.Silo.Gateway;
@@ -38,10 +39,10 @@ internal static class TensorCodec
 
     /// <summary>
     /// As <see cref="ToFloat32Bytes(Tensor?, int, string, long)"/>, but the values are read from a shared-memory range
-    /// (<paramref name="range"/>, whose field names it in errors) and <paramref name="tensor"/> carries only shape and dtype.
+    /// X is copied out of the range once, into an array of <paramref name="buffers"/>, so the client may overwrite it as soon as the call returns.
     /// X is copied out of the range once, so the client may overwrite it as soon as the call returns.
     /// </summary>
-    public static byte[] ToFloat32Bytes(Tensor? tensor, int rank, string field, long maxBytes, SharedMemoryRange range)
+    public static byte[] ToFloat32Bytes(Tensor? tensor, int rank, string field, long maxBytes, SharedMemoryRange range, TensorBuffers buffers)
     {
         var (count, elementSize, shape) = CheckShape(tensor, rank, field);
         if (!tensor!.Data.IsEmpty)
@@ -52,7 +53,7 @@ internal static class TensorCodec
         if (range.ByteSize != count * elementSize)
             throw Invalid($"{range.Field}.byte_size is {range.ByteSize}; {field} shape {shape} in {DTypeName(tensor.Dtype)} needs {count * elementSize}.");
 
-        var result = GC.AllocateUninitializedArray<byte>((int)(count * sizeof(float)));
+        var result = buffers.Rent((int)(count * sizeof(float)));
         if (tensor.Dtype == DType.F32)
         {
             range.Read(result, result.Length);

@@ -118,6 +118,36 @@ public sealed class PartialSumClusterTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Passes_at_once_and_in_a_row_reuse_pooled_buffers_and_each_matches_its_own_oracle()
+    {
+        // X and the partial sums are 80 KB (pooled, TensorBuffers) and W_O's 256 rows split over the compute threads.
+        // Four different inputs at once, twice: a buffer returned too early, or handed to two passes, mixes their answers.
+        var spec = new AttentionSpec { ModelDim = 64, HeadCount = 8, LayerCount = 1, Bias = true };
+        var grains = _cluster.Client;
+        spec = (await grains.GetGrain<IModelCatalogGrain>(GrainKeys.Catalog).Create("reuse", spec)).Spec;
+        var weights = SeededWeights.Create(spec, seed: 5, std: 0.2f);
+        await WeightUpload.StoreAsync(grains, "reuse", weights);
+        const int tokens = 320;
+        var pools = _cluster.Silos.Cast<InProcessSiloHandle>().Select(s => s.SiloHost.Services.GetRequiredService<TensorBuffers>()).ToArray();
+        for (int round = 0; round < 2; round++)
+        {
+            var inputs = Enumerable.Range(0, 4).Select(i =>
+            {
+                var random = new Random(100 * round + i);
+                return Enumerable.Range(0, tokens * spec.ModelDim).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
+            }).ToArray();
+            var results = await Task.WhenAll(inputs.Select(x => grains.GetGrain<IForwardCoordinatorGrain>(GrainKeys.Layer("reuse", 0)).Forward(
+                new ForwardCommand { Batch = 1, Tokens = tokens, ModelDim = spec.ModelDim, Input = FloatBytes.ToBytes(x), Causal = true })));
+            for (int i = 0; i < inputs.Length; i++)
+            {
+                var (expected, _) = LayerOracle.Forward(spec, weights[0], inputs[i], 1, tokens, causal: true);
+                Tolerance.AssertClose(Floats(expected), FloatBytes.AsFloats(results[i].Output), $"round {round}, pass {i}");
+            }
+        }
+        Assert.Contains(pools, p => p.KeptBytes > 0); // the passes gave buffers back
+    }
+
+    [Fact]
     public async Task Large_X_and_partial_sums_travel_on_the_tensor_channel_and_the_answer_matches_the_oracle()
     {
         // X [1 × 320 × 64] and each partial sum are 80 KB, past TensorChannel.MinimumBytes: both leave the Orleans messages.
