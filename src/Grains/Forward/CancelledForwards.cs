@@ -23,4 +23,7 @@ public sealed class CancelledForwards
     }
 
     public bool IsCancelled(Guid forwardId) => forwardId != Guid.Empty && _cancelled.ContainsKey(forwardId);
+
+    /// <summary>Passes called off here in the last minute or so.</summary>
+    public int Count => _cancelled.Count;
 }
