@@ -417,10 +417,10 @@ public sealed class SiloPass(
         bool gather = request.Mode == OutputProjectionMode.Gathered;
         var answers = new GroupAnswer[local.Count];
         var z = new float[local.Count][];
-        // A small step runs on the caller's thread (see Run): its heads spread over the thread pool, not behind a
+        // A small step runs on the caller's thread (see Run): its heads spread over the caller and the kernels' helpers, not behind a
         // forward pass that may hold the compute threads.
         bool small = step is not null && rows <= SmallStepRows;
-        (small ? (Action<int, Action<int>>)ThreadPoolFor : compute.For)(local.Count, i =>
+        (small ? (Action<int, Action<int>>)CallerFor : compute.For)(local.Count, i =>
         {
             var (group, key, head) = local[i];
             double queueMs = Stopwatch.GetElapsedTime(received).TotalMilliseconds;
@@ -523,11 +523,11 @@ public sealed class SiloPass(
         });
     }
 
-    private static void ThreadPoolFor(int count, Action<int> body)
+    private static void CallerFor(int count, Action<int> body)
     {
         try
         {
-            Parallel.For(0, count, new ParallelOptions { TaskScheduler = TaskScheduler.Default }, body);
+            KernelThreads.For(count, body);
         }
         catch (AggregateException e)
         {

@@ -83,9 +83,8 @@ internal sealed class StepBatch(IHeadKernel kernel, SiloIdentity silo, SessionCa
 
         try
         {
-            // The head groups spread over the thread pool as an unbatched small step's do (SiloPass.Compute).
-            Parallel.For(0, units.Count, new ParallelOptions { TaskScheduler = TaskScheduler.Default },
-                u => Decode(units[u], steps, answers, z, failed));
+            // The head groups spread over the caller and the kernels' helpers as an unbatched small step's do (SiloPass.Compute).
+            KernelThreads.For(units.Count, u => Decode(units[u], steps, answers, z, failed));
             var projection = new double[n];
             var partials = new byte[]?[n];
             Project(steps, z, failed, partials, projection);
