@@ -17,7 +17,10 @@ public sealed class ComputeScheduler : TaskScheduler, IDisposable
     private readonly Thread[] _threads;
 
     /// <param name="pin">
-    /// Keep thread i on the i-th CPU this process may use, when there are no more threads than CPUs (Linux). Unpinned,
+    /// Keep thread i on the i-th CPU this process may use, when it may use exactly as many CPUs as there are threads
+    /// (Linux): a silo given its own CPUs (taskset, a Kubernetes static CPU policy). A process that may run on more CPUs
+    /// than it has threads is not pinned: under a CPU quota (a Kubernetes limit without a static policy) every pod of a
+    /// node sees all its CPUs, and pinning each to the first ones would stack them on the same cores. Unpinned,
     /// a compute thread woken for a pass was often placed on the core its waker or the other compute thread was using,
     /// while the other core idled: the sched_switch trace of a one-silo pass on the 2-vCPU dev machine showed woken
     /// compute threads waiting 145 ms in 4 s behind another compute thread on their core (docs/scaling.md).
@@ -26,7 +29,7 @@ public sealed class ComputeScheduler : TaskScheduler, IDisposable
     {
         _threads = new Thread[Math.Max(1, threads)];
         var cpus = pin ? CpuAffinity.Allowed() : [];
-        if (cpus.Length < _threads.Length) cpus = [];
+        if (cpus.Length != _threads.Length) cpus = [];
         for (int i = 0; i < _threads.Length; i++)
         {
             int cpu = cpus.Length > 0 ? cpus[i] : -1;

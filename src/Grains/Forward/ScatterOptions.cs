@@ -19,7 +19,8 @@ public sealed class ScatterOptions
     public int ComputeThreads { get; set; }
 
     /// <summary>Each compute thread keeps to one CPU of the process's set (Headwise__PinComputeThreads; Linux, and only
-    /// when there are no more compute threads than CPUs).</summary>
+    /// when the process may use exactly as many CPUs as it has compute threads, as with taskset or a static CPU policy;
+    /// never under a bare CPU quota, where every process sees all of the machine's CPUs).</summary>
     public bool PinComputeThreads { get; set; } = true;
 
     /// <summary>Bytes per second one silo-to-silo message moves, for the cost model (Orleans' serialisation measured ~1.7 GB/s).</summary>

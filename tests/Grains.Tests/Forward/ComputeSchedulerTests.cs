@@ -4,17 +4,17 @@ using Headwise.Kernels;
 namespace Headwise.Grains.Tests.Forward;
 
 /// <summary>
-/// The compute threads: pinned one to a CPU when the process has a CPU for each (else left to the operating system), and
-/// kernels called on them stay on them.
+/// The compute threads: pinned one to a CPU when the process may use exactly one CPU per thread (else left to the
+/// operating system: under a CPU quota every process sees all the machine's CPUs), and kernels called on them stay on them.
 /// </summary>
 public sealed class ComputeSchedulerTests
 {
     [Fact]
     public async Task Threads_keep_to_a_cpu_each_when_there_is_one_for_each()
     {
-        int threads = Math.Min(2, Environment.ProcessorCount);
+        var processCpus = OperatingSystem.IsLinux() ? CpusAllowed("/proc/self/status") : [0];
+        int threads = processCpus.Length;
         using var scheduler = new ComputeScheduler(threads, pin: true);
-        var processCpus = CpusAllowed("/proc/self/status");
         // Each thread reports its own allowed CPUs, both at once (the barrier keeps one thread from taking both items).
         using var barrier = new Barrier(threads);
         var seen = await Task.WhenAll(Enumerable.Range(0, threads).Select(_ => scheduler.Run(() =>
@@ -31,14 +31,19 @@ public sealed class ComputeSchedulerTests
         Assert.All(seen, s => Assert.Contains(s.Cpus[0], processCpus));
     }
 
-    [Fact]
-    public async Task More_threads_than_cpus_are_not_pinned()
+    [Theory]
+    [InlineData(+1)]
+    [InlineData(-1)]
+    public async Task Threads_are_not_pinned_unless_there_is_exactly_one_cpu_each(int more)
     {
-        using var scheduler = new ComputeScheduler(Environment.ProcessorCount + 1, pin: true);
+        int cpus = OperatingSystem.IsLinux() ? CpusAllowed("/proc/self/status").Length : Environment.ProcessorCount;
+        int threads = cpus + more;
+        if (threads < 1) threads = cpus + 1; // a one-CPU machine has no fewer threads to try
+        using var scheduler = new ComputeScheduler(threads, pin: true);
         Assert.False(scheduler.Pinned);
         if (!OperatingSystem.IsLinux()) return;
-        var cpus = await scheduler.Run(() => CpusAllowed("/proc/thread-self/status"));
-        Assert.Equal(CpusAllowed("/proc/self/status"), cpus);
+        var allowed = await scheduler.Run(() => CpusAllowed("/proc/thread-self/status"));
+        Assert.Equal(CpusAllowed("/proc/self/status"), allowed);
     }
 
     [Fact]
