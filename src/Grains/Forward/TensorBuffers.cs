@@ -7,7 +7,10 @@ namespace Headwise.Grains.Forward;
 /// off the tensor channel, and the partial sums of W_O. A fresh large array is fresh memory: the silo took about 460
 /// minor page faults a pass writing into them (W_O's output and X's copy were 99% of them), and on a virtualised host a
 /// fault costs microseconds, so W_O ran at half speed on the median pass. An array comes back here only from the one
-/// place that knows nothing reads it any more; one that is not returned is simply collected.
+/// place that knows nothing reads it any more; one that is not returned is simply collected. Only a pass that succeeded
+/// returns its X: a failed one may leave heads still reading it. The one reader that can outlive a successful pass is
+/// the send of X to a child silo whose answer came too late and was replaced by a rescue (<c>HeadRescue</c>); what that
+/// child computes from a reused buffer is dropped with its answer.
 /// </summary>
 public sealed class TensorBuffers
 {
