@@ -9,6 +9,7 @@ namespace Headwise.Contracts;
 public sealed class StagedUpload : IAsyncDisposable
 {
     private readonly IGrainFactory _grains;
+    private readonly List<Task> _calls = [];
     private bool _finished;
 
     private StagedUpload(IGrainFactory grains, string model, Guid id, AttentionSpec spec)
@@ -39,11 +40,19 @@ public sealed class StagedUpload : IAsyncDisposable
     {
         var layer = _grains.GetGrain<ILayerGrain>(GrainKeys.Layer(Model, weights.Layer));
         // An upload the catalog has closed (its lease ran out) stages nothing more: what it staged now would stay.
-        await Catalog.TouchUpload(Model, Id).WaitAsync(cancellationToken);
+        await Call(Catalog.TouchUpload(Model, Id), cancellationToken);
         foreach (var group in weights.Groups)
-            await layer.StageGroup(Id, group).WaitAsync(cancellationToken);
-        await layer.StageLayer(Id, weights.OutputBias).WaitAsync(cancellationToken);
-        await Catalog.TouchUpload(Model, Id).WaitAsync(cancellationToken);
+            await Call(layer.StageGroup(Id, group), cancellationToken);
+        await Call(layer.StageLayer(Id, weights.OutputBias), cancellationToken);
+        await Call(Catalog.TouchUpload(Model, Id), cancellationToken);
+    }
+
+    // A caller that gives up stops waiting at once, but the grain call goes on: the abort waits for it (see AbortAsync).
+    private async Task Call(Task call, CancellationToken cancellationToken)
+    {
+        lock (_calls) _calls.Add(call);
+        await call.WaitAsync(cancellationToken);
+        lock (_calls) _calls.Remove(call);
     }
 
     private long _touched = System.Diagnostics.Stopwatch.GetTimestamp();
@@ -54,22 +63,39 @@ public sealed class StagedUpload : IAsyncDisposable
     {
         if (System.Diagnostics.Stopwatch.GetElapsedTime(_touched) < TimeSpan.FromSeconds(1)) return;
         _touched = System.Diagnostics.Stopwatch.GetTimestamp();
-        await Catalog.TouchUpload(Model, Id).WaitAsync(cancellationToken);
+        await Call(Catalog.TouchUpload(Model, Id), cancellationToken);
     }
 
     /// <summary>Switches the model to this upload's weights; the answer describes the model after the switch.</summary>
     public async Task<ModelDescription> CommitAsync(CancellationToken cancellationToken = default)
     {
-        var description = await Catalog.CommitUpload(Model, Id).WaitAsync(cancellationToken);
+        var commit = Catalog.CommitUpload(Model, Id);
+        lock (_calls) _calls.Add(commit);
+        var description = await commit.WaitAsync(cancellationToken);
         _finished = true;
         return description;
     }
 
-    /// <summary>Drops what was staged. Best effort: what a lost message leaves behind goes when the lease expires.</summary>
+    /// <summary>
+    /// Drops what was staged. The calls a caller gave up on are waited for first (at most 30 s): one still on its way
+    /// would otherwise stage after the abort and leave weights until the lease expired; a commit still on its way
+    /// either lands first (and the abort leaves the model as committed) or not at all. Best effort: what a lost message
+    /// leaves behind goes when the lease expires.
+    /// </summary>
     public async Task AbortAsync()
     {
         if (_finished) return;
         _finished = true;
+        Task[] pending;
+        lock (_calls) pending = _calls.Where(c => !c.IsCompleted).ToArray();
+        try
+        {
+            await Task.WhenAll(pending).WaitAsync(TimeSpan.FromSeconds(30));
+        }
+        catch (Exception)
+        {
+            // Failed or still hanging: the abort goes ahead either way.
+        }
         try
         {
             await Catalog.AbortUpload(Model, Id).WaitAsync(TimeSpan.FromSeconds(30));
