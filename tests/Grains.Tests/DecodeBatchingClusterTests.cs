@@ -41,21 +41,15 @@ public sealed class DecodeBatchingClusterTests : IAsyncLifetime
     // The SIMD kernel, whose first projection waits (at most 30 s) until two more steps queue behind it. This test's
     // heads are tiny: a step computes in microseconds, and on a loaded 2-core machine 408 steps once ran without any two
     // meeting (CI, 2026-11-30). Held, the steps queued behind the first one must form a batch of more than one.
-    private sealed class FirstProjectionHeld(Func<bool> queued) : IHeadKernel
+    private sealed class FirstProjectionHeld(Func<bool> queued) : DelegatingKernel
     {
-        private readonly SimdKernel _inner = new();
         private int _held;
-        public string Name => _inner.Name;
-        public bool SupportsRotary => _inner.SupportsRotary;
-        public void Prepare(HeadGroupWeights weights) => ((IHeadKernel)_inner).Prepare(weights);
-        public void Attend(ReadOnlySpan<float> input, int batch, int tokens, ReadOnlySpan<int> lengths, HeadGroupWeights weights,
-            AttentionOptions options, Span<float> output, Span<float> attention) =>
-            _inner.Attend(input, batch, tokens, lengths, weights, options, output, attention);
-        public void Project(ReadOnlySpan<float> input, int rows, int inner, ReadOnlySpan<float> weights, int outer, ReadOnlySpan<float> bias,
-            Span<float> output)
+
+        public override void Project(ReadOnlySpan<float> input, int rows, int inner, ReadOnlySpan<float> weights, int outer,
+            ReadOnlySpan<float> bias, Span<float> output)
         {
             if (Interlocked.Exchange(ref _held, 1) == 0) SpinWait.SpinUntil(queued, TimeSpan.FromSeconds(30));
-            _inner.Project(input, rows, inner, weights, outer, bias, output);
+            base.Project(input, rows, inner, weights, outer, bias, output);
         }
     }
 
@@ -237,20 +231,13 @@ public sealed class DecodeBatchingRelayTests : IAsyncLifetime
     }
 
     // The SIMD kernel with a millisecond more per projection.
-    private sealed class SlowProjections : IHeadKernel
+    private sealed class SlowProjections : DelegatingKernel
     {
-        private readonly SimdKernel _inner = new();
-        public string Name => _inner.Name;
-        public bool SupportsRotary => _inner.SupportsRotary;
-        public void Prepare(HeadGroupWeights weights) => ((IHeadKernel)_inner).Prepare(weights);
-        public void Attend(ReadOnlySpan<float> input, int batch, int tokens, ReadOnlySpan<int> lengths, HeadGroupWeights weights,
-            AttentionOptions options, Span<float> output, Span<float> attention) =>
-            _inner.Attend(input, batch, tokens, lengths, weights, options, output, attention);
-        public void Project(ReadOnlySpan<float> input, int rows, int inner, ReadOnlySpan<float> weights, int outer, ReadOnlySpan<float> bias,
-            Span<float> output)
+        public override void Project(ReadOnlySpan<float> input, int rows, int inner, ReadOnlySpan<float> weights, int outer,
+            ReadOnlySpan<float> bias, Span<float> output)
         {
             Thread.Sleep(1);
-            _inner.Project(input, rows, inner, weights, outer, bias, output);
+            base.Project(input, rows, inner, weights, outer, bias, output);
         }
     }
 

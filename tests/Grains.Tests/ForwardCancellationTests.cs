@@ -34,14 +34,11 @@ public sealed class ForwardCancellationTests : IAsyncLifetime
 
     // The SIMD kernel; while armed, a sequence's Attend first says it started, then waits (at most 30 s) until the silo
     // has a pass called off.
-    private sealed class HeldUntilHeard(Headwise.Grains.Forward.CancelledForwards cancelled) : IHeadKernel
+    private sealed class HeldUntilHeard(Headwise.Grains.Forward.CancelledForwards cancelled) : DelegatingKernel
     {
-        private readonly SimdKernel _inner = new();
         public static volatile TaskCompletionSource? Started;
-        public string Name => _inner.Name;
-        public bool SupportsRotary => _inner.SupportsRotary;
-        public void Prepare(HeadGroupWeights weights) => ((IHeadKernel)_inner).Prepare(weights);
-        public void Attend(ReadOnlySpan<float> input, int batch, int tokens, ReadOnlySpan<int> lengths, HeadGroupWeights weights,
+
+        public override void Attend(ReadOnlySpan<float> input, int batch, int tokens, ReadOnlySpan<int> lengths, HeadGroupWeights weights,
             AttentionOptions options, Span<float> output, Span<float> attention)
         {
             if (Started is { } started)
@@ -49,10 +46,8 @@ public sealed class ForwardCancellationTests : IAsyncLifetime
                 started.TrySetResult();
                 SpinWait.SpinUntil(() => cancelled.Count > 0, TimeSpan.FromSeconds(30));
             }
-            _inner.Attend(input, batch, tokens, lengths, weights, options, output, attention);
+            base.Attend(input, batch, tokens, lengths, weights, options, output, attention);
         }
-        public void Project(ReadOnlySpan<float> input, int rows, int inner, ReadOnlySpan<float> weights, int outer, ReadOnlySpan<float> bias,
-            Span<float> output) => _inner.Project(input, rows, inner, weights, outer, bias, output);
     }
 
     public async Task InitializeAsync()

@@ -32,26 +32,22 @@ public sealed class StepBatcherTests
 
     // The SIMD kernel, except that while armed its first projection waits for Release: the batch that holds it is
     // then running, and the steps that arrive meanwhile queue.
-    private sealed class GatedKernel : IHeadKernel
+    private sealed class GatedKernel : DelegatingKernel
     {
-        private readonly SimdKernel _inner = new();
         private int _armed;
         public readonly ManualResetEventSlim Entered = new(), Released = new();
-        public string Name => "gated";
-        public bool SupportsRotary => _inner.SupportsRotary;
+        public override string Name => "gated";
         public void Arm() => _armed = 1;
-        public void Attend(ReadOnlySpan<float> input, int batch, int tokens, ReadOnlySpan<int> lengths, HeadGroupWeights weights,
-            AttentionOptions options, Span<float> output, Span<float> attention) =>
-            _inner.Attend(input, batch, tokens, lengths, weights, options, output, attention);
-        public void Project(ReadOnlySpan<float> input, int rows, int inner, ReadOnlySpan<float> weights, int outer, ReadOnlySpan<float> bias,
-            Span<float> output)
+
+        public override void Project(ReadOnlySpan<float> input, int rows, int inner, ReadOnlySpan<float> weights, int outer,
+            ReadOnlySpan<float> bias, Span<float> output)
         {
             if (Interlocked.Exchange(ref _armed, 0) == 1)
             {
                 Entered.Set();
                 Released.Wait(TimeSpan.FromSeconds(30));
             }
-            _inner.Project(input, rows, inner, weights, outer, bias, output);
+            base.Project(input, rows, inner, weights, outer, bias, output);
         }
     }
 
