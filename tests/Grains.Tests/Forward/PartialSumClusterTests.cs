@@ -117,16 +117,23 @@ public sealed class PartialSumClusterTests : IAsyncLifetime
         Assert.All(remote, s => Assert.Equal(tokens * spec.ModelDim * sizeof(float), s.BytesReceived));
     }
 
+    // D = 64, 8 heads with biases: at T = 320, X and each partial sum are 80 KB, past TensorChannel.MinimumBytes.
+    private async Task<(AttentionSpec Spec, LayerWeights[] Weights)> SmallWideModel(string name, int seed)
+    {
+        var spec = new AttentionSpec { ModelDim = 64, HeadCount = 8, LayerCount = 1, Bias = true };
+        spec = (await _cluster.Client.GetGrain<IModelCatalogGrain>(GrainKeys.Catalog).Create(name, spec)).Spec;
+        var weights = SeededWeights.Create(spec, seed: seed, std: 0.2f);
+        await WeightUpload.StoreAsync(_cluster.Client, name, weights);
+        return (spec, weights);
+    }
+
     [Fact]
     public async Task Passes_at_once_and_in_a_row_reuse_pooled_buffers_and_each_matches_its_own_oracle()
     {
         // X and the partial sums are 80 KB (pooled, TensorBuffers) and W_O's 256 rows split over the compute threads.
         // Four different inputs at once, twice: a buffer returned too early, or handed to two passes, mixes their answers.
-        var spec = new AttentionSpec { ModelDim = 64, HeadCount = 8, LayerCount = 1, Bias = true };
         var grains = _cluster.Client;
-        spec = (await grains.GetGrain<IModelCatalogGrain>(GrainKeys.Catalog).Create("reuse", spec)).Spec;
-        var weights = SeededWeights.Create(spec, seed: 5, std: 0.2f);
-        await WeightUpload.StoreAsync(grains, "reuse", weights);
+        var (spec, weights) = await SmallWideModel("reuse", seed: 5);
         const int tokens = 320;
         var pools = _cluster.Silos.Cast<InProcessSiloHandle>().Select(s => s.SiloHost.Services.GetRequiredService<TensorBuffers>()).ToArray();
         for (int round = 0; round < 2; round++)
@@ -151,11 +158,8 @@ public sealed class PartialSumClusterTests : IAsyncLifetime
     public async Task Large_X_and_partial_sums_travel_on_the_tensor_channel_and_the_answer_matches_the_oracle()
     {
         // X [1 × 320 × 64] and each partial sum are 80 KB, past TensorChannel.MinimumBytes: both leave the Orleans messages.
-        var spec = new AttentionSpec { ModelDim = 64, HeadCount = 8, LayerCount = 1, Bias = true };
         var grains = _cluster.Client;
-        spec = (await grains.GetGrain<IModelCatalogGrain>(GrainKeys.Catalog).Create("channel", spec)).Spec;
-        var weights = SeededWeights.Create(spec, seed: 4, std: 0.2f);
-        await WeightUpload.StoreAsync(grains, "channel", weights);
+        var (spec, weights) = await SmallWideModel("channel", seed: 4);
         const int tokens = 320;
         var random = new Random(9);
         var x = Enumerable.Range(0, tokens * spec.ModelDim).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
