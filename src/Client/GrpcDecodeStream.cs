@@ -16,6 +16,7 @@ internal sealed class GrpcDecodeStream : DecodeStream
 
     private readonly AsyncDuplexStreamingCall<Proto.DecodeStreamRequest, Proto.DecodeStreamResponse> _call;
     private readonly TimeSpan? _stepDeadline;
+    private bool _earlierDeadlineFired;
     private CancellationTokenSource? _deadline;
     private HeadwiseException? _ended;
 
@@ -95,6 +96,13 @@ internal sealed class GrpcDecodeStream : DecodeStream
             throw End(new HeadwiseException(ErrorCode.DeadlineExceeded,
                 $"deadline: the step did not answer within {_stepDeadline!.Value.TotalSeconds:0.###} s; the stream has ended.", e));
         }
+        catch (RpcException e) when (e.StatusCode == StatusCode.Cancelled && _earlierDeadlineFired)
+        {
+            // An earlier step's deadline fired as its answer arrived (its timer could not be stopped in time) and
+            // cancelled the call under this step: the stream has ended on a deadline, not on a caller's cancellation.
+            throw End(new HeadwiseException(ErrorCode.DeadlineExceeded,
+                $"deadline: an earlier step's deadline ({_stepDeadline?.TotalSeconds:0.###} s) passed as its answer arrived and ended the stream.", e));
+        }
         catch (RpcException e)
         {
             throw End(new HeadwiseException(e.StatusCode.ToErrorCode(), e.Status.Detail, e));
@@ -106,6 +114,7 @@ internal sealed class GrpcDecodeStream : DecodeStream
             {
                 deadline.Dispose();
                 _deadline = null;
+                _earlierDeadlineFired = true;
             }
         }
     }

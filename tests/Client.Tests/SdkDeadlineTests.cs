@@ -35,14 +35,20 @@ public sealed class SdkDeadlineTests(SiloFixture silo) : IAsyncLifetime
             // another test of this class created it already
         }
         await client.ForwardAsync(Model, Input);
-        var clock = Stopwatch.StartNew();
-        await client.ForwardAsync(Model, Input);
-        _forwardTime = clock.Elapsed;
+        // The quickest of three: one slow forward (a loaded machine) once made the span ten times longer than the
+        // forwards that followed, and a forward finished within it (CI, 2026-11-30).
+        _forwardTime = TimeSpan.MaxValue;
+        for (int i = 0; i < 3; i++)
+        {
+            var clock = Stopwatch.StartNew();
+            await client.ForwardAsync(Model, Input);
+            if (clock.Elapsed < _forwardTime) _forwardTime = clock.Elapsed;
+        }
     }
 
     public Task DisposeAsync() => Task.CompletedTask;
 
-    /// <summary>A tenth of a warm forward: short enough that no forward can finish within it.</summary>
+    /// <summary>A tenth of the quickest warm forward: short enough that no forward can finish within it.</summary>
     private TimeSpan ShortSpan => TimeSpan.FromTicks(Math.Max(_forwardTime.Ticks / 10, TimeSpan.TicksPerMillisecond));
 
     [Fact]
