@@ -44,7 +44,9 @@ public sealed class SiloPass(
     public async Task<SiloPassAnswer> Run(SiloPassRequest request, byte[]? localInput, bool encode, CancellationToken cancellationToken)
     {
         long received = Stopwatch.GetTimestamp();
-        // X off the tensor channel is this pass's own buffer: back to the pool once the pass has succeeded here.
+        // A forward pass's big arrays (X off the tensor channel, partial sums) are its own, from TensorBuffers: back to the
+        // pool once the pass has succeeded here. A decode step's come from its batch.
+        bool pooled = request.Work is not null;
         byte[]? receivedInput = null;
         if (request.InputTicket != Guid.Empty && request.Work is { } sent)
             request = request with
@@ -109,12 +111,12 @@ public sealed class SiloPass(
                 if (childPartial is not null)
                 {
                     var sum = wire == WireFormat.Bf16 ? Bf16.DecodeToFloatBytes(childPartial) : childPartial;
-                    if (!ReferenceEquals(sum, childPartial) && request.Work is not null) buffers.Return(childPartial);
+                    if (pooled && !ReferenceEquals(sum, childPartial)) buffers.Return(childPartial);
                     if (partial is null) partial = sum;
                     else
                     {
                         AddInto(partial, sum);
-                        if (request.Work is not null) buffers.Return(sum);
+                        if (pooled) buffers.Return(sum);
                     }
                 }
             }
@@ -127,7 +129,6 @@ public sealed class SiloPass(
         }
 
         byte[]? partialBytes = partial is null || !encode || wire == WireFormat.F32 ? partial : Bf16.Encode(FloatBytes.AsFloats(partial));
-        bool pooled = request.Work is not null; // a forward pass's buffers come from the pool; a decode step's from its batch
         if (pooled && !ReferenceEquals(partialBytes, partial)) buffers.Return(partial);
         if (pooled) buffers.Return(receivedInput);
         if (encode && wire == WireFormat.Bf16)
