@@ -113,10 +113,12 @@ public sealed class StepBatcher(IHeadKernel kernel, SiloIdentity silo, SessionCa
         }
     }
 
+    // Counted before it runs: running it answers its steps, and whoever reads the stats after an answer sees its batch
+    // (recorded after, the count raced the answer: StepBatcherTests once read the largest batch as 1 on CI).
     private void Compute(List<PendingStep> batch)
     {
-        _batch.Run(batch);
         stats.Record(batch[0].Request.Layer, batch.Count, batch.Sum(s => s.Rows));
+        _batch.Run(batch);
     }
 
     // The queued steps in arrival order, up to the caps (the first always, however large). A session's second step
