@@ -67,7 +67,7 @@ root.SetAction(async (parse, cancellation) =>
         $"one silo computes heads at {gflops:F1} GFLOP/s (12 heads, T={anchor.Tokens}).\n"));
 
     var model = new ScalingModel(Math.Max(perMessageMs, 0), Math.Max(perByteMs, 0), gflops);
-    var frames = await ChannelCost.MeasureAsync(21);
+    var frames = await ChannelCost.MeasureAsync(21, sharedMemory: false);
     var (perFrameMs, perFrameByteMs) = ScalingModel.Fit(frames);
     Console.WriteLine(string.Create(invariant, $"tensor channel (loopback): per frame {perFrameMs:F3} ms, per byte {perFrameByteMs * 1e6:F3} ms/MB\n"));
     ScalingProjection.Print(model, model with { MessageMs = Math.Max(perFrameMs, 0) + Math.Max(perMessageMs, 0), MsPerByte = Math.Max(perFrameByteMs, 0) });
@@ -133,13 +133,18 @@ hop.SetAction(async (parse, cancellation) =>
     foreach (var (bytes, ms) in points)
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| {bytes:N0} | {ms:F3} | {bytes / 1e6 / (ms / 1e3):F0} |"));
     Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"\nOrleans message: per message {perMessage:F3} ms, per byte {perByte * 1e6:F3} ms/MB\n"));
-    var frames = await ChannelCost.MeasureAsync(Math.Max(5, parse.GetValue(repetitions)));
+    // TCP is what a hop between hosts pays (the model's input); shared memory what silos of one host pay.
+    var frames = await ChannelCost.MeasureAsync(Math.Max(5, parse.GetValue(repetitions)), sharedMemory: false);
+    var shared = await ChannelCost.MeasureAsync(Math.Max(5, parse.GetValue(repetitions)), sharedMemory: true);
     var (perFrame, perFrameByte) = ScalingModel.Fit(frames);
-    Console.WriteLine("| payload bytes | tensor channel ms | MB/s |");
-    Console.WriteLine("|---|---|---|");
-    foreach (var (bytes, ms) in frames)
-        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| {bytes:N0} | {ms:F3} | {bytes / 1e6 / (ms / 1e3):F0} |"));
-    Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"\ntensor channel: per frame {perFrame:F3} ms, per byte {perFrameByte * 1e6:F3} ms/MB"));
+    var (perSharedFrame, perSharedByte) = ScalingModel.Fit(shared);
+    Console.WriteLine("| payload bytes | tensor channel, TCP ms | MB/s | tensor channel, shared memory ms | MB/s |");
+    Console.WriteLine("|---|---|---|---|---|");
+    for (int i = 0; i < frames.Count; i++)
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"| {frames[i].Bytes:N0} | {frames[i].Ms:F3} | {frames[i].Bytes / 1e6 / (frames[i].Ms / 1e3):F0} | {shared[i].Ms:F3} | {shared[i].Bytes / 1e6 / (shared[i].Ms / 1e3):F0} |"));
+    Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"\ntensor channel, TCP: per frame {perFrame:F3} ms, per byte {perFrameByte * 1e6:F3} ms/MB"));
+    Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"tensor channel, shared memory: per frame {perSharedFrame:F3} ms, per byte {perSharedByte * 1e6:F3} ms/MB"));
     return 0;
 });
 root.Subcommands.Add(hop);

@@ -33,6 +33,9 @@ public sealed record SiloPassRequest
     [Id(8)] public Guid InputTicket { get; init; }
     /// <summary>The sender's tensor channel ("ip:port"): a large partial sum goes back there, the answer naming its ticket.</summary>
     [Id(9)] public string ReplyChannel { get; init; } = "";
+    /// <summary>The sender's tensor channel's shared-memory marker, when it has one: a receiver on the same host that sees
+    /// it sends the partial sum back through shared memory.</summary>
+    [Id(10)] public string ReplyMarker { get; init; } = "";
 }
 
 /// <summary>One head group's part of a silo's answer.</summary>

@@ -12,12 +12,15 @@ public static class HeadwiseSiloBuilderExtensions
 {
     /// <param name="speedGflops">The speed to advertise for placement; null measures the kernel at start.</param>
     /// <param name="tensorChannel">Where this silo's tensor channel listens (its advertised address; port 0: any free one); loopback by default.</param>
+    /// <param name="tensorSharedMemory">A shared-memory directory (/dev/shm) through which the tensor channel passes
+    /// tensors to silos of the same host; null: TCP only.</param>
     public static ISiloBuilder AddHeadwiseGrains(this ISiloBuilder silo, KernelKind kernelKind, double? speedGflops = null,
-        System.Net.IPEndPoint? tensorChannel = null)
+        System.Net.IPEndPoint? tensorChannel = null, string? tensorSharedMemory = null)
     {
         // Bound now, so its port is in the silo's metadata from the start.
         var buffers = new Forward.TensorBuffers();
-        var channel = new Forward.TensorChannel(tensorChannel?.Address ?? System.Net.IPAddress.Loopback, tensorChannel?.Port ?? 0, buffers);
+        var channel = new Forward.TensorChannel(tensorChannel?.Address ?? System.Net.IPAddress.Loopback, tensorChannel?.Port ?? 0, buffers,
+            tensorSharedMemory);
         silo.Services.AddSingleton(buffers);
         silo.Services.AddSingleton(_ => channel); // created by a factory, so the container disposes it with the silo
         var kernel = HeadKernels.Create(kernelKind);
@@ -59,6 +62,7 @@ public static class HeadwiseSiloBuilderExtensions
         // (equal shares, whatever their start-up probes said) from ones that really differ (HeadAllocation).
         var metadata = HeadAllocation.Metadata(kernel.Name, Environment.ProcessorCount, speed, speedConfigured: speedGflops is not null);
         metadata[Forward.SiloPass.TensorChannelKey] = channel.Port.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        if (channel.SharedMemoryMarker is { } marker) metadata[Forward.SiloPass.TensorMarkerKey] = marker;
         silo.UseSiloMetadata(metadata);
         silo.AddActivityPropagation();
         return silo;

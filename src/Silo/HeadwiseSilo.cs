@@ -72,7 +72,8 @@ public static class HeadwiseSilo
             SiloClustering.Configure(silo, options);
             SiloTls.Configure(silo, orleansTls);
             silo.AddHeadwiseGrains(options.Kernel, options.Speed,
-                new IPEndPoint(SiloClustering.AdvertisedAddress(options), options.TensorPort));
+                new IPEndPoint(SiloClustering.AdvertisedAddress(options), options.TensorPort),
+                options.TensorChannelSharedMemory ? sharedMemory.SharedMemoryDirectory : null);
         });
 
         builder.Services.AddSingleton<SiloReadiness>();

@@ -49,6 +49,11 @@ public sealed class SiloOptions
     /// <summary>The silo-to-silo tensor channel's port on the advertised address (Headwise__TensorPort); 0: any free port,
     /// advertised to the other silos in this silo's metadata.</summary>
     public int TensorPort { get; set; }
+
+    /// <summary>Between silos of one host, tensors go through a file in Headwise__SharedMemoryDirectory instead of
+    /// loopback TCP (Headwise__TensorChannelSharedMemory); silos on other hosts, or in containers that do not share
+    /// that directory, get TCP either way.</summary>
+    public bool TensorChannelSharedMemory { get; set; } = true;
     /// <summary>Load the seeded GPT-2-small-shaped model "demo" at start.</summary>
     public bool DemoModel { get; set; } = true;
     /// <summary>

@@ -150,7 +150,8 @@ public sealed class SiloPass(
             try
             {
                 partialTicket = Guid.NewGuid();
-                await channel.Send(replyTo, partialTicket, partialBytes, cancellationToken);
+                await channel.Send(replyTo, partialTicket, partialBytes, cancellationToken,
+                    request.ReplyMarker.Length > 0 ? request.ReplyMarker : null);
                 if (pooled) buffers.Return(partialBytes);
                 partialBytes = null;
             }
@@ -302,19 +303,19 @@ public sealed class SiloPass(
     // is unknown (an older silo, metadata not arrived) or unreachable, X rides in the message as before.
     private async Task<SiloPassRequest> ByChannel(SiloPassRequest request, string child, CancellationToken cancellationToken)
     {
-        var reply = $"{OwnAddress()}:{channel.Port}";
-        if (request.Work is not { Input.Length: >= TensorChannel.MinimumBytes } work || ChannelOf(child) is not { } peer)
-            return request with { ReplyChannel = reply };
+        request = request with { ReplyChannel = $"{OwnAddress()}:{channel.Port}", ReplyMarker = channel.SharedMemoryMarker ?? "" };
+        if (request.Work is not { Input.Length: >= TensorChannel.MinimumBytes } work || ChannelOf(child) is not var (peer, marker))
+            return request;
         var ticket = Guid.NewGuid();
         try
         {
-            await channel.Send(peer, ticket, work.Input, cancellationToken);
+            await channel.Send(peer, ticket, work.Input, cancellationToken, marker);
         }
         catch (Exception e) when (ChannelFailed(e, cancellationToken))
         {
-            return request with { ReplyChannel = reply };
+            return request;
         }
-        return request with { Work = work with { Input = [] }, InputTicket = ticket, ReplyChannel = reply };
+        return request with { Work = work with { Input = [] }, InputTicket = ticket };
     }
 
     // A frame that never came (its connection broke after it was written) makes the pass UNAVAILABLE, which the
@@ -329,6 +330,10 @@ public sealed class SiloPass(
         {
             throw new HeadwiseException(ErrorCode.Unavailable, $"a tensor sent to silo {silo.Name} did not arrive within {ChannelWait.TotalSeconds:F0} s; retry.");
         }
+        catch (IOException e)
+        {
+            throw new HeadwiseException(ErrorCode.Unavailable, $"a tensor sent to silo {silo.Name} through shared memory could not be read ({e.Message}); retry.");
+        }
     }
 
     // A send that failed or timed out (not the caller giving up): the tensor goes inside the message instead.
@@ -337,22 +342,27 @@ public sealed class SiloPass(
 
     private string OwnAddress() => silo.Name[..silo.Name.LastIndexOf(':')];
 
-    private IPEndPoint? ChannelOf(string siloEndpoint)
+    // The silo's tensor channel, and its shared-memory marker when it advertises one.
+    private (IPEndPoint Peer, string? Marker)? ChannelOf(string siloEndpoint)
     {
         foreach (var member in membership.CurrentSnapshot.Members.Values)
         {
             // A silo restarted on the same endpoint leaves its dead entry beside the live one.
             if (member.Status != SiloStatus.Active || member.SiloAddress.Endpoint.ToString() != siloEndpoint) continue;
-            return metadata.GetSiloMetadata(member.SiloAddress).Metadata.TryGetValue(TensorChannelKey, out var text)
-                   && int.TryParse(text, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int port)
-                ? new IPEndPoint(member.SiloAddress.Endpoint.Address, port)
-                : null;
+            var advertised = metadata.GetSiloMetadata(member.SiloAddress).Metadata;
+            if (!advertised.TryGetValue(TensorChannelKey, out var text)
+                || !int.TryParse(text, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int port))
+                return null;
+            return (new IPEndPoint(member.SiloAddress.Endpoint.Address, port), advertised.GetValueOrDefault(TensorMarkerKey));
         }
         return null;
     }
 
     /// <summary>The silo metadata key of a silo's tensor channel port.</summary>
     public const string TensorChannelKey = "headwise.tensor-port";
+
+    /// <summary>The silo metadata key of its tensor channel's shared-memory marker (<see cref="TensorChannel.SharedMemoryMarker"/>).</summary>
+    public const string TensorMarkerKey = "headwise.tensor-shm";
 
     // The groups active here; any other is activated (or found) wherever placement puts it, and reported as moved.
     private async Task<(List<(int Group, string Key, LocalHead Head)> Local, List<SiloAssignment> Moved)> Resolve(SiloPassRequest request)

@@ -53,4 +53,89 @@ public class TensorChannelTests
         using var receiver = new TensorChannel(IPAddress.Loopback);
         await Assert.ThrowsAsync<TimeoutException>(() => receiver.Receive(Guid.NewGuid(), TimeSpan.FromMilliseconds(200), CancellationToken.None));
     }
+
+    [Fact]
+    public async Task Between_channels_that_share_a_directory_a_payload_goes_through_a_file_that_is_gone_once_read()
+    {
+        using var directory = new TemporaryDirectory();
+        using var sender = new TensorChannel(IPAddress.Loopback, sharedMemoryDirectory: directory.Path);
+        using var receiver = new TensorChannel(IPAddress.Loopback, sharedMemoryDirectory: directory.Path);
+        Assert.NotNull(receiver.SharedMemoryMarker);
+        var peer = new IPEndPoint(IPAddress.Loopback, receiver.Port);
+        var payload = Enumerable.Range(0, 3 << 20).Select(i => (byte)(i * 13)).ToArray();
+
+        var early = Guid.NewGuid();
+        var claimed = receiver.Receive(early, TimeSpan.FromSeconds(10), CancellationToken.None);
+        await sender.Send(peer, early, payload, CancellationToken.None, receiver.SharedMemoryMarker);
+        Assert.Equal(payload, await claimed);
+
+        var late = Guid.NewGuid();
+        await sender.Send(peer, late, payload.AsMemory(0, 70_000), CancellationToken.None, receiver.SharedMemoryMarker);
+        Assert.Equal(payload.AsSpan(0, 70_000).ToArray(), await receiver.Receive(late, TimeSpan.FromSeconds(10), CancellationToken.None));
+
+        Assert.Equal(2, receiver.FramesThroughSharedMemory);
+        Assert.Equal((3L << 20) + 70_000, receiver.BytesReceived);
+        // Only the two channels' markers are left: each payload file was deleted by its reader.
+        Assert.Equal(2, Directory.GetFiles(directory.Path).Length);
+    }
+
+    [Theory]
+    [InlineData("elsewhere")]       // a marker this directory does not hold: the peer is on another host or container
+    [InlineData("../../etc/passwd")] // never a path
+    public async Task A_peer_whose_marker_is_not_in_the_directory_gets_the_payload_over_TCP(string marker)
+    {
+        using var directory = new TemporaryDirectory();
+        using var other = new TemporaryDirectory();
+        using var sender = new TensorChannel(IPAddress.Loopback, sharedMemoryDirectory: directory.Path);
+        using var receiver = new TensorChannel(IPAddress.Loopback, sharedMemoryDirectory: other.Path);
+        var peer = new IPEndPoint(IPAddress.Loopback, receiver.Port);
+        string advertised = marker == "elsewhere" ? receiver.SharedMemoryMarker! : marker;
+        var payload = Enumerable.Range(0, 100_000).Select(i => (byte)i).ToArray();
+
+        var ticket = Guid.NewGuid();
+        await sender.Send(peer, ticket, payload, CancellationToken.None, advertised);
+        Assert.Equal(payload, await receiver.Receive(ticket, TimeSpan.FromSeconds(10), CancellationToken.None));
+        Assert.Equal(0, receiver.FramesThroughSharedMemory);
+        Assert.Single(Directory.GetFiles(directory.Path)); // the sender's marker, no payload file
+    }
+
+    [Fact]
+    public async Task A_frame_whose_file_is_missing_fails_its_claim_at_once_and_the_connection_goes_on()
+    {
+        using var directory = new TemporaryDirectory();
+        using var receiver = new TensorChannel(IPAddress.Loopback, sharedMemoryDirectory: directory.Path);
+        using var stray = new TcpClient();
+        await stray.ConnectAsync(IPAddress.Loopback, receiver.Port);
+        var ticket = Guid.NewGuid();
+        var header = new byte[24];
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(header, 0x314D5748); // "HWM1": the payload is in a file
+        ticket.TryWriteBytes(header.AsSpan(4, 16));
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(header.AsSpan(20), 1 << 20);
+        await stray.GetStream().WriteAsync(header);
+
+        var failed = await Assert.ThrowsAnyAsync<IOException>(() => receiver.Receive(ticket, TimeSpan.FromSeconds(10), CancellationToken.None));
+        Assert.Contains(ticket.ToString("N"), failed.Message);
+
+        // The same connection still carries frames.
+        var next = Guid.NewGuid();
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(header, 0x31575748); // "HWW1": inline
+        next.TryWriteBytes(header.AsSpan(4, 16));
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(header.AsSpan(20), 3);
+        await stray.GetStream().WriteAsync(header.Concat(new byte[] { 7, 8, 9 }).ToArray());
+        Assert.Equal(new byte[] { 7, 8, 9 }, await receiver.Receive(next, TimeSpan.FromSeconds(10), CancellationToken.None));
+    }
+
+    [Fact]
+    public void A_directory_that_cannot_hold_files_leaves_the_channel_on_TCP()
+    {
+        using var receiver = new TensorChannel(IPAddress.Loopback, sharedMemoryDirectory: "/nonexistent/headwise");
+        Assert.Null(receiver.SharedMemoryMarker);
+    }
+
+    private sealed class TemporaryDirectory : IDisposable
+    {
+        public string Path { get; } = Directory.CreateTempSubdirectory("headwise-channel-test-").FullName;
+
+        public void Dispose() => Directory.Delete(Path, recursive: true);
+    }
 }

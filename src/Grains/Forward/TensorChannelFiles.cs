@@ -1,0 +1,142 @@
+using System.Text.RegularExpressions;
+
+namespace Headwise.Grains.Forward;
+
+/// <summary>
+/// The tensor channel's payloads between silos of one host: the sender writes a payload into a file of the shared-memory
+/// directory named for its ticket, the frame on TCP carries only the header, and the receiver reads the file into its
+/// buffer and deletes it. Two channels share the directory when each can see the other's marker file in its own: the
+/// same tmpfs, not merely the same machine (containers have a /dev/shm each unless one is mounted into both).
+/// </summary>
+internal sealed partial class TensorChannelFiles : IDisposable
+{
+    private const string MarkerPrefix = "headwise-channel-";
+    private const string PayloadPrefix = "headwise-tensor-";
+
+    // Only the sender's process and user read a payload (a tensor is the caller's data).
+    private const UnixFileMode OwnerOnly = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+
+    private readonly string _directory;
+    private readonly Dictionary<string, bool> _shares = new(StringComparer.Ordinal);
+
+    private TensorChannelFiles(string directory, string marker)
+    {
+        _directory = directory;
+        Marker = marker;
+    }
+
+    public string Marker { get; }
+
+    /// <summary>The files of a channel in <paramref name="directory"/>, its marker created; null when the directory
+    /// cannot hold them (absent, read-only): the channel then sends every payload over TCP.</summary>
+    public static TensorChannelFiles? Open(string directory)
+    {
+        string marker = MarkerPrefix + Guid.NewGuid().ToString("N");
+        try
+        {
+            using (new FileStream(Path.Combine(directory, marker), Creating(0))) { }
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return null;
+        }
+        return new TensorChannelFiles(directory, marker);
+    }
+
+    /// <summary>Whether the channel that advertises <paramref name="peerMarker"/> reads this directory too.</summary>
+    public bool Shares(string peerMarker)
+    {
+        lock (_shares)
+        {
+            if (_shares.TryGetValue(peerMarker, out bool shares)) return shares;
+            // A marker is a plain name of the form this class writes, never a path.
+            shares = MarkerName().IsMatch(peerMarker) && File.Exists(Path.Combine(_directory, peerMarker));
+            _shares[peerMarker] = shares;
+            return shares;
+        }
+    }
+
+    public void Write(Guid ticket, ReadOnlySpan<byte> payload)
+    {
+        using var file = new FileStream(PathOf(ticket), Creating(payload.Length));
+        file.Write(payload);
+    }
+
+    /// <summary>Reads the payload of <paramref name="ticket"/> into <paramref name="payload"/> (its whole length) and
+    /// deletes the file.</summary>
+    /// <exception cref="IOException">The file is missing or not the frame's length.</exception>
+    public void Read(Guid ticket, byte[] payload)
+    {
+        string path = PathOf(ticket);
+        try
+        {
+            using var file = File.OpenHandle(path, FileMode.Open, FileAccess.Read);
+            long length = RandomAccess.GetLength(file);
+            if (length != payload.Length)
+                throw new IOException($"tensor {ticket} in shared memory holds {length} bytes where its frame names {payload.Length}.");
+            for (int done = 0; done < payload.Length;)
+            {
+                int read = RandomAccess.Read(file, payload.AsSpan(done), done);
+                if (read == 0) throw new IOException($"tensor {ticket} in shared memory ended after {done} of {payload.Length} bytes.");
+                done += read;
+            }
+        }
+        catch (Exception e) when (e is not IOException and (UnauthorizedAccessException or System.Security.SecurityException))
+        {
+            throw new IOException($"tensor {ticket} in shared memory could not be read: {e.Message}", e);
+        }
+        finally
+        {
+            Delete(ticket);
+        }
+    }
+
+    public void Delete(Guid ticket)
+    {
+        try
+        {
+            File.Delete(PathOf(ticket));
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+        }
+    }
+
+    /// <summary>Deletes payload files older than <paramref name="age"/>: ones whose frame never arrived (the sending
+    /// silo died between file and header, or the receiver before reading it).</summary>
+    public void DeleteOlderThan(TimeSpan age)
+    {
+        try
+        {
+            var before = DateTime.UtcNow - age;
+            foreach (var file in new DirectoryInfo(_directory).EnumerateFiles(PayloadPrefix + "*"))
+                if (file.LastWriteTimeUtc < before) file.Delete();
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+        }
+    }
+
+    public void Dispose()
+    {
+        try
+        {
+            File.Delete(Path.Combine(_directory, Marker));
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+        }
+    }
+
+    private static FileStreamOptions Creating(long length)
+    {
+        var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write, BufferSize = 0, PreallocationSize = length };
+        if (!OperatingSystem.IsWindows()) options.UnixCreateMode = OwnerOnly;
+        return options;
+    }
+
+    private string PathOf(Guid ticket) => Path.Combine(_directory, PayloadPrefix + ticket.ToString("N"));
+
+    [GeneratedRegex("^headwise-channel-[0-9a-f]{32}$")]
+    private static partial Regex MarkerName();
+}
