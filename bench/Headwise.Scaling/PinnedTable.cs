@@ -20,7 +20,9 @@ internal static class PinnedTable
     private static string Shared(string setup) => setup + ", shared memory";
 
     /// <param name="oneSiloOnly">Only one silo on two cores, inline and shared memory, and the in-process anchor.</param>
-    public static async Task RunAsync(string siloDll, int[] tokenCounts, int repetitions, bool oneSiloOnly = false)
+    /// <param name="twoSilosOnly">Only one silo on two cores and two silos on a core each (the first target's ratio),
+    /// e.g. to compare silo settings passed in the environment.</param>
+    public static async Task RunAsync(string siloDll, int[] tokenCounts, int repetitions, bool oneSiloOnly = false, bool twoSilosOnly = false)
     {
         var invariant = CultureInfo.InvariantCulture;
         var all = new[]
@@ -30,7 +32,9 @@ internal static class PinnedTable
             new Setup("2 silos, 1 core each", 2, ["0", "1"]),
             new Setup("3 silos, unpinned", 3, [null, null, null]),
         };
-        var setups = oneSiloOnly ? all.Where(s => s.Name == "1 silo, 2 cores").ToArray() : all;
+        var setups = oneSiloOnly ? all.Where(s => s.Name == "1 silo, 2 cores").ToArray()
+            : twoSilosOnly ? all.Where(s => s.Name is "1 silo, 2 cores" or "2 silos, 1 core each").ToArray()
+            : all;
         var results = new Dictionary<(string, int), (double Median, double Best, string Mode, string Spread)>();
         var interleavedAnchors = new Dictionary<int, (double Median, double Best)>();
         foreach (var setup in setups)
@@ -82,6 +86,15 @@ internal static class PinnedTable
                 $"T = {t}: 1 silo via gRPC ÷ in-process = {results[("1 silo, 2 cores", t)].Median / anchors[t].Two.Median:F2}; " +
                 $"through shared memory ÷ in-process = {results[(Shared("1 silo, 2 cores"), t)].Median / anchors[t].Two.Median:F2}"));
         if (oneSiloOnly) return;
+        if (twoSilosOnly)
+        {
+            foreach (int t in tokenCounts)
+                foreach (var via in new Func<string, string>[] { name => name, Shared })
+                    Console.WriteLine(string.Create(invariant,
+                        $"T = {t}{(via("") == "" ? ", inline" : ", shared memory")}: 2 silos (1 core each) ÷ 1 silo (2 cores) = " +
+                        $"{results[(via("2 silos, 1 core each"), t)].Median / results[(via("1 silo, 2 cores"), t)].Median:F2}"));
+            return;
+        }
         foreach (int t in tokenCounts)
             foreach (var via in new Func<string, string>[] { name => name, Shared })
                 Console.WriteLine(string.Create(invariant,

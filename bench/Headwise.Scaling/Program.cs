@@ -76,15 +76,16 @@ root.SetAction(async (parse, cancellation) =>
     ForwardSample? Find(int silos, string mode, int t) => samples.FirstOrDefault(s => s.Silos == silos && s.Mode == mode && s.Tokens == t);
 });
 var oneSilo = new Option<bool>("--one-silo") { Description = "only one silo on two cores (inline and shared memory) and the in-process anchor" };
+var twoSilos = new Option<bool>("--two-silos") { Description = "only one silo on two cores and two silos on a core each (silo settings come from the environment)" };
 var pinned = new Command("pinned", "One silo on one core, one silo on two (inline and shared memory), two silos on a core each, three silos: median ms and ratios")
 {
-    siloDll, repetitions, tokenCounts, oneSilo,
+    siloDll, repetitions, tokenCounts, oneSilo, twoSilos,
 };
 pinned.SetAction(async (parse, cancellation) =>
 {
     string dll = Path.GetFullPath(parse.GetRequiredValue(siloDll));
     int[] tokens = parse.GetRequiredValue(tokenCounts);
-    await PinnedTable.RunAsync(dll, tokens, Math.Max(5, parse.GetValue(repetitions)), parse.GetValue(oneSilo));
+    await PinnedTable.RunAsync(dll, tokens, Math.Max(5, parse.GetValue(repetitions)), parse.GetValue(oneSilo), parse.GetValue(twoSilos));
     return 0;
 });
 root.Subcommands.Add(pinned);

@@ -130,7 +130,7 @@ internal sealed partial class TensorChannelFiles : IDisposable
 
     private static FileStreamOptions Creating(long length)
     {
-        var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write, BufferSize = 0, PreallocationSize = length };
+        var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write, BufferSize = 0 };
         if (!OperatingSystem.IsWindows()) options.UnixCreateMode = OwnerOnly;
         return options;
     }
