@@ -16,6 +16,9 @@ internal sealed class BenchCluster : IAsyncDisposable
 
     public Uri GrpcAddress => _processes[0].GrpcAddress;
 
+    /// <summary>Every silo's web address (its /metrics tell when its JIT is quiet).</summary>
+    public IReadOnlyList<Uri> WebAddresses => _processes.Select(p => p.WebAddress).ToList();
+
     /// <param name="settings">Headwise__* settings every silo gets on top of the bench's defaults.</param>
     public static async Task<BenchCluster> StartAsync(string siloDll, int silos, IReadOnlyDictionary<string, string> settings,
         CancellationToken cancellationToken)

@@ -4,6 +4,7 @@ using Headwise.Bench;
 using Headwise.Client;
 using Headwise.Contracts;
 using Headwise.Kernels;
+using Headwise.TestSupport;
 
 namespace Headwise.Decode;
 
@@ -46,8 +47,14 @@ internal static class ThroughputRunner
                 await using var cluster = await BenchCluster.StartAsync(plan.SiloDll, silos,
                     new Dictionary<string, string> { ["Headwise__DecodeBatching"] = batching ? "true" : "false" }, cancellationToken);
                 await using var client = new GrpcAttentionClient(cluster.GrpcAddress);
-                foreach (string transport in plan.Transports)
-                    await Cell(client, silos, batching, transport, 64, 4, plan.Steps, cancellationToken); // warm-up: JIT, connections, activations
+                // Warm-up (JIT, connections, activations): small cells of every transport until the silos' JIT is quiet.
+                // One such cell was not enough: a silo profiled in the first timed cell after it spent 29% of its
+                // samples compiling (the "Tiered Compilation" thread and libclrjit) and ran methods still instrumented.
+                await Warmup.RunAsync(async () =>
+                {
+                    foreach (string transport in plan.Transports)
+                        await Cell(client, silos, batching, transport, 64, 4, 16, cancellationToken);
+                }, Warmup.Default, cluster.WebAddresses, minimumPasses: 1);
                 var floor = await UnaryFloor(client, cancellationToken);
                 var streamFloor = await StreamFloor(client, cancellationToken);
                 Console.WriteLine($"silos {silos}, batching {(batching ? "on" : "off")}: no-op floors p50 (min): unary (ListModels) " +

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Headwise.Client;
+using Headwise.TestSupport;
 
 namespace Headwise.Scaling;
 

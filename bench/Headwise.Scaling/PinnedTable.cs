@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using Headwise.Client;
+using Headwise.TestSupport;
 
 namespace Headwise.Scaling;
 

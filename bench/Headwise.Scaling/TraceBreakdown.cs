@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Net.Http.Json;
 using System.Text.Json;
 using Headwise.Client;
+using Headwise.TestSupport;
 
 namespace Headwise.Scaling;
 

@@ -1,10 +1,10 @@
 using System.Diagnostics;
 using System.Globalization;
 
-namespace Headwise.Scaling;
+namespace Headwise.TestSupport;
 
 /// <summary>
-/// Runs a pass until a fresh silo has settled. Three passes were not enough: perf of a silo after ~100 small passes still
+/// Runs a pass (or a decode bench's cell) until a fresh silo has settled: the benches time nothing before it. Three passes were not enough: perf of a silo after ~100 small passes still
 /// spent a third of its samples in the JIT's background tier-up (Orleans, Kestrel, gRPC and OpenTelemetry have many
 /// methods), which ran on the same two cores as the passes being timed. Five seconds were not enough either: a silo
 /// profiled 8–20 s after its bench started (T = 1024) spent 35% of its samples in "Tiered Compilation". So passes run
@@ -12,10 +12,10 @@ namespace Headwise.Scaling;
 /// compiled (the runtime meter's dotnet.jit.compiled_methods) over <see cref="QuietFor"/> of passes, for at most
 /// <see cref="MostWait"/>.
 /// </summary>
-internal static class Warmup
+public static class Warmup
 {
     public static readonly TimeSpan Default = TimeSpan.FromSeconds(5);
-    private static readonly TimeSpan QuietFor = TimeSpan.FromSeconds(2);
+    public static readonly TimeSpan QuietFor = TimeSpan.FromSeconds(2);
     private static readonly TimeSpan MostWait = TimeSpan.FromSeconds(90);
     private static readonly HttpClient Http = new();
 
