@@ -54,6 +54,8 @@ public sealed class TensorChannel : IDisposable
     {
         _buffers = buffers ?? new TensorBuffers();
         _files = sharedMemoryDirectory is null ? null : TensorChannelFiles.Open(sharedMemoryDirectory);
+        // Payloads a killed silo left behind (its frames never claimed) go at start, not only when this channel next receives.
+        _files?.DeleteOlderThan(Unclaimed);
         _listener = new TcpListener(address, port);
         _listener.Start();
         Port = ((IPEndPoint)_listener.LocalEndpoint).Port;

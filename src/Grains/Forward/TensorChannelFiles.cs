@@ -49,10 +49,24 @@ internal sealed partial class TensorChannelFiles : IDisposable
         lock (_shares)
         {
             if (_shares.TryGetValue(peerMarker, out bool shares)) return shares;
-            // A marker is a plain name of the form this class writes, never a path.
-            shares = MarkerName().IsMatch(peerMarker) && File.Exists(Path.Combine(_directory, peerMarker));
+            // A marker is a plain name of the form this class writes, never a path; and one this process can open, as it
+            // must open the peer's payload files (a silo of another user on the same tmpfs would fail every read).
+            shares = MarkerName().IsMatch(peerMarker) && CanRead(Path.Combine(_directory, peerMarker));
             _shares[peerMarker] = shares;
             return shares;
+        }
+    }
+
+    private static bool CanRead(string path)
+    {
+        try
+        {
+            File.OpenHandle(path, FileMode.Open, FileAccess.Read).Dispose();
+            return true;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return false;
         }
     }
 

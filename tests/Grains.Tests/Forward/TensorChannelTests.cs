@@ -82,6 +82,7 @@ public class TensorChannelTests
     [Theory]
     [InlineData("elsewhere")]       // a marker this directory does not hold: the peer is on another host or container
     [InlineData("../../etc/passwd")] // never a path
+    [InlineData("unreadable")]      // a marker that exists but cannot be opened (here: held locked)
     public async Task A_peer_whose_marker_is_not_in_the_directory_gets_the_payload_over_TCP(string marker)
     {
         using var directory = new TemporaryDirectory();
@@ -89,14 +90,18 @@ public class TensorChannelTests
         using var sender = new TensorChannel(IPAddress.Loopback, sharedMemoryDirectory: directory.Path);
         using var receiver = new TensorChannel(IPAddress.Loopback, sharedMemoryDirectory: other.Path);
         var peer = new IPEndPoint(IPAddress.Loopback, receiver.Port);
-        string advertised = marker == "elsewhere" ? receiver.SharedMemoryMarker! : marker;
+        string advertised = marker is "elsewhere" or "unreadable" ? receiver.SharedMemoryMarker! : marker;
+        using var locked = marker == "unreadable"
+            ? new FileStream(Path.Combine(directory.Path, advertised), FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None)
+            : null;
         var payload = Enumerable.Range(0, 100_000).Select(i => (byte)i).ToArray();
 
         var ticket = Guid.NewGuid();
         await sender.Send(peer, ticket, payload, CancellationToken.None, advertised);
         Assert.Equal(payload, await receiver.Receive(ticket, TimeSpan.FromSeconds(10), CancellationToken.None));
         Assert.Equal(0, receiver.FramesThroughSharedMemory);
-        Assert.Single(Directory.GetFiles(directory.Path)); // the sender's marker, no payload file
+        // The sender's marker (and the locked one), no payload file.
+        Assert.Equal(locked is null ? 1 : 2, Directory.GetFiles(directory.Path).Length);
     }
 
     [Fact]
@@ -123,6 +128,23 @@ public class TensorChannelTests
         System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(header.AsSpan(20), 3);
         await stray.GetStream().WriteAsync(header.Concat(new byte[] { 7, 8, 9 }).ToArray());
         Assert.Equal(new byte[] { 7, 8, 9 }, await receiver.Receive(next, TimeSpan.FromSeconds(10), CancellationToken.None));
+    }
+
+    [Fact]
+    public void A_channel_that_starts_deletes_payload_files_older_than_a_minute_and_keeps_newer_ones()
+    {
+        using var directory = new TemporaryDirectory();
+        string stale = Path.Combine(directory.Path, "headwise-tensor-" + Guid.NewGuid().ToString("N"));
+        string fresh = Path.Combine(directory.Path, "headwise-tensor-" + Guid.NewGuid().ToString("N"));
+        string other = Path.Combine(directory.Path, "someone-elses-file");
+        foreach (var path in new[] { stale, fresh, other }) File.WriteAllBytes(path, new byte[10]);
+        File.SetLastWriteTimeUtc(stale, DateTime.UtcNow.AddMinutes(-2));
+        File.SetLastWriteTimeUtc(other, DateTime.UtcNow.AddMinutes(-2));
+
+        using var channel = new TensorChannel(IPAddress.Loopback, sharedMemoryDirectory: directory.Path);
+        Assert.False(File.Exists(stale));
+        Assert.True(File.Exists(fresh)); // perhaps a frame still on its way to another silo of this host
+        Assert.True(File.Exists(other));
     }
 
     [Fact]
