@@ -19,10 +19,15 @@ internal sealed partial class TensorChannelFiles : IDisposable
     private readonly string _directory;
     private readonly Dictionary<string, bool> _shares = new(StringComparer.Ordinal);
 
-    private TensorChannelFiles(string directory, string marker)
+    // The marker stays open (a shared lock) while the channel lives: the kernel drops the lock when the process dies,
+    // however it dies, which is how a later channel tells a dead silo's marker from a live one's.
+    private readonly FileStream _hold;
+
+    private TensorChannelFiles(string directory, string marker, FileStream hold)
     {
         _directory = directory;
         Marker = marker;
+        _hold = hold;
     }
 
     public string Marker { get; }
@@ -32,15 +37,43 @@ internal sealed partial class TensorChannelFiles : IDisposable
     public static TensorChannelFiles? Open(string directory)
     {
         string marker = MarkerPrefix + Guid.NewGuid().ToString("N");
+        FileStream hold;
         try
         {
-            using (new FileStream(Path.Combine(directory, marker), Creating(0))) { }
+            hold = new FileStream(Path.Combine(directory, marker), Creating(0));
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             return null;
         }
-        return new TensorChannelFiles(directory, marker);
+        DeleteDeadMarkers(directory, marker);
+        return new TensorChannelFiles(directory, marker, hold);
+    }
+
+    // Markers no live channel holds: their silos were killed (a silo that stops deletes its own). One that can be locked
+    // exclusively has no holder. With .NET's file locking turned off every marker would look dead, so none is touched.
+    private static void DeleteDeadMarkers(string directory, string own)
+    {
+        if (Environment.GetEnvironmentVariable("DOTNET_SYSTEM_IO_DISABLEFILELOCKING") is "1" or "true") return;
+        try
+        {
+            foreach (var path in Directory.EnumerateFiles(directory, MarkerPrefix + "*"))
+            {
+                if (Path.GetFileName(path) == own) continue;
+                try
+                {
+                    using (File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.None)) { }
+                    File.Delete(path);
+                }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                {
+                    // Held by a live channel, or not ours to delete.
+                }
+            }
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+        }
     }
 
     /// <summary>Whether the channel that advertises <paramref name="peerMarker"/> reads this directory too.</summary>
@@ -133,6 +166,7 @@ internal sealed partial class TensorChannelFiles : IDisposable
 
     public void Dispose()
     {
+        _hold.Dispose();
         try
         {
             File.Delete(Path.Combine(_directory, Marker));

@@ -148,6 +148,28 @@ public class TensorChannelTests
     }
 
     [Fact]
+    public async Task A_channel_that_starts_deletes_the_markers_of_dead_channels_and_keeps_those_of_live_ones()
+    {
+        using var directory = new TemporaryDirectory();
+        using var live = new TensorChannel(IPAddress.Loopback, sharedMemoryDirectory: directory.Path);
+        // A killed silo's marker: the file, and no process holding it.
+        string dead = Path.Combine(directory.Path, "headwise-channel-" + Guid.NewGuid().ToString("N"));
+        File.WriteAllBytes(dead, []);
+
+        using var starting = new TensorChannel(IPAddress.Loopback, sharedMemoryDirectory: directory.Path);
+        Assert.False(File.Exists(dead));
+        Assert.True(File.Exists(Path.Combine(directory.Path, live.SharedMemoryMarker!)));
+        Assert.True(File.Exists(Path.Combine(directory.Path, starting.SharedMemoryMarker!)));
+
+        // The live one is still shared: a payload between them goes through the directory.
+        var ticket = Guid.NewGuid();
+        var payload = new byte[70_000];
+        await starting.Send(new IPEndPoint(IPAddress.Loopback, live.Port), ticket, payload, CancellationToken.None, live.SharedMemoryMarker);
+        Assert.Equal(payload, await live.Receive(ticket, TimeSpan.FromSeconds(10), CancellationToken.None));
+        Assert.Equal(1, live.FramesThroughSharedMemory);
+    }
+
+    [Fact]
     public void A_directory_that_cannot_hold_files_leaves_the_channel_on_TCP()
     {
         using var receiver = new TensorChannel(IPAddress.Loopback, sharedMemoryDirectory: "/nonexistent/headwise");
