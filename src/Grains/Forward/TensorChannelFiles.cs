@@ -105,8 +105,17 @@ internal sealed partial class TensorChannelFiles : IDisposable
 
     public void Write(Guid ticket, ReadOnlySpan<byte> payload)
     {
-        using var file = new FileStream(PathOf(ticket), Creating(payload.Length));
-        file.Write(payload);
+        try
+        {
+            using var file = new FileStream(PathOf(ticket), Creating(payload.Length));
+            file.Write(payload);
+        }
+        catch (IOException)
+        {
+            // A full /dev/shm: no half-written file stays behind, and the caller sends the tensor another way.
+            Delete(ticket);
+            throw;
+        }
     }
 
     /// <summary>Reads the payload of <paramref name="ticket"/> into <paramref name="payload"/> (its whole length) and
