@@ -40,7 +40,7 @@ internal sealed partial class TensorChannelFiles : IDisposable
         FileStream hold;
         try
         {
-            hold = new FileStream(Path.Combine(directory, marker), Creating(0));
+            hold = new FileStream(Path.Combine(directory, marker), Creating());
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
@@ -107,7 +107,7 @@ internal sealed partial class TensorChannelFiles : IDisposable
     {
         try
         {
-            using var file = new FileStream(PathOf(ticket), Creating(payload.Length));
+            using var file = new FileStream(PathOf(ticket), Creating());
             file.Write(payload);
         }
         catch (IOException)
@@ -137,7 +137,7 @@ internal sealed partial class TensorChannelFiles : IDisposable
                 done += read;
             }
         }
-        catch (Exception e) when (e is not IOException and (UnauthorizedAccessException or System.Security.SecurityException))
+        catch (Exception e) when (e is UnauthorizedAccessException or System.Security.SecurityException)
         {
             throw new IOException($"tensor {ticket} in shared memory could not be read: {e.Message}", e);
         }
@@ -185,7 +185,7 @@ internal sealed partial class TensorChannelFiles : IDisposable
         }
     }
 
-    private static FileStreamOptions Creating(long length)
+    private static FileStreamOptions Creating()
     {
         var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write, BufferSize = 0 };
         if (!OperatingSystem.IsWindows()) options.UnixCreateMode = OwnerOnly;
