@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using System.Security.Cryptography;
 using Headwise.Contracts;
 using Headwise.Grains.Decode;
 using Headwise.Grains.Forward;
@@ -13,14 +12,13 @@ namespace Headwise.Grains;
 
 /// <summary>
 /// The lifecycle of one decode session (key: the session id), called by the gRPC gateway and by Orleans clients: open,
-/// step, close, expire. What outlives its silo is in grain storage, written before a step's answer is returned: the
-/// <see cref="SessionRecord"/> (layer, limits, batch, position, weights versions, the last step) and the inputs seen,
-/// in fixed-size segments (<see cref="SessionInputs"/>). An activation on any silo rebuilds the session from them; heads
-/// that lost their K/V cache are re-filled from the inputs. A step runs on the forward pass's path
-/// (<see cref="DecodeStepper"/>): the new rows to each silo of the layer's heads once, a partial sum of W_O back from
-/// each. Placed on the silo that opens it, so the gateway's call stays local.
-/// A session that is closed or idle past <see cref="DecodeSessionOptions.IdleSeconds"/> is gone: its storage is
-/// cleared, every silo drops its caches, and its calls fail with NotFound naming it.
+/// step, close, expire. What outlives its silo is kept by <see cref="SessionLog"/> (the session's record and the inputs
+/// seen, written before a step's answer is returned); an activation on any silo rebuilds the session from it
+/// (<see cref="SessionRebuild"/>). A step runs on the forward pass's path (<see cref="DecodeStepper"/>): the new rows to
+/// each silo of the layer's heads once, a partial sum of W_O back from each. Placed on the silo that opens it, so the
+/// gateway's call stays local. A session that is closed or idle past <see cref="DecodeSessionOptions.IdleSeconds"/> is
+/// gone: its storage is cleared, every silo drops its caches (<see cref="SessionCacheLeases"/>), and its calls fail
+/// with NotFound naming it.
 /// </summary>
 [PreferLocalPlacement]
 public sealed class DecodeSessionGrain(
@@ -37,15 +35,16 @@ public sealed class DecodeSessionGrain(
 
     private IGrainTimer? _timer;
     private DecodeSessionState? _session;
-    private SessionInputs? _inputs;
+    private SessionLog? _log;
 
     private string Id => this.GetPrimaryKeyString();
     private OpenSessionCount OpenSessions => ServiceProvider.GetRequiredService<OpenSessionCount>();
-    private IGrainStorage Storage => ServiceProvider.GetRequiredKeyedService<IGrainStorage>(StorageNames.Weights);
+    private SessionLog Log => _log ??= new SessionLog(record,
+        ServiceProvider.GetRequiredKeyedService<IGrainStorage>(StorageNames.Weights), Id, options.Value.InputSegmentBytes);
 
     public async Task<SessionInfo> Open(string model, int layer, int maxTokens)
     {
-        if (record.RecordExists)
+        if (Log.Exists)
             throw new HeadwiseException(ErrorCode.AlreadyExists, $"session '{Id}' is already open.");
         ModelName.Validate(model, "model");
         OpenSessions.CheckRoom();
@@ -61,15 +60,14 @@ public sealed class DecodeSessionGrain(
             Spec = projection.Spec,
             Projection = projections.Get(model, layer, projection),
         };
-        record.State = new SessionRecord
+        await Log.Open(new SessionRecord
         {
             Model = model,
             Layer = layer,
             MaxTokens = session.MaxTokens,
             HeadVersions = projection.HeadVersions,
             LastUseUtc = DateTime.UtcNow,
-        };
-        await record.WriteStateAsync();
+        });
         Serve(session);
         return new SessionInfo { Session = Id, MaxTokens = session.MaxTokens };
     }
@@ -77,107 +75,50 @@ public sealed class DecodeSessionGrain(
     public async Task<DecodeResult> Decode(DecodeCommand command)
     {
         var session = await Require();
-        var stored = record.State;
         if (command.ExpectedPosition is int expected && expected != session.Position)
-            return Replay(command, expected, stored);
+            return Log.Replay(command, expected);
         session.LastUse = Stopwatch.GetTimestamp();
         // Orleans' own idle collection must not end the session before IdleSeconds do.
         DelayDeactivation(TimeSpan.FromSeconds(options.Value.IdleSeconds + 60));
-        var spec = session.Spec;
-        InputValidator.DecodeStep(command, spec, limits.Value, Id, session.Model, session.Batch, session.Position, session.MaxTokens);
+        InputValidator.DecodeStep(command, session.Spec, limits.Value, Id, session.Model, session.Batch, session.Position, session.MaxTokens);
 
-        using var activity = HeadwiseTelemetry.Source.StartActivity("headwise.decode");
-        activity?.SetTag("headwise.model", session.Model);
-        activity?.SetTag("headwise.layer", session.Layer);
-        activity?.SetTag("headwise.batch", command.Batch);
-        activity?.SetTag("headwise.tokens", command.Tokens);
-        activity?.SetTag("headwise.position", session.Position);
-
-        long started = Stopwatch.GetTimestamp();
+        using var scope = new DecodeStepScope(session, command);
         // Inputs are kept before the heads are called, so a head that must be re-filled gets this step's rows too.
         SessionHistory.Remember(session, command, budget, Id);
-        int segmentTokens = stored.SegmentTokens > 0
-            ? stored.SegmentTokens
-            : SessionInputs.TokensPerSegment(command.Batch, spec.ModelDim, options.Value.InputSegmentBytes);
-        _inputs ??= new SessionInputs(Storage, Id, command.Batch, spec.ModelDim, segmentTokens);
         // The rows are stored while the heads compute; both must be done before the step counts.
-        var inputsStored = _inputs.WriteAsync(session.Position, command.Tokens, command.Input, stored.InputTail);
+        var pending = Log.Begin(session, command);
         try
         {
             var step = await stepper.Run(Id, session, command);
-            var tail = await inputsStored;
-            record.State = stored with
-            {
-                InputTail = tail,
-                InputTailSlots = Math.Max(stored.InputTailSlots, tail.Length),
-                Batch = command.Batch,
-                ModelDim = spec.ModelDim,
-                SegmentTokens = segmentTokens,
-                Position = session.Position + command.Tokens,
-                LastUseUtc = DateTime.UtcNow,
-                LastStep = new SessionStepRecord
-                {
-                    Before = session.Position,
-                    Tokens = command.Tokens,
-                    InputDigest = Digest(command),
-                    Output = command.ExpectedPosition is null ? null : step.Output,
-                    ModelDim = spec.ModelDim,
-                },
-            };
-            try
-            {
-                await record.WriteStateAsync();
-            }
-            catch
-            {
-                record.State = stored;
-                throw;
-            }
+            await Log.Commit(pending, session, command, step.Output);
             session.Position += command.Tokens;
             SessionHistory.Forget(session);
             session.LastUse = Stopwatch.GetTimestamp();
-            int refilled = step.Refilled;
-            activity?.SetTag("headwise.reprefilled_groups", refilled);
-            activity?.SetTag("headwise.local_groups", step.LocalGroups);
-            activity?.SetTag("headwise.remote_messages", step.RemoteMessages);
-            var tags = Tags(session);
-            HeadwiseTelemetry.DecodeDuration.Record(Stopwatch.GetElapsedTime(started).TotalSeconds, tags);
-            HeadwiseTelemetry.DecodeTokens.Add((long)command.Batch * command.Tokens, tags);
-            if (refilled > 0) HeadwiseTelemetry.DecodeRefills.Add(refilled, tags);
+            scope.Complete(step);
             return new DecodeResult
             {
                 Output = step.Output,
-                ModelDim = spec.ModelDim,
+                ModelDim = session.Spec.ModelDim,
                 Position = session.Position,
-                ReprefilledGroups = refilled,
+                ReprefilledGroups = step.Refilled,
                 LocalGroups = step.LocalGroups,
                 RemoteMessages = step.RemoteMessages,
-                TraceId = Activity.Current?.TraceId.ToString() ?? "",
+                TraceId = scope.TraceId,
             };
         }
         catch (Exception e)
         {
-            HeadwiseTelemetry.RecordFailure(activity, e);
-            var failed = Tags(session);
-            failed.Add(HeadwiseTelemetry.ErrorTypeAttribute, HeadwiseTelemetry.ErrorType(e));
-            HeadwiseTelemetry.DecodeDuration.Record(Stopwatch.GetElapsedTime(started).TotalSeconds, failed);
-            // The step did not happen; its rows past Position are ignored, in memory and in storage. Heads that did
-            // append are now ahead of the session and are re-filled on the next step (they answer "no cache at this
-            // position"). The input write must be over before the next step writes the same segment.
-            try { await inputsStored; }
-            catch (Exception) { } // the step's own failure is the one the caller gets
-            if (session.Position == 0)
-            {
-                session.Batch = 0;
-                _inputs = null; // the next first step may bring another batch, hence other segments
-            }
+            scope.Fail(e);
+            // Heads that did append are now ahead of the session and are re-filled on the next step (they answer "no
+            // cache at this position").
+            await Log.Abandon(pending, session);
             throw;
         }
     }
 
     public async Task Close()
     {
-        if (!record.RecordExists) throw Gone();
+        if (!Log.Exists) throw Gone();
         await End();
     }
 
@@ -187,60 +128,14 @@ public sealed class DecodeSessionGrain(
         return Task.CompletedTask;
     }
 
-    // A retried step: answered from the record when it is the last one applied, never applied again.
-    private DecodeResult Replay(DecodeCommand command, int expected, SessionRecord stored)
-    {
-        int position = stored.Position;
-        if (stored.LastStep is { } last && last.Before == expected && last.Tokens == command.Tokens
-            && last.InputDigest.AsSpan().SequenceEqual(Digest(command)))
-        {
-            if (last.Output is { } output)
-                return new DecodeResult { Output = output, ModelDim = last.ModelDim, Position = position, Replayed = true };
-            throw new HeadwiseException(ErrorCode.FailedPrecondition,
-                $"session '{Id}' already applied this step at position {expected} (it is at position {position} now); " +
-                "its answer was not kept because the step came without an expected position.");
-        }
-        throw new HeadwiseException(ErrorCode.FailedPrecondition,
-            $"session '{Id}' is at position {position}, not at the expected position {expected}; nothing was applied. " +
-            (expected < position
-                ? "Only a retry of the last step (same expected position, same input) is answered again."
-                : "Positions count the tokens the session has seen; send the steps in order."));
-    }
-
-    // Ends the session: stored inputs first (a failure leaves the session whole for a retried Close), then its record,
+    // Ends the session: its stored inputs and record first (a failure leaves the session whole for a retried Close),
     // then every silo's caches of it.
     private async Task End()
     {
-        var stored = record.State;
-        if (stored.SegmentTokens > 0)
-        {
-            var inputs = _inputs ?? new SessionInputs(Storage, Id, stored.Batch, stored.ModelDim, stored.SegmentTokens);
-            await inputs.ClearAsync(stored.Position, stored.InputTailSlots);
-        }
-        await record.ClearStateAsync();
-        _inputs = null;
+        await Log.Clear();
         Unserve();
-        await DropCachesEverywhere();
+        await SessionCacheLeases.DropEverywhere(GrainFactory, Id);
         DeactivateOnIdle();
-    }
-
-    // Every active silo, not only those of the layer's heads now: a head that moved or was re-filled elsewhere left a
-    // cache behind on its old silo.
-    private async Task DropCachesEverywhere()
-    {
-        var hosts = await GrainFactory.GetGrain<IManagementGrain>(0).GetHosts(onlyActive: true);
-        await Task.WhenAll(hosts.Keys.Select(async address =>
-        {
-            try
-            {
-                await GrainFactory.GetGrain<ISiloRelayGrain>(GrainKeys.Relay(address.Endpoint.ToString())).DropSessionCaches(Id)
-                    .WaitAsync(TimeSpan.FromSeconds(5));
-            }
-            catch (Exception)
-            {
-                // A silo that is leaving takes its caches with it; one that hangs drops them when they are idle.
-            }
-        }));
     }
 
     // An open session's idle caches keep their lease while it lasts; an idle session ends.
@@ -254,8 +149,7 @@ public sealed class DecodeSessionGrain(
             return;
         }
         if (idle < TimerPeriod) return; // its steps renewed the leases
-        foreach (var headSilo in session.HeadSilos.Where(s => s.Length > 0).Distinct())
-            _ = GrainFactory.GetGrain<ISiloRelayGrain>(GrainKeys.Relay(headSilo)).RenewSessionCaches(Id);
+        SessionCacheLeases.Renew(GrainFactory, session, Id);
     }
 
     private async Task<DecodeSessionState> Require()
@@ -265,61 +159,19 @@ public sealed class DecodeSessionGrain(
             EnsureTimer();
             return session;
         }
-        if (!record.RecordExists)
+        if (!Log.Exists)
         {
             // An unknown id costs one storage read: the activation does not linger.
             DeactivateOnIdle();
             throw Gone();
         }
-        if ((DateTime.UtcNow - record.State.LastUseUtc).TotalSeconds > options.Value.IdleSeconds)
+        if ((DateTime.UtcNow - Log.Stored.LastUseUtc).TotalSeconds > options.Value.IdleSeconds)
         {
             await End();
             throw Gone();
         }
-        session = await Rebuild(record.State);
+        session = await SessionRebuild.Run(Log, GrainFactory, projections, budget, Id);
         Serve(session);
-        return session;
-    }
-
-    // The coordinator of a session opened elsewhere (its silo died, or its activation was collected): the layer's
-    // W_O from the layer grain, the kept inputs from storage. The heads keep their caches where they survived.
-    private async Task<DecodeSessionState> Rebuild(SessionRecord stored)
-    {
-        var projection = await GrainFactory.GetGrain<ILayerGrain>(GrainKeys.Layer(stored.Model, stored.Layer)).GetProjection();
-        if (!projection.HeadVersions.AsSpan().SequenceEqual(stored.HeadVersions))
-            throw new HeadwiseException(ErrorCode.FailedPrecondition,
-                $"the weights of model '{stored.Model}' layer {stored.Layer} were uploaded again after session '{Id}' opened: " +
-                "its inputs belong to the old weights. Close it and open a new session.");
-        var session = new DecodeSessionState
-        {
-            Model = stored.Model,
-            Layer = stored.Layer,
-            MaxTokens = stored.MaxTokens,
-            Spec = projection.Spec,
-            Projection = projections.Get(stored.Model, stored.Layer, projection),
-            Batch = stored.Batch,
-            Position = stored.Position,
-        };
-        if (stored.Batch == 0) return session;
-        var inputs = new SessionInputs(Storage, Id, stored.Batch, stored.ModelDim, stored.SegmentTokens);
-        // Sliding window: no later query sees further back than window − 1 tokens; the first segment is read whole.
-        int window = projection.Spec.Window;
-        int from = window > 0 ? Math.Max(0, stored.Position - (window - 1)) : 0;
-        from = from / stored.SegmentTokens * stored.SegmentTokens;
-        long bytes = (long)(stored.Position - from) * stored.ModelDim * sizeof(float) * stored.Batch;
-        budget.Reserve(Id, bytes);
-        try
-        {
-            session.History = await inputs.ReadAsync(from, stored.Position, stored.InputTail);
-        }
-        catch
-        {
-            budget.Release(bytes);
-            throw;
-        }
-        session.HistoryStart = from;
-        session.ReservedBytes = bytes;
-        _inputs = inputs;
         return session;
     }
 
@@ -344,15 +196,6 @@ public sealed class DecodeSessionGrain(
     private HeadwiseException Gone() => new(ErrorCode.NotFound,
         $"session '{Id}' not found (asked on silo {silo.Name}): it was closed, expired after {options.Value.IdleSeconds} s idle, " +
         "or never opened; open a new session.");
-
-    private static byte[] Digest(DecodeCommand command)
-    {
-        using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-        sha.AppendData(BitConverter.GetBytes(command.Batch));
-        sha.AppendData(BitConverter.GetBytes(command.Tokens));
-        sha.AppendData(command.Input);
-        return sha.GetHashAndReset();
-    }
 
     // Every activation that serves the session watches its idleness (a re-activation too).
     private void EnsureTimer()
