@@ -12,7 +12,10 @@ namespace Headwise.Kernels;
 /// <param name="maxTokens">Positions the sequence can reach (its session's max_tokens), or 0 when unbounded: the buffers
 /// never grow past room for rows up to that position, so a session's cache costs what its silo reserved for it, not up
 /// to twice that.</param>
-public sealed class KeyValueCache(int headDim, int firstPosition = 0, int maxTokens = 0)
+/// <param name="reservedTokens">Rows the buffers make room for at once, the first time they grow (the rows its silo reserved
+/// for it): a cache inside its reservation never re-lays its rows. Growing by doubling instead copies every row again at
+/// each doubling, into fresh pages that fault in one by one; a session's first decode step after its prefill did that.</param>
+public sealed class KeyValueCache(int headDim, int firstPosition = 0, int maxTokens = 0, int reservedTokens = 0)
 {
     private float[] _keys = [];   // Kᵀ: [dh, capacity]
     private float[] _values = []; // Vᵀ: [dh, capacity]
@@ -49,7 +52,7 @@ public sealed class KeyValueCache(int headDim, int firstPosition = 0, int maxTok
             throw new ArgumentException($"keys and values need [tokens, dh] = {tokens * HeadDim} values; got {keys.Length} and {values.Length}.");
         if (Count + tokens > _capacity)
         {
-            int doubled = Math.Max(16, 2 * _capacity);
+            int doubled = Math.Max(Math.Max(16, 2 * _capacity), reservedTokens);
             if (maxTokens > 0) doubled = Math.Min(doubled, maxTokens - FirstPosition);
             Grow(Math.Max(Count + tokens, doubled));
         }
@@ -91,11 +94,14 @@ public sealed class KeyValueCache(int headDim, int firstPosition = 0, int maxTok
         return rows.AsSpan(dimension * _capacity, Count);
     }
 
-    /// <summary>Every row's stride changes with the capacity, so growing re-lays each row in the new buffers.</summary>
+    /// <summary>
+    /// Every row's stride changes with the capacity, so growing re-lays each row in the new buffers. They are not zeroed:
+    /// nothing reads a row past <see cref="Count"/>.
+    /// </summary>
     private void Grow(int capacity)
     {
-        var keys = new float[HeadDim * capacity];
-        var values = new float[HeadDim * capacity];
+        var keys = GC.AllocateUninitializedArray<float>(HeadDim * capacity);
+        var values = GC.AllocateUninitializedArray<float>(HeadDim * capacity);
         for (int d = 0; d < HeadDim; d++)
         {
             _keys.AsSpan(d * _capacity, Count).CopyTo(keys.AsSpan(d * capacity));

@@ -35,12 +35,17 @@ public sealed class SessionCacheReservationTests
         Assert.Contains($"need {OneSession} more here", refused.Message);
         Assert.DoesNotContain("s3", refused.Message); // a session id is a bearer token
 
-        // Every admitted session fills its caches to max_tokens without evicting another.
+        // Every admitted session fills its caches to max_tokens without evicting another; each takes its whole
+        // reservation at its first append and never grows past it.
         var rows = new float[HeadDim];
         for (int s = 0; s < 3; s++)
         {
             var sequences = caches.Find("m/0/0", $"s{s}")!;
-            for (int t = 0; t < MaxTokens; t++) sequences[0].Append(rows, rows, 1);
+            for (int t = 0; t < MaxTokens; t++)
+            {
+                sequences[0].Append(rows, rows, 1);
+                Assert.Equal(OneSession, sequences[0].Bytes);
+            }
             caches.Account("m/0/0", $"s{s}");
         }
         Assert.Equal(0, caches.Evictions);

@@ -63,4 +63,36 @@ public sealed class KeyValueCacheTests
         // The window keeps the cache small: it never needed more than a few windows of room.
         Assert.True(cache.Bytes <= 2L * HeadDim * 128 * sizeof(float), $"{cache.Bytes} bytes");
     }
+
+    [Theory]
+    [InlineData(128, 1)]
+    [InlineData(128, 5)]
+    [InlineData(37, 3)]
+    public void A_reserved_cache_takes_its_reservation_at_its_first_append_and_never_relays_its_rows(int reserved, int chunk)
+    {
+        var random = new Random(reserved * 7 + chunk);
+        var cache = new KeyValueCache(HeadDim, firstPosition: 10, maxTokens: 10 + reserved, reservedTokens: reserved);
+        var keys = new List<float>();
+        var values = new List<float>();
+        float[]? buffer = null;
+        while (cache.Position < 10 + reserved)
+        {
+            int tokens = Math.Min(chunk, 10 + reserved - cache.Position);
+            var k = Enumerable.Range(0, tokens * HeadDim).Select(_ => random.NextSingle()).ToArray();
+            var v = Enumerable.Range(0, tokens * HeadDim).Select(_ => random.NextSingle()).ToArray();
+            cache.Append(k, v, tokens);
+            keys.AddRange(k);
+            values.AddRange(v);
+            Assert.Equal(2L * HeadDim * reserved * sizeof(float), cache.Bytes);
+            buffer ??= cache.TransposedKeys;
+            Assert.Same(buffer, cache.TransposedKeys);
+        }
+        // The buffers are not zeroed when taken: every row read back is one that was appended.
+        for (int d = 0; d < HeadDim; d++)
+            for (int t = 0; t < cache.Count; t++)
+            {
+                Assert.Equal(keys[t * HeadDim + d], cache.KeyRow(d)[t]);
+                Assert.Equal(values[t * HeadDim + d], cache.ValueRow(d)[t]);
+            }
+    }
 }

@@ -16,12 +16,19 @@ public sealed class SessionBudget(IOptions<DecodeSessionOptions> options)
     /// <summary>Takes <paramref name="bytes"/> more for <paramref name="session"/>, or throws ResourceExhausted naming it.</summary>
     public void Reserve(string session, long bytes)
     {
+        if (TryReserve(bytes)) return;
         long cap = options.Value.InputBytesPerSilo;
-        if (Interlocked.Add(ref _bytes, bytes) <= cap) return;
-        Interlocked.Add(ref _bytes, -bytes);
         throw new HeadwiseException(ErrorCode.ResourceExhausted,
             $"session '{session}': this silo's sessions hold {Bytes} of {cap} bytes of inputs (Headwise__Sessions__InputBytesPerSilo); " +
             "close sessions you no longer need or wait for idle ones to expire.");
+    }
+
+    /// <summary>Takes <paramref name="bytes"/> more if they fit under the cap; false, and nothing taken, if not.</summary>
+    public bool TryReserve(long bytes)
+    {
+        if (Interlocked.Add(ref _bytes, bytes) <= options.Value.InputBytesPerSilo) return true;
+        Interlocked.Add(ref _bytes, -bytes);
+        return false;
     }
 
     public void Release(long bytes) => Interlocked.Add(ref _bytes, -bytes);

@@ -84,9 +84,11 @@ public sealed class SessionCaches
     /// </summary>
     public KeyValueCache[] Start(string head, HeadDecodeWork work, int headDim, int window)
     {
+        // Reserved caches take their whole reservation at their first append; overcommitted ones grow as they fill.
+        int reservedRows = options.Value.OvercommitCaches ? 0 : ReservedRows(work.MaxTokens - work.Position, window);
         var caches = new KeyValueCache[work.Batch];
-        for (int s = 0; s < caches.Length; s++) caches[s] = new KeyValueCache(headDim, work.Position, work.MaxTokens);
-        long reserved = options.Value.OvercommitCaches ? 0 : Reservation(work.Batch, headDim, work.MaxTokens - work.Position, window);
+        for (int s = 0; s < caches.Length; s++) caches[s] = new KeyValueCache(headDim, work.Position, work.MaxTokens, reservedRows);
+        long reserved = 2L * work.Batch * headDim * reservedRows * sizeof(float);
         lock (_lock)
         {
             Remove(head, work.Session);
@@ -111,12 +113,10 @@ public sealed class SessionCaches
     /// Bytes of K and V for <paramref name="batch"/> sequences of <paramref name="rows"/> more tokens (0 rows: no bound, no
     /// reservation). A sliding window keeps at most about two windows of rows (<see cref="KeyValueCache.TrimToWindow"/>).
     /// </summary>
-    public static long Reservation(int batch, int headDim, int rows, int window)
-    {
-        if (rows <= 0) return 0;
-        if (window > 0) rows = Math.Min(rows, 2 * window);
-        return 2L * batch * headDim * rows * sizeof(float);
-    }
+    public static long Reservation(int batch, int headDim, int rows, int window) =>
+        2L * batch * headDim * ReservedRows(rows, window) * sizeof(float);
+
+    private static int ReservedRows(int rows, int window) => rows <= 0 ? 0 : window > 0 ? Math.Min(rows, 2 * window) : rows;
 
     /// <summary>Records the size of the head's caches after they grew, then evicts idle entries and, over the cap, the least recently used.</summary>
     public void Account(string head, string session)

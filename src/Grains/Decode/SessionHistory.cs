@@ -7,7 +7,7 @@ namespace Headwise.Grains.Decode;
 /// evicted) can be re-filled: every kept row from the first kept position. Sliding-window models keep only the last
 /// window − 1 rows, since no later query sees further back.
 /// </summary>
-internal static class SessionHistory
+public static class SessionHistory
 {
     /// <summary>Appends the step's rows to each sequence's history (rows past Position until the step succeeds).</summary>
     public static void Remember(DecodeSessionState session, DecodeCommand command, SessionBudget budget, string sessionId)
@@ -22,14 +22,26 @@ internal static class SessionHistory
         int needed = (kept + command.Tokens) * modelDim;
         if (needed > session.History[0].Length)
         {
-            int capacity = Math.Max(needed, Math.Max(16 * modelDim, session.History[0].Length * 2));
+            // Twice what is needed now, up to what the session can still keep: room sized by the old length left a
+            // prefill's history exactly full, so the first step after it copied every row again into fresh pages.
+            // Rows past Position are never read.
+            int keepable = session.MaxTokens - session.HistoryStart;
+            if (session.Spec.Window > 0) keepable = Math.Min(keepable, 2 * session.Spec.Window);
+            long room = Math.Min((long)keepable * modelDim, Math.Max(16L * modelDim, 2L * needed));
+            int capacity = (int)Math.Max(needed, room);
             long grow = (long)(capacity - session.History[0].Length) * sizeof(float) * session.Batch;
-            budget.Reserve(sessionId, grow);
+            // The room is a saving, not a need: under a cap it cannot pass, the step takes only what it needs.
+            if (!budget.TryReserve(grow))
+            {
+                capacity = needed;
+                grow = (long)(capacity - session.History[0].Length) * sizeof(float) * session.Batch;
+                budget.Reserve(sessionId, grow);
+            }
             session.ReservedBytes += grow;
             for (int s = 0; s < session.Batch; s++)
             {
-                var history = session.History[s];
-                Array.Resize(ref history, capacity);
+                var history = GC.AllocateUninitializedArray<float>(capacity);
+                session.History[s].AsSpan(0, kept * modelDim).CopyTo(history);
                 session.History[s] = history;
             }
         }
