@@ -182,9 +182,10 @@ public static class IncrementalAttention
     }
 
     /// <summary>
-    /// <see cref="Attend"/> over a cache, for queries at absolute positions firstQuery …: with Kᵀ and Vᵀ each score
-    /// row is dh multiply-adds along the visible keys and each output value one dot product, so the work runs over
-    /// long contiguous spans however few the queries; both run 8 rows of the cache per pass (<see cref="CachedAttentionRows"/>).
+    /// <see cref="Attend"/> over a cache, for queries at absolute positions firstQuery …: with K and V in tiles of
+    /// [dh, 16] each score row is dh multiply-adds along the visible keys and each output value one dot product, so the
+    /// work runs 16 keys per vector however few the queries; both run 8 dimensions per pass over the tiles that hold a
+    /// visible key (<see cref="CachedAttentionRows"/>).
     /// </summary>
     internal static unsafe void AttendCached(
         // q: [tokens, g·dh]
@@ -193,21 +194,23 @@ public static class IncrementalAttention
         // z: [tokens, g·dh]
         Span<float> output)
     {
+        const int tile = KeyValueCache.TileTokens;
         int headDim = shape.HeadDim, queryWidth = shape.QueryWidth, firstKey = cache.FirstPosition;
         if (queries.Length < tokens * queryWidth || output.Length < tokens * queryWidth)
             throw new ArgumentException($"queries and output need [tokens, g·dh] = {tokens * queryWidth} values; got {queries.Length} and {output.Length}.");
         var width = VectorWidths.Best;
-        nint stride = cache.Stride;
-        var buffer = ArrayPool<float>.Shared.Rent(Math.Max(1, cache.Count));
+        int stride = cache.TileStride;
+        var buffer = ArrayPool<float>.Shared.Rent(Math.Max(tile, (cache.Count + tile - 1) / tile * tile));
         try
         {
-            fixed (float* keys = cache.TransposedKeys, values = cache.TransposedValues, q = queries, z = output, scores = buffer)
+            fixed (float* keys = cache.TiledKeys, values = cache.TiledValues, q = queries, z = output, scores = buffer)
             {
                 for (int query = 0; query < tokens; query++)
                 {
                     var (start, end) = options.VisibleKeyRange(firstQuery + query, int.MaxValue);
                     start = Math.Max(start, firstKey) - firstKey;
                     end = Math.Min(end, firstKey + cache.Count) - firstKey;
+                    int firstTile = start / tile, tiles = (end + tile - 1) / tile - firstTile, lead = start - firstTile * tile;
                     for (int head = 0; head < shape.QueryHeads; head++)
                     {
                         int offset = query * queryWidth + head * headDim;
@@ -217,13 +220,16 @@ public static class IncrementalAttention
                             continue;
                         }
                         int count = end - start;
-                        CachedAttentionRows.Scores(width, q + offset, options.Scale, keys + start, stride, headDim, count, scores);
-                        var row = buffer.AsSpan(0, count);
+                        CachedAttentionRows.Scores(width, q + offset, options.Scale, keys + firstTile * stride, headDim, tiles, scores);
+                        var row = buffer.AsSpan(lead, count);
                         TensorPrimitives.Subtract(row, TensorPrimitives.Max(row), row);
                         TensorPrimitives.Exp(row, row);
                         // Normalising the dh outputs instead of the scores saves a pass over every key.
                         float inverse = 1 / TensorPrimitives.Sum(row);
-                        CachedAttentionRows.WeightedSum(width, scores, count, values + start, stride, headDim, inverse, z + offset);
+                        // The tiles' lanes outside the visible keys weigh nothing.
+                        buffer.AsSpan(0, lead).Clear();
+                        buffer.AsSpan(lead + count, tiles * tile - lead - count).Clear();
+                        CachedAttentionRows.WeightedSum(width, scores, tiles, values + firstTile * stride, headDim, inverse, z + offset);
                     }
                 }
             }

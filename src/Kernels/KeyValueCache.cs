@@ -4,8 +4,12 @@ namespace Headwise.Kernels;
 /// The keys and values one head group has computed for one sequence, in token order, RoPE already applied to
 /// the keys. Rows sit at absolute positions <see cref="FirstPosition"/> … <see cref="Position"/> − 1; a sliding
 /// window lets the cache forget rows no later query can see, so its size is bounded by the window, not the sequence.
-/// K and V are held transposed, [dh × capacity]: a decode step's scores and weighted sum then run along contiguous
-/// spans of every cached token (one per dimension) instead of one short dh-wide call per token.
+/// K and V are held in tiles of <see cref="TileTokens"/> tokens, each tile transposed, [dh × 16]: a decode step's scores
+/// and weighted sum run 16 cached tokens per vector within a tile (<see cref="CachedAttentionRows"/>), and a tile is
+/// one contiguous 4 KB block (dh = 64), so an append touches two blocks, not one row per dimension a capacity apart,
+/// and growing copies the tiles as they are. (Version 1, up to commit 9e1c6b2, held Kᵀ and Vᵀ as [dh × capacity]: an
+/// append wrote 2·dh values each a whole row apart, one page each at a capacity of 1024 or more, and growing re-laid
+/// every row; `bench caches` measures both, docs/performance.md.)
 /// </summary>
 /// <param name="headDim">Width of one key and one value row.</param>
 /// <param name="firstPosition">Absolute position of the first row appended.</param>
@@ -17,9 +21,12 @@ namespace Headwise.Kernels;
 /// each doubling, into fresh pages that fault in one by one; a session's first decode step after its prefill did that.</param>
 public sealed class KeyValueCache(int headDim, int firstPosition = 0, int maxTokens = 0, int reservedTokens = 0)
 {
-    private float[] _keys = [];   // Kᵀ: [dh, capacity]
-    private float[] _values = []; // Vᵀ: [dh, capacity]
-    private int _capacity;        // tokens each row has room for
+    /// <summary>Tokens per tile.</summary>
+    public const int TileTokens = 16;
+
+    private float[] _keys = [];   // K: [capacity / 16][dh][16]
+    private float[] _values = []; // V: [capacity / 16][dh][16]
+    private int _capacity;        // tokens the buffers have room for, a multiple of 16
 
     public int HeadDim { get; } = headDim;
     /// <summary>Rows held.</summary>
@@ -31,17 +38,21 @@ public sealed class KeyValueCache(int headDim, int firstPosition = 0, int maxTok
     /// <summary>Bytes held by the two buffers.</summary>
     public long Bytes => 2L * _keys.Length * sizeof(float);
 
-    /// <summary>Dimension <paramref name="dimension"/> of every cached key: [Count].</summary>
-    public ReadOnlySpan<float> KeyRow(int dimension) => Row(_keys, dimension);
-    /// <summary>Dimension <paramref name="dimension"/> of every cached value: [Count].</summary>
-    public ReadOnlySpan<float> ValueRow(int dimension) => Row(_values, dimension);
+    /// <summary>Rows of room a cache takes to hold <paramref name="rows"/>: whole tiles.</summary>
+    public static int RoomFor(int rows) => (rows + TileTokens - 1) / TileTokens * TileTokens;
 
-    /// <summary>Kᵀ [dh, <see cref="Stride"/>]: row d holds dimension d of every cached key in its first Count values.</summary>
-    internal float[] TransposedKeys => _keys;
-    /// <summary>Vᵀ [dh, <see cref="Stride"/>].</summary>
-    internal float[] TransposedValues => _values;
-    /// <summary>Values from one row of <see cref="TransposedKeys"/> or <see cref="TransposedValues"/> to the next.</summary>
-    internal int Stride => _capacity;
+    /// <summary>Dimension <paramref name="dimension"/> of the key in row <paramref name="row"/>.</summary>
+    public float Key(int row, int dimension) => _keys[Index(row, dimension)];
+    /// <summary>Dimension <paramref name="dimension"/> of the value in row <paramref name="row"/>.</summary>
+    public float Value(int row, int dimension) => _values[Index(row, dimension)];
+
+    /// <summary>K in tiles, [capacity / 16][dh][16]; lanes past <see cref="Count"/> in the last tile hold zeros or rows
+    /// the cache forgot, never anything but finite values it was given.</summary>
+    internal float[] TiledKeys => _keys;
+    /// <summary>V in tiles, [capacity / 16][dh][16].</summary>
+    internal float[] TiledValues => _values;
+    /// <summary>Values from one tile to the next.</summary>
+    internal int TileStride => HeadDim * TileTokens;
 
     /// <summary>Appends rows for positions Position … Position + tokens − 1.</summary>
     public void Append(
@@ -52,16 +63,17 @@ public sealed class KeyValueCache(int headDim, int firstPosition = 0, int maxTok
             throw new ArgumentException($"keys and values need [tokens, dh] = {tokens * HeadDim} values; got {keys.Length} and {values.Length}.");
         if (Count + tokens > _capacity)
         {
-            int doubled = Math.Max(Math.Max(16, 2 * _capacity), reservedTokens);
+            int doubled = Math.Max(Math.Max(TileTokens, 2 * _capacity), reservedTokens);
             if (maxTokens > 0) doubled = Math.Min(doubled, maxTokens - FirstPosition);
             Grow(Math.Max(Count + tokens, doubled));
         }
         for (int token = 0; token < tokens; token++)
         {
+            int at = Index(Count + token, 0);
             for (int d = 0; d < HeadDim; d++)
             {
-                _keys[d * _capacity + Count + token] = keys[token * HeadDim + d];
-                _values[d * _capacity + Count + token] = values[token * HeadDim + d];
+                _keys[at + d * TileTokens] = keys[token * HeadDim + d];
+                _values[at + d * TileTokens] = values[token * HeadDim + d];
             }
         }
         Count += tokens;
@@ -78,35 +90,38 @@ public sealed class KeyValueCache(int headDim, int firstPosition = 0, int maxTok
         int keep = Math.Max(0, window - 1);
         int drop = Count - keep;
         if (drop < Math.Max(window, 16)) return;
-        for (int d = 0; d < HeadDim; d++)
+        // Rows move by `drop`, rarely a whole number of tiles: one value at a time (once per window of steps at most).
+        for (int row = 0; row < keep; row++)
         {
-            _keys.AsSpan(d * _capacity + drop, keep).CopyTo(_keys.AsSpan(d * _capacity));
-            _values.AsSpan(d * _capacity + drop, keep).CopyTo(_values.AsSpan(d * _capacity));
+            int from = Index(row + drop, 0), to = Index(row, 0);
+            for (int d = 0; d < HeadDim; d++)
+            {
+                _keys[to + d * TileTokens] = _keys[from + d * TileTokens];
+                _values[to + d * TileTokens] = _values[from + d * TileTokens];
+            }
         }
         FirstPosition += drop;
         Count = keep;
     }
 
-    private ReadOnlySpan<float> Row(float[] rows, int dimension)
+    // Row `row`, dimension `dimension`: tile row / 16, lane row % 16.
+    private int Index(int row, int dimension)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(dimension);
         ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(dimension, HeadDim);
-        return rows.AsSpan(dimension * _capacity, Count);
+        return (row / TileTokens) * TileStride + dimension * TileTokens + row % TileTokens;
     }
 
-    /// <summary>
-    /// Every row's stride changes with the capacity, so growing re-lays each row in the new buffers. They are not zeroed:
-    /// nothing reads a row past <see cref="Count"/>.
-    /// </summary>
+    /// <summary>Tiles keep their layout whatever the capacity: growing copies the used tiles as they are.</summary>
     private void Grow(int capacity)
     {
-        var keys = GC.AllocateUninitializedArray<float>(HeadDim * capacity);
-        var values = GC.AllocateUninitializedArray<float>(HeadDim * capacity);
-        for (int d = 0; d < HeadDim; d++)
-        {
-            _keys.AsSpan(d * _capacity, Count).CopyTo(keys.AsSpan(d * capacity));
-            _values.AsSpan(d * _capacity, Count).CopyTo(values.AsSpan(d * capacity));
-        }
+        capacity = RoomFor(capacity);
+        // Zeroed: the last tile's lanes past Count are read by the kernels (and weighted by 0), so they must be finite.
+        var keys = new float[HeadDim * capacity];
+        var values = new float[HeadDim * capacity];
+        int used = RoomFor(Count) * HeadDim;
+        _keys.AsSpan(0, used).CopyTo(keys);
+        _values.AsSpan(0, used).CopyTo(values);
         _keys = keys;
         _values = values;
         _capacity = capacity;

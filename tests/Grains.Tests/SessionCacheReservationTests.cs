@@ -93,8 +93,9 @@ public sealed class SessionCacheReservationTests
 
     [Theory]
     [InlineData(2, 0, 0, 0)]          // unbounded: no reservation
-    [InlineData(2, 100, 0, 2 * 2 * 8 * 100 * 4)]
-    [InlineData(1, 1000, 16, 2 * 8 * 32 * 4)] // a window keeps at most two windows of rows
+    [InlineData(2, 96, 0, 2 * 2 * 8 * 96 * 4)]
+    [InlineData(2, 100, 0, 2 * 2 * 8 * 112 * 4)] // caches take whole tiles of 16 tokens
+    [InlineData(1, 1000, 16, 2 * 8 * 32 * 4)]    // a window keeps at most two windows of rows
     public void A_reservation_is_K_and_V_of_every_sequence_at_max_tokens(int batch, int rows, int window, long bytes) =>
         Assert.Equal(bytes, SessionCaches.Reservation(batch, HeadDim, rows, window));
 }

@@ -86,19 +86,16 @@ public sealed class DecodeAttentionTests
             Assert.True(Math.Abs(actual[i] - expected[i]) <= bound,
                 $"g={queryHeads} window={window} chunk={chunk}: z[{i / shape.QueryWidth}, {i % shape.QueryWidth}] is {actual[i]}, expected {expected[i]}");
 
-        // The transposed rows hold exactly the keys and values of the positions the cache still keeps.
+        // The tiles hold exactly the keys and values of the positions the cache still keeps.
         Assert.Equal(tokens, cache.Position);
         if (window > 0) Assert.True(cache.FirstPosition > 0 && cache.Count <= window - 1 + Math.Max(window, 16) + chunk);
         for (int d = 0; d < headDim; d++)
         {
-            var keyRow = cache.KeyRow(d);
-            var valueRow = cache.ValueRow(d);
-            Assert.Equal(cache.Count, keyRow.Length);
             for (int row = 0; row < cache.Count; row++)
             {
                 int position = cache.FirstPosition + row;
-                Assert.True(Math.Abs(keyRow[row] - k[position * headDim + d]) <= 1e-5, $"K[{position}, {d}]");
-                Assert.True(Math.Abs(valueRow[row] - v[position * headDim + d]) <= 1e-5, $"V[{position}, {d}]");
+                Assert.True(Math.Abs(cache.Key(row, d) - k[position * headDim + d]) <= 1e-5, $"K[{position}, {d}]");
+                Assert.True(Math.Abs(cache.Value(row, d) - v[position * headDim + d]) <= 1e-5, $"V[{position}, {d}]");
             }
         }
     }
@@ -159,8 +156,8 @@ public sealed class DecodeAttentionTests
             for (int row = 0; row < cache.Count; row++)
             {
                 int token = cache.FirstPosition - 7 + row;
-                Assert.Equal(keys[token * headDim + d], cache.KeyRow(d)[row]);
-                Assert.Equal(values[token * headDim + d], cache.ValueRow(d)[row]);
+                Assert.Equal(keys[token * headDim + d], cache.Key(row, d));
+                Assert.Equal(values[token * headDim + d], cache.Value(row, d));
             }
         }
     }

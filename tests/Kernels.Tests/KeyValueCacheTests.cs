@@ -4,8 +4,8 @@ using Xunit;
 namespace Headwise.Kernels.Tests;
 
 /// <summary>
-/// A cache told its sequence's last position never holds room past it: what a silo reserves for a session at its
-/// max_tokens is what the cache costs, while a cache without a bound still grows by doubling.
+/// A cache told its sequence's last position never holds room past that position's tile (16 tokens): what a silo
+/// reserves for a session at its max_tokens is what the cache costs, while a cache without a bound still grows by doubling.
 /// </summary>
 public sealed class KeyValueCacheTests
 {
@@ -28,14 +28,13 @@ public sealed class KeyValueCacheTests
             var v = Enumerable.Range(0, tokens * HeadDim).Select(_ => random.NextSingle()).ToArray();
             cache.Append(k, v, tokens);
             keys.AddRange(k);
-            Assert.True(cache.Bytes <= 2L * HeadDim * (maxTokens - first) * sizeof(float), $"{cache.Bytes} bytes at position {cache.Position}");
+            Assert.True(cache.Bytes <= 2L * HeadDim * KeyValueCache.RoomFor(maxTokens - first) * sizeof(float), $"{cache.Bytes} bytes at position {cache.Position}");
         }
-        Assert.Equal(2L * HeadDim * (maxTokens - first) * sizeof(float), cache.Bytes);
+        Assert.Equal(2L * HeadDim * KeyValueCache.RoomFor(maxTokens - first) * sizeof(float), cache.Bytes);
         // Every row is where it was put, whatever the growth steps were.
         for (int d = 0; d < HeadDim; d++)
         {
-            var row = cache.KeyRow(d);
-            for (int t = 0; t < cache.Count; t++) Assert.Equal(keys[t * HeadDim + d], row[t]);
+            for (int t = 0; t < cache.Count; t++) Assert.Equal(keys[t * HeadDim + d], cache.Key(t, d));
         }
     }
 
@@ -83,16 +82,16 @@ public sealed class KeyValueCacheTests
             cache.Append(k, v, tokens);
             keys.AddRange(k);
             values.AddRange(v);
-            Assert.Equal(2L * HeadDim * reserved * sizeof(float), cache.Bytes);
-            buffer ??= cache.TransposedKeys;
-            Assert.Same(buffer, cache.TransposedKeys);
+            Assert.Equal(2L * HeadDim * KeyValueCache.RoomFor(reserved) * sizeof(float), cache.Bytes);
+            buffer ??= cache.TiledKeys;
+            Assert.Same(buffer, cache.TiledKeys);
         }
-        // The buffers are not zeroed when taken: every row read back is one that was appended.
+        // Every row read back is the one that was appended.
         for (int d = 0; d < HeadDim; d++)
             for (int t = 0; t < cache.Count; t++)
             {
-                Assert.Equal(keys[t * HeadDim + d], cache.KeyRow(d)[t]);
-                Assert.Equal(values[t * HeadDim + d], cache.ValueRow(d)[t]);
+                Assert.Equal(keys[t * HeadDim + d], cache.Key(t, d));
+                Assert.Equal(values[t * HeadDim + d], cache.Value(t, d));
             }
     }
 }

@@ -116,7 +116,8 @@ public sealed class SessionCaches
     public static long Reservation(int batch, int headDim, int rows, int window) =>
         2L * batch * headDim * ReservedRows(rows, window) * sizeof(float);
 
-    private static int ReservedRows(int rows, int window) => rows <= 0 ? 0 : window > 0 ? Math.Min(rows, 2 * window) : rows;
+    private static int ReservedRows(int rows, int window) =>
+        rows <= 0 ? 0 : KeyValueCache.RoomFor(window > 0 ? Math.Min(rows, 2 * window) : rows);
 
     /// <summary>Records the size of the head's caches after they grew, then evicts idle entries and, over the cap, the least recently used.</summary>
     public void Account(string head, string session)
