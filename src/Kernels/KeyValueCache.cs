@@ -42,9 +42,9 @@ public sealed class KeyValueCache(int headDim, int firstPosition = 0, int maxTok
     public static int RoomFor(int rows) => (rows + TileTokens - 1) / TileTokens * TileTokens;
 
     /// <summary>Dimension <paramref name="dimension"/> of the key in row <paramref name="row"/>.</summary>
-    public float Key(int row, int dimension) => _keys[Index(row, dimension)];
+    public float Key(int row, int dimension) => _keys[Index(Held(row), dimension)];
     /// <summary>Dimension <paramref name="dimension"/> of the value in row <paramref name="row"/>.</summary>
-    public float Value(int row, int dimension) => _values[Index(row, dimension)];
+    public float Value(int row, int dimension) => _values[Index(Held(row), dimension)];
 
     /// <summary>K in tiles, [capacity / 16][dh][16]; lanes past <see cref="Count"/> in the last tile hold zeros or rows
     /// the cache forgot, never anything but finite values it was given.</summary>
@@ -102,6 +102,13 @@ public sealed class KeyValueCache(int headDim, int firstPosition = 0, int maxTok
         }
         FirstPosition += drop;
         Count = keep;
+    }
+
+    private int Held(int row)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(row);
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(row, Count);
+        return row;
     }
 
     // Row `row`, dimension `dimension`: tile row / 16, lane row % 16.

@@ -80,7 +80,8 @@ public sealed class SessionHistoryTests
 
     [Theory]
     [InlineData(100, 0, 80, 100)]  // twice the prefill, but never more room than max_tokens
-    [InlineData(2048, 16, 20, 32)] // a sliding window keeps at most about two windows
+    [InlineData(2048, 16, 20, 31)] // a window keeps at most window − 1 + max(window, 16) rows before Forget compacts
+    [InlineData(2048, 5, 20, 20)]  // a small window: Forget compacts only after 16 dead rows
     [InlineData(2048, 0, 10, 20)]  // twice what is needed
     public void Room_is_bounded_by_what_the_session_can_still_keep(int maxTokens, int window, int prefill, int expectedRows)
     {
@@ -88,5 +89,45 @@ public sealed class SessionHistoryTests
         var budget = Budget(1L << 30);
         SessionHistory.Remember(session, Step(new Random(1), 1, prefill, [new List<float>()]), budget, "s");
         Assert.Equal(expectedRows * ModelDim, session.History[0].Length);
+    }
+
+    [Fact]
+    public void Near_the_cap_a_history_grows_by_doubling_or_is_refused_never_copied_on_every_step()
+    {
+        var random = new Random(3);
+        var session = Session(maxTokens: 2048);
+        var budget = Budget(300L * ModelDim * sizeof(float));
+        var sequences = new[] { new List<float>() };
+        SessionHistory.Remember(session, Step(random, 1, 100, sequences), budget, "s");
+        session.Position += 100;
+        var buffer = session.History[0];
+        for (int t = 0; t < 100; t++)
+        {
+            SessionHistory.Remember(session, Step(random, 1, 1, sequences), budget, "s");
+            session.Position += 1;
+            Assert.Same(buffer, session.History[0]);
+        }
+        // Twice the need (402 rows) and twice the old length (400) are both past the cap of 300: refused, nothing taken.
+        long before = budget.Bytes;
+        var refused = Assert.Throws<HeadwiseException>(() => SessionHistory.Remember(session, Step(random, 1, 1, sequences), budget, "s"));
+        Assert.Equal(ErrorCode.ResourceExhausted, refused.Code);
+        Assert.Equal(before, budget.Bytes);
+        Assert.Same(buffer, session.History[0]);
+    }
+
+    [Fact]
+    public void A_first_step_started_again_after_a_failure_does_not_keep_the_failed_ones_reservation()
+    {
+        var random = new Random(4);
+        var session = Session(maxTokens: 2048);
+        var budget = Budget(1L << 30);
+        SessionHistory.Remember(session, Step(random, 2, 50, [new List<float>(), new List<float>()]), budget, "s");
+        // What the session's log does when a first step fails: the batch is open again.
+        session.Batch = 0;
+        var sequences = new[] { new List<float>() };
+        SessionHistory.Remember(session, Step(random, 1, 50, sequences), budget, "s");
+        Assert.Equal(budget.Bytes, session.ReservedBytes);
+        Assert.Equal(100L * ModelDim * sizeof(float), budget.Bytes);
+        Assert.Equal(sequences[0], session.History[0].AsSpan(0, 50 * ModelDim).ToArray());
     }
 }

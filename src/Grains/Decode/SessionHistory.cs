@@ -15,26 +15,28 @@ public static class SessionHistory
         int modelDim = session.Spec.ModelDim;
         if (session.Batch == 0)
         {
+            // A first step that failed left its reservation behind; this one starts the history again.
+            budget.Release(session.ReservedBytes);
+            session.ReservedBytes = 0;
             session.Batch = command.Batch;
             session.History = Enumerable.Range(0, command.Batch).Select(_ => Array.Empty<float>()).ToList();
         }
         int kept = session.Position - session.HistoryStart;
         int needed = (kept + command.Tokens) * modelDim;
-        if (needed > session.History[0].Length)
+        int length = session.History[0].Length;
+        if (needed > length)
         {
             // Twice what is needed now, up to what the session can still keep: room sized by the old length left a
             // prefill's history exactly full, so the first step after it copied every row again into fresh pages.
             // Rows past Position are never read.
-            int keepable = session.MaxTokens - session.HistoryStart;
-            if (session.Spec.Window > 0) keepable = Math.Min(keepable, 2 * session.Spec.Window);
-            long room = Math.Min((long)keepable * modelDim, Math.Max(16L * modelDim, 2L * needed));
-            int capacity = (int)Math.Max(needed, room);
-            long grow = (long)(capacity - session.History[0].Length) * sizeof(float) * session.Batch;
-            // The room is a saving, not a need: under a cap it cannot pass, the step takes only what it needs.
+            int capacity = Capacity(needed, Math.Max(16L * modelDim, 2L * needed), Keepable(session) * modelDim);
+            long grow = (long)(capacity - length) * sizeof(float) * session.Batch;
+            // The room is a saving, not a need. Under a cap it cannot pass, the history grows as it did before the room
+            // existed (doubling its old length, so steps near the cap do not each copy every row), or is refused.
             if (!budget.TryReserve(grow))
             {
-                capacity = needed;
-                grow = (long)(capacity - session.History[0].Length) * sizeof(float) * session.Batch;
+                capacity = Capacity(needed, Math.Max(16L * modelDim, 2L * length), long.MaxValue);
+                grow = (long)(capacity - length) * sizeof(float) * session.Batch;
                 budget.Reserve(sessionId, grow);
             }
             session.ReservedBytes += grow;
@@ -48,6 +50,18 @@ public static class SessionHistory
         var x = FloatBytes.AsFloats(command.Input);
         for (int s = 0; s < session.Batch; s++)
             x.Slice(s * command.Tokens * modelDim, command.Tokens * modelDim).CopyTo(session.History[s].AsSpan(kept * modelDim));
+    }
+
+    // At least `needed`, else `room` up to `bound`, never past the largest array.
+    private static int Capacity(int needed, long room, long bound) =>
+        (int)Math.Max(needed, Math.Min(Math.Min(room, bound), Array.MaxLength));
+
+    // Rows the session can still hold at once: up to max_tokens, and under a window what Forget keeps before it compacts.
+    private static long Keepable(DecodeSessionState session)
+    {
+        long keepable = session.MaxTokens - session.HistoryStart;
+        int window = session.Spec.Window;
+        return window > 0 ? Math.Min(keepable, window - 1 + Math.Max(window, 16)) : keepable;
     }
 
     /// <summary>Sliding window: inputs more than window − 1 tokens back can no longer be seen by any later query.</summary>
