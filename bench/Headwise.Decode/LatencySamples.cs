@@ -12,6 +12,9 @@ internal sealed class LatencySamples(IEnumerable<double> milliseconds)
     public double P99 => Percentile(0.99);
     public double Min => _sorted[0];
 
+    /// <summary>Both sets of samples as one.</summary>
+    public LatencySamples With(LatencySamples other) => new(_sorted.Concat(other._sorted));
+
     public double Percentile(double quantile) =>
         _sorted[Math.Clamp((int)Math.Ceiling(quantile * _sorted.Length) - 1, 0, _sorted.Length - 1)];
 

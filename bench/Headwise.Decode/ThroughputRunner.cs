@@ -20,7 +20,9 @@ internal sealed record ThroughputCell(int Silos, bool Batching, string Transport
 /// prefills each to the context (not timed), lets every session take one untimed step, then times `steps` steps of every
 /// session, by unary Decode calls or over one DecodeStream per session: tokens/s is all steps over the wall time of the
 /// cell, the latencies are each step's at the client. Beside them: the floors (a unary call and a stream ping, neither
-/// doing arithmetic) and the in-process layer step, measured in the same run.
+/// doing arithmetic) and the in-process layer step, measured in the same run. The clusters of the batching settings run
+/// side by side, and each cell runs on them in the order A, B, B, A: each setting's figures are its two runs together
+/// (the mean tokens/s, the latencies of both).
 /// </summary>
 internal static class ThroughputRunner
 {
@@ -42,43 +44,69 @@ internal static class ThroughputRunner
         var cells = new List<ThroughputCell>();
         foreach (int silos in plan.Silos)
         {
-            foreach (bool batching in plan.Batching)
+            // One cluster per batching setting, all started and warmed before any cell is timed, and each cell run on
+            // them as A, B, B, A. Run one after another, the second cluster's cells read slower whatever its setting
+            // (docs/performance.md): the order, not the setting, then decided the on ÷ off ratios.
+            var clusters = new List<(bool Batching, BenchCluster Cluster, GrpcAttentionClient Client)>();
+            try
             {
-                await using var cluster = await BenchCluster.StartAsync(plan.SiloDll, silos,
-                    new Dictionary<string, string> { ["Headwise__DecodeBatching"] = batching ? "true" : "false" }, cancellationToken);
-                await using var client = new GrpcAttentionClient(cluster.GrpcAddress);
-                // Warm-up (JIT, connections, activations): small cells of every transport until the silos' JIT is quiet.
-                // One such cell was not enough: a silo profiled in the first timed cell after it spent 29% of its
-                // samples compiling (the "Tiered Compilation" thread and libclrjit) and ran methods still instrumented.
-                await Warmup.RunAsync(async () =>
+                foreach (bool batching in plan.Batching)
                 {
-                    foreach (string transport in plan.Transports)
-                        await Cell(client, silos, batching, transport, 64, 4, 16, cancellationToken);
-                }, Warmup.Default, cluster.WebAddresses, minimumPasses: 1);
-                var floor = await UnaryFloor(client, cancellationToken);
-                var streamFloor = await StreamFloor(client, cancellationToken);
-                Console.WriteLine($"silos {silos}, batching {(batching ? "on" : "off")}: no-op floors p50 (min): unary (ListModels) " +
-                                  $"{LatencySamples.Ms(floor.P50)} ({LatencySamples.Ms(floor.Min)}) ms, stream ping {LatencySamples.Ms(streamFloor.P50)} " +
-                                  $"({LatencySamples.Ms(streamFloor.Min)}) ms");
+                    var cluster = await BenchCluster.StartAsync(plan.SiloDll, silos,
+                        new Dictionary<string, string> { ["Headwise__DecodeBatching"] = batching ? "true" : "false" }, cancellationToken);
+                    clusters.Add((batching, cluster, new GrpcAttentionClient(cluster.GrpcAddress)));
+                }
+                foreach (var (batching, cluster, client) in clusters)
+                {
+                    // Warm-up (JIT, connections, activations): small cells of every transport until the silos' JIT is quiet.
+                    // One such cell was not enough: a silo profiled in the first timed cell after it spent 29% of its
+                    // samples compiling (the "Tiered Compilation" thread and libclrjit) and ran methods still instrumented.
+                    await Warmup.RunAsync(async () =>
+                    {
+                        foreach (string transport in plan.Transports)
+                            await Cell(client, silos, batching, transport, 64, 4, 16, cancellationToken);
+                    }, Warmup.Default, cluster.WebAddresses, minimumPasses: 1);
+                    var floor = await UnaryFloor(client, cancellationToken);
+                    var streamFloor = await StreamFloor(client, cancellationToken);
+                    Console.WriteLine($"silos {silos}, batching {(batching ? "on" : "off")}: no-op floors p50 (min): unary (ListModels) " +
+                                      $"{LatencySamples.Ms(floor.P50)} ({LatencySamples.Ms(floor.Min)}) ms, stream ping {LatencySamples.Ms(streamFloor.P50)} " +
+                                      $"({LatencySamples.Ms(streamFloor.Min)}) ms");
+                }
                 foreach (string transport in plan.Transports)
                     foreach (int context in plan.Contexts)
                         foreach (int sessions in plan.Concurrency)
                         {
-                            ThroughputCell cell;
-                            try
+                            // A, B, B, A: each setting once early and once late in the cell; its two runs count as one.
+                            var runs = new Dictionary<bool, ThroughputCell>();
+                            foreach (var (batching, _, client) in clusters.Concat(Enumerable.Reverse(clusters)))
                             {
-                                cell = await Cell(client, silos, batching, transport, context, sessions, plan.Steps, cancellationToken);
+                                ThroughputCell cell;
+                                try
+                                {
+                                    cell = await Cell(client, silos, batching, transport, context, sessions, plan.Steps, cancellationToken);
+                                }
+                                catch (HeadwiseException e)
+                                {
+                                    // A cell the cluster could not serve is a result too (printed as "–" in the table).
+                                    Console.WriteLine($"  batching {(batching ? "on" : "off")}, {transport}, context {context}, {sessions} sessions: FAILED {e.Code}: {e.Message}");
+                                    continue;
+                                }
+                                Console.WriteLine($"  batching {(batching ? "on" : "off")}, {transport}, context {context}, {sessions} sessions: {cell.TokensPerSecond:F0} tokens/s, " +
+                                                  $"p50 {LatencySamples.Ms(cell.Steps.P50)} ms, p99 {LatencySamples.Ms(cell.Steps.P99)} ms; load {LatencySamples.LoadAverage()}");
+                                runs[batching] = runs.TryGetValue(batching, out var earlier)
+                                    ? cell with { TokensPerSecond = (earlier.TokensPerSecond + cell.TokensPerSecond) / 2, Steps = earlier.Steps.With(cell.Steps) }
+                                    : cell;
                             }
-                            catch (HeadwiseException e)
-                            {
-                                // A cell the cluster could not serve is a result too (printed as "–" in the table).
-                                Console.WriteLine($"  {transport}, context {context}, {sessions} sessions: FAILED {e.Code}: {e.Message}");
-                                continue;
-                            }
-                            cells.Add(cell);
-                            Console.WriteLine($"  {transport}, context {context}, {sessions} sessions: {cell.TokensPerSecond:F0} tokens/s, " +
-                                              $"p50 {LatencySamples.Ms(cell.Steps.P50)} ms, p99 {LatencySamples.Ms(cell.Steps.P99)} ms; load {LatencySamples.LoadAverage()}");
+                            cells.AddRange(runs.Values);
                         }
+            }
+            finally
+            {
+                foreach (var (_, cluster, client) in clusters)
+                {
+                    await client.DisposeAsync();
+                    await cluster.DisposeAsync();
+                }
             }
         }
         PrintTable(cells, plan);
