@@ -7,7 +7,7 @@ namespace Headwise.Kernels;
 /// 16 tokens, each [dh, 16]), register-blocked over <see cref="Block"/> dimensions at a time, over whole tiles.
 /// Version 1 (TensorPrimitives, up to commit 1d278a2) made one pass over the score row per dimension: dh = 64 loads and
 /// stores of every score for the scores, 64 loads of every probability for the weighted sum. Version 2 (up to commit
-/// 9e1c6b2): the scores take 8 rows of Kᵀ per pass, their 8 q values broadcast in registers (a score is loaded and stored
+/// 5129465): the scores take 8 rows of Kᵀ per pass, their 8 q values broadcast in registers (a score is loaded and stored
 /// once per 8 multiply-adds); the weighted sum keeps 8 accumulators, one per row of Vᵀ, so a probability is loaded once
 /// per 8 rows. Measured (one query row, dh 64, AVX-512, best of 400 × 50 calls on a loaded 2-core VM): 6.0–6.2 → 5.2 µs
 /// at 1024 cached keys, level (2.0–2.2 µs) at 128. Version 3 (this): the same passes over tiles instead of rows a

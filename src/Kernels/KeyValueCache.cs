@@ -7,7 +7,7 @@ namespace Headwise.Kernels;
 /// K and V are held in tiles of <see cref="TileTokens"/> tokens, each tile transposed, [dh × 16]: a decode step's scores
 /// and weighted sum run 16 cached tokens per vector within a tile (<see cref="CachedAttentionRows"/>), and a tile is
 /// one contiguous 4 KB block (dh = 64), so an append touches two blocks, not one row per dimension a capacity apart,
-/// and growing copies the tiles as they are. (Version 1, up to commit 9e1c6b2, held Kᵀ and Vᵀ as [dh × capacity]: an
+/// and growing copies the tiles as they are. (Version 1, up to commit 5129465, held Kᵀ and Vᵀ as [dh × capacity]: an
 /// append wrote 2·dh values each a whole row apart, one page each at a capacity of 1024 or more, and growing re-laid
 /// every row; `bench caches` measures both, docs/performance.md.)
 /// </summary>
