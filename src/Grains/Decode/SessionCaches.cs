@@ -88,7 +88,7 @@ public sealed class SessionCaches
         int reservedRows = options.Value.OvercommitCaches ? 0 : ReservedRows(work.MaxTokens - work.Position, window);
         var caches = new KeyValueCache[work.Batch];
         for (int s = 0; s < caches.Length; s++) caches[s] = new KeyValueCache(headDim, work.Position, work.MaxTokens, reservedRows);
-        long reserved = 2L * work.Batch * headDim * reservedRows * sizeof(float);
+        long reserved = KeyValueBytes(work.Batch, headDim, reservedRows);
         lock (_lock)
         {
             Remove(head, work.Session);
@@ -114,7 +114,9 @@ public sealed class SessionCaches
     /// reservation). A sliding window keeps at most about two windows of rows (<see cref="KeyValueCache.TrimToWindow"/>).
     /// </summary>
     public static long Reservation(int batch, int headDim, int rows, int window) =>
-        2L * batch * headDim * ReservedRows(rows, window) * sizeof(float);
+        KeyValueBytes(batch, headDim, ReservedRows(rows, window));
+
+    private static long KeyValueBytes(int batch, int headDim, int rows) => 2L * batch * headDim * rows * sizeof(float);
 
     private static int ReservedRows(int rows, int window) =>
         rows <= 0 ? 0 : KeyValueCache.RoomFor(window > 0 ? Math.Min(rows, 2 * window) : rows);
