@@ -5,8 +5,8 @@ namespace Headwise.Bench;
 
 /// <summary>
 /// One layer with seeded weights and input, and the two ways of running it the table compares:
-/// Headwise's (every head group's <see cref="IHeadKernel.Attend"/> on the thread pool, as the head grains of
-/// a silo run, then the gather and <see cref="IHeadKernel.Project"/> with W_O on all cores) and the OpenBLAS
+/// Headwise's (the head groups' <see cref="IHeadKernel.Attend"/> split over the cores as a silo splits them, each
+/// core then multiplying its groups' Z by their rows of W_O) and the OpenBLAS
 /// anchor (per head: one sgemm for Q, K, V, one for the scores, a softmax, one for weights·V; then W_O; all
 /// on one thread).
 /// </summary>
@@ -26,6 +26,8 @@ internal sealed unsafe class LayerFixture
     private readonly float[] qkv;                       // [T, (g+2)·dh], OpenBLAS scratch
     private readonly float[] scores;                    // [T, T], OpenBLAS scratch
     private readonly ParallelOptions headThreads;
+    private readonly float[][] partials;                // per thread [T, D]: its groups' Z · their rows of W_O
+    private readonly float[][] partConcat;              // per thread [T, its groups' g·dh]
 
     public LayerFixture(LayerShape shape, int seed = 1)
     {
@@ -65,6 +67,9 @@ internal sealed unsafe class LayerFixture
         qkv = new float[t * projectionWidth];
         scores = new float[(long)t * t <= int.MaxValue ? t * t : throw new ArgumentException("T too large")];
         headThreads = new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount };
+        int parts = Math.Clamp(Environment.ProcessorCount, 1, shape.KvHeadCount);
+        partials = Enumerable.Range(0, parts).Select(_ => new float[t * d]).ToArray();
+        partConcat = Enumerable.Range(0, parts).Select(_ => new float[t * (shape.KvHeadCount + parts - 1) / parts * groupWidth]).ToArray();
     }
 
     public LayerShape Shape => shape;
@@ -76,15 +81,43 @@ internal sealed unsafe class LayerFixture
         foreach (var group in groups) kernel.Prepare(group);
     }
 
-    /// <summary>Headwise: groups in parallel on the thread pool (one per head grain), gather, W_O on all cores.</summary>
+    /// <summary>
+    /// Headwise as a silo computes its heads (SiloPass): each thread takes a run of groups, then multiplies their Z by
+    /// their own rows of W_O into a partial sum of its own; the partials and b_O are added at the end.
+    /// </summary>
     public void Headwise(IHeadKernel kernel)
     {
         var options = new AttentionOptions(scale, shape.Causal, 0);
-        int t = shape.Tokens;
-        Parallel.For(0, groups.Length, headThreads, group =>
-            kernel.Attend(input, 1, t, [], groups[group], options, groupOutputs[group], []));
-        Gather();
-        kernel.Project(concat, t, shape.HeadCount * shape.HeadDim, outputWeights, shape.ModelDim, outputBias, output);
+        int t = shape.Tokens, d = shape.ModelDim, groupWidth = shape.GroupSize * shape.HeadDim;
+        int parts = partials.Length;
+        Parallel.For(0, parts, headThreads, part =>
+        {
+            // As on a silo's compute threads: the kernels stay on the thread that calls them.
+            bool own = KernelThreads.OwnThreadOnly;
+            KernelThreads.OwnThreadOnly = true;
+            try
+            {
+                int first = groups.Length * part / parts, end = groups.Length * (part + 1) / parts, width = (end - first) * groupWidth;
+                for (int group = first; group < end; group++)
+                    kernel.Attend(input, 1, t, [], groups[group], options, groupOutputs[group], []);
+                var packed = partConcat[part];
+                for (int group = first; group < end; group++)
+                    for (int row = 0; row < t; row++)
+                        groupOutputs[group].AsSpan(row * groupWidth, groupWidth).CopyTo(packed.AsSpan(row * width + (group - first) * groupWidth));
+                kernel.Project(packed.AsSpan(0, t * width), t, width, outputWeights.AsSpan(first * groupWidth * d, width * d), d,
+                    ReadOnlySpan<float>.Empty, partials[part]);
+            }
+            finally
+            {
+                KernelThreads.OwnThreadOnly = own;
+            }
+        });
+        for (int row = 0; row < t; row++)
+        {
+            var y = output.AsSpan(row * d, d);
+            TensorPrimitives.Add(partials[0].AsSpan(row * d, d), outputBias, y);
+            for (int part = 1; part < parts; part++) TensorPrimitives.Add(y, partials[part].AsSpan(row * d, d), y);
+        }
     }
 
     /// <summary>Only the groups' Attend calls, on the thread pool as in <see cref="Headwise"/>.</summary>

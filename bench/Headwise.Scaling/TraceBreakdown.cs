@@ -59,7 +59,10 @@ internal static class TraceBreakdown
             var heads = spans.Where(s => s.Name == "headwise.head").ToList();
             var projection = spans.Where(s => s.Name == "headwise.output_projection").ToList();
             double headsStart = heads.Min(h => h.Start), headsEnd = heads.Max(h => h.Start + h.Duration);
-            double projectionMs = projection.Sum(p => p.Duration);
+            // A silo's compute threads each project their own groups' rows of W_O, at the same time as the other's heads:
+            // first start → last end, and the coordinator's own time is what follows both.
+            double projectionEnd = projection.Count == 0 ? headsEnd : projection.Max(p => p.Start + p.Duration);
+            double projectionMs = projection.Count == 0 ? 0 : projectionEnd - projection.Min(p => p.Start);
             var localHeads = heads.Where(h => h.Silo == forward.Silo).ToList();
             var remoteHeads = heads.Where(h => h.Silo != forward.Silo).ToList();
             // Same machine, same clock: how long after the coordinator's own heads the first remote head started.
@@ -72,7 +75,7 @@ internal static class TraceBreakdown
                 headsEnd - headsStart,
                 heads.Sum(h => h.Duration),
                 projectionMs,
-                forward.Duration - (headsEnd - forward.Start) - projectionMs,
+                forward.Start + forward.Duration - Math.Max(headsEnd, projectionEnd),
                 server.Start + server.Duration - (forward.Start + forward.Duration),
                 remoteLag,
             ]);
@@ -80,7 +83,7 @@ internal static class TraceBreakdown
         string[] names =
         [
             "client round trip", "gateway request span", "request start → coordinator", "coordinator → first head",
-            "heads, first start → last end", "heads, sum of kernel spans", "output projection", "coordinator after heads (less W_O)",
+            "heads, first start → last end", "heads, sum of kernel spans", "output projection, first start → last end", "coordinator after heads and W_O",
             "coordinator end → response end", "first remote head's start − first local head's start",
         ];
         Console.WriteLine($"## Where a forward pass's time goes (T = {tokens}, {(raw ? "plain generated client, no retry" : sharedMemory ? "Headwise SDK, shared memory" : "Headwise SDK")}, median of {repetitions}, ms)\n");

@@ -13,7 +13,8 @@ namespace Headwise.Grains.Tests.Forward;
 /// Four real silos in this process with a broadcast tree of fanout 2 (the coordinator sends X to two silos, one of
 /// which forwards it to the fourth), so a pass exercises the whole row-parallel path: heads on every silo, partial sums
 /// of W_O per silo, added up the tree. Every answer is checked against a float64 oracle computed from the stored
-/// weights (<see cref="LayerOracle"/>), with partial sums and with Z gathered at the coordinator.
+/// weights (<see cref="LayerOracle"/>), with partial sums and with Z gathered at the coordinator. Inside each silo the
+/// groups' partial sum is split the same way over its compute threads.
 /// </summary>
 public sealed class PartialSumClusterTests : IAsyncLifetime
 {
@@ -29,6 +30,9 @@ public sealed class PartialSumClusterTests : IAsyncLifetime
             {
                 o.OutputProjection = OutputProjectionChoice.PartialSums;
                 o.TreeFanout = 2;
+                // Three compute threads whatever the machine: a silo's groups split over them in uneven runs (25 heads:
+                // 7 → 2/2/3), each run multiplying its own rows of W_O, and one group alone in a run (16 heads: 4 → 1/1/2).
+                o.ComputeThreads = 3;
             });
         }
     }
@@ -100,9 +104,11 @@ public sealed class PartialSumClusterTests : IAsyncLifetime
         var spec = new AttentionSpec { ModelDim = 64, HeadCount = 16, LayerCount = 1 };
         var grains = _cluster.Client;
         spec = (await grains.GetGrain<IModelCatalogGrain>(GrainKeys.Catalog).Create("traffic", spec)).Spec;
-        await WeightUpload.StoreAsync(grains, "traffic", SeededWeights.Create(spec, seed: 2));
+        var weights = SeededWeights.Create(spec, seed: 2, std: 0.2f);
+        await WeightUpload.StoreAsync(grains, "traffic", weights);
         const int tokens = 10;
-        var x = new float[tokens * spec.ModelDim];
+        var random = new Random(3);
+        var x = Enumerable.Range(0, tokens * spec.ModelDim).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
         var result = await grains.GetGrain<IForwardCoordinatorGrain>(GrainKeys.Layer("traffic", 0)).Forward(new ForwardCommand
         {
             Batch = 1, Tokens = tokens, ModelDim = spec.ModelDim, Input = FloatBytes.ToBytes(x),
@@ -115,6 +121,9 @@ public sealed class PartialSumClusterTests : IAsyncLifetime
         Assert.All(remote, s => Assert.Equal(tokens * spec.ModelDim * sizeof(float), s.BytesSent));
         // A relay's answer is its partial sum with its subtree's added in: [T × D], never its heads' Z.
         Assert.All(remote, s => Assert.Equal(tokens * spec.ModelDim * sizeof(float), s.BytesReceived));
+        // Each silo's 4 groups ran as runs of 1, 1 and 2 on its three compute threads.
+        var (expected, _) = LayerOracle.Forward(spec, weights[0], x, 1, tokens, causal: false);
+        Tolerance.AssertClose(Floats(expected), FloatBytes.AsFloats(result.Output), "16 heads, runs of 1/1/2 per silo");
     }
 
     // D = 64, 8 heads with biases: at T = 320, X and each partial sum are 80 KB, past TensorChannel.MinimumBytes.
