@@ -1,11 +1,13 @@
 using System.Diagnostics;
+using System.Numerics.Tensors;
 using Headwise.Kernels;
 
 namespace Headwise.Scaling;
 
 /// <summary>
 /// The anchor of the pinned table: the GPT-2-small-shaped layer computed in this process with the silos' SIMD kernel,
-/// no Orleans and no network: 12 head groups' Attend over <c>threads</c> threads, then W_O over the cores.
+/// no Orleans and no network: 12 head groups over <c>threads</c> threads, each thread multiplying its groups' Z by
+/// their rows of W_O, as a silo's compute threads do.
 /// </summary>
 internal sealed class InProcessLayer
 {
@@ -13,7 +15,8 @@ internal sealed class InProcessLayer
     private readonly SimdKernel _kernel = new();
     private readonly HeadGroupWeights[] _groups;
     private readonly float[] _outputWeights;
-    private readonly float[] _input, _concat, _output;
+    private readonly float[] _input, _output;
+    private readonly float[][] _concat, _partials;      // per thread: its heads' Z side by side, its partial sum of W_O
     private readonly float[][] _z;
     private readonly int _tokens;
 
@@ -29,7 +32,9 @@ internal sealed class InProcessLayer
         _outputWeights = Normal(Heads * HeadDim * ModelDim, 0.02);
         _input = Normal(tokens * ModelDim, 1);
         _z = Enumerable.Range(0, Heads).Select(_ => new float[tokens * HeadDim]).ToArray();
-        _concat = new float[tokens * Heads * HeadDim];
+        // Up to one run per head: each run's Z fits a [T × all heads] buffer.
+        _concat = Enumerable.Range(0, Heads).Select(_ => new float[tokens * Heads * HeadDim]).ToArray();
+        _partials = Enumerable.Range(0, Heads).Select(_ => new float[tokens * ModelDim]).ToArray();
         _output = new float[tokens * ModelDim];
     }
 
@@ -49,14 +54,32 @@ internal sealed class InProcessLayer
     /// <summary>Milliseconds of one layer pass with the heads over <paramref name="threads"/> threads.</summary>
     public double PassMs(int threads)
     {
-        var options = new ParallelOptions { MaxDegreeOfParallelism = threads };
+        int parts = Math.Clamp(threads, 1, Heads);
         long started = Stopwatch.GetTimestamp();
-        Parallel.For(0, Heads, options, h => _kernel.Attend(_input, 1, _tokens, [], _groups[h],
-            new AttentionOptions(1 / MathF.Sqrt(HeadDim), false, 0), _z[h], []));
-        for (int h = 0; h < Heads; h++)
-            for (int t = 0; t < _tokens; t++)
-                _z[h].AsSpan(t * HeadDim, HeadDim).CopyTo(_concat.AsSpan(t * Heads * HeadDim + h * HeadDim));
-        _kernel.Project(_concat, _tokens, Heads * HeadDim, _outputWeights, ModelDim, [], _output);
+        // As a silo splits its heads (SiloPass): each thread a run of heads, then their Z times their own rows of W_O.
+        Parallel.For(0, parts, new ParallelOptions { MaxDegreeOfParallelism = parts }, part =>
+        {
+            bool own = KernelThreads.OwnThreadOnly;
+            KernelThreads.OwnThreadOnly = true;
+            try
+            {
+                int first = Heads * part / parts, end = Heads * (part + 1) / parts, width = (end - first) * HeadDim;
+                for (int h = first; h < end; h++)
+                    _kernel.Attend(_input, 1, _tokens, [], _groups[h], new AttentionOptions(1 / MathF.Sqrt(HeadDim), false, 0), _z[h], []);
+                var concat = _concat[part];
+                for (int h = first; h < end; h++)
+                    for (int t = 0; t < _tokens; t++)
+                        _z[h].AsSpan(t * HeadDim, HeadDim).CopyTo(concat.AsSpan(t * width + (h - first) * HeadDim));
+                _kernel.Project(concat.AsSpan(0, _tokens * width), _tokens, width,
+                    _outputWeights.AsSpan(first * HeadDim * ModelDim, width * ModelDim), ModelDim, [], _partials[part]);
+            }
+            finally
+            {
+                KernelThreads.OwnThreadOnly = own;
+            }
+        });
+        _partials[0].CopyTo(_output, 0);
+        for (int part = 1; part < parts; part++) TensorPrimitives.Add(_output, _partials[part], _output);
         return Stopwatch.GetElapsedTime(started).TotalMilliseconds;
     }
 }
