@@ -84,7 +84,8 @@ public sealed partial class SiloPass
             // A forward pass's partial sum with at least one group per compute thread: each thread takes a run of groups and
             // multiplies their Z by their own rows of W_O at once (the silos' row-parallel split, inside the silo). One
             // fork-join instead of two, no gather of every Z, no thread waiting at a barrier between the heads and W_O; at
-            // T = 128 the layer took 5–20% less time on both cores of the dev machine (docs/performance.md).
+            // T = 128 the layer's best took 6–13% less time on AVX-512 (level on AVX2; docs/performance.md). The runs are
+            // fixed rather than handed to whichever thread is free: the partials' sum order, so every bit of Y, stays the same.
             int parts = Math.Min(compute.MaximumConcurrencyLevel, local.Count);
             if (forward is not null && !gather && parts > 1 && KernelThreads.OwnThreadOnly)
                 return ComputeInParts(request.Layer, local, parts, rows, groupWidth, modelDim, z, answers, Group);
