@@ -54,6 +54,9 @@ public sealed class PartialSumClusterTests : IAsyncLifetime
         { "gqa-window", new AttentionSpec { ModelDim = 64, HeadCount = 8, KvHeadCount = 2, HeadDim = 16, Window = 5 }, true },
         { "rope-gqa", new AttentionSpec { ModelDim = 64, HeadCount = 8, KvHeadCount = 4, HeadDim = 16, RopeTheta = 10000, RopeDim = 16 }, true },
         { "mha-bidirectional", new AttentionSpec { ModelDim = 48, HeadCount = 6, Bias = true }, false },
+        // 24 KV groups of 2 query heads: 6 per silo, runs of 2 groups per compute thread (their Z side by side), with RoPE
+        // and a window.
+        { "gqa-rope-window-runs", new AttentionSpec { ModelDim = 64, HeadCount = 48, KvHeadCount = 24, HeadDim = 8, RopeTheta = 10000, RopeDim = 8, Window = 6 }, true },
     };
 
     [Theory]
