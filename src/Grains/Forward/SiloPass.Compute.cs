@@ -81,14 +81,15 @@ public sealed partial class SiloPass
 
         try
         {
-            // A forward pass's partial sum with at least one group per compute thread: each thread takes a run of groups and
+            // A partial sum on a compute thread (a forward pass, a decode step of more than a few rows) with at least one group
+            // per compute thread: each thread takes a run of groups and
             // multiplies their Z by their own rows of W_O at once (the silos' row-parallel split, inside the silo). One
             // fork-join instead of two, no gather of every Z, no thread waiting at a barrier between the heads and W_O; at
             // T = 128 the layer's best took 6–13% less time on AVX-512 (level on AVX2; docs/performance.md). The runs are
             // fixed rather than handed to whichever thread is free: the partials' sum order, so every bit of Y, stays the same.
             int parts = Math.Min(compute.MaximumConcurrencyLevel, local.Count);
-            if (forward is not null && !gather && parts > 1 && KernelThreads.OwnThreadOnly)
-                return ComputeInParts(request.Layer, local, parts, rows, groupWidth, modelDim, z, answers, Group);
+            if (!gather && parts > 1 && KernelThreads.OwnThreadOnly)
+                return ComputeInParts(request.Layer, local, parts, rows, groupWidth, modelDim, pooled: forward is not null, z, answers, Group);
 
             // A small step runs on the caller's thread (see Run): its heads spread over the caller and the kernels' helpers, not
             // behind a forward pass that may hold the compute threads.
@@ -116,13 +117,15 @@ public sealed partial class SiloPass
     }
 
     // Part p computes groups [Count·p/parts, Count·(p+1)/parts) and their share of the partial sum; part 0 writes into the
-    // bytes that travel, the others into pooled floats added to it at the end.
+    // bytes that travel, the others into pooled floats added to it at the end. A decode step's group without a cache at
+    // the step's position (no Z: it is re-filled and projected by the session) adds nothing: its block of Z is zeros.
     private Computed ComputeInParts(string layer, List<(int Group, string Key, LocalHead Head)> local, int parts, int rows, int groupWidth,
-        int modelDim, float[][] z, GroupAnswer[] answers, Action<int> group)
+        int modelDim, bool pooled, float[][] z, GroupAnswer[] answers, Action<int> group)
     {
         var stacked = stackedRows.Get(layer, local.Select(l => (l.Group, l.Head)).ToArray());
         int partialLength = checked(rows * modelDim * sizeof(float));
-        var partial = buffers.Rent(partialLength);
+        // A forward pass's partial comes from the pool and goes back once sent on or answered; a decode step's is its own.
+        var partial = pooled ? buffers.Rent(partialLength) : new byte[partialLength];
         var sums = new float[parts][];
         var projectionMs = new double[parts];
         bool done = false;
@@ -134,6 +137,13 @@ public sealed partial class SiloPass
                 for (int i = first; i < end; i++) group(i);
                 long started = Stopwatch.GetTimestamp();
                 int width = (end - first) * groupWidth;
+                bool none = true;
+                for (int i = first; i < end; i++) none &= z[i] is null;
+                if (none)
+                {
+                    if (part == 0) partial.AsSpan(0, partialLength).Clear();
+                    return;
+                }
                 var into = part == 0
                     ? FloatBytes.AsFloats(partial.AsSpan(0, partialLength))
                     : (sums[part] = ArrayPool<float>.Shared.Rent(rows * modelDim)).AsSpan(0, rows * modelDim);
@@ -151,16 +161,23 @@ public sealed partial class SiloPass
                 }
                 projectionMs[part] = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
             });
-            var sum = FloatBytes.AsFloats(partial.AsSpan(0, partialLength));
-            for (int part = 1; part < parts; part++) TensorPrimitives.Add(sum, sums[part].AsSpan(0, sum.Length), sum);
             done = true;
+            // Every group without a cache: no partial, as when the groups run one after another.
+            if (z.All(array => array is null))
+            {
+                if (pooled) buffers.Return(partial);
+                return new Computed(null, answers, 0);
+            }
+            var sum = FloatBytes.AsFloats(partial.AsSpan(0, partialLength));
+            for (int part = 1; part < parts; part++)
+                if (sums[part] is { } share) TensorPrimitives.Add(sum, share.AsSpan(0, sum.Length), sum);
             return new Computed(partial, answers, projectionMs.Max());
         }
         finally
         {
             foreach (var rented in sums)
                 if (rented is not null) ArrayPool<float>.Shared.Return(rented);
-            if (!done) buffers.Return(partial);
+            if (!done && pooled) buffers.Return(partial);
         }
     }
 
@@ -173,7 +190,11 @@ public sealed partial class SiloPass
         {
             var from = z[which[j]];
             for (int row = 0; row < rows; row++)
-                from.AsSpan(row * groupWidth, groupWidth).CopyTo(concat.AsSpan(row * width + j * groupWidth, groupWidth));
+            {
+                var block = concat.AsSpan(row * width + j * groupWidth, groupWidth);
+                if (from is null) block.Clear(); // a group without Z adds nothing to the product
+                else from.AsSpan(row * groupWidth, groupWidth).CopyTo(block);
+            }
         }
         return concat;
     }

@@ -230,6 +230,55 @@ public sealed class PartialSumClusterTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Decode_steps_of_many_rows_split_over_the_compute_threads_and_caches_dropped_on_a_silo_are_refilled_exactly()
+    {
+        // 24 KV groups, 6 per silo: a step of more than a few rows runs on the compute threads in runs of 2 groups. Then caches
+        // are dropped: a silo's first run (both groups), the first group of two others, all 6 groups of the last. Those groups
+        // answer without Z (a run with one such group has a block of zeros, a run with two adds nothing, a silo with none
+        // sends no partial) and the session re-fills them.
+        var spec = new AttentionSpec { ModelDim = 64, HeadCount = 48, KvHeadCount = 24, HeadDim = 8, RopeTheta = 10000, RopeDim = 8, LayerCount = 1 };
+        var grains = _cluster.Client;
+        spec = (await grains.GetGrain<IModelCatalogGrain>(GrainKeys.Catalog).Create("runs-decode", spec)).Spec;
+        var weights = SeededWeights.Create(spec, seed: 23, std: 0.2f);
+        var model = await WeightUpload.StoreAsync(grains, "runs-decode", weights);
+        var bySilo = model.Heads.GroupBy(h => h.Silo).Select(g => g.Select(h => h.Group).Order().ToArray()).ToArray();
+        Assert.Equal(4, bySilo.Length);
+        const int tokens = 45;
+        var random = new Random(6);
+        var x = Enumerable.Range(0, tokens * spec.ModelDim).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
+
+        string id = SessionIds.New();
+        var session = grains.GetGrain<IDecodeSessionGrain>(id);
+        await session.Open("runs-decode", 0, tokens);
+        var y = new float[tokens * spec.ModelDim];
+        int position = 0;
+        var steps = new List<DecodeResult>();
+        foreach (int count in new[] { 24, 20, 1 })
+        {
+            if (position == 24)
+            {
+                var dropped = bySilo.Select(groups => groups[0]).Append(bySilo[0][1]).Concat(bySilo[^1]).Distinct();
+                foreach (var silo in _cluster.Silos.Cast<InProcessSiloHandle>())
+                    foreach (int group in dropped)
+                        silo.SiloHost.Services.GetRequiredService<Headwise.Grains.Decode.SessionCaches>().Drop(GrainKeys.Head("runs-decode", 0, group), id);
+            }
+            var step = await session.Decode(new DecodeCommand
+            {
+                Batch = 1, Tokens = count, ModelDim = spec.ModelDim,
+                Input = FloatBytes.ToBytes(x.AsSpan(position * spec.ModelDim, count * spec.ModelDim)),
+            });
+            FloatBytes.AsFloats(step.Output).CopyTo(y.AsSpan(position * spec.ModelDim));
+            position += count;
+            steps.Add(step);
+        }
+        await session.Close();
+
+        var (expected, _) = LayerOracle.Forward(spec, weights[0], x, 1, tokens, causal: true);
+        Tolerance.AssertClose(Floats(expected), y, "decode in runs, one silo re-filled");
+        Assert.Equal([0, 2 + 1 + 1 + 6, 0], steps.Select(s => s.ReprefilledGroups));
+    }
+
+    [Fact]
     public async Task A_head_moved_under_a_cached_plan_is_found_where_it_went_and_the_answer_stays_exact()
     {
         var spec = new AttentionSpec { ModelDim = 64, HeadCount = 8, LayerCount = 1 };
