@@ -205,20 +205,7 @@ public sealed class PartialSumClusterTests : IAsyncLifetime
 
         var session = grains.GetGrain<IDecodeSessionGrain>(SessionIds.New());
         await session.Open("tree-decode", 0, tokens);
-        var y = new float[tokens * spec.ModelDim];
-        int position = 0;
-        var steps = new List<DecodeResult>();
-        foreach (int count in new[] { 4, 1, 1, 3, 2 })
-        {
-            var step = await session.Decode(new DecodeCommand
-            {
-                Batch = 1, Tokens = count, ModelDim = spec.ModelDim,
-                Input = FloatBytes.ToBytes(x.AsSpan(position * spec.ModelDim, count * spec.ModelDim)),
-            });
-            FloatBytes.AsFloats(step.Output).CopyTo(y.AsSpan(position * spec.ModelDim));
-            position += count;
-            steps.Add(step);
-        }
+        var (y, steps) = await DecodeInSteps(session, spec.ModelDim, x, [4, 1, 1, 3, 2]);
         await session.Close();
 
         var (expected, _) = LayerOracle.Forward(spec, weights[0], x, 1, tokens, causal: true);
@@ -250,32 +237,42 @@ public sealed class PartialSumClusterTests : IAsyncLifetime
         string id = SessionIds.New();
         var session = grains.GetGrain<IDecodeSessionGrain>(id);
         await session.Open("runs-decode", 0, tokens);
-        var y = new float[tokens * spec.ModelDim];
-        int position = 0;
-        var steps = new List<DecodeResult>();
-        foreach (int count in new[] { 24, 20, 1 })
+        var (y, steps) = await DecodeInSteps(session, spec.ModelDim, x, [24, 20, 1], position =>
         {
-            if (position == 24)
-            {
-                var dropped = bySilo.Select(groups => groups[0]).Append(bySilo[0][1]).Concat(bySilo[^1]).Distinct();
-                foreach (var silo in _cluster.Silos.Cast<InProcessSiloHandle>())
-                    foreach (int group in dropped)
-                        silo.SiloHost.Services.GetRequiredService<Headwise.Grains.Decode.SessionCaches>().Drop(GrainKeys.Head("runs-decode", 0, group), id);
-            }
-            var step = await session.Decode(new DecodeCommand
-            {
-                Batch = 1, Tokens = count, ModelDim = spec.ModelDim,
-                Input = FloatBytes.ToBytes(x.AsSpan(position * spec.ModelDim, count * spec.ModelDim)),
-            });
-            FloatBytes.AsFloats(step.Output).CopyTo(y.AsSpan(position * spec.ModelDim));
-            position += count;
-            steps.Add(step);
-        }
+            if (position != 24) return;
+            var dropped = bySilo.Select(groups => groups[0]).Append(bySilo[0][1]).Concat(bySilo[^1]).Distinct();
+            foreach (var silo in _cluster.Silos.Cast<InProcessSiloHandle>())
+                foreach (int group in dropped)
+                    silo.SiloHost.Services.GetRequiredService<Headwise.Grains.Decode.SessionCaches>().Drop(GrainKeys.Head("runs-decode", 0, group), id);
+        });
         await session.Close();
 
         var (expected, _) = LayerOracle.Forward(spec, weights[0], x, 1, tokens, causal: true);
         Tolerance.AssertClose(Floats(expected), y, "decode in runs, one silo re-filled");
         Assert.Equal([0, 2 + 1 + 1 + 6, 0], steps.Select(s => s.ReprefilledGroups));
+    }
+
+    // X fed to the session in steps of `counts` tokens (`beforeStep` gets each step's position first): Y of every token,
+    // and each step's result.
+    private static async Task<(float[] Y, List<DecodeResult> Steps)> DecodeInSteps(IDecodeSessionGrain session, int modelDim, float[] x,
+        int[] counts, Action<int>? beforeStep = null)
+    {
+        var y = new float[x.Length];
+        int position = 0;
+        var steps = new List<DecodeResult>();
+        foreach (int count in counts)
+        {
+            beforeStep?.Invoke(position);
+            var step = await session.Decode(new DecodeCommand
+            {
+                Batch = 1, Tokens = count, ModelDim = modelDim,
+                Input = FloatBytes.ToBytes(x.AsSpan(position * modelDim, count * modelDim)),
+            });
+            FloatBytes.AsFloats(step.Output).CopyTo(y.AsSpan(position * modelDim));
+            position += count;
+            steps.Add(step);
+        }
+        return (y, steps);
     }
 
     [Fact]
