@@ -32,9 +32,10 @@ internal sealed class InProcessLayer
         _outputWeights = Normal(Heads * HeadDim * ModelDim, 0.02);
         _input = Normal(tokens * ModelDim, 1);
         _z = Enumerable.Range(0, Heads).Select(_ => new float[tokens * HeadDim]).ToArray();
-        // Up to one run per head: each run's Z fits a [T × all heads] buffer.
-        _concat = Enumerable.Range(0, Heads).Select(_ => new float[tokens * Heads * HeadDim]).ToArray();
-        _partials = Enumerable.Range(0, Heads).Select(_ => new float[tokens * ModelDim]).ToArray();
+        // One run per thread, at most one per core.
+        int threads = Math.Clamp(Environment.ProcessorCount, 1, Heads);
+        _concat = Enumerable.Range(0, threads).Select(_ => new float[tokens * Heads * HeadDim]).ToArray();
+        _partials = Enumerable.Range(0, threads).Select(_ => new float[tokens * ModelDim]).ToArray();
         _output = new float[tokens * ModelDim];
     }
 
@@ -54,7 +55,7 @@ internal sealed class InProcessLayer
     /// <summary>Milliseconds of one layer pass with the heads over <paramref name="threads"/> threads.</summary>
     public double PassMs(int threads)
     {
-        int parts = Math.Clamp(threads, 1, Heads);
+        int parts = Math.Clamp(threads, 1, _partials.Length);
         long started = Stopwatch.GetTimestamp();
         // As a silo splits its heads (SiloPass): each thread a run of heads, then their Z times their own rows of W_O.
         Parallel.For(0, parts, new ParallelOptions { MaxDegreeOfParallelism = parts }, part =>

@@ -82,11 +82,11 @@ public sealed partial class SiloPass
         try
         {
             // A partial sum on a compute thread (a forward pass, a decode step of more than a few rows) with at least one group
-            // per compute thread: each thread takes a run of groups and
-            // multiplies their Z by their own rows of W_O at once (the silos' row-parallel split, inside the silo). One
-            // fork-join instead of two, no gather of every Z, no thread waiting at a barrier between the heads and W_O; at
-            // T = 128 the layer's best took 6–13% less time on AVX-512 (level on AVX2; docs/performance.md). The runs are
-            // fixed rather than handed to whichever thread is free: the partials' sum order, so every bit of Y, stays the same.
+            // per compute thread: each thread takes a run of groups and multiplies their Z by their own rows of W_O at once (the
+            // silos' row-parallel split, inside the silo). One fork-join instead of two, no gather of every Z, no thread waiting
+            // at a barrier between the heads and W_O; at T = 128 the layer's best took 6–13% less time on AVX-512 (level on
+            // AVX2; docs/performance.md). The runs are fixed rather than handed to whichever thread is free: the partials' sum
+            // order, so every bit of Y, stays the same.
             int parts = Math.Min(compute.MaximumConcurrencyLevel, local.Count);
             if (!gather && parts > 1 && KernelThreads.OwnThreadOnly)
                 return ComputeInParts(request.Layer, local, parts, rows, groupWidth, modelDim, pooled: forward is not null, z, answers, Group);
