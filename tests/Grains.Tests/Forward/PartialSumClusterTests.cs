@@ -63,12 +63,8 @@ public sealed class PartialSumClusterTests : IAsyncLifetime
     [MemberData(nameof(Specs))]
     public async Task Partial_sums_and_gathered_Z_both_match_the_float64_oracle(string name, AttentionSpec spec, bool causal)
     {
-        spec = spec with { LayerCount = 1 };
         var grains = _cluster.Client;
-        var description = await grains.GetGrain<IModelCatalogGrain>(GrainKeys.Catalog).Create(name, spec);
-        spec = description.Spec;
-        var weights = SeededWeights.Create(spec, seed: 11, std: 0.2f);
-        var model = await WeightUpload.StoreAsync(grains, name, weights);
+        (spec, var weights, var model) = await Stored(name, spec with { LayerCount = 1 }, seed: 11);
         if (spec.GroupCount >= 4)
             Assert.Equal(4, model.Heads.Select(h => h.Silo).Distinct().Count());
 
@@ -106,9 +102,7 @@ public sealed class PartialSumClusterTests : IAsyncLifetime
     {
         var spec = new AttentionSpec { ModelDim = 64, HeadCount = 16, LayerCount = 1 };
         var grains = _cluster.Client;
-        spec = (await grains.GetGrain<IModelCatalogGrain>(GrainKeys.Catalog).Create("traffic", spec)).Spec;
-        var weights = SeededWeights.Create(spec, seed: 2, std: 0.2f);
-        await WeightUpload.StoreAsync(grains, "traffic", weights);
+        (spec, var weights, _) = await Stored("traffic", spec, seed: 2);
         const int tokens = 10;
         var random = new Random(3);
         var x = Enumerable.Range(0, tokens * spec.ModelDim).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
@@ -129,13 +123,19 @@ public sealed class PartialSumClusterTests : IAsyncLifetime
         Tolerance.AssertClose(Floats(expected), FloatBytes.AsFloats(result.Output), "16 heads, runs of 1/1/2 per silo");
     }
 
+    // The model created with `spec` and seeded weights stored: its spec as the catalog completed it, the weights, where
+    // its heads went.
+    private async Task<(AttentionSpec Spec, LayerWeights[] Weights, ModelDescription Model)> Stored(string name, AttentionSpec spec, int seed)
+    {
+        spec = (await _cluster.Client.GetGrain<IModelCatalogGrain>(GrainKeys.Catalog).Create(name, spec)).Spec;
+        var weights = SeededWeights.Create(spec, seed: seed, std: 0.2f);
+        return (spec, weights, await WeightUpload.StoreAsync(_cluster.Client, name, weights));
+    }
+
     // D = 64, 8 heads with biases: at T = 320, X and each partial sum are 80 KB, past TensorChannel.MinimumBytes.
     private async Task<(AttentionSpec Spec, LayerWeights[] Weights)> SmallWideModel(string name, int seed)
     {
-        var spec = new AttentionSpec { ModelDim = 64, HeadCount = 8, LayerCount = 1, Bias = true };
-        spec = (await _cluster.Client.GetGrain<IModelCatalogGrain>(GrainKeys.Catalog).Create(name, spec)).Spec;
-        var weights = SeededWeights.Create(spec, seed: seed, std: 0.2f);
-        await WeightUpload.StoreAsync(_cluster.Client, name, weights);
+        var (spec, weights, _) = await Stored(name, new AttentionSpec { ModelDim = 64, HeadCount = 8, LayerCount = 1, Bias = true }, seed);
         return (spec, weights);
     }
 
@@ -196,9 +196,7 @@ public sealed class PartialSumClusterTests : IAsyncLifetime
         // GQA with RoPE on 4 silos, fanout 2: every step's new rows go down the tree and partial sums come back up it.
         var spec = new AttentionSpec { ModelDim = 64, HeadCount = 8, KvHeadCount = 4, HeadDim = 16, RopeTheta = 10000, RopeDim = 16, LayerCount = 1 };
         var grains = _cluster.Client;
-        spec = (await grains.GetGrain<IModelCatalogGrain>(GrainKeys.Catalog).Create("tree-decode", spec)).Spec;
-        var weights = SeededWeights.Create(spec, seed: 21, std: 0.2f);
-        await WeightUpload.StoreAsync(grains, "tree-decode", weights);
+        (spec, var weights, _) = await Stored("tree-decode", spec, seed: 21);
         const int tokens = 11;
         var random = new Random(5);
         var x = Enumerable.Range(0, tokens * spec.ModelDim).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
@@ -225,9 +223,7 @@ public sealed class PartialSumClusterTests : IAsyncLifetime
         // sends no partial) and the session re-fills them.
         var spec = new AttentionSpec { ModelDim = 64, HeadCount = 48, KvHeadCount = 24, HeadDim = 8, RopeTheta = 10000, RopeDim = 8, LayerCount = 1 };
         var grains = _cluster.Client;
-        spec = (await grains.GetGrain<IModelCatalogGrain>(GrainKeys.Catalog).Create("runs-decode", spec)).Spec;
-        var weights = SeededWeights.Create(spec, seed: 23, std: 0.2f);
-        var model = await WeightUpload.StoreAsync(grains, "runs-decode", weights);
+        (spec, var weights, var model) = await Stored("runs-decode", spec, seed: 23);
         var bySilo = model.Heads.GroupBy(h => h.Silo).Select(g => g.Select(h => h.Group).Order().ToArray()).ToArray();
         Assert.Equal(4, bySilo.Length);
         const int tokens = 45;
@@ -280,9 +276,7 @@ public sealed class PartialSumClusterTests : IAsyncLifetime
     {
         var spec = new AttentionSpec { ModelDim = 64, HeadCount = 8, LayerCount = 1 };
         var grains = _cluster.Client;
-        spec = (await grains.GetGrain<IModelCatalogGrain>(GrainKeys.Catalog).Create("moved", spec)).Spec;
-        var weights = SeededWeights.Create(spec, seed: 8, std: 0.2f);
-        await WeightUpload.StoreAsync(grains, "moved", weights);
+        (spec, var weights, _) = await Stored("moved", spec, seed: 8);
         const int tokens = 9;
         var x = Enumerable.Range(0, tokens * spec.ModelDim).Select(i => MathF.Sin(i * 0.37f)).ToArray();
         var command = new ForwardCommand { Batch = 1, Tokens = tokens, ModelDim = spec.ModelDim, Input = FloatBytes.ToBytes(x) };
@@ -314,10 +308,8 @@ public sealed class PartialSumClusterTests : IAsyncLifetime
         var coordinator = grains.GetGrain<IForwardCoordinatorGrain>(GrainKeys.Layer("reshaped", 0));
         async Task<(AttentionSpec Spec, LayerWeights[] Weights)> Create(AttentionSpec spec, int seed)
         {
-            spec = (await catalog.Create("reshaped", spec with { LayerCount = 1 })).Spec;
-            var weights = SeededWeights.Create(spec, seed, std: 0.2f);
-            await WeightUpload.StoreAsync(grains, "reshaped", weights);
-            return (spec, weights);
+            var (created, weights, _) = await Stored("reshaped", spec with { LayerCount = 1 }, seed);
+            return (created, weights);
         }
         ForwardCommand Command(int modelDim, float[] x) => new() { Batch = 1, Tokens = 5, ModelDim = modelDim, Input = FloatBytes.ToBytes(x) };
 
