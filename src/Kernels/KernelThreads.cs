@@ -26,11 +26,36 @@ public static class KernelThreads
     /// <see cref="OwnThreadOnly"/> or while another call holds the helpers.
     /// </summary>
     /// <exception cref="AggregateException">The first exception a call of <paramref name="body"/> threw.</exception>
-    public static void For(int count, Action<int> body) =>
-        KernelParallelism.ForRowRanges(count, KernelParallelism.InlineWorkLimit, body,
-            static (body, start, end) =>
+    public static void For(int count, Action<int> body)
+    {
+        try
+        {
+            KernelParallelism.ForRowRanges(count, KernelParallelism.InlineWorkLimit, body, RunRange,
+                alignment: 1, chunksPerThread: Math.Max(1, count));
+        }
+        catch (Exception failure) when (failure is not AggregateException)
+        {
+            // The inline path (helpers busy, or OwnThreadOnly) throws the item's own exception; the helpers' path wraps
+            // it. Callers see one shape whichever path ran.
+            throw new AggregateException(failure);
+        }
+    }
+
+    // A failing item must not cost the items after it in the same range: inline, the range is every item.
+    private static void RunRange(Action<int> body, int start, int end)
+    {
+        Exception? first = null;
+        for (int i = start; i < end; i++)
+        {
+            try
             {
-                for (int i = start; i < end; i++) body(i);
-            },
-            alignment: 1, chunksPerThread: Math.Max(1, count));
+                body(i);
+            }
+            catch (Exception failure)
+            {
+                first ??= failure;
+            }
+        }
+        if (first is not null) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(first);
+    }
 }

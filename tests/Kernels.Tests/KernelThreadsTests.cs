@@ -70,4 +70,30 @@ public sealed class KernelThreadsTests
         Assert.Equal("item 3", Assert.IsType<InvalidOperationException>(error.InnerException).Message);
         Assert.All(calls, c => Assert.Equal(1, c));
     }
+
+    // The inline path (taken whenever another call holds the helpers, as in a test run with other classes in parallel)
+    // must fail the same way: a CI run once saw the bare exception and item 4..9 never called.
+    [Fact]
+    public async Task A_failing_item_on_the_inline_path_surfaces_wrapped_and_the_others_still_run()
+    {
+        var calls = new int[10];
+        var error = await Task.Run(() =>
+        {
+            KernelThreads.OwnThreadOnly = true;
+            try
+            {
+                return Assert.Throws<AggregateException>(() => KernelThreads.For(10, i =>
+                {
+                    Interlocked.Increment(ref calls[i]);
+                    if (i == 3) throw new InvalidOperationException("item 3");
+                }));
+            }
+            finally
+            {
+                KernelThreads.OwnThreadOnly = false;
+            }
+        });
+        Assert.Equal("item 3", Assert.IsType<InvalidOperationException>(error.InnerException).Message);
+        Assert.All(calls, c => Assert.Equal(1, c));
+    }
 }
