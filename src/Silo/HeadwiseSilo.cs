@@ -54,6 +54,7 @@ public static class HeadwiseSilo
 
         var address = IPAddress.Parse(options.ListenAddress);
         builder.Services.AddSingleton<Microsoft.AspNetCore.Connections.IMemoryPoolFactory<byte>, LargeBlockMemoryPoolFactory>();
+        builder.WebHost.UseSockets(sockets => sockets.UnsafePreferInlineScheduling = gateway.InlineScheduling);
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
             // Cleartext gRPC needs a port that speaks HTTP/2 only (h2c); the web pages need HTTP/1.1.

@@ -27,6 +27,14 @@ public sealed class GatewayOptions
     public int MaxConcurrentDecodes { get; set; } = 1024;
 
     /// <summary>
+    /// Continue Kestrel's socket reads and writes on the socket's own I/O thread instead of handing each to the thread pool
+    /// (Kestrel's UnsafePreferInlineScheduling; Headwise__InlineScheduling). A decode step is a few small frames each way,
+    /// and on a virtualised host every hand-off can wait for a thread to wake: docs/performance.md, "Socket continuations
+    /// inline". Nothing in the gateway blocks a thread (its handlers await the grains), which is what the option requires.
+    /// </summary>
+    public bool InlineScheduling { get; set; } = true;
+
+    /// <summary>
     /// Serve gRPC server reflection (grpc.reflection.v1 and v1alpha), so grpcurl lists and describes the services without
     /// the .proto. Unset: on when the gRPC port listens on a loopback address only, off otherwise.
     /// </summary>
