@@ -89,12 +89,15 @@ public sealed class DecodeSessionGrain(
         var pending = Log.Begin(session, command);
         try
         {
+            long started = Stopwatch.GetTimestamp();
             var step = await stepper.Run(Id, session, command);
+            long computed = Stopwatch.GetTimestamp();
             await Log.Commit(pending, session, command, step.Output);
             session.Position += command.Tokens;
             SessionHistory.Forget(session);
             session.LastUse = Stopwatch.GetTimestamp();
-            scope.Complete(step);
+            scope.Complete(step, Stopwatch.GetElapsedTime(started, computed).TotalMilliseconds,
+                Stopwatch.GetElapsedTime(computed, session.LastUse).TotalMilliseconds);
             return new DecodeResult
             {
                 Output = step.Output,

@@ -100,6 +100,7 @@ public sealed class DecodeBatchingClusterTests : IAsyncLifetime
         listener.SetMeasurementEventCallback<int>((_, value, _, _) => { lock (sizes) sizes.Add(value); });
         listener.Start();
         var spans = new List<(object? Size, object? QueueMs)>();
+        var parts = new List<(object? HeadsMs, object? CommitMs, double SpanMs)>();
         using var activities = new System.Diagnostics.ActivityListener
         {
             ShouldListenTo = source => source.Name == HeadwiseTelemetry.Name,
@@ -108,7 +109,11 @@ public sealed class DecodeBatchingClusterTests : IAsyncLifetime
             ActivityStopped = a =>
             {
                 if (a.OperationName == "headwise.decode" && a.GetTagItem("headwise.model") as string == "batching")
-                    lock (spans) spans.Add((a.GetTagItem(HeadwiseTelemetry.BatchSizeAttribute), a.GetTagItem(HeadwiseTelemetry.BatchQueueAttribute)));
+                    lock (spans)
+                    {
+                        spans.Add((a.GetTagItem(HeadwiseTelemetry.BatchSizeAttribute), a.GetTagItem(HeadwiseTelemetry.BatchQueueAttribute)));
+                        parts.Add((a.GetTagItem(HeadwiseTelemetry.HeadsMsAttribute), a.GetTagItem(HeadwiseTelemetry.CommitMsAttribute), a.Duration.TotalMilliseconds));
+                    }
             },
         };
         System.Diagnostics.ActivitySource.AddActivityListener(activities);
@@ -133,6 +138,10 @@ public sealed class DecodeBatchingClusterTests : IAsyncLifetime
             Assert.Equal(Sessions * tokens, spans.Count);
             Assert.All(spans, s => Assert.True(s.Size is int size && size >= 1 && s.QueueMs is double ms && ms >= 0, $"{s}"));
             Assert.Contains(spans, s => s.Size is int size && size > 1);
+            // And how long its heads and its commit took: both inside the span, neither zero (every step computes and
+            // writes its record).
+            Assert.All(parts, p => Assert.True(p.HeadsMs is double heads && heads > 0 && p.CommitMs is double commit && commit > 0
+                && heads + commit <= p.SpanMs + 0.002, $"{p}"));
         }
 
         // The dropped session re-filled its groups on the step after the drop, and only then; the others never did.

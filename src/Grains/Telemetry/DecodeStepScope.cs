@@ -28,9 +28,15 @@ internal sealed class DecodeStepScope : IDisposable
         _activity.SetTag("headwise.position", session.Position);
     }
 
-    /// <summary>The step counted: tags where its heads ran, records its duration and tokens.</summary>
-    public void Complete(StepOutcome step)
+    /// <summary>The step counted: tags where its heads ran and how long its parts took, records its duration and tokens.</summary>
+    /// <param name="headsMs">From the fan-out's start to the partial sums added: every silo's heads and W_O, re-fills included.</param>
+    /// <param name="commitMs">After the heads: waiting for the step's stored inputs, then writing the session's record.</param>
+    public void Complete(StepOutcome step, double headsMs, double commitMs)
     {
+        // A step's latency is mostly not arithmetic (docs/performance.md, "Where one session's step goes"): these two
+        // tell the heads from the storage without a profiler.
+        _activity?.SetTag(HeadwiseTelemetry.HeadsMsAttribute, Math.Round(headsMs, 3));
+        _activity?.SetTag(HeadwiseTelemetry.CommitMsAttribute, Math.Round(commitMs, 3));
         _activity?.SetTag("headwise.reprefilled_groups", step.Refilled);
         _activity?.SetTag("headwise.local_groups", step.LocalGroups);
         _activity?.SetTag("headwise.remote_messages", step.RemoteMessages);

@@ -118,6 +118,12 @@ public static class HeadwiseTelemetry
     /// <summary>Span attribute of a decode step: milliseconds it waited on this silo for its batch.</summary>
     public const string BatchQueueAttribute = "headwise.batch.queue_ms";
 
+    /// <summary>Decode span attribute: milliseconds of the step's heads and W_O on every silo, re-fills included.</summary>
+    public const string HeadsMsAttribute = "headwise.heads_ms";
+
+    /// <summary>Decode span attribute: milliseconds after the heads until the step counted (its stored inputs and record).</summary>
+    public const string CommitMsAttribute = "headwise.commit_ms";
+
     /// <summary>Records one decode pass on <paramref name="silo"/> over the layer "{model}/{layer}" and its steps' waits.</summary>
     public static void DecodeBatch(string layerKey, string silo, int steps, ReadOnlySpan<double> waitedSeconds)
     {
