@@ -48,6 +48,19 @@ throughput.SetAction((parse, cancellationToken) =>
     return ThroughputRunner.Run(plan, cancellationToken);
 });
 root.Subcommands.Add(throughput);
+
+var splitContext = new Option<int>("--context") { DefaultValueFactory = _ => 1024, Description = "tokens in the cache before the first timed step" };
+var splitSteps = new Option<int>("--steps") { DefaultValueFactory = _ => 400, Description = "timed steps; the last 150 are traced" };
+var splitTransport = new Option<string>("--transport") { DefaultValueFactory = _ => "stream", Description = "unary or stream" };
+var split = new Command("split", "where one session's step goes, from the silo's headwise.decode spans (docs/performance.md)")
+    { siloDll, splitContext, splitSteps, splitTransport };
+split.SetAction((parse, cancellationToken) =>
+{
+    string transport = parse.GetRequiredValue(splitTransport);
+    if (transport is not ("unary" or "stream")) throw new ArgumentException($"--transport takes unary or stream, not '{transport}'.");
+    return StepSplit.RunAsync(Path.GetFullPath(parse.GetRequiredValue(siloDll)), parse.GetValue(splitContext), parse.GetValue(splitSteps), transport, cancellationToken);
+});
+root.Subcommands.Add(split);
 root.SetAction(async (parse, cancellationToken) =>
 {
     var targets = parse.GetRequiredValue(contexts).Split(',').Select(s => int.Parse(s, CultureInfo.InvariantCulture)).ToArray();
