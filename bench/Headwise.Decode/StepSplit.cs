@@ -22,7 +22,14 @@ internal static class StepSplit
 
     public static async Task<int> RunAsync(string siloDll, int context, int steps, string transport, CancellationToken cancellationToken)
     {
-        await using var cluster = await BenchCluster.StartAsync(siloDll, 1, new Dictionary<string, string>(), cancellationToken);
+        if (context < 1) throw new ArgumentException("--context must be at least 1: the steps are matched to their spans by position.");
+        // A stream's steps share one trace, and the silo keeps only a trace's first MaxSpansPerTrace spans (a step makes
+        // a handful): room for every step's, so the last ones are still there to read.
+        var settings = new Dictionary<string, string>
+        {
+            ["Headwise__Telemetry__MaxSpansPerTrace"] = Math.Min(1_000_000, 64 * (steps + 2)).ToString(CultureInfo.InvariantCulture),
+        };
+        await using var cluster = await BenchCluster.StartAsync(siloDll, 1, settings, cancellationToken);
         await using var client = new GrpcAttentionClient(cluster.GrpcAddress);
         using var http = new HttpClient { BaseAddress = cluster.WebAddresses[0] };
         var random = new Random(context);
@@ -63,7 +70,9 @@ internal static class StepSplit
                 traces[traceIds[i]] = decodeSpans = (await http.GetFromJsonAsync<JsonElement>($"/api/traces/{traceIds[i]}", cancellationToken))
                     .GetProperty("spans").EnumerateArray().Where(s => s.GetProperty("name").GetString() == "headwise.decode").ToArray();
             string position = (context + i).ToString(CultureInfo.InvariantCulture);
-            var span = decodeSpans.FirstOrDefault(s => s.GetProperty("tags").TryGetProperty("headwise.position", out var at) && at.GetString() == position);
+            // A failed attempt at the same position has no heads_ms: only the step that counted is read.
+            var span = decodeSpans.FirstOrDefault(s => s.GetProperty("tags") is var tags && tags.TryGetProperty("headwise.heads_ms", out _)
+                && tags.TryGetProperty("headwise.position", out var at) && at.GetString() == position);
             if (span.ValueKind != JsonValueKind.Object) continue;
             var tags = span.GetProperty("tags");
             double Tag(string name) => double.Parse(tags.GetProperty(name).GetString()!, CultureInfo.InvariantCulture);

@@ -63,9 +63,7 @@ public sealed class ComputeScheduler : TaskScheduler, IDisposable
         }
         catch (AggregateException e)
         {
-            // Several heads failing together fail for the same reason; the caller wants its code, not a wrapper.
-            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(
-                e.InnerExceptions.FirstOrDefault(x => x is Contracts.HeadwiseException) ?? e.InnerExceptions[0]);
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(FirstFailure.Of(e));
         }
     }
 

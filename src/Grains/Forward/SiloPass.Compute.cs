@@ -235,8 +235,7 @@ public sealed partial class SiloPass
         }
         catch (AggregateException e)
         {
-            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(
-                e.InnerExceptions.FirstOrDefault(x => x is HeadwiseException) ?? e.InnerExceptions[0]);
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(FirstFailure.Of(e));
         }
     }
 

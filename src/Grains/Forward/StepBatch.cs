@@ -96,7 +96,8 @@ internal sealed class StepBatch(IHeadKernel kernel, SiloIdentity silo, SessionCa
         }
         catch (Exception e)
         {
-            foreach (var step in steps) step.Done.TrySetException(e);
+            var failure = e is AggregateException all ? FirstFailure.Of(all) : e;
+            foreach (var step in steps) step.Done.TrySetException(failure);
         }
         finally
         {
