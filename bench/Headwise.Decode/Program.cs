@@ -61,6 +61,18 @@ split.SetAction((parse, cancellationToken) =>
     return StepSplit.RunAsync(Path.GetFullPath(parse.GetRequiredValue(siloDll)), parse.GetValue(splitContext), parse.GetValue(splitSteps), transport, cancellationToken);
 });
 root.Subcommands.Add(split);
+var forwardTokens = new Option<string>("--tokens") { DefaultValueFactory = _ => "16,128", Description = "tokens per forward" };
+var forwardCallers = new Option<string>("--callers") { DefaultValueFactory = _ => "1,8,32", Description = "callers sending forwards at once" };
+var forwardPasses = new Option<int>("--passes") { DefaultValueFactory = _ => 40, Description = "forwards per caller per cell" };
+var forwards = new Command("forwards", "tokens/s and latency of N concurrent forward callers, forward batching off and on (docs/performance.md)")
+    { siloDll, forwardTokens, forwardCallers, forwardPasses };
+forwards.SetAction((parse, cancellationToken) =>
+{
+    static int[] Ints(string list) => list.Split(',').Select(s => int.Parse(s, CultureInfo.InvariantCulture)).ToArray();
+    return ForwardThroughput.RunAsync(Path.GetFullPath(parse.GetRequiredValue(siloDll)), Ints(parse.GetRequiredValue(forwardTokens)),
+        Ints(parse.GetRequiredValue(forwardCallers)), parse.GetValue(forwardPasses), cancellationToken);
+});
+root.Subcommands.Add(forwards);
 root.SetAction(async (parse, cancellationToken) =>
 {
     var targets = parse.GetRequiredValue(contexts).Split(',').Select(s => int.Parse(s, CultureInfo.InvariantCulture)).ToArray();

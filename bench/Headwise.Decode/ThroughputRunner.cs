@@ -220,7 +220,7 @@ internal static class ThroughputRunner
         Console.WriteLine($"load average after: {LatencySamples.LoadAverage()}");
     }
 
-    private static string CpuModel()
+    internal static string CpuModel()
     {
         if (!File.Exists("/proc/cpuinfo")) return "cpu unknown";
         var lines = File.ReadAllLines("/proc/cpuinfo");

@@ -31,6 +31,7 @@ public static class HeadwiseSiloBuilderExtensions
         silo.Services.AddOptions<ForwardLimits>();
         silo.Services.AddOptions<ScatterOptions>();
         silo.Services.AddOptions<DecodeBatchOptions>();
+        silo.Services.AddOptions<ForwardBatchOptions>();
         silo.Services.AddOptions<DecodeSessionOptions>();
         silo.Services.AddOptions<WeightUploadOptions>();
         silo.Services.AddSingleton<SessionCaches>();
@@ -48,6 +49,7 @@ public static class HeadwiseSiloBuilderExtensions
         silo.Services.AddSingleton<Forward.StackedOutputRows>();
         silo.Services.AddSingleton<Forward.HeadRescue>();
         silo.Services.AddSingleton<Forward.DecodeBatchStats>();
+        silo.Services.AddSingleton<Forward.ForwardBatcher>();
         silo.Services.AddSingleton<Forward.StepBatcher>();
         silo.Services.AddSingleton<Forward.SiloPass>();
         silo.Services.AddSingleton<Forward.LayerFanOut>();

@@ -34,11 +34,12 @@ public static class HeadwiseSilo
         var gateway = builder.Configuration.GetSection(SiloOptions.Section).Get<GatewayOptions>() ?? new GatewayOptions();
         var models = builder.Configuration.GetSection(SiloOptions.Section).Get<ModelLimits>() ?? new ModelLimits();
         var batching = builder.Configuration.GetSection(SiloOptions.Section).Get<DecodeBatchOptions>() ?? new DecodeBatchOptions();
+        var forwardBatching = builder.Configuration.GetSection(SiloOptions.Section).Get<ForwardBatchOptions>() ?? new ForwardBatchOptions();
         var sharedMemory = builder.Configuration.GetSection(SiloOptions.Section).Get<SharedMemoryOptions>() ?? new SharedMemoryOptions();
         var orleansTls = builder.Configuration.GetSection($"{SiloOptions.Section}:{OrleansTlsSettings.Section}").Get<OrleansTlsSettings>()
                          ?? new OrleansTlsSettings();
         var problems = options.Problems().Concat(LimitProblems(limits)).Concat(gateway.Problems()).Concat(models.Problems())
-            .Concat(batching.Problems()).Concat(sharedMemory.Problems()).Concat(orleansTls.Problems()).ToList();
+            .Concat(batching.Problems()).Concat(forwardBatching.Problems()).Concat(sharedMemory.Problems()).Concat(orleansTls.Problems()).ToList();
         if (problems.Count > 0)
             throw new InvalidOperationException("Headwise configuration is not usable:\n  " + string.Join("\n  ", problems));
 
@@ -46,6 +47,7 @@ public static class HeadwiseSilo
         builder.Services.Configure<ForwardLimits>(builder.Configuration.GetSection(SiloOptions.Section));
         builder.Services.Configure<ScatterOptions>(builder.Configuration.GetSection(SiloOptions.Section));
         builder.Services.Configure<DecodeBatchOptions>(builder.Configuration.GetSection(SiloOptions.Section));
+        builder.Services.Configure<ForwardBatchOptions>(builder.Configuration.GetSection(SiloOptions.Section));
         builder.Services.Configure<WeightUploadOptions>(builder.Configuration.GetSection(SiloOptions.Section));
         builder.Services.Configure<DecodeSessionOptions>(builder.Configuration.GetSection(SiloOptions.Section + ":Sessions"));
         builder.Services.Configure<GatewayOptions>(builder.Configuration.GetSection(SiloOptions.Section));

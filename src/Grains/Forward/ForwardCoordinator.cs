@@ -11,8 +11,8 @@ using Microsoft.Extensions.Options;
 namespace Headwise.Grains.Forward;
 
 /// <summary>
-/// Runs forward passes on the silo the request reached (<see cref="ForwardCoordinatorGrain"/> calls it): validate, plan
-/// (<see cref="LayerPlans"/>), choose where W_O runs (<see cref="OutputProjectionCost"/>), then the fan-out
+/// Runs forward passes on the silo the request reached (<see cref="ForwardCoordinatorGrain"/> calls it): validate, batch
+/// small forwards that arrive together (<see cref="ForwardBatcher"/>), plan (<see cref="LayerPlans"/>), choose where W_O runs (<see cref="OutputProjectionCost"/>), then the fan-out
 /// (<see cref="LayerFanOut"/>) with this silo as the root of the broadcast tree: X leaves for the remote silos before this
 /// silo's heads start, each silo answers with one partial sum Σ Z_h·W_O[h rows], and Y = Σ partials + b_O.
 /// Every head answers with the version of its weights; a pass that saw a version other than its plan's is run again
@@ -29,7 +29,8 @@ public sealed class ForwardCoordinator(
     CancelledForwards cancelled,
     IOptions<ForwardLimits> limits,
     IOptions<ScatterOptions> scatter,
-    PassMemoryBudget memory)
+    PassMemoryBudget memory,
+    ForwardBatcher batcher)
 {
     public async Task<ForwardResult> Forward(string layerKey, ForwardCommand command, CancellationToken cancellationToken)
     {
@@ -51,7 +52,9 @@ public sealed class ForwardCoordinator(
         ForwardResult result;
         try
         {
-            result = await PassWithReplans(layerKey, command, cancellationToken);
+            result = batcher.Takes(command)
+                ? await batcher.Run(layerKey, command, (batched, token) => PassWithReplans(layerKey, batched, token), cancellationToken)
+                : await PassWithReplans(layerKey, command, cancellationToken);
         }
         catch (Exception e) when (telemetry.Failed(e))
         {

@@ -113,9 +113,20 @@ public static class HeadwiseTelemetry
         "headwise.decode.batch.delay", "s", "Time a decode step waited on a silo for the batch it ran in", tags: null,
         new InstrumentAdvice<double> { HistogramBucketBoundaries = SecondBuckets });
 
-    /// <summary>Span attribute of a decode step: the steps in the batch its heads ran in on this silo.</summary>
+    /// <summary>Forward passes one silo ran together as one pass (1 for a forward alone: idle lane, too large, or
+    /// <c>Headwise__ForwardBatching=false</c>). Tags: model, layer, silo.</summary>
+    public static readonly Histogram<int> ForwardBatchSize = Meter.CreateHistogram<int>(
+        "headwise.forward.batch.size", "{forward}", "Forward passes run together as one pass on a silo", tags: null,
+        new InstrumentAdvice<int> { HistogramBucketBoundaries = [1, 2, 4, 8, 16, 32, 64] });
+
+    /// <summary>Time a forward waited on its coordinator's silo for the batch it ran in, seconds. Tags: model, layer, silo.</summary>
+    public static readonly Histogram<double> ForwardBatchDelay = Meter.CreateHistogram<double>(
+        "headwise.forward.batch.delay", "s", "Time a forward pass waited for the batch it ran in", tags: null,
+        new InstrumentAdvice<double> { HistogramBucketBoundaries = SecondBuckets });
+
+    /// <summary>Span attribute of a decode step (the steps in the batch its heads ran in on this silo) and of a forward (the forwards in its pass).</summary>
     public const string BatchSizeAttribute = "headwise.batch.size";
-    /// <summary>Span attribute of a decode step: milliseconds it waited on this silo for its batch.</summary>
+    /// <summary>Span attribute of a decode step or a forward: milliseconds it waited on this silo for its batch.</summary>
     public const string BatchQueueAttribute = "headwise.batch.queue_ms";
 
     /// <summary>Decode span attribute: milliseconds of the step's heads and W_O on every silo, re-fills included.</summary>
@@ -123,6 +134,15 @@ public static class HeadwiseTelemetry
 
     /// <summary>Decode span attribute: milliseconds after the heads until the step counted (its stored inputs and record).</summary>
     public const string CommitMsAttribute = "headwise.commit_ms";
+
+    /// <summary>Records one forward batch on <paramref name="silo"/> over the layer "{model}/{layer}" and its forwards' waits.</summary>
+    public static void ForwardBatch(string layerKey, string silo, int forwards, ReadOnlySpan<double> waitedSeconds)
+    {
+        var (model, layer) = SplitKey(layerKey);
+        var tags = new TagList { { ModelAttribute, model }, { LayerAttribute, layer }, { SiloAttribute, silo } };
+        ForwardBatchSize.Record(forwards, tags);
+        foreach (double waited in waitedSeconds) ForwardBatchDelay.Record(waited, tags);
+    }
 
     /// <summary>Records one decode pass on <paramref name="silo"/> over the layer "{model}/{layer}" and its steps' waits.</summary>
     public static void DecodeBatch(string layerKey, string silo, int steps, ReadOnlySpan<double> waitedSeconds)

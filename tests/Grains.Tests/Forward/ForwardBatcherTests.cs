@@ -1,0 +1,230 @@
+using System.Net;
+using Headwise.Contracts;
+using Headwise.Grains.Forward;
+using Microsoft.Extensions.Options;
+using Orleans.Runtime;
+
+namespace Headwise.Grains.Tests.Forward;
+
+/// <summary>
+/// <see cref="ForwardBatcher"/> around a pass that this test controls: a forward that finds its lane idle runs at
+/// once, alone and unchanged; the forwards that arrive while it runs go as one command, their sequences side by side
+/// in arrival order, and each caller gets back exactly its own rows. The pass here answers Y = f(X) row by row with f
+/// different per row content, so a caller handed another's rows, or rows shifted by one sequence, fails. Lanes
+/// separate token counts and masks, the rows cap and the silo's batch limit split batches, a caller that gives up while
+/// queued leaves the queue, and a failed batch fails each of its callers.
+/// </summary>
+public sealed class ForwardBatcherTests
+{
+    private const string Layer = "m/0";
+    private const int ModelDim = 4;
+
+    private sealed class Details : ILocalSiloDetails
+    {
+        public string Name => "test";
+        public string ClusterId => "test";
+        public string DnsHostName => "localhost";
+        public SiloAddress SiloAddress { get; } = SiloAddress.New(new IPEndPoint(IPAddress.Loopback, 11111), 1);
+        public SiloAddress GatewayAddress => SiloAddress;
+    }
+
+    // A pass whose first `holds` calls wait for Release (so the forwards behind them queue), which records what it ran,
+    // and answers y = 3x + 1 per value.
+    private sealed class HeldPass(int holds = 1)
+    {
+        public readonly List<ForwardCommand> Ran = [];
+        public readonly TaskCompletionSource Entered = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        public readonly TaskCompletionSource Release = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        public Exception? FailWith;
+        private int _holds = holds;
+
+        public async Task<ForwardResult> Run(ForwardCommand command, CancellationToken cancellationToken)
+        {
+            lock (Ran) Ran.Add(command);
+            if (Interlocked.Decrement(ref _holds) >= 0)
+            {
+                Entered.TrySetResult();
+                await Release.Task.WaitAsync(TimeSpan.FromSeconds(30), cancellationToken);
+            }
+            if (FailWith is { } failure) throw failure;
+            var y = FloatBytes.AsFloats(command.Input).ToArray().Select(v => 3 * v + 1).ToArray();
+            return new ForwardResult
+            {
+                Output = FloatBytes.ToBytes(y), Heads = [], ModelDim = ModelDim, HeadCount = 1, HeadDim = ModelDim, TraceId = "batch",
+            };
+        }
+    }
+
+    private static ForwardBatcher Batcher(int maxRows = 1024, int maxBatch = 64, bool on = true, int takesRows = 32, int passes = 1) =>
+        new(Options.Create(new ForwardBatchOptions
+            {
+                ForwardBatching = on, ForwardBatchMaxRows = maxRows, ForwardBatchTakesRows = takesRows, ForwardBatchPasses = passes,
+            }),
+            Options.Create(new ForwardLimits { MaxBatch = maxBatch }), new SiloIdentity(new Details()));
+
+    private static ForwardCommand Command(int seed, int batch = 1, int tokens = 3, bool causal = true, int[]? lengths = null)
+    {
+        var random = new Random(seed);
+        var x = Enumerable.Range(0, batch * tokens * ModelDim).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
+        return new ForwardCommand
+        {
+            Batch = batch, Tokens = tokens, ModelDim = ModelDim, Input = FloatBytes.ToBytes(x), Causal = causal, Lengths = lengths ?? [],
+        };
+    }
+
+    private static void AssertOwnRows(ForwardCommand command, ForwardResult result)
+    {
+        var expected = FloatBytes.AsFloats(command.Input).ToArray().Select(v => 3 * v + 1).ToArray();
+        Assert.Equal(expected, FloatBytes.AsFloats(result.Output).ToArray());
+    }
+
+    [Fact]
+    public async Task A_forward_on_an_idle_lane_runs_at_once_alone_and_unchanged()
+    {
+        var pass = new HeldPass();
+        pass.Release.SetResult();
+        var command = Command(1);
+        var result = await Batcher().Run(Layer, command, pass.Run, CancellationToken.None);
+        Assert.Same(command, Assert.Single(pass.Ran));
+        AssertOwnRows(command, result);
+    }
+
+    [Fact]
+    public async Task Forwards_that_arrive_while_one_runs_go_as_one_pass_and_each_gets_its_own_rows()
+    {
+        var batcher = Batcher();
+        var pass = new HeldPass();
+        var first = Command(1);
+        var running = batcher.Run(Layer, first, pass.Run, CancellationToken.None);
+        await pass.Entered.Task;
+        // Mixed batch sizes and lengths: one caller gave lengths, two did not.
+        var queued = new[] { Command(2, batch: 2), Command(3, lengths: [2]), Command(4) };
+        var answers = queued.Select(c => batcher.Run(Layer, c, pass.Run, CancellationToken.None)).ToArray();
+        await WaitUntil(() => batcher.Waiting(Layer) == 3);
+        pass.Release.SetResult();
+
+        AssertOwnRows(first, await running);
+        for (int i = 0; i < queued.Length; i++) AssertOwnRows(queued[i], await answers[i]);
+        Assert.Equal(2, pass.Ran.Count);
+        var merged = pass.Ran[1];
+        Assert.Equal(4, merged.Batch);
+        Assert.Equal(3, merged.Tokens);
+        Assert.True(merged.Causal);
+        Assert.Equal(queued.SelectMany(c => c.Input).ToArray(), merged.Input);
+        // Sequences without lengths are whole (3 tokens); the one that gave 2 keeps it, in its place.
+        Assert.Equal([3, 3, 2, 3], merged.Lengths);
+    }
+
+    [Fact]
+    public async Task Lanes_keep_token_counts_and_masks_apart_and_caps_split_batches()
+    {
+        var batcher = Batcher(maxRows: 7, maxBatch: 3);
+        var pass = new HeldPass();
+        var running = batcher.Run(Layer, Command(1), pass.Run, CancellationToken.None);
+        await pass.Entered.Task;
+        // Same lane as the first: 3 tokens, causal. Rows 3 + 3 fit the cap of 7; the third would make 9.
+        var lane = new[] { Command(2), Command(3), Command(4) };
+        var answers = lane.Select(c => batcher.Run(Layer, c, pass.Run, CancellationToken.None)).ToList();
+        await WaitUntil(() => batcher.Waiting(Layer) == 3);
+        // Other lanes run at once: another token count, another mask.
+        var otherTokens = Command(5, tokens: 4);
+        var otherMask = Command(6, causal: false);
+        AssertOwnRows(otherTokens, await batcher.Run(Layer, otherTokens, pass.Run, CancellationToken.None));
+        AssertOwnRows(otherMask, await batcher.Run(Layer, otherMask, pass.Run, CancellationToken.None));
+        pass.Release.SetResult();
+        await running;
+        for (int i = 0; i < lane.Length; i++) AssertOwnRows(lane[i], await answers[i]);
+        var batches = pass.Ran.Where(c => c.Tokens == 3 && c.Causal).Select(c => c.Batch).ToArray();
+        Assert.Equal([1, 2, 1], batches);
+
+        // The silo's batch limit: 2 + 2 sequences exceed MaxBatch 3.
+        pass = new HeldPass();
+        running = batcher.Run(Layer, Command(7, tokens: 1), pass.Run, CancellationToken.None);
+        await pass.Entered.Task;
+        var pairs = new[] { Command(8, batch: 2, tokens: 1), Command(9, batch: 2, tokens: 1) };
+        var pairAnswers = pairs.Select(c => batcher.Run(Layer, c, pass.Run, CancellationToken.None)).ToArray();
+        await WaitUntil(() => batcher.Waiting(Layer) == 2);
+        pass.Release.SetResult();
+        await running;
+        for (int i = 0; i < pairs.Length; i++) AssertOwnRows(pairs[i], await pairAnswers[i]);
+        Assert.Equal([1, 2, 2], pass.Ran.Select(c => c.Batch).ToArray());
+    }
+
+    [Fact]
+    public async Task With_two_passes_per_lane_the_second_forward_runs_at_once_and_the_rest_queue_for_one_batch()
+    {
+        var batcher = Batcher(passes: 2);
+        var pass = new HeldPass(holds: 2);
+        var held = new[] { Command(1), Command(2) };
+        var running = held.Select(c => batcher.Run(Layer, c, pass.Run, CancellationToken.None)).ToArray();
+        await WaitUntil(() => { lock (pass.Ran) return pass.Ran.Count == 2; });
+        var queued = new[] { Command(3), Command(4) };
+        var answers = queued.Select(c => batcher.Run(Layer, c, pass.Run, CancellationToken.None)).ToArray();
+        await WaitUntil(() => batcher.Waiting(Layer) == 2);
+        pass.Release.SetResult();
+        for (int i = 0; i < held.Length; i++) AssertOwnRows(held[i], await running[i]);
+        for (int i = 0; i < queued.Length; i++) AssertOwnRows(queued[i], await answers[i]);
+        Assert.Equal([1, 1, 2], pass.Ran.Select(c => c.Batch).ToArray());
+    }
+
+    [Fact]
+    public async Task A_caller_that_gives_up_while_queued_leaves_the_queue()
+    {
+        var batcher = Batcher();
+        var pass = new HeldPass();
+        var running = batcher.Run(Layer, Command(1), pass.Run, CancellationToken.None);
+        await pass.Entered.Task;
+        using var giveUp = new CancellationTokenSource();
+        var leaving = batcher.Run(Layer, Command(2), pass.Run, giveUp.Token);
+        var staying = Command(3);
+        var stays = batcher.Run(Layer, staying, pass.Run, CancellationToken.None);
+        await WaitUntil(() => batcher.Waiting(Layer) == 2);
+        giveUp.Cancel();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => leaving);
+        Assert.Equal(1, batcher.Waiting(Layer));
+        pass.Release.SetResult();
+        await running;
+        AssertOwnRows(staying, await stays);
+        Assert.Equal([1, 1], pass.Ran.Select(c => c.Batch).ToArray());
+    }
+
+    [Fact]
+    public async Task A_failed_batch_fails_each_of_its_callers_and_the_lane_runs_on()
+    {
+        var batcher = Batcher();
+        var pass = new HeldPass();
+        var running = batcher.Run(Layer, Command(1), pass.Run, CancellationToken.None);
+        await pass.Entered.Task;
+        var answers = new[] { Command(2), Command(3) }.Select(c => batcher.Run(Layer, c, pass.Run, CancellationToken.None)).ToArray();
+        await WaitUntil(() => batcher.Waiting(Layer) == 2);
+        pass.FailWith = new HeadwiseException(ErrorCode.Unavailable, "a silo was lost");
+        pass.Release.SetResult();
+        foreach (var answer in answers.Prepend(running))
+            Assert.Equal(ErrorCode.Unavailable, (await Assert.ThrowsAsync<HeadwiseException>(() => answer)).Code);
+
+        pass.FailWith = null;
+        var after = Command(4);
+        AssertOwnRows(after, await batcher.Run(Layer, after, pass.Run, CancellationToken.None));
+    }
+
+    [Fact]
+    public void Only_small_forwards_that_ask_for_Y_alone_are_taken()
+    {
+        var batcher = Batcher(takesRows: 8);
+        Assert.True(batcher.Takes(Command(1, batch: 2, tokens: 4)));
+        Assert.False(batcher.Takes(Command(1, batch: 3, tokens: 3)));
+        Assert.False(batcher.Takes(Command(1) with { ReturnAttention = true }));
+        Assert.False(batcher.Takes(Command(1) with { ReturnHeadOutputs = true }));
+        Assert.False(Batcher(on: false).Takes(Command(1)));
+    }
+
+    private static async Task WaitUntil(Func<bool> condition)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (!condition())
+        {
+            Assert.True(DateTime.UtcNow < deadline, "timed out waiting for the queue");
+            await Task.Delay(5);
+        }
+    }
+}
