@@ -53,6 +53,16 @@ public sealed class MetricsEndpointTests(ThreeSiloCluster cluster)
         double seconds = samples.Single(s => s.Name == "headwise_forward_duration_seconds_sum" && s.Labels.GetValueOrDefault("headwise_model") == "metrics").Value;
         Assert.InRange(seconds, 1e-6, 3 * 1.0);
         Assert.DoesNotContain(samples, s => s.Labels.ContainsKey("model") || s.Labels.ContainsKey("error_code"));
+
+        // Each 8-token forward could join a batch, and each found its coordinator's lane free: three batches of one.
+        (types, samples) = await ScrapeUntil(s => s.Where(x => x.Name == "headwise_forward_batch_size_count"
+            && x.Labels.GetValueOrDefault("headwise_model") == "metrics").Sum(x => x.Value) == 3);
+        Assert.Equal("histogram", types["headwise_forward_batch_size"]);
+        Assert.Equal("histogram", types["headwise_forward_batch_delay_seconds"]);
+        double Total(string name) => samples.Where(s => s.Name == name && s.Labels.GetValueOrDefault("headwise_model") == "metrics").Sum(s => s.Value);
+        Assert.Equal(3, Total("headwise_forward_batch_size_count"));
+        Assert.Equal(3, Total("headwise_forward_batch_size_sum"));
+        Assert.Equal(3, Total("headwise_forward_batch_delay_seconds_count"));
     }
 
     [Fact]
