@@ -48,7 +48,6 @@ public static class HeadwiseSiloBuilderExtensions
         });
         silo.Services.AddSingleton<Forward.StackedOutputRows>();
         silo.Services.AddSingleton<Forward.HeadRescue>();
-        silo.Services.AddSingleton<Forward.DecodeBatchStats>();
         silo.Services.AddSingleton<Forward.ForwardBatcher>();
         silo.Services.AddSingleton<Forward.StepBatcher>();
         silo.Services.AddSingleton<Forward.SiloPass>();

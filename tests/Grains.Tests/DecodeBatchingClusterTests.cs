@@ -13,7 +13,7 @@ namespace Headwise.Grains.Tests;
 
 /// <summary>
 /// Many sessions decoding one token per step at once on one silo (GQA, a window of 5: linear-gqa-window), with
-/// cross-session batching on: batches of more than one step form (the silo's <see cref="DecodeBatchStats"/> and the
+/// cross-session batching on: batches of more than one step form (the silo's <see cref="StepBatcher.Stats"/> and the
 /// headwise.decode.batch.size histogram say so), and every session's outputs equal the same session decoded alone with
 /// batching off (max abs difference ≤ 1e-5 × the session's largest |y|) and, for the sessions fed the golden input,
 /// libtorch's float64 reference (the golden bounds). No session sees another's tokens: two sessions with the same
@@ -89,7 +89,7 @@ public sealed class DecodeBatchingClusterTests : IAsyncLifetime
         }
 
         var options = Service<IOptions<DecodeBatchOptions>>().Value;
-        var stats = Service<DecodeBatchStats>();
+        var stats = Service<StepBatcher>().Stats;
         var caches = Service<SessionCaches>();
         var sizes = new List<int>();
         using var listener = new MeterListener();
@@ -296,7 +296,7 @@ public sealed class DecodeBatchingRelayTests : IAsyncLifetime
         await Task.WhenAll(opened.Select(s => s.Close()));
         foreach (var silo in remote)
         {
-            var layer = Assert.Single(silo.SiloHost.Services.GetRequiredService<DecodeBatchStats>().Snapshot(), v => v.Layer == "relay/0");
+            var layer = Assert.Single(silo.SiloHost.Services.GetRequiredService<StepBatcher>().Stats.Snapshot(), v => v.Layer == "relay/0");
             Assert.Equal(sessions * steps, layer.Steps);
             Assert.True(layer.LargestSize > 1, $"silo {silo.SiloAddress}: only batches of one through the relay: {layer}");
         }

@@ -20,7 +20,9 @@ public sealed class ForwardBatcher(IOptions<ForwardBatchOptions> options, IOptio
     /// <summary>Runs one forward command (the coordinator's pass, with its re-plans and retries).</summary>
     public delegate Task<ForwardResult> Pass(ForwardCommand command, CancellationToken cancellationToken);
 
-    private sealed record Pending(ForwardCommand Command, CancellationToken Token, Activity? Span, long Queued)
+    // Context: the caller's execution context (its forward span as Activity.Current, its Orleans RequestContext), so the
+    // batch it leads runs as its own pass would, whoever's thread drains the lane.
+    private sealed record Pending(ForwardCommand Command, CancellationToken Token, Activity? Span, ExecutionContext? Context, long Queued)
     {
         public TaskCompletionSource<ForwardResult> Done { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
     }
@@ -33,6 +35,9 @@ public sealed class ForwardBatcher(IOptions<ForwardBatchOptions> options, IOptio
     }
 
     private readonly ConcurrentDictionary<string, Lane> _lanes = new(StringComparer.Ordinal);
+
+    /// <summary>This coordinator's forward passes per layer that could batch, alone or together (the dashboard's silo cards).</summary>
+    public BatchStats Stats { get; } = new();
 
     /// <summary>Whether the forward may share a pass: batching is on, it asks for Y only, and it is small.</summary>
     public bool Takes(ForwardCommand command) =>
@@ -57,7 +62,7 @@ public sealed class ForwardBatcher(IOptions<ForwardBatchOptions> options, IOptio
     {
         cancellationToken.ThrowIfCancellationRequested();
         var lane = _lanes.GetOrAdd(LaneKey(layerKey, command), _ => new Lane());
-        var pending = new Pending(command, cancellationToken, Activity.Current, Stopwatch.GetTimestamp());
+        var pending = new Pending(command, cancellationToken, Activity.Current, ExecutionContext.Capture(), Stopwatch.GetTimestamp());
         bool lead;
         lock (lane.Lock)
         {
@@ -92,9 +97,10 @@ public sealed class ForwardBatcher(IOptions<ForwardBatchOptions> options, IOptio
                 return;
             }
         }
-        _ = Task.Run(() => Drain(layerKey, lane, pass));
+        using (ExecutionContext.SuppressFlow()) _ = Task.Run(() => Drain(layerKey, lane, pass));
     }
 
+    // Runs on a thread-pool thread with no caller's context (HandOn suppresses its flow): each batch takes its leader's.
     private async Task Drain(string layerKey, Lane lane, Pass pass)
     {
         while (true)
@@ -120,12 +126,14 @@ public sealed class ForwardBatcher(IOptions<ForwardBatchOptions> options, IOptio
         var batch = new List<Pending>();
         int sequences = 0;
         long rows = 0, bytes = 0;
+        // Y is as large as X: the merged answer must pass the response limit too.
+        long mostBytes = Math.Min(limits.Value.MaxRequestBytes, limits.Value.MaxResponseBytes);
         while (lane.Queue.First is { } node)
         {
             var command = node.Value.Command;
             if (batch.Count > 0 && (rows + (long)command.Batch * command.Tokens > options.Value.ForwardBatchMaxRows
                                     || sequences + command.Batch > limits.Value.MaxBatch
-                                    || bytes + command.Input.LongLength > limits.Value.MaxRequestBytes))
+                                    || bytes + command.Input.LongLength > mostBytes))
                 break;
             lane.Queue.RemoveFirst();
             batch.Add(node.Value);
@@ -136,44 +144,45 @@ public sealed class ForwardBatcher(IOptions<ForwardBatchOptions> options, IOptio
         return batch;
     }
 
-    // Never throws: every forward of the batch gets its answer or the batch's error.
+    // Never throws: every forward of the batch gets its answer or the batch's error. The batch runs in the execution
+    // context of its first caller still waiting (its span parents the pass's spans, its trace is every answer's).
     private async Task RunBatch(string layerKey, List<Pending> batch, Pass pass)
     {
-        var waited = batch.Select(p => Stopwatch.GetElapsedTime(p.Queued).TotalSeconds).ToArray();
-        HeadwiseTelemetry.ForwardBatch(layerKey, silo.Name, batch.Count, waited);
-        for (int i = 0; i < batch.Count; i++)
-            if (batch[i].Span is { IsAllDataRequested: true } span)
-            {
-                span.SetTag(HeadwiseTelemetry.BatchSizeAttribute, batch.Count);
-                span.SetTag(HeadwiseTelemetry.BatchQueueAttribute, Math.Round(waited[i] * 1000, 3));
-            }
-        if (batch.Count == 1)
-        {
-            var only = batch[0];
-            try
-            {
-                only.Done.TrySetResult(await pass(only.Command, only.Token));
-            }
-            catch (Exception e)
-            {
-                Fail(only, e);
-            }
-            return;
-        }
+        var leader = batch.FirstOrDefault(p => !p.Token.IsCancellationRequested) ?? batch[0];
+        Task run = null!;
+        if (leader.Context is { } context) ExecutionContext.Run(context, _ => run = RunBatchHere(layerKey, batch, pass), null);
+        else run = RunBatchHere(layerKey, batch, pass);
+        await run;
+    }
 
-        // The batch runs until every one of its callers has given up; a caller that gives up is answered at once.
-        using var allGone = new CancellationTokenSource();
-        int live = batch.Count;
-        var registrations = batch.Select(p => p.Token.Register(() =>
-        {
-            p.Done.TrySetCanceled(p.Token);
-            if (Interlocked.Decrement(ref live) == 0) allGone.Cancel();
-        })).ToList();
-        // The batch's spans (fan-out, heads, W_O) go into the trace of its first forward, which every answer names.
-        var previous = Activity.Current;
-        Activity.Current = batch[0].Span;
+    private async Task RunBatchHere(string layerKey, List<Pending> batch, Pass pass)
+    {
+        var registrations = new List<CancellationTokenRegistration>(batch.Count);
         try
         {
+            var waited = batch.Select(p => Stopwatch.GetElapsedTime(p.Queued).TotalSeconds).ToArray();
+            HeadwiseTelemetry.ForwardBatch(layerKey, silo.Name, batch.Count, waited);
+            Stats.Record(layerKey, batch.Count, batch.Sum(p => p.Command.Batch * p.Command.Tokens));
+            for (int i = 0; i < batch.Count; i++)
+                if (batch[i].Span is { IsAllDataRequested: true } span)
+                {
+                    span.SetTag(HeadwiseTelemetry.BatchSizeAttribute, batch.Count);
+                    span.SetTag(HeadwiseTelemetry.BatchQueueAttribute, Math.Round(waited[i] * 1000, 3));
+                }
+            if (batch.Count == 1)
+            {
+                batch[0].Done.TrySetResult(await pass(batch[0].Command, batch[0].Token));
+                return;
+            }
+            // The batch runs until every one of its callers has given up; a caller that gives up is answered at once.
+            using var allGone = new CancellationTokenSource();
+            int live = batch.Count;
+            foreach (var p in batch)
+                registrations.Add(p.Token.Register(() =>
+                {
+                    p.Done.TrySetCanceled(p.Token);
+                    if (Interlocked.Decrement(ref live) == 0) allGone.Cancel();
+                }));
             var result = await pass(Merge(batch), allGone.Token);
             Split(batch, result);
         }
@@ -183,7 +192,6 @@ public sealed class ForwardBatcher(IOptions<ForwardBatchOptions> options, IOptio
         }
         finally
         {
-            Activity.Current = previous;
             foreach (var registration in registrations) registration.Dispose();
         }
     }
@@ -212,18 +220,30 @@ public sealed class ForwardBatcher(IOptions<ForwardBatchOptions> options, IOptio
         return first with { Batch = batch.Sum(p => p.Command.Batch), Input = input, Lengths = lengths };
     }
 
-    // Each caller's rows of Y, in the order its sequences went in.
+    // Each caller's rows of Y, in the order its sequences went in. X and Y (or Z) move per row, so each caller's share of
+    // the pass's traffic is its share of the rows: the callers' traffic counters add up to the pass's once.
     private static void Split(List<Pending> batch, ForwardResult result)
     {
+        long totalRows = batch.Sum(p => (long)p.Command.Batch * p.Command.Tokens);
+        if (batch.Any(p => p.Command.ModelDim != result.ModelDim) || totalRows * result.ModelDim * sizeof(float) != result.Output.LongLength)
+            throw new HeadwiseException(ErrorCode.Internal,
+                $"a batched forward's answer ({result.Output.LongLength} bytes, model_dim {result.ModelDim}) does not fit its callers' {totalRows} rows.");
         int offset = 0;
         foreach (var p in batch)
         {
-            int bytes = p.Command.Batch * p.Command.Tokens * result.ModelDim * sizeof(float);
-            p.Done.TrySetResult(result with { Output = result.Output.AsSpan(offset, bytes).ToArray() });
+            long rows = (long)p.Command.Batch * p.Command.Tokens;
+            int bytes = checked((int)(rows * result.ModelDim * sizeof(float)));
+            long Share(long total) => total * rows / totalRows;
+            p.Done.TrySetResult(result with
+            {
+                Output = result.Output.AsSpan(offset, bytes).ToArray(),
+                Silos = result.Silos.Select(t => t with { BytesSent = Share(t.BytesSent), BytesReceived = Share(t.BytesReceived) }).ToArray(),
+                Heads = result.Heads.Select(h => h with { InputBytes = Share(h.InputBytes), OutputBytes = Share(h.OutputBytes) }).ToArray(),
+            });
             offset += bytes;
         }
     }
 
     private static string LaneKey(string layerKey, ForwardCommand command) =>
-        $"{layerKey}\n{command.Tokens}\n{command.Causal}\n{command.Bf16Wire}";
+        $"{layerKey}\n{command.ModelDim}\n{command.Tokens}\n{command.Causal}\n{command.Bf16Wire}";
 }

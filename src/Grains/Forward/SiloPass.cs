@@ -30,7 +30,6 @@ public sealed partial class SiloPass(
     StackedOutputRows stackedRows,
     HeadRescue rescue,
     StepBatcher batcher,
-    DecodeBatchStats batchStats,
     IClusterMembershipService membership,
     ISiloMetadataCache metadata,
     TensorBuffers buffers)
@@ -75,7 +74,7 @@ public sealed partial class SiloPass(
             if (local.Count > 0 && request.Step is { } unbatched && !(small && batcher.Takes(request)))
             {
                 // A step computed on its own is a batch of one: the batch figures compare batching on and off.
-                batchStats.Record(request.Layer, 1, unbatched.Batch * unbatched.Tokens);
+                batcher.Stats.Record(request.Layer, 1, unbatched.Batch * unbatched.Tokens);
                 HeadwiseTelemetry.DecodeBatch(request.Layer, silo.Name, 1, [0.0]);
             }
         }

@@ -16,7 +16,7 @@ namespace Headwise.Grains.Forward;
 /// more steps queue for the next one.
 /// </summary>
 public sealed class StepBatcher(IHeadKernel kernel, SiloIdentity silo, SessionCaches caches, StackedOutputRows stackedRows,
-    DecodeBatchStats stats, IOptions<DecodeBatchOptions> options)
+    IOptions<DecodeBatchOptions> options)
 {
     private sealed class Lane
     {
@@ -27,6 +27,9 @@ public sealed class StepBatcher(IHeadKernel kernel, SiloIdentity silo, SessionCa
 
     private readonly ConcurrentDictionary<string, Lane> _lanes = new(StringComparer.Ordinal);
     private readonly StepBatch _batch = new(kernel, silo, caches, stackedRows);
+
+    /// <summary>This silo's decode passes per layer, batched or not (the dashboard's silo cards).</summary>
+    public BatchStats Stats { get; } = new();
 
     /// <summary>Steps of the layer ("model/layer") waiting on this silo for a batch now.</summary>
     public int Waiting(string layer)
@@ -117,7 +120,7 @@ public sealed class StepBatcher(IHeadKernel kernel, SiloIdentity silo, SessionCa
     // (recorded after, the count raced the answer: StepBatcherTests once read the largest batch as 1 on CI).
     private void Compute(List<PendingStep> batch)
     {
-        stats.Record(batch[0].Request.Layer, batch.Count, batch.Sum(s => s.Rows));
+        Stats.Record(batch[0].Request.Layer, batch.Count, batch.Sum(s => s.Rows));
         _batch.Run(batch);
     }
 

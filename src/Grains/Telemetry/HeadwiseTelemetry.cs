@@ -113,8 +113,8 @@ public static class HeadwiseTelemetry
         "headwise.decode.batch.delay", "s", "Time a decode step waited on a silo for the batch it ran in", tags: null,
         new InstrumentAdvice<double> { HistogramBucketBoundaries = SecondBuckets });
 
-    /// <summary>Forward passes one silo ran together as one pass (1 for a forward alone: idle lane, too large, or
-    /// <c>Headwise__ForwardBatching=false</c>). Tags: model, layer, silo.</summary>
+    /// <summary>Forward passes one coordinator ran together as one pass, for the forwards that may batch (1 for one that
+    /// found a free pass; forwards too large to batch are not counted). Tags: model, layer, silo.</summary>
     public static readonly Histogram<int> ForwardBatchSize = Meter.CreateHistogram<int>(
         "headwise.forward.batch.size", "{forward}", "Forward passes run together as one pass on a silo", tags: null,
         new InstrumentAdvice<int> { HistogramBucketBoundaries = [1, 2, 4, 8, 16, 32, 64] });

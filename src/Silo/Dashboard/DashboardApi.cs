@@ -41,7 +41,8 @@ public sealed class DashboardApi(IGrainFactory grains, SiloIdentity silo, ILogge
                 .ToArray();
             return new SiloView(address.Endpoint.ToString(), hosts[address].ToString(), description is not null,
                 description?.Kernel, description?.WebAddress, description?.Host, description?.Cores ?? 0,
-                description?.WorkingSetBytes ?? 0, description?.StartedUtc, heads, coordinators, description?.DecodeBatches ?? []);
+                description?.WorkingSetBytes ?? 0, description?.StartedUtc, heads, coordinators, description?.DecodeBatches ?? [],
+                description?.ForwardBatches ?? []);
         }).OrderBy(s => s.Silo, StringComparer.Ordinal).ToArray();
 
         return new ClusterView(silo.Name, DateTime.UtcNow, silos,

@@ -13,9 +13,11 @@ public sealed record ClusterView(string Silo, DateTime Now, SiloView[] Silos, Mo
 /// <param name="Heads">Head grains active on the silo.</param>
 /// <param name="Coordinators">Layer coordinators ("model/layer") active on the silo.</param>
 /// <param name="DecodeBatches">The silo's decode batches per layer: last, mean and largest batch size, tokens/s.</param>
+/// <param name="ForwardBatches">The same for the small forwards the silo coordinated (those that could batch).</param>
 public sealed record SiloView(
     string Silo, string Status, bool Reachable, string? Kernel, string? WebAddress, string? Host, int Cores,
-    long WorkingSetBytes, DateTime? StartedUtc, HeadPlacementView[] Heads, string[] Coordinators, DecodeBatchView[] DecodeBatches);
+    long WorkingSetBytes, DateTime? StartedUtc, HeadPlacementView[] Heads, string[] Coordinators, BatchView[] DecodeBatches,
+    BatchView[] ForwardBatches);
 
 public sealed record HeadPlacementView(string Model, int Layer, int Group);
 

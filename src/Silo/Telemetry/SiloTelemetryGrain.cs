@@ -39,8 +39,10 @@ public sealed record SiloDescription
     [Id(7)] public long WorkingSetBytes { get; init; }
     [Id(8)] public DateTime StartedUtc { get; init; }
     [Id(9)] public required string Runtime { get; init; }
-    /// <summary>Its decode batches per layer (<see cref="DecodeBatchStats"/>).</summary>
-    [Id(10)] public DecodeBatchView[] DecodeBatches { get; init; } = [];
+    /// <summary>Its decode batches per layer (<see cref="StepBatcher.Stats"/>).</summary>
+    [Id(10)] public BatchView[] DecodeBatches { get; init; } = [];
+    /// <summary>The forward batches of the passes it coordinated, per layer (<see cref="ForwardBatcher.Stats"/>).</summary>
+    [Id(11)] public BatchView[] ForwardBatches { get; init; } = [];
 }
 
 [SiloBoundPlacement, Reentrant]
@@ -49,7 +51,8 @@ public sealed class SiloTelemetryGrain(
     IHeadKernel kernel,
     SiloIdentity silo,
     ILocalSiloDetails details,
-    DecodeBatchStats batches,
+    StepBatcher steps,
+    ForwardBatcher forwards,
     IOptions<SiloOptions> options) : Grain, ISiloTelemetryGrain
 {
     public Task<SiloDescription> Describe()
@@ -68,7 +71,8 @@ public sealed class SiloTelemetryGrain(
             WorkingSetBytes = process.WorkingSet64,
             StartedUtc = process.StartTime.ToUniversalTime(),
             Runtime = RuntimeInformation.FrameworkDescription,
-            DecodeBatches = batches.Snapshot(),
+            DecodeBatches = steps.Stats.Snapshot(),
+            ForwardBatches = forwards.Stats.Snapshot(),
         });
     }
 

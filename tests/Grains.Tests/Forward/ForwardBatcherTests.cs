@@ -28,32 +28,59 @@ public sealed class ForwardBatcherTests
         public SiloAddress GatewayAddress => SiloAddress;
     }
 
-    // A pass whose first `holds` calls wait for Release (so the forwards behind them queue), which records what it ran,
-    // and answers y = 3x + 1 per value.
+    // A pass whose call k < holds waits at Gates[k] (Arrivals[k] says it got there), so the forwards behind it queue; it
+    // records what it ran, in whose context, with which token, and answers y = 3x + 1 per value.
     private sealed class HeldPass(int holds = 1)
     {
         public readonly List<ForwardCommand> Ran = [];
-        public readonly TaskCompletionSource Entered = new(TaskCreationOptions.RunContinuationsAsynchronously);
-        public readonly TaskCompletionSource Release = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        public readonly TaskCompletionSource[] Gates = Sources(holds), Arrivals = Sources(holds);
+        public TaskCompletionSource Entered => Arrivals[0];
+        public TaskCompletionSource Release => Gates[0];
         public Exception? FailWith;
-        private int _holds = holds;
+        public readonly List<string?> Callers = [];
+        public readonly List<CancellationToken> Tokens = [];
+        private int _calls = -1;
+
+        private static TaskCompletionSource[] Sources(int count) =>
+            Enumerable.Range(0, count).Select(_ => new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).ToArray();
 
         public async Task<ForwardResult> Run(ForwardCommand command, CancellationToken cancellationToken)
         {
-            lock (Ran) Ran.Add(command);
-            if (Interlocked.Decrement(ref _holds) >= 0)
+            lock (Ran)
             {
-                Entered.TrySetResult();
-                await Release.Task.WaitAsync(TimeSpan.FromSeconds(30), cancellationToken);
+                Ran.Add(command);
+                Callers.Add(Caller.Value);
+                Tokens.Add(cancellationToken);
+            }
+            int call = Interlocked.Increment(ref _calls);
+            if (call < Gates.Length)
+            {
+                Arrivals[call].TrySetResult();
+                await Gates[call].Task.WaitAsync(TimeSpan.FromSeconds(30), cancellationToken);
             }
             if (FailWith is { } failure) throw failure;
             var y = FloatBytes.AsFloats(command.Input).ToArray().Select(v => 3 * v + 1).ToArray();
+            // X went to one other silo and a partial sum as large came back.
+            long bytes = command.Input.LongLength;
             return new ForwardResult
             {
                 Output = FloatBytes.ToBytes(y), Heads = [], ModelDim = ModelDim, HeadCount = 1, HeadDim = ModelDim, TraceId = "batch",
+                Silos = [new SiloTraffic { Silo = "other", Groups = 1, BytesSent = bytes, BytesReceived = bytes }],
             };
         }
     }
+
+    // Which caller's execution context a pass ran in.
+    private static readonly AsyncLocal<string?> Caller = new();
+
+    // Run as caller `who`: its own execution context, as a gRPC request's.
+    private static Task<ForwardResult> RunAs(string who, ForwardBatcher batcher, ForwardCommand command, HeldPass pass,
+        CancellationToken cancellationToken = default) =>
+        Task.Run(() =>
+        {
+            Caller.Value = who;
+            return batcher.Run(Layer, command, pass.Run, cancellationToken);
+        });
 
     private static ForwardBatcher Batcher(int maxRows = 1024, int maxBatch = 64, bool on = true, int takesRows = 32, int passes = 1) =>
         new(Options.Create(new ForwardBatchOptions
@@ -76,6 +103,10 @@ public sealed class ForwardBatcherTests
     {
         var expected = FloatBytes.AsFloats(command.Input).ToArray().Select(v => 3 * v + 1).ToArray();
         Assert.Equal(expected, FloatBytes.AsFloats(result.Output).ToArray());
+        // Its share of the pass's traffic: the bytes of its own rows, whatever the batch.
+        var traffic = Assert.Single(result.Silos);
+        Assert.Equal(command.Input.LongLength, traffic.BytesSent);
+        Assert.Equal(command.Input.LongLength, traffic.BytesReceived);
     }
 
     [Fact]
@@ -161,10 +192,63 @@ public sealed class ForwardBatcherTests
         var queued = new[] { Command(3), Command(4) };
         var answers = queued.Select(c => batcher.Run(Layer, c, pass.Run, CancellationToken.None)).ToArray();
         await WaitUntil(() => batcher.Waiting(Layer) == 2);
-        pass.Release.SetResult();
+        pass.Gates[0].SetResult();
+        pass.Gates[1].SetResult();
         for (int i = 0; i < held.Length; i++) AssertOwnRows(held[i], await running[i]);
         for (int i = 0; i < queued.Length; i++) AssertOwnRows(queued[i], await answers[i]);
         Assert.Equal([1, 1, 2], pass.Ran.Select(c => c.Batch).ToArray());
+    }
+
+    [Fact]
+    public async Task A_batch_runs_in_its_first_callers_context_not_in_the_context_of_the_pass_before_it()
+    {
+        var batcher = Batcher();
+        var pass = new HeldPass();
+        var running = RunAs("lead", batcher, Command(1), pass);
+        await pass.Entered.Task;
+        var answers = new[] { RunAs("second", batcher, Command(2), pass), RunAs("third", batcher, Command(3), pass) };
+        await WaitUntil(() => batcher.Waiting(Layer) == 2);
+        pass.Release.SetResult();
+        await running;
+        await Task.WhenAll(answers);
+        // The lead's spans and RequestContext (its trace, its start time) stay with the lead's pass.
+        Assert.Equal(["lead", "second"], pass.Callers);
+    }
+
+    [Fact]
+    public async Task A_caller_that_gives_up_during_its_batch_is_answered_at_once_and_the_batch_stops_only_when_all_have()
+    {
+        foreach (bool allLeave in new[] { false, true })
+        {
+            var batcher = Batcher();
+            var pass = new HeldPass(holds: 2);
+            var running = batcher.Run(Layer, Command(1), pass.Run, CancellationToken.None);
+            await pass.Entered.Task;
+            using var first = new CancellationTokenSource();
+            using var second = new CancellationTokenSource();
+            var leaving = RunAs("leaving", batcher, Command(2), pass, first.Token);
+            var staying = Command(3);
+            var stays = RunAs("staying", batcher, staying, pass, second.Token);
+            await WaitUntil(() => batcher.Waiting(Layer) == 2);
+            pass.Release.SetResult();
+            await running;
+            await pass.Arrivals[1].Task; // the batch of both is in its pass
+            first.Cancel();
+            await Assert.ThrowsAnyAsync<OperationCanceledException>(() => leaving);
+            Assert.Equal(2, pass.Ran[1].Batch);
+            if (!allLeave)
+            {
+                Assert.False(pass.Tokens[1].IsCancellationRequested);
+                pass.Gates[1].SetResult();
+                AssertOwnRows(staying, await stays);
+            }
+            else
+            {
+                second.Cancel();
+                await Assert.ThrowsAnyAsync<OperationCanceledException>(() => stays);
+                Assert.True(pass.Tokens[1].IsCancellationRequested, "the batch's pass runs on after all its callers gave up");
+            }
+        }
     }
 
     [Fact]

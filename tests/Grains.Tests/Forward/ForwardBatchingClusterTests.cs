@@ -82,7 +82,13 @@ public sealed class ForwardBatchingClusterTests : IAsyncLifetime
         {
             if (instrument.Meter.Name == HeadwiseTelemetry.Name && instrument.Name == "headwise.forward.batch.size") l.EnableMeasurementEvents(instrument);
         };
-        meters.SetMeasurementEventCallback<int>((_, value, _, _) => { lock (sizes) sizes.Add(value); });
+        // Other test classes run forwards in this process at the same time: only this model's batches count.
+        meters.SetMeasurementEventCallback<int>((_, value, tags, _) =>
+        {
+            foreach (var tag in tags)
+                if (tag.Key == HeadwiseTelemetry.ModelAttribute && tag.Value as string == Model)
+                    lock (sizes) sizes.Add(value);
+        });
         meters.Start();
         var spanSizes = new List<object?>();
         using var spans = new ActivityListener

@@ -74,12 +74,11 @@ public sealed class StepBatcherTests
         Versions = [],
     };
 
-    private static (StepBatcher Batcher, SessionCaches Caches, DecodeBatchStats Stats) Batcher(IHeadKernel kernel)
+    private static (StepBatcher Batcher, SessionCaches Caches, BatchStats Stats) Batcher(IHeadKernel kernel)
     {
         var caches = new SessionCaches(Options.Create(new DecodeSessionOptions()));
-        var stats = new DecodeBatchStats();
-        return (new StepBatcher(kernel, new SiloIdentity(new Details()), caches, new StackedOutputRows(), stats, Options.Create(new DecodeBatchOptions())),
-            caches, stats);
+        var batcher = new StepBatcher(kernel, new SiloIdentity(new Details()), caches, new StackedOutputRows(), Options.Create(new DecodeBatchOptions()));
+        return (batcher, caches, batcher.Stats);
     }
 
     [Fact]

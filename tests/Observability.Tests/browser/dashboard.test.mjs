@@ -54,6 +54,10 @@ try {
   const batchTexts = await batches.allTextContents();
   check(batchTexts.length >= 1 && batchTexts.every(t => /batch \d+/.test(t) && /mean \d/.test(t) && /tok\/s/.test(t)),
     `silo cards show decode batches of browser/0: ${JSON.stringify(batchTexts)}`);
+  // Forward batches: every silo coordinated small forwards of browser/0 (32 tokens), so every card shows them.
+  const forwardBatches = await page.locator('#silos [data-forward-batch="browser/0"]').allTextContents();
+  check(forwardBatches.length === silos && forwardBatches.every(t => /^forward browser\/0/.test(t) && /batch \d+/.test(t) && /tok\/s/.test(t)),
+    `silo cards show forward batches of browser/0: ${JSON.stringify(forwardBatches)}`);
   const kernels = await page.locator('#silos .badge.kernel').allTextContents();
   check(kernels.length === silos && kernels.every(k => k.length > 0), `every silo names its kernel (${kernels.join(', ')})`);
 

@@ -85,6 +85,16 @@ function compact(n) {
   return n.toFixed(0);
 }
 
+// One row of a silo card for a batcher's passes of one layer: decode steps or small forwards.
+function batchRow(kind, b, title) {
+  return el('div', { class: `layer ${kind}-batch`, [`data-${kind}-batch`]: b.layer, title },
+    el('span', { class: 'label' }, `${kind} ${b.layer}`),
+    el('span', { class: 'chip', 'data-figure': 'last' }, `batch ${b.lastSize}`),
+    el('span', { class: 'chip', 'data-figure': 'mean' }, `mean ${(b.recentMeanSize || b.steps / Math.max(1, b.batches)).toFixed(1)}`),
+    el('span', { class: 'chip', 'data-figure': 'largest' }, `max ${b.largestSize}`),
+    el('span', { class: 'chip', 'data-figure': 'tokens' }, `${compact(b.recentTokensPerSecond)} tok/s`));
+}
+
 function niceStep(max, count) {
   const raw = max / count;
   const power = Math.pow(10, Math.floor(Math.log10(raw)));
@@ -133,14 +143,10 @@ function renderCluster() {
         el('div', { class: 'layer' }, el('span', { class: 'label' }, layer),
           heads.map(h => el('span', { class: 'chip', 'data-head': `${h.model}/${h.layer}/${h.group}`, title: `head group ${h.group} of ${layer} on ${silo.silo}` }, h.group)))),
       silo.heads.length === 0 && silo.reachable ? el('div', { class: 'meta' }, 'no head grains active') : null,
-      (silo.decodeBatches || []).map(b =>
-        el('div', { class: 'layer decode-batch', 'data-decode-batch': b.layer,
-            title: `decode steps of ${b.layer} computed on ${silo.silo}: ${b.steps} steps in ${b.batches} passes over the weights` },
-          el('span', { class: 'label' }, `decode ${b.layer}`),
-          el('span', { class: 'chip', 'data-figure': 'last' }, `batch ${b.lastSize}`),
-          el('span', { class: 'chip', 'data-figure': 'mean' }, `mean ${(b.recentMeanSize || b.steps / Math.max(1, b.batches)).toFixed(1)}`),
-          el('span', { class: 'chip', 'data-figure': 'largest' }, `max ${b.largestSize}`),
-          el('span', { class: 'chip', 'data-figure': 'tokens' }, `${compact(b.recentTokensPerSecond)} tok/s`))));
+      (silo.decodeBatches || []).map(b => batchRow('decode', b,
+        `decode steps of ${b.layer} computed on ${silo.silo}: ${b.steps} steps in ${b.batches} passes over the weights`)),
+      (silo.forwardBatches || []).map(b => batchRow('forward', b,
+        `small forwards of ${b.layer} coordinated on ${silo.silo}: ${b.steps} forwards in ${b.batches} passes`)));
     silos.append(card);
   }
 
@@ -513,3 +519,4 @@ document.getElementById('orleans-spans').addEventListener('change', renderWaterf
 setInterval(tickStatus, 500);
 poll();
 schedule();
+

@@ -4,12 +4,13 @@ using System.Diagnostics;
 namespace Headwise.Grains.Forward;
 
 /// <summary>
-/// What this silo's decode batches of each layer looked like, for the dashboard and for tests: the last batch, the
-/// mean batch size and the tokens/s of the last <see cref="Window"/>, and totals since start. The same passes are
-/// measured as histograms by the telemetry (headwise.decode.batch.size); this keeps the few numbers a page shows
+/// What one batcher's batches of each layer looked like on this silo (<see cref="StepBatcher"/>'s decode steps,
+/// <see cref="ForwardBatcher"/>'s forwards), for the dashboard and for tests: the last batch, the mean batch size and
+/// the tokens/s of the last <see cref="Window"/>, and totals since start. The same passes are measured as histograms by
+/// the telemetry (headwise.decode.batch.size, headwise.forward.batch.size); this keeps the few numbers a page shows
 /// without a metrics backend.
 /// </summary>
-public sealed class DecodeBatchStats
+public sealed class BatchStats
 {
     /// <summary>How far back the recent mean and tokens/s look.</summary>
     public static readonly TimeSpan Window = TimeSpan.FromSeconds(10);
@@ -24,7 +25,7 @@ public sealed class DecodeBatchStats
 
     private readonly ConcurrentDictionary<string, Layer> _layers = new(StringComparer.Ordinal);
 
-    /// <summary>One pass of <paramref name="steps"/> decode steps with <paramref name="rows"/> new rows in all.</summary>
+    /// <summary>One pass of <paramref name="steps"/> decode steps (or forwards) with <paramref name="rows"/> new rows in all.</summary>
     public void Record(string layer, int steps, int rows)
     {
         var entry = _layers.GetOrAdd(layer, _ => new Layer());
@@ -42,10 +43,10 @@ public sealed class DecodeBatchStats
     }
 
     /// <summary>Every layer this silo batched steps of, by layer key ("model/layer").</summary>
-    public DecodeBatchView[] Snapshot()
+    public BatchView[] Snapshot()
     {
         long now = Stopwatch.GetTimestamp();
-        var views = new List<DecodeBatchView>();
+        var views = new List<BatchView>();
         foreach (var (layer, entry) in _layers)
         {
             lock (entry.Lock)
@@ -57,7 +58,7 @@ public sealed class DecodeBatchStats
                     steps += s;
                     rows += r;
                 }
-                views.Add(new DecodeBatchView
+                views.Add(new BatchView
                 {
                     Layer = layer,
                     Batches = entry.Batches,
@@ -79,15 +80,15 @@ public sealed class DecodeBatchStats
     }
 }
 
-/// <summary>A silo's decode batches of one layer (see <see cref="DecodeBatchStats"/>).</summary>
+/// <summary>A silo's batches of one layer, of decode steps or of forwards (see <see cref="BatchStats"/>).</summary>
 [GenerateSerializer, Immutable, Alias("headwise.decode-batch-view")]
-public sealed record DecodeBatchView
+public sealed record BatchView
 {
     /// <summary>"model/layer".</summary>
     [Id(0)] public required string Layer { get; init; }
     /// <summary>Passes (batches) since the silo started; an unbatched step counts as a batch of one.</summary>
     [Id(1)] public long Batches { get; init; }
-    /// <summary>Decode steps those passes computed.</summary>
+    /// <summary>Decode steps (or forwards) those passes computed.</summary>
     [Id(2)] public long Steps { get; init; }
     /// <summary>New rows (sequences × tokens) those steps took in.</summary>
     [Id(3)] public long Rows { get; init; }
