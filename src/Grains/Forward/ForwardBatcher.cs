@@ -27,14 +27,7 @@ public sealed class ForwardBatcher(IOptions<ForwardBatchOptions> options, IOptio
         public TaskCompletionSource<ForwardResult> Done { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
     }
 
-    private sealed class Lane
-    {
-        public readonly Lock Lock = new();
-        public readonly LinkedList<Pending> Queue = new();
-        public int Running;
-    }
-
-    private readonly ConcurrentDictionary<string, Lane> _lanes = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, BatchLane<Pending>> _lanes = new(StringComparer.Ordinal);
 
     /// <summary>This coordinator's forward passes per layer that could batch, alone or together (the dashboard's silo cards).</summary>
     public BatchStats Stats { get; } = new();
@@ -50,7 +43,7 @@ public sealed class ForwardBatcher(IOptions<ForwardBatchOptions> options, IOptio
         int waiting = 0;
         foreach (var (key, lane) in _lanes)
             if (key.StartsWith(layerKey + "\n", StringComparison.Ordinal))
-                lock (lane.Lock) waiting += lane.Queue.Count;
+                waiting += lane.Waiting;
         return waiting;
     }
 
@@ -61,81 +54,43 @@ public sealed class ForwardBatcher(IOptions<ForwardBatchOptions> options, IOptio
     public async Task<ForwardResult> Run(string layerKey, ForwardCommand command, Pass pass, CancellationToken cancellationToken)
     {
         cancellationToken.ThrowIfCancellationRequested();
-        var lane = _lanes.GetOrAdd(LaneKey(layerKey, command), _ => new Lane());
+        var lane = _lanes.GetOrAdd(LaneKey(layerKey, command), _ => new BatchLane<Pending>());
         var pending = new Pending(command, cancellationToken, Activity.Current, ExecutionContext.Capture(), Stopwatch.GetTimestamp());
-        bool lead;
-        lock (lane.Lock)
+        if (lane.Enter(pending, options.Value.ForwardBatchPasses))
         {
-            lead = lane.Running < options.Value.ForwardBatchPasses;
-            if (lead) lane.Running++;
-            else lane.Queue.AddLast(pending);
-        }
-        if (lead)
-        {
-            // The lane was idle: this forward runs now, alone, and what queued meanwhile runs after it without this
-            // caller waiting for that.
+            // A pass was free: this forward runs now, alone, and what queued meanwhile runs after it without this
+            // caller waiting for that. The drain takes no caller's context: each batch runs in its own leader's.
             await RunBatch(layerKey, [pending], pass);
-            HandOn(layerKey, lane, pass);
+            if (lane.HasQueued())
+                using (ExecutionContext.SuppressFlow()) _ = Task.Run(() => Drain(layerKey, lane, pass));
             return await pending.Done.Task;
         }
-        using (cancellationToken.Register(() =>
-               {
-                   bool removed;
-                   lock (lane.Lock) removed = lane.Queue.Remove(pending);
-                   if (removed) pending.Done.TrySetCanceled(cancellationToken);
-               }))
+        using (lane.LeaveWhenCancelled(pending, cancellationToken, () => pending.Done.TrySetCanceled(cancellationToken)))
             return await pending.Done.Task;
     }
 
-    private void HandOn(string layerKey, Lane lane, Pass pass)
+    private async Task Drain(string layerKey, BatchLane<Pending> lane, Pass pass)
     {
-        lock (lane.Lock)
-        {
-            if (lane.Queue.Count == 0)
-            {
-                lane.Running--;
-                return;
-            }
-        }
-        using (ExecutionContext.SuppressFlow()) _ = Task.Run(() => Drain(layerKey, lane, pass));
-    }
-
-    // Runs on a thread-pool thread with no caller's context (HandOn suppresses its flow): each batch takes its leader's.
-    private async Task Drain(string layerKey, Lane lane, Pass pass)
-    {
-        while (true)
-        {
-            List<Pending> batch;
-            lock (lane.Lock)
-            {
-                if (lane.Queue.Count == 0)
-                {
-                    lane.Running--;
-                    return;
-                }
-                batch = Take(lane);
-            }
-            await RunBatch(layerKey, batch, pass);
-        }
+        while (lane.Next(Take) is { } batch) await RunBatch(layerKey, batch, pass);
     }
 
     // The queued forwards in arrival order, while the batch stays within the rows cap and the silo's request limits (the
     // first always).
-    private List<Pending> Take(Lane lane)
+    private List<Pending> Take(LinkedList<Pending> queue)
     {
         var batch = new List<Pending>();
         int sequences = 0;
         long rows = 0, bytes = 0;
         // Y is as large as X: the merged answer must pass the response limit too.
         long mostBytes = Math.Min(limits.Value.MaxRequestBytes, limits.Value.MaxResponseBytes);
-        while (lane.Queue.First is { } node)
+        while (queue.First is { } node)
         {
             var command = node.Value.Command;
             if (batch.Count > 0 && (rows + (long)command.Batch * command.Tokens > options.Value.ForwardBatchMaxRows
                                     || sequences + command.Batch > limits.Value.MaxBatch
                                     || bytes + command.Input.LongLength > mostBytes))
                 break;
-            lane.Queue.RemoveFirst();
+            queue.RemoveFirst();
             batch.Add(node.Value);
             sequences += command.Batch;
             rows += (long)command.Batch * command.Tokens;

@@ -18,25 +18,14 @@ namespace Headwise.Grains.Forward;
 public sealed class StepBatcher(IHeadKernel kernel, SiloIdentity silo, SessionCaches caches, StackedOutputRows stackedRows,
     IOptions<DecodeBatchOptions> options)
 {
-    private sealed class Lane
-    {
-        public readonly Lock Lock = new();
-        public readonly LinkedList<PendingStep> Queue = new();
-        public bool Running;
-    }
-
-    private readonly ConcurrentDictionary<string, Lane> _lanes = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, BatchLane<PendingStep>> _lanes = new(StringComparer.Ordinal);
     private readonly StepBatch _batch = new(kernel, silo, caches, stackedRows);
 
     /// <summary>This silo's decode passes per layer, batched or not (the dashboard's silo cards).</summary>
     public BatchStats Stats { get; } = new();
 
     /// <summary>Steps of the layer ("model/layer") waiting on this silo for a batch now.</summary>
-    public int Waiting(string layer)
-    {
-        if (!_lanes.TryGetValue(layer, out var lane)) return 0;
-        lock (lane.Lock) return lane.Queue.Count;
-    }
+    public int Waiting(string layer) => _lanes.TryGetValue(layer, out var lane) ? lane.Waiting : 0;
 
     /// <summary>Whether the step goes through a batch: batching is on, and its Z stays here for the partial sum.</summary>
     public bool Takes(SiloPassRequest request) =>
@@ -55,65 +44,25 @@ public sealed class StepBatcher(IHeadKernel kernel, SiloIdentity silo, SessionCa
         CancellationToken cancellationToken, bool inline = true)
     {
         cancellationToken.ThrowIfCancellationRequested();
-        var lane = _lanes.GetOrAdd(request.Layer, _ => new Lane());
+        var lane = _lanes.GetOrAdd(request.Layer, _ => new BatchLane<PendingStep>());
         var step = new PendingStep(request, local, received, cancellationToken);
-        List<PendingStep>? batch = null;
-        lock (lane.Lock)
-        {
-            lane.Queue.AddLast(step);
-            if (!lane.Running)
-            {
-                lane.Running = true;
-                batch = Take(lane);
-            }
-        }
-        if (batch is not null)
+        if (lane.Enter(step, passes: 1))
         {
             // The layer was idle: this caller runs its batch (itself alone) at once, here when it may; what queued
             // meanwhile runs on the thread pool, so this step answers now.
-            if (inline) Compute(batch);
-            else await Task.Run(() => Compute(batch), CancellationToken.None);
-            HandOn(lane);
+            List<PendingStep> alone = [step];
+            if (inline) Compute(alone);
+            else await Task.Run(() => Compute(alone), CancellationToken.None);
+            if (lane.HasQueued()) _ = Task.Run(() => Drain(lane));
             return await step.Done.Task;
         }
-        using (cancellationToken.Register(() =>
-               {
-                   bool removed;
-                   lock (lane.Lock) removed = lane.Queue.Remove(step);
-                   if (removed) step.Done.TrySetCanceled(cancellationToken);
-               }))
+        using (lane.LeaveWhenCancelled(step, cancellationToken, () => step.Done.TrySetCanceled(cancellationToken)))
             return await step.Done.Task;
     }
 
-    private void HandOn(Lane lane)
+    private void Drain(BatchLane<PendingStep> lane)
     {
-        lock (lane.Lock)
-        {
-            if (lane.Queue.Count == 0)
-            {
-                lane.Running = false;
-                return;
-            }
-        }
-        _ = Task.Run(() => Drain(lane));
-    }
-
-    private void Drain(Lane lane)
-    {
-        while (true)
-        {
-            List<PendingStep> batch;
-            lock (lane.Lock)
-            {
-                if (lane.Queue.Count == 0)
-                {
-                    lane.Running = false;
-                    return;
-                }
-                batch = Take(lane);
-            }
-            Compute(batch);
-        }
+        while (lane.Next(Take) is { } batch) Compute(batch);
     }
 
     // Counted before it runs: running it answers its steps, and whoever reads the stats after an answer sees its batch
@@ -126,19 +75,19 @@ public sealed class StepBatcher(IHeadKernel kernel, SiloIdentity silo, SessionCa
 
     // The queued steps in arrival order, up to the caps (the first always, however large). A session's second step
     // (a retry behind one still queued) waits for the next batch: one batch appends to each cache once.
-    private List<PendingStep> Take(Lane lane)
+    private List<PendingStep> Take(LinkedList<PendingStep> queue)
     {
         var batch = new List<PendingStep>();
         var sessions = new HashSet<string>(StringComparer.Ordinal);
         int rows = 0, most = options.Value.DecodeBatchMax, mostRows = options.Value.DecodeBatchMaxRows;
-        for (var node = lane.Queue.First; node is not null && batch.Count < most;)
+        for (var node = queue.First; node is not null && batch.Count < most;)
         {
             var next = node.Next;
             var step = node.Value;
             if (batch.Count > 0 && rows + step.Rows > mostRows) break;
             if (sessions.Add(step.Work.Session))
             {
-                lane.Queue.Remove(node);
+                queue.Remove(node);
                 batch.Add(step);
                 rows += step.Rows;
             }

@@ -1,8 +1,6 @@
-using System.Net;
 using Headwise.Contracts;
 using Headwise.Grains.Forward;
 using Microsoft.Extensions.Options;
-using Orleans.Runtime;
 
 namespace Headwise.Grains.Tests.Forward;
 
@@ -18,15 +16,6 @@ public sealed class ForwardBatcherTests
 {
     private const string Layer = "m/0";
     private const int ModelDim = 4;
-
-    private sealed class Details : ILocalSiloDetails
-    {
-        public string Name => "test";
-        public string ClusterId => "test";
-        public string DnsHostName => "localhost";
-        public SiloAddress SiloAddress { get; } = SiloAddress.New(new IPEndPoint(IPAddress.Loopback, 11111), 1);
-        public SiloAddress GatewayAddress => SiloAddress;
-    }
 
     // A pass whose call k < holds waits at Gates[k] (Arrivals[k] says it got there), so the forwards behind it queue; it
     // records what it ran, in whose context, with which token, and answers y = 3x + 1 per value.
@@ -87,7 +76,7 @@ public sealed class ForwardBatcherTests
             {
                 ForwardBatching = on, ForwardBatchMaxRows = maxRows, ForwardBatchTakesRows = takesRows, ForwardBatchPasses = passes,
             }),
-            Options.Create(new ForwardLimits { MaxBatch = maxBatch }), new SiloIdentity(new Details()));
+            Options.Create(new ForwardLimits { MaxBatch = maxBatch }), new SiloIdentity(new TestSiloDetails()));
 
     private static ForwardCommand Command(int seed, int batch = 1, int tokens = 3, bool causal = true, int[]? lengths = null)
     {

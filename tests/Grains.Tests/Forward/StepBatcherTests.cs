@@ -1,10 +1,8 @@
-using System.Net;
 using Headwise.Contracts;
 using Headwise.Grains.Decode;
 using Headwise.Grains.Forward;
 using Headwise.Kernels;
 using Microsoft.Extensions.Options;
-using Orleans.Runtime;
 
 namespace Headwise.Grains.Tests.Forward;
 
@@ -20,15 +18,6 @@ public sealed class StepBatcherTests
 {
     private const string Layer = "m/0";
     private static readonly AttentionSpec Spec = new AttentionSpec { ModelDim = 32, HeadCount = 4, KvHeadCount = 2, RopeTheta = 10000 }.Resolve();
-
-    private sealed class Details : ILocalSiloDetails
-    {
-        public string Name => "test";
-        public string ClusterId => "test";
-        public string DnsHostName => "localhost";
-        public SiloAddress SiloAddress { get; } = SiloAddress.New(new IPEndPoint(IPAddress.Loopback, 11111), 1);
-        public SiloAddress GatewayAddress => SiloAddress;
-    }
 
     // The SIMD kernel, except that while armed its first projection waits for Release: the batch that holds it is
     // then running, and the steps that arrive meanwhile queue.
@@ -77,7 +66,7 @@ public sealed class StepBatcherTests
     private static (StepBatcher Batcher, SessionCaches Caches, BatchStats Stats) Batcher(IHeadKernel kernel)
     {
         var caches = new SessionCaches(Options.Create(new DecodeSessionOptions()));
-        var batcher = new StepBatcher(kernel, new SiloIdentity(new Details()), caches, new StackedOutputRows(), Options.Create(new DecodeBatchOptions()));
+        var batcher = new StepBatcher(kernel, new SiloIdentity(new TestSiloDetails()), caches, new StackedOutputRows(), Options.Create(new DecodeBatchOptions()));
         return (batcher, caches, batcher.Stats);
     }
 
