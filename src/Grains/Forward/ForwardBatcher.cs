@@ -22,7 +22,10 @@ public sealed class ForwardBatcher(IOptions<ForwardBatchOptions> options, IOptio
 
     // Context: the caller's execution context (its forward span as Activity.Current, its Orleans RequestContext), so the
     // batch it leads runs as its own pass would, whoever's thread drains the lane.
-    private sealed record Pending(ForwardCommand Command, CancellationToken Token, Activity? Span, ExecutionContext? Context, long Queued)
+    // Hold: what the caller holds for its pass (its share of the silo's pass memory): released once no pass reads its rows,
+    // not when the caller gives up while its batch still runs.
+    private sealed record Pending(ForwardCommand Command, CancellationToken Token, Activity? Span, ExecutionContext? Context, long Queued,
+        IDisposable? Hold)
     {
         public TaskCompletionSource<ForwardResult> Done { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
     }
@@ -51,11 +54,17 @@ public sealed class ForwardBatcher(IOptions<ForwardBatchOptions> options, IOptio
     /// The answer to <paramref name="command"/>, computed alone when its lane is idle, else in the next batch of its lane.
     /// Cancelled while it waits, it leaves the queue; once its batch runs, the batch runs on for the others.
     /// </summary>
-    public async Task<ForwardResult> Run(string layerKey, ForwardCommand command, Pass pass, CancellationToken cancellationToken)
+    /// <param name="hold">Disposed once no pass reads the forward's rows any more (it may outlive the call).</param>
+    public async Task<ForwardResult> Run(string layerKey, ForwardCommand command, Pass pass, CancellationToken cancellationToken,
+        IDisposable? hold = null)
     {
-        cancellationToken.ThrowIfCancellationRequested();
+        if (cancellationToken.IsCancellationRequested)
+        {
+            hold?.Dispose();
+            cancellationToken.ThrowIfCancellationRequested();
+        }
         var lane = _lanes.GetOrAdd(LaneKey(layerKey, command), _ => new BatchLane<Pending>());
-        var pending = new Pending(command, cancellationToken, Activity.Current, ExecutionContext.Capture(), Stopwatch.GetTimestamp());
+        var pending = new Pending(command, cancellationToken, Activity.Current, ExecutionContext.Capture(), Stopwatch.GetTimestamp(), hold);
         if (lane.Enter(pending, options.Value.ForwardBatchPasses))
         {
             // A pass was free: this forward runs now, alone, and what queued meanwhile runs after it without this
@@ -65,7 +74,11 @@ public sealed class ForwardBatcher(IOptions<ForwardBatchOptions> options, IOptio
                 using (ExecutionContext.SuppressFlow()) _ = Task.Run(() => Drain(layerKey, lane, pass));
             return await pending.Done.Task;
         }
-        using (lane.LeaveWhenCancelled(pending, cancellationToken, () => pending.Done.TrySetCanceled(cancellationToken)))
+        using (lane.LeaveWhenCancelled(pending, cancellationToken, () =>
+               {
+                   pending.Hold?.Dispose();
+                   pending.Done.TrySetCanceled(cancellationToken);
+               }))
             return await pending.Done.Task;
     }
 
@@ -148,6 +161,7 @@ public sealed class ForwardBatcher(IOptions<ForwardBatchOptions> options, IOptio
         finally
         {
             foreach (var registration in registrations) registration.Dispose();
+            foreach (var p in batch) p.Hold?.Dispose();
         }
     }
 

@@ -46,14 +46,17 @@ public sealed class ForwardCoordinator(
             plan = await plans.Get(layerKey);
             InputValidator.Forward(command, plan.Spec, limits.Value);
         }
-        using var reserved = await memory.ReserveAsync(
+        var reserved = await memory.ReserveAsync(
             PassMemoryBudget.Copies * (command.Input.LongLength + InputValidator.ResponseBytes(command, plan.Spec)), cancellationToken);
+        // A batched forward's rows stay in its batch's pass after its caller gives up: the batcher releases its memory.
+        bool batched = batcher.Takes(command);
+        using var releasedHere = batched ? null : reserved;
         using var telemetry = HeadwiseTelemetry.StartForward(layerKey, command, plan.Spec);
         ForwardResult result;
         try
         {
-            result = batcher.Takes(command)
-                ? await batcher.Run(layerKey, command, (batched, token) => PassWithReplans(layerKey, batched, token), cancellationToken)
+            result = batched
+                ? await batcher.Run(layerKey, command, (merged, token) => PassWithReplans(layerKey, merged, token), cancellationToken, reserved)
                 : await PassWithReplans(layerKey, command, cancellationToken);
         }
         catch (Exception e) when (telemetry.Failed(e))

@@ -240,6 +240,46 @@ public sealed class ForwardBatcherTests
         }
     }
 
+    private sealed class Hold : IDisposable
+    {
+        public int Disposed;
+        public void Dispose() => Interlocked.Increment(ref Disposed);
+    }
+
+    [Fact]
+    public async Task A_forwards_hold_is_released_once_no_pass_reads_its_rows_not_when_its_caller_gives_up_mid_batch()
+    {
+        var batcher = Batcher();
+        var pass = new HeldPass(holds: 2);
+        var leadHold = new Hold();
+        var running = batcher.Run(Layer, Command(1), pass.Run, CancellationToken.None, leadHold);
+        await pass.Entered.Task;
+        using var leaveQueued = new CancellationTokenSource();
+        using var leaveBatch = new CancellationTokenSource();
+        Hold queuedHold = new(), batchHold = new(), stayHold = new();
+        var leavesQueue = batcher.Run(Layer, Command(2), pass.Run, leaveQueued.Token, queuedHold);
+        await WaitUntil(() => batcher.Waiting(Layer) == 1);
+        leaveQueued.Cancel();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => leavesQueue);
+        Assert.Equal(1, queuedHold.Disposed); // it left the queue: nothing will read its rows
+
+        var leavesBatch = batcher.Run(Layer, Command(3), pass.Run, leaveBatch.Token, batchHold);
+        var stays = batcher.Run(Layer, Command(4), pass.Run, CancellationToken.None, stayHold);
+        await WaitUntil(() => batcher.Waiting(Layer) == 2);
+        Assert.Equal(0, leadHold.Disposed);
+        pass.Gates[0].SetResult();
+        await running;
+        Assert.Equal(1, leadHold.Disposed);
+        await pass.Arrivals[1].Task;
+        leaveBatch.Cancel();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => leavesBatch);
+        Assert.Equal(0, batchHold.Disposed); // its rows are still in the running batch
+        pass.Gates[1].SetResult();
+        await stays;
+        // Released as the batch ends, which may be just after its answers.
+        await WaitUntil(() => batchHold.Disposed == 1 && stayHold.Disposed == 1);
+    }
+
     [Fact]
     public async Task A_caller_that_gives_up_while_queued_leaves_the_queue()
     {
