@@ -9,7 +9,7 @@ namespace Headwise.Grains.Forward;
 /// <summary>
 /// Batches small forward passes of one layer on the silo that coordinates them. A forward that finds its lane with a
 /// free pass (<see cref="ForwardBatchOptions.ForwardBatchPasses"/>) runs at once, alone: no wait when idle. Forwards of
-/// the same layer, token count, mask and wire format that arrive while the lane's passes run queue, and the next pass
+/// the same layer, model_dim, token count, mask and wire format that arrive while the lane's passes run queue, and the next pass
 /// takes all of them as one batch, their sequences side by side (attention never crosses a sequence, so no caller's rows
 /// meet another's). A small pass is bound by reading the layer's weights and by its per-pass messages: a batch reads and
 /// sends them once for all its callers. Each caller gets its own rows of Y; the head reports, traffic and trace are the

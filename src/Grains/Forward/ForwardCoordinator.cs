@@ -12,7 +12,8 @@ namespace Headwise.Grains.Forward;
 
 /// <summary>
 /// Runs forward passes on the silo the request reached (<see cref="ForwardCoordinatorGrain"/> calls it): validate, batch
-/// small forwards that arrive together (<see cref="ForwardBatcher"/>), plan (<see cref="LayerPlans"/>), choose where W_O runs (<see cref="OutputProjectionCost"/>), then the fan-out
+/// small forwards that arrive together (<see cref="ForwardBatcher"/>), plan (<see cref="LayerPlans"/>), choose where W_O
+/// runs (<see cref="OutputProjectionCost"/>), then the fan-out
 /// (<see cref="LayerFanOut"/>) with this silo as the root of the broadcast tree: X leaves for the remote silos before this
 /// silo's heads start, each silo answers with one partial sum Σ Z_h·W_O[h rows], and Y = Σ partials + b_O.
 /// Every head answers with the version of its weights; a pass that saw a version other than its plan's is run again
