@@ -176,6 +176,10 @@ internal sealed partial class AttentionGateway(IGrainFactory grains, IOptions<Si
             ExpectedPosition = expectedPosition,
         };
         var grain = grains.GetGrain<IDecodeSessionGrain>(session);
+        // A caller that is gone starts no step: a stream reset by its client may still hold steps it had sent, and one
+        // started now could land after the caller's next step on another call (WaitAsync below stops the waiting, not
+        // the grain call).
+        cancellation.ThrowIfCancellationRequested();
         // A step that names its expected position is applied at most once (a retry of an applied step is answered from
         // the session's record), so the gateway may retry it while the coordinator's silo is being declared dead and
         // the session is rebuilt elsewhere: the caller sees the step answered, not UNAVAILABLE. Without the position a
