@@ -195,8 +195,9 @@ public sealed class GrpcAttentionClient : IAttentionClient
         if (_ownsChannel) _channel.Dispose();
     }
 
-    private static async Task<T> Call<T>(CancellationToken cancellationToken, Func<Task<T>> call)
+    private async Task<T> Call<T>(CancellationToken cancellationToken, Func<Task<T>> call)
     {
+        long started = System.Diagnostics.Stopwatch.GetTimestamp();
         try
         {
             return await call();
@@ -204,6 +205,15 @@ public sealed class GrpcAttentionClient : IAttentionClient
         catch (RpcException exception) when (exception.StatusCode == StatusCode.Cancelled && cancellationToken.IsCancellationRequested)
         {
             throw new OperationCanceledException("the call was cancelled by its caller.", exception, cancellationToken);
+        }
+        catch (RpcException exception) when (exception.StatusCode is StatusCode.Unavailable or StatusCode.Cancelled
+                                             && _deadline is { } span && System.Diagnostics.Stopwatch.GetElapsedTime(started) >= span)
+        {
+            // The deadline passed while the call was starting: Grpc.Net.Client's timer aborted the HTTP request, and the
+            // abort surfaced as "Error starting gRPC call" (UNAVAILABLE) before the deadline's own status was set. The
+            // call failed because its deadline passed, so that is what the caller hears (and nothing retries it).
+            throw new HeadwiseException(ErrorCode.DeadlineExceeded,
+                $"the call did not finish within its deadline of {span.TotalMilliseconds:F0} ms ({exception.Status.Detail}).", exception);
         }
         catch (RpcException exception)
         {

@@ -71,6 +71,41 @@ public sealed class SdkDeadlineTests(SiloFixture silo) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_call_whose_start_is_aborted_once_its_deadline_passed_fails_as_DeadlineExceeded_not_Unavailable()
+    {
+        // What a fresh connection did on CI (2026-11-30): the deadline passed while the call was starting, its timer
+        // cancelled the HTTP request, and the abort ("Error starting gRPC call. IOException: The request was aborted.")
+        // reached Grpc.Net.Client before the deadline's own status did: UNAVAILABLE. This handler aborts each request
+        // the instant the call's cancellation fires, on the cancelling thread, which is that race every time.
+        var deadline = TimeSpan.FromMilliseconds(50);
+        var aborting = new AbortedOnCancel { InnerHandler = new SocketsHttpHandler() };
+        await using var client = new GrpcAttentionClient(silo.GrpcAddress, new GrpcAttentionClientOptions
+        {
+            DefaultDeadline = deadline,
+            MaxAttempts = 5,
+            HttpHandler = aborting,
+        });
+
+        var error = await Assert.ThrowsAsync<HeadwiseException>(() => client.ForwardAsync(Model, Input));
+        Assert.True(error.Code == ErrorCode.DeadlineExceeded, $"expected DeadlineExceeded, got {error.Code}: {error.Message}");
+        Assert.InRange(aborting.Count, 1, 1);
+    }
+
+    // Never connects; fails as an aborted request as soon as the call's token fires, continuing the caller inline.
+    private sealed class AbortedOnCancel : DelegatingHandler
+    {
+        public int Count;
+
+        protected override async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+        {
+            Interlocked.Increment(ref Count);
+            var aborted = new TaskCompletionSource<HttpResponseMessage>();
+            using (cancellationToken.Register(() => aborted.TrySetException(new IOException("The request was aborted."))))
+                return await aborted.Task;
+        }
+    }
+
+    [Fact]
     public async Task The_default_deadline_is_30_seconds_and_a_forward_within_it_succeeds()
     {
         Assert.Equal(TimeSpan.FromSeconds(30), new GrpcAttentionClientOptions().DefaultDeadline);
