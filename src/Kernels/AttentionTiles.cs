@@ -36,7 +36,7 @@ internal static unsafe class AttentionTiles
     /// <summary>The most query rows of any width: the size of the per-row scratch.</summary>
     public const int MaxQueryRows = 12;
 
-    /// <summary>Floats of score scratch per query row <see cref="Head{TOps,TVector}"/> needs: a chunk, or every key when the map is wanted.</summary>
+    /// <summary>Floats of score scratch per query row Head needs: a chunk, or every key when the map is wanted.</summary>
     public static int ScoreStride(int keysPadded, bool wantAttention) => wantAttention ? keysPadded : KeyChunk;
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -55,6 +55,21 @@ internal static unsafe class AttentionTiles
         // this head's [tokens, tokens] probabilities, or null
         float* attention)
         where TOps : struct, IFloatVectorOps<TVector>
+        where TVector : struct =>
+        Head<TOps, TVector>(queries, queryStride, keyPanels, valuePanels, valuePanelStride, tokens, headDim, length, options,
+            scores, scoreStride, accumulator, output, outputStride, attention, 0, tokens);
+
+    /// <summary>
+    /// The same for query rows [firstRow, endRow) only (a block of a pass computed in pieces): Z rows outside it are not
+    /// written. Blocks that start on a multiple of <see cref="QueryRows{TOps,TVector}"/> give the bits of the whole call.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void Head<TOps, TVector>(
+        float* queries, nint queryStride, float* keyPanels, float* valuePanels, nint valuePanelStride,
+        int tokens, int headDim, int length, AttentionOptions options,
+        float* scores, nint scoreStride, float* accumulator, float* output, nint outputStride, float* attention,
+        int firstRow, int endRow)
+        where TOps : struct, IFloatVectorOps<TVector>
         where TVector : struct
     {
         int blockRows = QueryRows<TOps, TVector>();
@@ -68,9 +83,9 @@ internal static unsafe class AttentionTiles
         int* starts = stackalloc int[MaxQueryRows];
         int* ends = stackalloc int[MaxQueryRows];
 
-        for (int first = 0; first < tokens; first += blockRows)
+        for (int first = firstRow; first < endRow; first += blockRows)
         {
-            int rowCount = Math.Min(blockRows, tokens - first);
+            int rowCount = Math.Min(blockRows, endRow - first);
             // Both ends of a row's visible range only grow with the row, so the block's keys are one range.
             int unionStart = int.MaxValue, unionEnd = 0;
             for (int i = 0; i < blockRows; i++)

@@ -21,6 +21,13 @@ public interface IHeadKernel
     void Prepare(HeadGroupWeights weights) { }
 
     /// <summary>
+    /// Begins a pass of one head group computed in pieces (<see cref="HeadGroupPieces"/>). A kernel without its own gathers
+    /// the rows and runs <see cref="Attend"/> once.
+    /// </summary>
+    HeadGroupPieces BeginPieces(HeadGroupWeights weights, int batch, int tokens, ReadOnlySpan<int> lengths, AttentionOptions options) =>
+        new WholeGroupPieces(this, weights, batch, tokens, lengths, options);
+
+    /// <summary>
     /// Z = softmax(Q·Kᵀ·scale + mask)·V for every query head of the group, per sequence of the batch.
     /// A query row with no visible key gives zeros.
     /// </summary>

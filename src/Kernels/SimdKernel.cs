@@ -51,7 +51,21 @@ public sealed unsafe class SimdKernel : IHeadKernel
         Packed(weights);
     }
 
-    private PackedHeadGroup Packed(HeadGroupWeights weights) =>
+    /// <summary>The fused kernel's steps cut along rows (<see cref="SimdPieces{TOps,TVector}"/>).</summary>
+    public HeadGroupPieces BeginPieces(HeadGroupWeights weights, int batch, int tokens, ReadOnlySpan<int> lengths, AttentionOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(weights);
+        var group = Packed(weights);
+        return width switch
+        {
+            VectorWidth.Bits512 => new SimdPieces<Vector512Ops, Vector512<float>>(group, weights, batch, tokens, lengths, options),
+            VectorWidth.Bits256 => new SimdPieces<Vector256Ops, Vector256<float>>(group, weights, batch, tokens, lengths, options),
+            VectorWidth.Bits128 => new SimdPieces<Vector128Ops, Vector128<float>>(group, weights, batch, tokens, lengths, options),
+            _ => new SimdPieces<ScalarOps, float>(group, weights, batch, tokens, lengths, options),
+        };
+    }
+
+    internal PackedHeadGroup Packed(HeadGroupWeights weights) =>
         packed.TryGetValue(weights, out var group)
             ? group
             : packed.GetValue(weights, key => PackedHeadGroup.Create(key, width));
@@ -138,8 +152,8 @@ public sealed unsafe class SimdKernel : IHeadKernel
                     // Scaling Q once costs tokens·g·dh multiplies; scaling the scores would cost tokens² per head.
                     for (int row = 0; row < tokens; row++)
                         ScaleRow<TOps, TVector>(qkv + (nint)row * projectionWidth, queryWidth, options.Scale);
-                    PackKeys(qkv + queryWidth, projectionWidth, tokens, headDim, panelWidth, keyPanels);
-                    PackValues(qkv + queryWidth + headDim, projectionWidth, tokens, headDim, panelWidth, keysPadded, valuePanels);
+                    PackKeys(qkv + queryWidth, projectionWidth, 0, tokens, headDim, panelWidth, keyPanels);
+                    PackValues(qkv + queryWidth + headDim, projectionWidth, 0, tokens, headDim, panelWidth, keysPadded, valuePanels);
 
                     int length = lengths.IsEmpty ? tokens : Math.Clamp(lengths[sequence], 0, tokens);
                     float* sequenceOutput = z + (nint)sequence * tokens * queryWidth;
@@ -159,10 +173,10 @@ public sealed unsafe class SimdKernel : IHeadKernel
         }
     }
 
-    /// <summary>K [tokens, dh] (at stride) into Kᵀ panels: panel p is [dh × P] holding keys p·P..(p+1)·P.</summary>
-    private static void PackKeys(float* keys, nint stride, int tokens, int headDim, int panelWidth, float* panels)
+    /// <summary>K rows [firstKey, endKey) (at stride, from keys' row 0) into Kᵀ panels: panel p is [dh × P] holding keys p·P..(p+1)·P.</summary>
+    internal static void PackKeys(float* keys, nint stride, int firstKey, int endKey, int headDim, int panelWidth, float* panels)
     {
-        for (int key = 0; key < tokens; key++)
+        for (int key = firstKey; key < endKey; key++)
         {
             float* source = keys + key * stride;
             float* target = panels + (nint)(key / panelWidth) * headDim * panelWidth + key % panelWidth;
@@ -171,19 +185,19 @@ public sealed unsafe class SimdKernel : IHeadKernel
         }
     }
 
-    /// <summary>V [tokens, dh] (at stride) into panels of P columns: panel j is [keysPadded × P].</summary>
-    private static void PackValues(float* values, nint stride, int tokens, int headDim, int panelWidth, int keysPadded, float* panels)
+    /// <summary>V rows [firstKey, endKey) (at stride, from values' row 0) into panels of P columns: panel j is [keysPadded × P].</summary>
+    internal static void PackValues(float* values, nint stride, int firstKey, int endKey, int headDim, int panelWidth, int keysPadded, float* panels)
     {
         for (int first = 0; first < headDim; first += panelWidth)
         {
             int count = Math.Min(panelWidth, headDim - first);
             float* panel = panels + (nint)(first / panelWidth) * keysPadded * panelWidth;
-            for (int key = 0; key < tokens; key++)
+            for (int key = firstKey; key < endKey; key++)
                 new ReadOnlySpan<float>(values + key * stride + first, count).CopyTo(new Span<float>(panel + (nint)key * panelWidth, count));
         }
     }
 
-    private static void ScaleRow<TOps, TVector>(float* row, int count, float factor)
+    internal static void ScaleRow<TOps, TVector>(float* row, int count, float factor)
         where TOps : struct, IFloatVectorOps<TVector>
         where TVector : struct
     {
@@ -194,10 +208,10 @@ public sealed unsafe class SimdKernel : IHeadKernel
         for (; j < count; j++) row[j] *= factor;
     }
 
-    private static int RoundUp(int value, int multiple) => (value + multiple - 1) / multiple * multiple;
+    internal static int RoundUp(int value, int multiple) => (value + multiple - 1) / multiple * multiple;
 
     /// <summary>Rounds a float count up to a whole cache line.</summary>
-    private static long Align(long floats) => (floats + 15) / 16 * 16;
+    internal static long Align(long floats) => (floats + 15) / 16 * 16;
 
     public void Project(
         // x: [rows, inner]
