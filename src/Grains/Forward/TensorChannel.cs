@@ -12,7 +12,8 @@ namespace Headwise.Grains.Forward;
 /// failure handling stay with Orleans). Measured on the 2-core dev machine, an Orleans message moved a 1–4 MB byte[]
 /// at 160–180 MB/s between two silo processes, where loopback TCP moves 2.7 GB/s: the 6 MB of a 2-silo GPT-2-small
 /// pass at T = 1024 cost more than the heads' compute. Frames are [16-byte ticket][4-byte length][payload], over one
-/// connection per peer; a receiver holds a frame until the message naming its ticket claims it (either may come first).
+/// connection per frame in flight to a peer; a receiver holds a frame until the message naming its ticket claims it (either may come first),
+/// and hands its bytes on as they arrive, so a silo can start on the front of X while the rest is on the wire.
 /// Between two silos that share a shared-memory directory (the same host), the payload goes through a file there and
 /// the frame carries only its header: loopback TCP moved 0.3–1.4 GB/s on the 2-vCPU dev machine, varying run to run
 /// with where the kernel put the sending and receiving threads, where a copy runs at memory speed (NCCL and MPI choose
@@ -35,6 +36,9 @@ public sealed class TensorChannel : IDisposable
 
     // Socket buffers of a few megabytes: with the defaults a 3 MB frame crosses in many small reads and writes.
     private const int SocketBuffer = 4 << 20;
+
+    // A frame's bytes are handed to its claimant as each read returns, at most this many at a time.
+    private const int ReadPiece = 128 << 10;
 
     private readonly TcpListener _listener;
     private readonly ConcurrentDictionary<Guid, Slot> _inbox = new();
@@ -82,15 +86,27 @@ public sealed class TensorChannel : IDisposable
     private long _framesReceived, _bytesReceived;
 
     /// <summary>
-    /// The payload sent under <paramref name="ticket"/>, once it has arrived: an array of the silo's
+    /// The payload sent under <paramref name="ticket"/>, once all of it has arrived: an array of the silo's
     /// <see cref="TensorBuffers"/>, which the caller may return there once nothing reads it.
     /// </summary>
     public async Task<byte[]> Receive(Guid ticket, TimeSpan timeout, CancellationToken cancellationToken)
     {
+        var arriving = await Claim(ticket, timeout, cancellationToken);
+        await arriving.Completed(cancellationToken);
+        return arriving.Buffer;
+    }
+
+    /// <summary>
+    /// The payload sent under <paramref name="ticket"/> as soon as its frame has begun to arrive: the rest of its bytes
+    /// follow (<see cref="TensorProgress.WaitFor"/>), and it fails if the connection carrying them breaks. Its buffer is
+    /// from the silo's <see cref="TensorBuffers"/>, as with <see cref="Receive"/>.
+    /// </summary>
+    public async Task<TensorProgress> Claim(Guid ticket, TimeSpan timeout, CancellationToken cancellationToken)
+    {
         var slot = _inbox.GetOrAdd(ticket, _ => new Slot());
         try
         {
-            return await slot.Payload.Task.WaitAsync(timeout, cancellationToken);
+            return await slot.Arrived.Task.WaitAsync(timeout, cancellationToken);
         }
         finally
         {
@@ -101,25 +117,39 @@ public sealed class TensorChannel : IDisposable
 
     /// <summary>Sends <paramref name="payload"/> under <paramref name="ticket"/> to the channel at <paramref name="peer"/>.</summary>
     /// <param name="peerMarker">The peer's <see cref="SharedMemoryMarker"/>, when it advertises one.</param>
-    public async Task Send(IPEndPoint peer, Guid ticket, ReadOnlyMemory<byte> payload, CancellationToken cancellationToken,
+    public async Task Send(IPEndPoint peer, Guid ticket, byte[] payload, CancellationToken cancellationToken, string? peerMarker = null) =>
+        await await Start(peer, ticket, TensorProgress.Complete(payload), cancellationToken, peerMarker);
+
+    /// <summary>
+    /// Starts sending <paramref name="payload"/> under <paramref name="ticket"/>, its bytes going out as they become ready:
+    /// the returned task completes once the frame has begun (the peer is reachable: a message may now name the ticket), the
+    /// task it gives once every byte is sent. Through shared memory the frame begins only when the payload is complete.
+    /// Nothing here returns the payload's buffer: the caller does, once the send is done.
+    /// </summary>
+    public async Task<Task> Start(IPEndPoint peer, Guid ticket, TensorProgress payload, CancellationToken cancellationToken,
         string? peerMarker = null)
     {
         var connection = _peers.GetOrAdd(peer.ToString(), _ => new Peer(peer));
         if (_files is not null && peerMarker is not null && _files.Shares(peerMarker))
         {
-            _files.Write(ticket, payload.Span);
+            await payload.Completed(cancellationToken);
+            _files.Write(ticket, payload.Buffer);
             try
             {
-                await connection.Write(FileMagic, ticket, payload.Length, ReadOnlyMemory<byte>.Empty, cancellationToken);
+                await connection.Write(FileMagic, ticket, payload.Length, null, null, cancellationToken);
             }
             catch
             {
                 _files.Delete(ticket);
                 throw;
             }
-            return;
+            return Task.CompletedTask;
         }
-        await connection.Write(Magic, ticket, payload.Length, payload, cancellationToken);
+        var begun = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        // On the thread pool: the caller may be a grain, whose scheduler must not block on a socket.
+        var sent = Task.Run(() => connection.Write(Magic, ticket, payload.Length, payload, begun, cancellationToken), cancellationToken);
+        if (await Task.WhenAny(begun.Task, sent) == sent) await sent; // failed (or finished) before the frame began
+        return sent;
     }
 
     private async Task AcceptLoop()
@@ -148,6 +178,7 @@ public sealed class TensorChannel : IDisposable
     private void ReadLoop(TcpClient client)
     {
         _accepted[client] = true;
+        TensorProgress? arriving = null;
         try
         {
             client.NoDelay = true;
@@ -170,10 +201,19 @@ public sealed class TensorChannel : IDisposable
                     continue;
                 }
                 var payload = _buffers.Rent(length);
-                if (!ReceiveExactly(socket, payload)) return;
+                arriving = new TensorProgress(payload);
+                _inbox.GetOrAdd(ticket, _ => new Slot()).Arrived.TrySetResult(arriving);
+                // Its claimant may start on the first bytes: they are handed on a piece at a time.
+                for (int read = 0; read < length;)
+                {
+                    int got = socket.Receive(payload.AsSpan(read, Math.Min(ReadPiece, length - read)));
+                    if (got == 0) return;
+                    read += got;
+                    arriving.Advance(read);
+                }
+                arriving = null;
                 Interlocked.Increment(ref _framesReceived);
                 Interlocked.Add(ref _bytesReceived, length);
-                _inbox.GetOrAdd(ticket, _ => new Slot()).Payload.TrySetResult(payload);
             }
         }
         catch (Exception)
@@ -183,6 +223,7 @@ public sealed class TensorChannel : IDisposable
         }
         finally
         {
+            arriving?.Fail(new IOException("the connection carrying a tensor broke before all of it arrived."));
             _accepted.TryRemove(client, out _);
             client.Dispose();
         }
@@ -201,13 +242,13 @@ public sealed class TensorChannel : IDisposable
         catch (IOException e)
         {
             _buffers.Return(payload);
-            slot.Payload.TrySetException(e);
+            slot.Arrived.TrySetException(e);
             return;
         }
         Interlocked.Increment(ref _framesReceived);
         Interlocked.Increment(ref _framesThroughFiles);
         Interlocked.Add(ref _bytesReceived, length);
-        slot.Payload.TrySetResult(payload);
+        slot.Arrived.TrySetResult(TensorProgress.Complete(payload));
     }
 
     // Between frames a connection may be idle for as long as the cluster is: only a frame once begun has a deadline.
@@ -259,61 +300,85 @@ public sealed class TensorChannel : IDisposable
 
     private sealed class Slot
     {
-        public readonly TaskCompletionSource<byte[]> Payload = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        public readonly TaskCompletionSource<TensorProgress> Arrived = new(TaskCreationOptions.RunContinuationsAsynchronously);
         public readonly long Created = Stopwatch.GetTimestamp();
     }
 
-    /// <summary>One connection to a peer's channel, opened on first use and again after a failure; one frame at a time.</summary>
+    /// <summary>
+    /// Connections to a peer's channel, opened on first use and again after a failure. A frame holds one connection while
+    /// it is written; frames sent at once (a partial sum still being computed, the next pass's X) take one each, so one
+    /// slow frame does not hold back another.
+    /// </summary>
     private sealed class Peer(IPEndPoint endpoint) : IDisposable
     {
-        private readonly SemaphoreSlim _writing = new(1, 1);
-        private TcpClient? _client;
+        private readonly ConcurrentBag<TcpClient> _idle = [];
+        private readonly ConcurrentDictionary<TcpClient, bool> _open = new();
+        private volatile bool _disposed;
 
-        /// <param name="payload">The payload that follows the header; empty when it went through a file.</param>
-        public async Task Write(uint magic, Guid ticket, int length, ReadOnlyMemory<byte> payload, CancellationToken cancellationToken)
+        /// <param name="payload">The payload that follows the header, sent as it becomes ready; null when it went through a file.</param>
+        /// <param name="begun">Completed once the header is written.</param>
+        public async Task Write(uint magic, Guid ticket, int length, TensorProgress? payload, TaskCompletionSource? begun,
+            CancellationToken cancellationToken)
         {
             var header = new byte[HeaderBytes];
             BinaryPrimitives.WriteUInt32LittleEndian(header, magic);
             ticket.TryWriteBytes(header.AsSpan(4, 16));
             BinaryPrimitives.WriteInt32LittleEndian(header.AsSpan(20), length);
-            await _writing.WaitAsync(cancellationToken);
+            var client = await Connection(cancellationToken);
             try
             {
-                if (_client is not { Connected: true })
+                // Blocking sends, for the reason the reader blocks (a few milliseconds of one pool thread per frame);
+                // a header alone fits the socket's buffer and goes at once.
+                var socket = client.Client;
+                socket.Send(header);
+                begun?.TrySetResult();
+                for (int sent = 0; payload is not null && sent < length;)
                 {
-                    _client?.Dispose();
-                    _client = new TcpClient { NoDelay = true, SendBufferSize = SocketBuffer, SendTimeout = (int)SocketTimeout.TotalMilliseconds };
-                    using var connecting = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-                    connecting.CancelAfter(SocketTimeout);
-                    await _client.ConnectAsync(endpoint, connecting.Token);
-                }
-                var socket = _client.Client;
-                try
-                {
-                    // Blocking sends, for the reason the reader blocks (a few milliseconds of one pool thread per frame);
-                    // a header alone fits the socket's buffer and goes at once.
-                    if (payload.IsEmpty) socket.Send(header);
-                    else
-                        await Task.Run(() =>
-                        {
-                            socket.Send(header);
-                            for (var rest = payload.Span; !rest.IsEmpty;) rest = rest[socket.Send(rest)..];
-                        }, cancellationToken);
-                }
-                catch
-                {
-                    // A half-written frame leaves the stream unusable: start over on the next frame.
-                    _client.Dispose();
-                    _client = null;
-                    throw;
+                    await payload.WaitFor(sent + 1, cancellationToken);
+                    int ready = payload.Available;
+                    for (var rest = payload.Buffer.AsSpan(sent, ready - sent); !rest.IsEmpty;) rest = rest[socket.Send(rest)..];
+                    sent = ready;
                 }
             }
-            finally
+            catch
             {
-                _writing.Release();
+                // A half-written frame leaves the stream unusable: this connection closes (its reader fails the frame).
+                _open.TryRemove(client, out _);
+                client.Dispose();
+                throw;
             }
+            if (_disposed) client.Dispose();
+            else _idle.Add(client);
         }
 
-        public void Dispose() => _client?.Dispose();
+        private async Task<TcpClient> Connection(CancellationToken cancellationToken)
+        {
+            while (_idle.TryTake(out var idle))
+            {
+                if (idle.Connected) return idle;
+                _open.TryRemove(idle, out _);
+                idle.Dispose();
+            }
+            var client = new TcpClient { NoDelay = true, SendBufferSize = SocketBuffer, SendTimeout = (int)SocketTimeout.TotalMilliseconds };
+            try
+            {
+                using var connecting = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+                connecting.CancelAfter(SocketTimeout);
+                await client.ConnectAsync(endpoint, connecting.Token);
+            }
+            catch
+            {
+                client.Dispose();
+                throw;
+            }
+            _open[client] = true;
+            return client;
+        }
+
+        public void Dispose()
+        {
+            _disposed = true;
+            foreach (var client in _open.Keys) client.Dispose();
+        }
     }
 }

@@ -21,8 +21,73 @@ public class TensorChannelTests
         Assert.Equal(payload, await claimed);
 
         var late = Guid.NewGuid();
-        await sender.Send(peer, late, payload.AsMemory(0, 1000), CancellationToken.None);
+        await sender.Send(peer, late, payload[..1000], CancellationToken.None);
         Assert.Equal(payload.AsSpan(0, 1000).ToArray(), await receiver.Receive(late, TimeSpan.FromSeconds(10), CancellationToken.None));
+    }
+
+    [Fact]
+    public async Task A_frames_bytes_reach_its_claimant_as_the_sender_makes_them()
+    {
+        using var sender = new TensorChannel(IPAddress.Loopback);
+        using var receiver = new TensorChannel(IPAddress.Loopback);
+        var payload = Enumerable.Range(0, 1 << 20).Select(i => (byte)(i * 11)).ToArray();
+        var making = new TensorProgress(payload);
+        var ticket = Guid.NewGuid();
+
+        var sent = await sender.Start(new IPEndPoint(IPAddress.Loopback, receiver.Port), ticket, making, CancellationToken.None);
+        var arriving = await receiver.Claim(ticket, TimeSpan.FromSeconds(10), CancellationToken.None);
+        Assert.Equal(payload.Length, arriving.Length);
+
+        making.Advance(300_000);
+        await arriving.WaitFor(300_000, CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Equal(payload.AsSpan(0, 300_000).ToArray(), arriving.Buffer.AsSpan(0, 300_000).ToArray());
+        // The rest is not there before the sender has it.
+        await Task.Delay(100);
+        Assert.True(arriving.Available <= 300_000);
+        Assert.False(sent.IsCompleted);
+
+        making.Advance(payload.Length);
+        await sent.WaitAsync(TimeSpan.FromSeconds(10));
+        await arriving.Completed(CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Equal(payload, arriving.Buffer);
+    }
+
+    [Fact]
+    public async Task A_sender_that_gives_up_mid_frame_fails_its_claimant_instead_of_leaving_it_waiting()
+    {
+        using var sender = new TensorChannel(IPAddress.Loopback);
+        using var receiver = new TensorChannel(IPAddress.Loopback);
+        var making = new TensorProgress(new byte[1 << 20]);
+        using var giveUp = new CancellationTokenSource();
+        var ticket = Guid.NewGuid();
+
+        var sent = await sender.Start(new IPEndPoint(IPAddress.Loopback, receiver.Port), ticket, making, giveUp.Token);
+        var arriving = await receiver.Claim(ticket, TimeSpan.FromSeconds(10), CancellationToken.None);
+        making.Advance(100_000);
+        await arriving.WaitFor(100_000, CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(10));
+        giveUp.Cancel();
+
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => sent);
+        var failed = await Assert.ThrowsAsync<IOException>(() => arriving.Completed(CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(15)));
+        Assert.Contains("broke", failed.Message);
+    }
+
+    [Fact]
+    public async Task A_frame_still_being_made_does_not_hold_back_the_next_one_to_the_same_peer()
+    {
+        using var sender = new TensorChannel(IPAddress.Loopback);
+        using var receiver = new TensorChannel(IPAddress.Loopback);
+        var peer = new IPEndPoint(IPAddress.Loopback, receiver.Port);
+        var slow = new TensorProgress(new byte[200_000]);
+        var slowSent = await sender.Start(peer, Guid.NewGuid(), slow, CancellationToken.None);
+
+        var ticket = Guid.NewGuid();
+        var payload = Enumerable.Range(0, 100_000).Select(i => (byte)i).ToArray();
+        await sender.Send(peer, ticket, payload, CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Equal(payload, await receiver.Receive(ticket, TimeSpan.FromSeconds(10), CancellationToken.None));
+        Assert.False(slowSent.IsCompleted);
+        slow.Advance(200_000);
+        await slowSent.WaitAsync(TimeSpan.FromSeconds(10));
     }
 
     [Fact]
@@ -70,7 +135,7 @@ public class TensorChannelTests
         Assert.Equal(payload, await claimed);
 
         var late = Guid.NewGuid();
-        await sender.Send(peer, late, payload.AsMemory(0, 70_000), CancellationToken.None, receiver.SharedMemoryMarker);
+        await sender.Send(peer, late, payload[..70_000], CancellationToken.None, receiver.SharedMemoryMarker);
         Assert.Equal(payload.AsSpan(0, 70_000).ToArray(), await receiver.Receive(late, TimeSpan.FromSeconds(10), CancellationToken.None));
 
         Assert.Equal(2, receiver.FramesThroughSharedMemory);
