@@ -80,6 +80,7 @@ internal static class GrpcMapping
             CallMs = h.CallMs,
             InputBytes = h.InputBytes,
             OutputBytes = h.OutputBytes,
+            Pieces = h.Pieces,
         }).ToArray(),
         Silos = response.Silos.Select(s => new SiloTraffic
         {

@@ -61,6 +61,8 @@ public sealed record GroupAnswer
     /// <summary>Decode: the head holds no cache at the step's position (evicted, or its silo was lost), so it computed
     /// nothing and its share is not in the partial sum; the session re-fills it.</summary>
     [Id(10)] public bool NoCache { get; init; }
+    /// <summary>Forward: the pieces of rows the group was computed in as X arrived on the tensor channel; 0: all at once.</summary>
+    [Id(11)] public int Pieces { get; init; }
 }
 
 /// <summary>

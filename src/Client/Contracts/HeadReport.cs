@@ -18,4 +18,7 @@ public sealed record HeadReport
     public long InputBytes { get; init; }
     /// <summary>Bytes of this head's Z that crossed the network back to the coordinator (0 on the coordinator's silo).</summary>
     public long OutputBytes { get; init; }
+    /// <summary>The pieces of rows the group was computed in while X was still arriving at its silo (and its partial sum
+    /// leaving, block by block); 0 when it was computed all at once.</summary>
+    public int Pieces { get; init; }
 }

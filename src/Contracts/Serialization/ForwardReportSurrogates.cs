@@ -12,6 +12,7 @@ public struct HeadReportSurrogate
     [Id(5)] public double CallMs;
     [Id(6)] public long InputBytes;
     [Id(7)] public long OutputBytes;
+    [Id(8)] public int Pieces;
 }
 
 /// <summary>Between <see cref="HeadReport"/> and its Orleans wire shape.</summary>
@@ -28,6 +29,7 @@ public sealed class HeadReportConverter : IConverter<HeadReport, HeadReportSurro
         CallMs = surrogate.CallMs,
         InputBytes = surrogate.InputBytes,
         OutputBytes = surrogate.OutputBytes,
+        Pieces = surrogate.Pieces,
     };
 
     public HeadReportSurrogate ConvertToSurrogate(in HeadReport value) => new()
@@ -40,6 +42,7 @@ public sealed class HeadReportConverter : IConverter<HeadReport, HeadReportSurro
         CallMs = value.CallMs,
         InputBytes = value.InputBytes,
         OutputBytes = value.OutputBytes,
+        Pieces = value.Pieces,
     };
 }
 

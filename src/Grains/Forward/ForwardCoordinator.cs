@@ -240,6 +240,7 @@ public sealed class ForwardCoordinator(
                 CallMs = g.CallMs > 0 ? g.CallMs : g.QueueMs + g.ComputeMs,
                 InputBytes = bytesBySilo.TryGetValue(g.Silo, out var t) ? t.BytesSent : 0,
                 OutputBytes = returned[g.Group],
+                Pieces = g.Pieces,
             }).ToArray(),
             Silos = traffic,
             Attention = command.ReturnAttention ? HeadGather.Attention(groups, command.Batch, command.Tokens, spec) : null,

@@ -5,7 +5,7 @@ namespace Headwise.Grains.Forward;
 /// <summary>
 /// How the coordinator spreads a forward pass over silos (Headwise__WireFormat, Headwise__OutputProjection,
 /// Headwise__TreeFanout, Headwise__LinkBytesPerSecond, Headwise__ComputeThreads, Headwise__PinComputeThreads, Headwise__RebalanceIdleSeconds,
-/// Headwise__HedgeAfterMs, Headwise__SuspectSeconds).
+/// Headwise__HedgeAfterMs, Headwise__SuspectSeconds, Headwise__PieceRows).
 /// </summary>
 public sealed class ScatterOptions
 {
@@ -38,6 +38,13 @@ public sealed class ScatterOptions
 
     /// <summary>After a silo failed or fell behind, passes compute its groups elsewhere for this long without asking it.</summary>
     public double SuspectSeconds { get; set; } = 3;
+
+    /// <summary>
+    /// Rows per piece when a silo computes a forward pass whose X arrives on the tensor channel (Headwise__PieceRows,
+    /// rounded up to 24): it projects each piece as it arrives and sends its partial sum up block by block while it
+    /// computes the rest. 0 computes such passes whole, once X is in.
+    /// </summary>
+    public int PieceRows { get; set; } = 96;
 
     /// <summary>A layer whose heads were idle this long re-balances them when the silo set changed; 0 turns that off.</summary>
     public int RebalanceIdleSeconds { get; set; } = 10;

@@ -32,7 +32,8 @@ public sealed partial class SiloPass(
     StepBatcher batcher,
     IClusterMembershipService membership,
     ISiloMetadataCache metadata,
-    TensorBuffers buffers)
+    TensorBuffers buffers,
+    Microsoft.Extensions.Options.IOptions<ScatterOptions> scatter)
 {
     private static readonly TimeSpan ChannelWait = TimeSpan.FromSeconds(10);
     private const int SmallStepRows = 16;
@@ -47,19 +48,27 @@ public sealed partial class SiloPass(
         // pool once the pass has succeeded here. A decode step's come from its batch.
         bool pooled = request.Work is not null;
         byte[]? receivedInput = null;
+        // X off the tensor channel is claimed as soon as its frame begins: its bytes keep arriving into Work.Input, so
+        // nothing reads that before `arriving` says the bytes are in.
+        TensorProgress? arriving = null;
         if (request.InputTicket != Guid.Empty && request.Work is { } sent)
-            request = request with
-            {
-                Work = sent with { Input = receivedInput = await ReceiveTensor(request.InputTicket, cancellationToken) },
-                InputTicket = Guid.Empty,
-            };
-        // The silos below first: their X is on its way before this silo's cores are busy.
+        {
+            arriving = await ClaimTensor(request.InputTicket, cancellationToken);
+            request = request with { Work = sent with { Input = receivedInput = arriving.Buffer }, InputTicket = Guid.Empty };
+        }
+        var input = arriving ?? (request.Work is { } whole ? TensorProgress.Complete(whole.Input) : null);
+        var sends = new SendsOfX();
+        // The silos below first: their X is on its way (streamed on as it arrives here) before this silo's cores are busy.
         var ownDone = new TaskCompletionSource<TimeSpan>(TaskCreationOptions.RunContinuationsAsynchronously);
         var children = ScatterTree.Children(request.Subtree, request.Fanout)
-            .Select(c => CallChild(request, c.Child, c.Below, localInput, received, ownDone.Task, cancellationToken)).ToList();
+            .Select(c => CallChild(request, c.Child, c.Below, localInput, received, ownDone.Task, input, sends, cancellationToken)).ToList();
 
         Computed own;
         List<SiloAssignment> moved;
+        // A leaf's partial sum computed in pieces leaves for its parent block by block, under this ticket.
+        TensorProgress? partialOut = null;
+        Task? partialSent = null;
+        var streamedTicket = Guid.Empty;
         try
         {
             List<(int Group, string Key, LocalHead Head)> local;
@@ -67,10 +76,20 @@ public sealed partial class SiloPass(
             // A decode step of a few tokens is a fraction of a millisecond of work: the hop to a compute thread and back
             // would cost as much, so it runs here (its heads still spread over the compute threads).
             bool small = request.Step is { } step && step.Batch * step.Tokens <= SmallStepRows;
-            own = local.Count == 0 ? new Computed(null, [], 0)
+            if (arriving is not null && InPieces(request, local))
+            {
+                if (children.Count == 0 && encode && request.Work!.Wire == WireFormat.F32)
+                    (partialOut, streamedTicket, partialSent) = await StreamPartial(request, cancellationToken);
+                own = await ComputeInPieces(request, arriving, local, received, partialOut, cancellationToken);
+            }
+            else
+            {
+                if (arriving is not null) await Arrived(arriving, arriving.Length, cancellationToken);
+                own = local.Count == 0 ? new Computed(null, [], 0)
                 : small && batcher.Takes(request) ? await Batched(request, local, received, inline: localInput is not null, cancellationToken)
                 : small ? Compute(request, localInput, local, received, cancellationToken)
                 : await compute.Run(() => Compute(request, localInput, local, received, cancellationToken), cancellationToken);
+            }
             if (local.Count > 0 && request.Step is { } unbatched && !(small && batcher.Takes(request)))
             {
                 // A step computed on its own is a batch of one: the batch figures compare batching on and off.
@@ -78,8 +97,9 @@ public sealed partial class SiloPass(
                 HeadwiseTelemetry.DecodeBatch(request.Layer, silo.Name, 1, [0.0]);
             }
         }
-        catch
+        catch (Exception e)
         {
+            partialOut?.Fail(e); // its send gives up, and the parent's claim fails, rather than waiting for bytes that never come
             ownDone.TrySetResult(Stopwatch.GetElapsedTime(received));
             // The pass fails with this silo's error, but only once the silos below are done: none of them may run on
             // into the caller's next pass or step.
@@ -129,21 +149,36 @@ public sealed partial class SiloPass(
 
         byte[]? partialBytes = partial is null || !encode || wire == WireFormat.F32 ? partial : Bf16.Encode(FloatBytes.AsFloats(partial));
         if (pooled && !ReferenceEquals(partialBytes, partial)) buffers.Return(partial);
-        if (pooled) buffers.Return(receivedInput);
+        // X goes back once no send of it to a silo below is still running (one to a silo rescued past the hedge may be).
+        if (pooled && sends.AllDone) buffers.Return(receivedInput);
         if (encode && wire == WireFormat.Bf16)
             answers = answers.Select(a => a.Output is { } z && a.Wire == WireFormat.F32 ? a with { Output = Bf16.Encode(FloatBytes.AsFloats(z)), Wire = WireFormat.Bf16 } : a).ToList();
         long sentBack = (partialBytes?.LongLength ?? 0) + answers.Sum(a => (a.Output?.LongLength ?? 0) + (a.Attention?.LongLength ?? 0));
-        long input = request.Work?.Input.LongLength ?? request.Step!.Input.LongLength;
+        long inputBytes = request.Work?.Input.LongLength ?? request.Step!.Input.LongLength;
         traffic.Insert(0, new SiloTraffic
         {
             Silo = silo.Name,
             Groups = own.Groups.Length,
-            BytesSent = localInput is null ? input : 0,
+            BytesSent = localInput is null ? inputBytes : 0,
             BytesReceived = localInput is null ? sentBack : 0,
         });
         if (localInput is not null && request.Work is not null) rescue.Passed(request.Layer, Stopwatch.GetElapsedTime(received));
         var partialTicket = Guid.Empty;
-        if (partialBytes is { Length: >= TensorChannel.MinimumBytes } && request.ReplyChannel.Length > 0
+        if (partialSent is not null)
+        {
+            try
+            {
+                await partialSent;
+                partialTicket = streamedTicket;
+                if (pooled) buffers.Return(partialBytes);
+                partialBytes = null;
+            }
+            catch (Exception e) when (ChannelFailed(e, cancellationToken))
+            {
+                // The parent's channel broke mid-frame: the partial rides in the answer.
+            }
+        }
+        else if (partialBytes is { Length: >= TensorChannel.MinimumBytes } && request.ReplyChannel.Length > 0
             && IPEndPoint.TryParse(request.ReplyChannel, out var replyTo))
         {
             try
@@ -189,16 +224,16 @@ public sealed partial class SiloPass(
     // that failed) this silo computes that silo's groups itself, from storage, and the pass goes on. The late answer is
     // dropped. (A decode step cannot: its keys and values are in that silo's caches; see CallStepChild.)
     private async Task<(SiloPassAnswer Answer, double CallMs)> CallChild(SiloPassRequest request, SiloAssignment child, SiloAssignment[] below,
-        byte[]? localInput, long received, Task<TimeSpan> ownDone, CancellationToken cancellationToken)
+        byte[]? localInput, long received, Task<TimeSpan> ownDone, TensorProgress? input, SendsOfX sends, CancellationToken cancellationToken)
     {
-        if (request.Versions.Length == 0) return await CallRelay(request, child, below, cancellationToken);
+        if (request.Versions.Length == 0) return await CallRelay(request, child, below, input, sends, cancellationToken);
         if (request.Step is not null) return await CallStepChild(request, child, below, ownDone, cancellationToken);
         long started = Stopwatch.GetTimestamp();
         if (!rescue.IsSuspect(child.Silo))
         {
             try
             {
-                if (await AnswerBeforeHedge(request, child, below, ownDone, cancellationToken) is { } answered) return answered;
+                if (await AnswerBeforeHedge(request, child, below, ownDone, input, sends, cancellationToken) is { } answered) return answered;
             }
             catch (Exception e) when (HeadCallRetry.IsSiloFailure(e) || e is TimeoutException)
             {
@@ -206,15 +241,16 @@ public sealed partial class SiloPass(
             }
             rescue.Suspect(child.Silo);
         }
+        if (input is not null) await Arrived(input, input.Length, cancellationToken); // the rescue computes from the whole of X
         var answer = await Rescue(request, below.Prepend(child).SelectMany(a => a.Groups).ToArray(), localInput, received, cancellationToken);
         return (answer, Stopwatch.GetElapsedTime(started).TotalMilliseconds);
     }
 
     // The child's answer, or null once the hedge time has passed first (the late answer is then dropped).
     private async Task<(SiloPassAnswer Answer, double CallMs)?> AnswerBeforeHedge(SiloPassRequest request, SiloAssignment child,
-        SiloAssignment[] below, Task<TimeSpan> ownDone, CancellationToken cancellationToken)
+        SiloAssignment[] below, Task<TimeSpan> ownDone, TensorProgress? input, SendsOfX sends, CancellationToken cancellationToken)
     {
-        var call = CallRelay(request, child, below, cancellationToken);
+        var call = CallRelay(request, child, below, input, sends, cancellationToken);
         using var stopHedge = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         var hedge = Hedge(rescue.HedgeAfter(request.Layer), ownDone, stopHedge.Token);
         if (await Task.WhenAny(call, hedge) == call)
@@ -238,7 +274,7 @@ public sealed partial class SiloPass(
         if (!rescue.IsSuspect(child.Silo))
         {
             // CallRelay answers a failed silo's groups as cache-less; the silo is suspected like a hung one.
-            if (await AnswerBeforeHedge(request, child, below, ownDone, cancellationToken) is { } answered
+            if (await AnswerBeforeHedge(request, child, below, ownDone, null, new SendsOfX(), cancellationToken) is { } answered
                 && (answered.Answer.Groups.Length == 0 || answered.Answer.Groups.Any(g => !g.NoCache || g.Silo.Length > 0)))
                 return answered;
             rescue.Suspect(child.Silo);
@@ -281,12 +317,12 @@ public sealed partial class SiloPass(
     }
 
     private async Task<(SiloPassAnswer Answer, double CallMs)> CallRelay(SiloPassRequest request, SiloAssignment child, SiloAssignment[] below,
-        CancellationToken cancellationToken)
+        TensorProgress? input, SendsOfX sends, CancellationToken cancellationToken)
     {
         long started = Stopwatch.GetTimestamp();
         try
         {
-            var childRequest = await ByChannel(request with { Groups = child.Groups, Subtree = below }, child.Silo, cancellationToken);
+            var childRequest = await ByChannel(request with { Groups = child.Groups, Subtree = below }, child.Silo, input, sends, cancellationToken);
             var answer = await grains.GetGrain<ISiloRelayGrain>(GrainKeys.Relay(child.Silo)).Forward(childRequest, cancellationToken);
             return (answer, Stopwatch.GetElapsedTime(started).TotalMilliseconds);
         }
@@ -298,32 +334,110 @@ public sealed partial class SiloPass(
         }
     }
 
-    // A large X goes to the child on its tensor channel first, the message naming its ticket; where the child's channel
-    // is unknown (an older silo, metadata not arrived) or unreachable, X rides in the message as before.
-    private async Task<SiloPassRequest> ByChannel(SiloPassRequest request, string child, CancellationToken cancellationToken)
+    // A large X goes to the child on its tensor channel, the message naming its ticket as soon as the frame has begun: the
+    // child starts on the first rows while the rest streams (as it arrives here, at a relay). Where the child's channel is
+    // unknown (an older silo, metadata not arrived) or unreachable, X rides in the message as before, once all of it is here.
+    private async Task<SiloPassRequest> ByChannel(SiloPassRequest request, string child, TensorProgress? input, SendsOfX sends,
+        CancellationToken cancellationToken)
     {
         request = request with { ReplyChannel = $"{OwnAddress()}:{channel.Port}", ReplyMarker = channel.SharedMemoryMarker ?? "" };
-        if (request.Work is not { Input.Length: >= TensorChannel.MinimumBytes } work || ChannelOf(child) is not var (peer, marker))
-            return request;
+        if (request.Work is not { Input.Length: > 0 } work) return request;
+        if (work.Input.Length >= TensorChannel.MinimumBytes && ChannelOf(child) is var (peer, marker))
+        {
+            var ticket = Guid.NewGuid();
+            try
+            {
+                sends.Add(await channel.Start(peer, ticket, input ?? TensorProgress.Complete(work.Input), cancellationToken, marker));
+                return request with { Work = work with { Input = [] }, InputTicket = ticket };
+            }
+            catch (Exception e) when (ChannelFailed(e, cancellationToken))
+            {
+            }
+        }
+        if (input is not null) await Arrived(input, input.Length, cancellationToken);
+        return request;
+    }
+
+    // The partial sum of a leaf computed in pieces, on its way to the parent's channel as its blocks are done; null when
+    // the parent has no channel this silo can reach (the partial then rides in the answer, or goes whole as before).
+    private async Task<(TensorProgress? Partial, Guid Ticket, Task? Sent)> StreamPartial(SiloPassRequest request, CancellationToken cancellationToken)
+    {
+        var work = request.Work!;
+        int modelDim = StackedModelDim(request);
+        long length = (long)work.Batch * work.Tokens * modelDim * sizeof(float);
+        // Through shared memory a frame begins only once its payload is whole: nothing to stream there.
+        if (modelDim == 0 || length < TensorChannel.MinimumBytes || request.ReplyMarker.Length > 0 && channel.Shares(request.ReplyMarker)
+            || !IPEndPoint.TryParse(request.ReplyChannel, out var replyTo))
+            return (null, Guid.Empty, null);
+        var partial = new TensorProgress(buffers.Rent(checked((int)length)));
         var ticket = Guid.NewGuid();
         try
         {
-            await channel.Send(peer, ticket, work.Input, cancellationToken, marker);
+            return (partial, ticket, await channel.Start(replyTo, ticket, partial, cancellationToken));
         }
         catch (Exception e) when (ChannelFailed(e, cancellationToken))
         {
-            return request;
+            buffers.Return(partial.Buffer);
+            return (null, Guid.Empty, null);
         }
-        return request with { Work = work with { Input = [] }, InputTicket = ticket };
+    }
+
+    private int StackedModelDim(SiloPassRequest request)
+    {
+        foreach (int group in request.Groups)
+            if (TryGetLocal(request, group, $"{request.Layer}/{group}", out var head)) return head.Spec.ModelDim;
+        return 0;
+    }
+
+    /// <summary>The sends of X to the silos below that one pass started; its X is reused only once they are all done.</summary>
+    private sealed class SendsOfX
+    {
+        private readonly List<Task> _sends = [];
+
+        public void Add(Task send)
+        {
+            // A send that fails later fails its child's pass, which is where the error is reported.
+            _ = send.ContinueWith(static t => t.Exception, TaskContinuationOptions.OnlyOnFaulted);
+            lock (_sends) _sends.Add(send);
+        }
+
+        public bool AllDone
+        {
+            get
+            {
+                lock (_sends) return _sends.TrueForAll(t => t.IsCompleted);
+            }
+        }
     }
 
     // A frame that never came (its connection broke after it was written) makes the pass UNAVAILABLE, which the
     // coordinator's retry handles like a lost silo, rather than an error of its own.
     private async Task<byte[]> ReceiveTensor(Guid ticket, CancellationToken cancellationToken)
     {
+        var arriving = await ClaimTensor(ticket, cancellationToken);
+        await Arrived(arriving, arriving.Length, cancellationToken);
+        return arriving.Buffer;
+    }
+
+    // Bytes [0, bytes) of a tensor arriving on the channel; a frame whose connection broke fails the pass UNAVAILABLE.
+    private async Task Arrived(TensorProgress tensor, int bytes, CancellationToken cancellationToken)
+    {
         try
         {
-            return await channel.Receive(ticket, ChannelWait, cancellationToken);
+            await tensor.WaitFor(bytes, cancellationToken);
+        }
+        catch (IOException e)
+        {
+            throw new HeadwiseException(ErrorCode.Unavailable, $"a tensor sent to silo {silo.Name} stopped arriving ({e.Message}); retry.");
+        }
+    }
+
+    // The tensor's frame, once it has begun to arrive; failures as in ReceiveTensor.
+    private async Task<TensorProgress> ClaimTensor(Guid ticket, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await channel.Claim(ticket, ChannelWait, cancellationToken);
         }
         catch (TimeoutException)
         {

@@ -74,6 +74,9 @@ public sealed class TensorChannel : IDisposable
     /// </summary>
     public string? SharedMemoryMarker => _files?.Marker;
 
+    /// <summary>Whether a payload to the peer advertising <paramref name="peerMarker"/> goes through shared memory.</summary>
+    public bool Shares(string peerMarker) => _files?.Shares(peerMarker) == true;
+
     /// <summary>Frames whose payload came through shared memory rather than TCP.</summary>
     public long FramesThroughSharedMemory => Interlocked.Read(ref _framesThroughFiles);
 

@@ -126,6 +126,9 @@ public static class HeadwiseTelemetry
 
     /// <summary>Span attribute of a decode step (the steps in the batch its heads ran in on this silo) and of a forward (the forwards in its pass).</summary>
     public const string BatchSizeAttribute = "headwise.batch.size";
+
+    /// <summary>On a head span: the pieces of rows its forward pass was computed in as X arrived (absent: all at once).</summary>
+    public const string PiecesAttribute = "headwise.pieces";
     /// <summary>Span attribute of a decode step or a forward: milliseconds it waited on this silo for its batch.</summary>
     public const string BatchQueueAttribute = "headwise.batch.queue_ms";
 

@@ -38,6 +38,7 @@ internal static class ProtoMapping
             CallMs = report.CallMs,
             InputBytes = report.InputBytes,
             OutputBytes = report.OutputBytes,
+            Pieces = report.Pieces,
         };
         proto.Heads.Add(report.Heads);
         return proto;

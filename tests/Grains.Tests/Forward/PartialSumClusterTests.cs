@@ -97,6 +97,34 @@ public sealed class PartialSumClusterTests : IAsyncLifetime
         Tolerance.AssertClose(Floats(expectedZ), FloatBytes.AsFloats(gathered.HeadOutputs), name + " per-head Z");
     }
 
+    [Theory]
+    [MemberData(nameof(Specs))]
+    public async Task Remote_silos_compute_in_pieces_as_X_arrives_and_the_answer_matches_the_float64_oracle(string name, AttentionSpec spec, bool causal)
+    {
+        // Two sequences of 200 tokens: X is 77–160 KB, so it goes on the tensor channel, and each remote silo projects it
+        // in pieces of 96 rows as they arrive (3 per sequence), attends each block once its keys are in, and a leaf sends its
+        // partial sum up block by block. Through the relay (fanout 2) the pieces stream on as they arrive.
+        var grains = _cluster.Client;
+        (spec, var weights, _) = await Stored(name + "-pieces", spec with { LayerCount = 1 }, seed: 12);
+        const int batch = 2, tokens = 200;
+        var random = new Random(name.Length + 1);
+        var x = Enumerable.Range(0, batch * tokens * spec.ModelDim).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
+        int[] lengths = [tokens, 150];
+        var (expectedY, _) = LayerOracle.Forward(spec, weights[0], x, batch, tokens, causal, lengths);
+
+        var result = await grains.GetGrain<IForwardCoordinatorGrain>(GrainKeys.Layer(name + "-pieces", 0)).Forward(new ForwardCommand
+        {
+            Batch = batch, Tokens = tokens, ModelDim = spec.ModelDim, Input = FloatBytes.ToBytes(x), Causal = causal, Lengths = lengths,
+        });
+
+        Tolerance.AssertClose(Floats(expectedY), FloatBytes.AsFloats(result.Output), name + " in pieces");
+        var remote = result.Heads.Where(h => h.InputBytes > 0).ToList();
+        var local = result.Heads.Where(h => h.InputBytes == 0).ToList();
+        Assert.NotEmpty(remote);
+        Assert.All(remote, h => Assert.Equal(6, h.Pieces));
+        Assert.All(local, h => Assert.Equal(0, h.Pieces)); // the coordinator's silo has all of X at once
+    }
+
     [Fact]
     public async Task Every_remote_silo_receives_X_once_and_sends_back_one_partial_sum()
     {
