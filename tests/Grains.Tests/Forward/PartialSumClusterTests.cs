@@ -126,6 +126,30 @@ public sealed class PartialSumClusterTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Bf16_X_in_pieces_is_widened_piece_by_piece_and_stays_within_bfloat16_precision()
+    {
+        // 2 × 300 tokens of D = 64 in bf16: 77 KB of X on the channel, 7 pieces per remote silo (96, 96, 96, 12 rows per
+        // sequence, never across one); the partial sums come back whole in bf16 (a bf16 partial is not streamed).
+        var grains = _cluster.Client;
+        var (spec, weights) = await SmallWideModel("bf16-pieces", seed: 6);
+        const int batch = 2, tokens = 300;
+        var random = new Random(21);
+        var x = Enumerable.Range(0, batch * tokens * spec.ModelDim).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
+        var (expected, _) = LayerOracle.Forward(spec, weights[0], x, batch, tokens, causal: true);
+
+        var result = await grains.GetGrain<IForwardCoordinatorGrain>(GrainKeys.Layer("bf16-pieces", 0)).Forward(new ForwardCommand
+        {
+            Batch = batch, Tokens = tokens, ModelDim = spec.ModelDim, Input = FloatBytes.ToBytes(x), Causal = true, Bf16Wire = true,
+        });
+
+        // bfloat16 keeps 8 significant bits: X and the partial sums each round by at most 2^-9 relative, so the error is
+        // bounded relative to Y's largest value, not absolutely as for the golden cases' small outputs.
+        double scale = expected.Max(Math.Abs);
+        Tolerance.AssertClose(Floats(expected), FloatBytes.AsFloats(result.Output), "bf16 in pieces", maxAbs: 4e-3 * scale, relativeFrobenius: 5e-3);
+        Assert.All(result.Heads.Where(h => h.InputBytes > 0), h => Assert.Equal(8, h.Pieces));
+    }
+
+    [Fact]
     public async Task Every_remote_silo_receives_X_once_and_sends_back_one_partial_sum()
     {
         var spec = new AttentionSpec { ModelDim = 64, HeadCount = 16, LayerCount = 1 };
