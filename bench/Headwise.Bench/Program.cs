@@ -1,7 +1,7 @@
 using BenchmarkDotNet.Running;
 using Headwise.Bench;
 
-// dotnet run -c Release --project bench/Headwise.Bench -- [--avx2 | --vector128] table [--one-thread] [FILTER…] | parts [T [D [dh [causal]]]] | threads [T]
+// dotnet run -c Release --project bench/Headwise.Bench -- [--avx2 | --vector128] table [--one-thread] [FILTER…] | parts [T [D [dh [causal]]]] | threads [T] | pieces [T [groups]]
 //     | decode [context [D [dh [g]]]] | caches [count [context [steps [max_tokens]]]] | attention [T [dh [causal]]] | sgemm | peak | bdn BENCHMARKDOTNET-ARGS…  (docs/performance.md says what each prints)
 // --avx2 / --vector128: the same mode in a child process whose JIT stops at that instruction set (InstructionSets.cs).
 if (InstructionSets.RunNarrowed(args) is { } narrowed) return narrowed;
@@ -15,6 +15,8 @@ switch (mode)
         return PartsRunner.Run(rest);
     case "threads":
         return ThreadsRunner.Run(rest);
+    case "pieces":
+        return PiecesRunner.Run(rest);
     case "decode":
         return DecodeRunner.Run(rest);
     case "caches":
@@ -32,6 +34,6 @@ switch (mode)
         BenchmarkSwitcher.FromAssembly(typeof(KernelBenchmarks).Assembly).Run(rest);
         return 0;
     default:
-        Console.Error.WriteLine("usage: Headwise.Bench [--avx2 | --vector128] [table [--one-thread] [FILTER…] | parts [T [D [dh [causal]]]] | threads [T] | decode [context [D [dh [g]]]] | caches [count [context [steps [max_tokens]]]] | attention [T [dh [causal]]] | sgemm | peak | bdn ARGS…]");
+        Console.Error.WriteLine("usage: Headwise.Bench [--avx2 | --vector128] [table [--one-thread] [FILTER…] | parts [T [D [dh [causal]]]] | threads [T] | pieces [T [groups]] | decode [context [D [dh [g]]]] | caches [count [context [steps [max_tokens]]]] | attention [T [dh [causal]]] | sgemm | peak | bdn ARGS…]");
         return 2;
 }

@@ -5,7 +5,7 @@ namespace Headwise.Grains.Forward;
 /// <summary>
 /// How the coordinator spreads a forward pass over silos (Headwise__WireFormat, Headwise__OutputProjection,
 /// Headwise__TreeFanout, Headwise__LinkBytesPerSecond, Headwise__ComputeThreads, Headwise__PinComputeThreads, Headwise__RebalanceIdleSeconds,
-/// Headwise__HedgeAfterMs, Headwise__SuspectSeconds, Headwise__PieceRows).
+/// Headwise__HedgeAfterMs, Headwise__SuspectSeconds, Headwise__PieceRows, Headwise__PiecesAlways).
 /// </summary>
 public sealed class ScatterOptions
 {
@@ -44,7 +44,13 @@ public sealed class ScatterOptions
     /// rounded up to 24): it projects each piece as it arrives and sends its partial sum up block by block while it
     /// computes the rest. 0 computes such passes whole, once X is in.
     /// </summary>
-    public int PieceRows { get; set; } = 96;
+    public int PieceRows { get; set; } = 192;
+
+    /// <summary>
+    /// Compute every such pass in pieces (Headwise__PiecesAlways), not only where they overlap a transfer (X still
+    /// arriving, or a partial sum that can leave block by block): for tests and benchmarks of the pieces themselves.
+    /// </summary>
+    public bool PiecesAlways { get; set; }
 
     /// <summary>A layer whose heads were idle this long re-balances them when the silo set changed; 0 turns that off.</summary>
     public int RebalanceIdleSeconds { get; set; } = 10;

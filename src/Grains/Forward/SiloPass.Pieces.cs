@@ -23,7 +23,7 @@ public sealed partial class SiloPass
     // Rows of a piece: a multiple of the kernels' 24-row query tile, so blocks give the bits of the fused kernel.
     private int PieceRows => scatter.Value.PieceRows is var rows and > 0 ? (rows + 23) / 24 * 24 : 0;
 
-    /// <summary>Pieces of the flattened [batch·tokens] rows: PieceRows at a time, never across a sequence.</summary>
+    /// <summary>Blocks of the flattened [batch·tokens] rows: PieceRows at a time, never across a sequence.</summary>
     internal static List<(int Start, int End)> Cuts(int batch, int tokens, int pieceRows)
     {
         var cuts = new List<(int, int)>();
@@ -54,7 +54,7 @@ public sealed partial class SiloPass
         var computeMs = new double[local.Count];
         double queueMs = Stopwatch.GetElapsedTime(received).TotalMilliseconds;
         double projectionMs = 0;
-        float[]? decoded = bf16 ? ArrayPool<float>.Shared.Rent(PieceRows * modelDim) : null;
+        float[]? decoded = bf16 ? ArrayPool<float>.Shared.Rent(tokens * modelDim) : null; // a piece is at most a sequence
         var parent = Activity.Current;
         bool done = false;
         try
@@ -64,19 +64,23 @@ public sealed partial class SiloPass
                 var (_, key, head) = local[i];
                 // Every group's span is a child of the pass, not of the group before it.
                 scopes[i] = HeadwiseTelemetry.StartHead(key, work, head.Weights.Shape, silo.Name, kernel.Name);
-                Activity.Current?.SetTag(HeadwiseTelemetry.PiecesAttribute, cuts.Count);
                 Activity.Current = parent;
                 var options = new AttentionOptions(head.Spec.Scale, work.Causal, head.Spec.Window, HeadDecoder.RotaryOf(head.Spec));
                 pieces[i] = kernel.BeginPieces(head.Weights, batch, tokens, work.Lengths, options);
             }
 
-            int attended = 0;
-            foreach (var (start, end) in cuts)
+            // A piece is at least PieceRows (or the rest of its sequence) and takes every whole tile of rows already in:
+            // where X arrives faster than the kernels take it, pieces grow and the weights are read fewer times.
+            int attended = 0, projected = 0, pieceCount = 0;
+            while (projected < rows)
             {
-                await Arrived(input, end * modelDim * valueBytes, cancellationToken);
+                int sequenceEnd = (projected / tokens + 1) * tokens;
+                await Arrived(input, Math.Min(sequenceEnd, projected + PieceRows) * modelDim * valueBytes, cancellationToken);
                 cancellationToken.ThrowIfCancellationRequested();
                 if (cancelled.IsCancelled(work.ForwardId))
                     throw new OperationCanceledException($"forward {work.ForwardId} was called off by its coordinator.");
+                int start = projected, inRows = input.Available / (modelDim * valueBytes);
+                int end = inRows >= sequenceEnd ? sequenceEnd : start + (inRows - start) / 24 * 24;
                 int from = attended;
                 (attended, double ms) = await compute.Run(() =>
                 {
@@ -94,7 +98,8 @@ public sealed partial class SiloPass
                             computeMs[i] += Stopwatch.GetElapsedTime(began).TotalMilliseconds;
                         }
                     });
-                    // Every block whose keys are in now: with a causal mask, this piece's own; else none until a sequence is whole.
+                    // Every block whose keys are in now: with a causal mask, this piece's own; else none until a sequence is
+                    // whole. Each block's rows of the partial sum are ready for the parent as soon as they are added up.
                     int next = from;
                     double blocksMs = 0;
                     foreach (var (first, last) in cuts)
@@ -102,12 +107,14 @@ public sealed partial class SiloPass
                         if (first < next) continue;
                         if (pieces[0].KeysNeededBy(last) > end) break;
                         blocksMs += AttendBlock(pieces, first, last, parts, groupWidth, modelDim, stacked, partial, computeMs);
+                        partialOut?.Advance(last * modelDim * sizeof(float));
                         next = last;
                     }
                     return (next, blocksMs);
                 }, cancellationToken);
                 projectionMs += ms;
-                partialOut?.Advance(attended * modelDim * sizeof(float));
+                projected = end;
+                pieceCount++;
             }
             if (attended != rows) throw new InvalidOperationException($"the pass's pieces attended {attended} of {rows} rows.");
 
@@ -115,6 +122,7 @@ public sealed partial class SiloPass
             for (int i = 0; i < local.Count; i++)
             {
                 scopes[i].Computed(computeMs[i], null);
+                scopes[i].Tag(HeadwiseTelemetry.PiecesAttribute, pieceCount);
                 answers[i] = new GroupAnswer
                 {
                     Group = local[i].Group,
@@ -123,7 +131,7 @@ public sealed partial class SiloPass
                     Kernel = kernel.Name,
                     ComputeMs = computeMs[i],
                     QueueMs = queueMs,
-                    Pieces = cuts.Count,
+                    Pieces = pieceCount,
                 };
             }
             done = true;

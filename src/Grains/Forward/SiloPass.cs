@@ -76,12 +76,13 @@ public sealed partial class SiloPass(
             // A decode step of a few tokens is a fraction of a millisecond of work: the hop to a compute thread and back
             // would cost as much, so it runs here (its heads still spread over the compute threads).
             bool small = request.Step is { } step && step.Batch * step.Tokens <= SmallStepRows;
-            if (arriving is not null && InPieces(request, local))
-            {
-                if (children.Count == 0 && encode && request.Work!.Wire == WireFormat.F32)
-                    (partialOut, streamedTicket, partialSent) = await StreamPartial(request, cancellationToken);
+            // Pieces cost the kernels a few percent (every group's Q, K and V out of L2 at once; bench `pieces`), so they
+            // run only where they overlap something: X still arriving, or a partial sum that can leave block by block.
+            if (arriving is not null && InPieces(request, local)
+                && children.Count == 0 && encode && request.Work!.Wire == WireFormat.F32)
+                (partialOut, streamedTicket, partialSent) = await StreamPartial(request, cancellationToken);
+            if (arriving is not null && InPieces(request, local) && (partialOut is not null || !arriving.IsComplete || scatter.Value.PiecesAlways))
                 own = await ComputeInPieces(request, arriving, local, received, partialOut, cancellationToken);
-            }
             else
             {
                 if (arriving is not null) await Arrived(arriving, arriving.Length, cancellationToken);

@@ -385,6 +385,12 @@ public static class HeadwiseTelemetry
                     AttentionPreview.FromFirstSequence(FloatBytes.AsFloats(attention), _work.Tokens, _shape.QueryHeads, _group * _shape.QueryHeads));
         }
 
+        /// <summary>Sets a tag on the head's span, when it is recorded.</summary>
+        public void Tag(string name, object value)
+        {
+            if (_activity is { IsAllDataRequested: true }) _activity.SetTag(name, value);
+        }
+
         /// <summary>The call failed with <paramref name="exception"/>; returns false, for an exception filter.</summary>
         public bool Failed(Exception exception) => RecordFailure(_activity, exception);
 
