@@ -111,14 +111,21 @@ var messageMs = new Option<double>("--message-ms") { DefaultValueFactory = _ => 
 var msPerMegabyte = new Option<double>("--ms-per-mb") { DefaultValueFactory = _ => 0.6 };
 var gflopsOption = new Option<double>("--gflops") { DefaultValueFactory = _ => 300 };
 var channelMsPerMegabyte = new Option<double>("--channel-ms-per-mb") { DefaultValueFactory = _ => 0.4 };
+var pieceRowsOption = new Option<int>("--piece-rows") { DefaultValueFactory = _ => 192, Description = "Headwise__PieceRows" };
+var piecesOverheadOption = new Option<double>("--pieces-overhead")
+{
+    DefaultValueFactory = _ => 1.13, Description = "pieces ms ÷ fused ms (Headwise.Bench pieces)",
+};
+var fanoutOption = new Option<int>("--fanout") { DefaultValueFactory = _ => 4, Description = "Headwise__TreeFanout" };
 var project = new Command("project", "The projection table alone, from given costs (the default command measures them)")
 {
-    messageMs, msPerMegabyte, channelMsPerMegabyte, gflopsOption,
+    messageMs, msPerMegabyte, channelMsPerMegabyte, gflopsOption, pieceRowsOption, piecesOverheadOption, fanoutOption,
 };
 project.SetAction(parse =>
 {
     var orleans = new ScalingModel(parse.GetValue(messageMs), parse.GetValue(msPerMegabyte) / 1e6, parse.GetValue(gflopsOption));
-    ScalingProjection.Print(orleans, orleans with { MsPerByte = parse.GetValue(channelMsPerMegabyte) / 1e6 });
+    ScalingProjection.Print(orleans, orleans with { MsPerByte = parse.GetValue(channelMsPerMegabyte) / 1e6 },
+        parse.GetValue(pieceRowsOption), parse.GetValue(piecesOverheadOption), parse.GetValue(fanoutOption));
     return 0;
 });
 root.Subcommands.Add(project);

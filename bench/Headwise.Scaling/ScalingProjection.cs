@@ -6,20 +6,27 @@ namespace Headwise.Scaling;
 internal static class ScalingProjection
 {
     /// <param name="channel">The tensor channel's fitted cost (the hop command measures it); X and the partial sums travel there.</param>
-    public static void Print(ScalingModel model, ScalingModel channel)
+    /// <param name="pieceRows">Headwise__PieceRows: X and a leaf's partial sum travel in T / pieceRows pieces.</param>
+    /// <param name="piecesOverhead">What pieces cost the kernels (bench `pieces`: pieces ms ÷ fused ms).</param>
+    public static void Print(ScalingModel model, ScalingModel channel, int pieceRows = 192, double piecesOverhead = 1.13, int fanout = 4)
     {
         var invariant = CultureInfo.InvariantCulture;
+        const int tokens = 1024;
+        double pieces = (double)tokens / pieceRows;
         Console.WriteLine(string.Create(invariant,
-            $"## Projection: OLMo-7B-like layer (4096 wide, 32 heads, head_dim 128), T=1024, f32, 25 Gbit/s, machines of {model.GflopsPerMachine:F0} GFLOP/s, tree fanout 4\n"));
-        Console.WriteLine("| machines | tensors in Orleans messages: ms (efficiency) | as built, tensor channel | + X and partial sums in 16 pieces, pipelined (not built) |");
-        Console.WriteLine("|---|---|---|---|");
-        double single = model.ForwardMs(4096, 32, 128, 1024, 1, 25, 4);
+            $"## Projection: OLMo-7B-like layer (4096 wide, 32 heads, head_dim 128), T={tokens}, f32, 25 Gbit/s, machines of {model.GflopsPerMachine:F0} GFLOP/s, tree fanout {fanout}\n"));
+        Console.WriteLine(string.Create(invariant,
+            $"Pieces of {pieceRows} rows ({pieces:F1} per sequence), kernels {piecesOverhead:F2}× slower in pieces.\n"));
+        Console.WriteLine("| machines | tensors in Orleans messages: ms (efficiency) | tensor channel, whole tensors | as built: X and leaves' partial sums in pieces | + relays' partial sums in pieces (not built) |");
+        Console.WriteLine("|---|---|---|---|---|");
+        double single = model.ForwardMs(4096, 32, 128, tokens, 1, 25, 4);
         foreach (int machines in new[] { 1, 2, 4, 8, 16, 32 })
         {
             string Cell(double ms) => string.Create(invariant, $"{ms:F0} ({single / (machines * ms) * 100:F0}%)");
-            Console.WriteLine($"| {machines} | {Cell(model.ForwardMs(4096, 32, 128, 1024, machines, 25, 4))} | " +
-                $"{Cell(channel.ForwardMs(4096, 32, 128, 1024, machines, 25, 4))} | " +
-                $"{Cell(channel.ForwardMs(4096, 32, 128, 1024, machines, 25, 4, chunks: 16))} |");
+            Console.WriteLine($"| {machines} | {Cell(model.ForwardMs(4096, 32, 128, tokens, machines, 25, 4, fanout))} | " +
+                $"{Cell(channel.ForwardMs(4096, 32, 128, tokens, machines, 25, 4, fanout))} | " +
+                $"{Cell(channel.ForwardMs(4096, 32, 128, tokens, machines, 25, 4, fanout, pieces: pieces, piecesOverhead: piecesOverhead))} | " +
+                $"{Cell(channel.ForwardMs(4096, 32, 128, tokens, machines, 25, 4, fanout, pieces: pieces, piecesOverhead: piecesOverhead, streamRelays: true))} |");
         }
     }
 }
