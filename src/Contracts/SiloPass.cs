@@ -36,6 +36,9 @@ public sealed record SiloPassRequest
     /// <summary>The sender's tensor channel's shared-memory marker, when it has one: a receiver on the same host that sees
     /// it sends the partial sum back through shared memory.</summary>
     [Id(10)] public string ReplyMarker { get; init; } = "";
+    /// <summary>The ticket a partial sum sent back on the channel goes under, chosen by the sender so it can claim the
+    /// partial as it arrives (a relay adds it to its own block by block); empty: the receiver picks one.</summary>
+    [Id(11)] public Guid ReplyTicket { get; init; }
 }
 
 /// <summary>One head group's part of a silo's answer.</summary>

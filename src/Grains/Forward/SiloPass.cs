@@ -60,8 +60,13 @@ public sealed partial class SiloPass(
         var sends = new SendsOfX();
         // The silos below first: their X is on its way (streamed on as it arrives here) before this silo's cores are busy.
         var ownDone = new TaskCompletionSource<TimeSpan>(TaskCreationOptions.RunContinuationsAsynchronously);
-        var children = ScatterTree.Children(request.Subtree, request.Fanout)
-            .Select(c => CallChild(request, c.Child, c.Below, localInput, received, ownDone.Task, input, sends, cancellationToken)).ToList();
+        var replies = new List<Guid>();
+        var children = ScatterTree.Children(request.Subtree, request.Fanout).Select(c =>
+        {
+            var reply = request.Work is null ? Guid.Empty : Guid.NewGuid();
+            replies.Add(reply);
+            return CallChild(request with { ReplyTicket = reply }, c.Child, c.Below, localInput, received, ownDone.Task, input, sends, cancellationToken);
+        }).ToList();
 
         Computed own;
         List<SiloAssignment> moved;
@@ -69,6 +74,9 @@ public sealed partial class SiloPass(
         TensorProgress? partialOut = null;
         Task? partialSent = null;
         var streamedTicket = Guid.Empty;
+        // A relay's own partial as it computes it, in the buffer that goes up, and the sum with its children's, block by block.
+        TensorProgress? ownOut = null;
+        Task? reduced = null;
         try
         {
             List<(int Group, string Key, LocalHead Head)> local;
@@ -78,11 +86,16 @@ public sealed partial class SiloPass(
             bool small = request.Step is { } step && step.Batch * step.Tokens <= SmallStepRows;
             // Pieces cost the kernels a few percent (every group's Q, K and V out of L2 at once; bench `pieces`), so they
             // run only where they overlap something: X still arriving, or a partial sum that can leave block by block.
-            if (arriving is not null && InPieces(request, local)
-                && children.Count == 0 && encode && request.Work!.Wire == WireFormat.F32)
+            if (arriving is not null && InPieces(request, local) && encode && request.Work!.Wire == WireFormat.F32)
                 (partialOut, streamedTicket, partialSent) = await StreamPartial(request, cancellationToken);
+            if (partialOut is not null && children.Count > 0)
+            {
+                ownOut = new TensorProgress(partialOut.Buffer);
+                reduced = ReduceUp(ownOut, children.Zip(replies, (call, reply) => new ChildPartial(this, call, reply, cancellationToken)).ToList(),
+                    partialOut, StackedModelDim(request) * sizeof(float), cancellationToken);
+            }
             if (arriving is not null && InPieces(request, local) && (partialOut is not null || !arriving.IsComplete || scatter.Value.PiecesAlways))
-                own = await ComputeInPieces(request, arriving, local, received, partialOut, cancellationToken);
+                own = await ComputeInPieces(request, arriving, local, received, ownOut ?? partialOut, cancellationToken);
             else
             {
                 if (arriving is not null) await Arrived(arriving, arriving.Length, cancellationToken);
@@ -101,6 +114,7 @@ public sealed partial class SiloPass(
         catch (Exception e)
         {
             partialOut?.Fail(e); // its send gives up, and the parent's claim fails, rather than waiting for bytes that never come
+            ownOut?.Fail(e);
             ownDone.TrySetResult(Stopwatch.GetElapsedTime(received));
             // The pass fails with this silo's error, but only once the silos below are done: none of them may run on
             // into the caller's next pass or step.
@@ -125,6 +139,7 @@ public sealed partial class SiloPass(
                 allMoved.AddRange(answer.Moved);
                 traffic.AddRange(answer.Traffic);
                 messages += answer.Messages;
+                if (reduced is not null) continue; // its partial is being added block by block
                 var childPartial = answer.PartialTicket != Guid.Empty
                     ? await ReceiveTensor(answer.PartialTicket, cancellationToken)
                     : answer.Partial;
@@ -141,12 +156,15 @@ public sealed partial class SiloPass(
                 }
             }
         }
-        catch
+        catch (Exception e)
         {
+            partialOut?.Fail(e);
             // As above: the other children finish before the error leaves this silo.
             try { await Task.WhenAll(children); } catch (Exception) { }
             throw;
         }
+        // Fails the pass (and the partial's send) if a child's partial never came.
+        if (reduced is not null) await reduced;
 
         byte[]? partialBytes = partial is null || !encode || wire == WireFormat.F32 ? partial : Bf16.Encode(FloatBytes.AsFloats(partial));
         if (pooled && !ReferenceEquals(partialBytes, partial)) buffers.Return(partial);
@@ -184,7 +202,7 @@ public sealed partial class SiloPass(
         {
             try
             {
-                partialTicket = Guid.NewGuid();
+                partialTicket = request.ReplyTicket != Guid.Empty ? request.ReplyTicket : Guid.NewGuid();
                 await channel.Send(replyTo, partialTicket, partialBytes, cancellationToken,
                     request.ReplyMarker.Length > 0 ? request.ReplyMarker : null);
                 if (pooled) buffers.Return(partialBytes);
@@ -371,7 +389,7 @@ public sealed partial class SiloPass(
             || !IPEndPoint.TryParse(request.ReplyChannel, out var replyTo))
             return (null, Guid.Empty, null);
         var partial = new TensorProgress(buffers.Rent(checked((int)length)));
-        var ticket = Guid.NewGuid();
+        var ticket = request.ReplyTicket != Guid.Empty ? request.ReplyTicket : Guid.NewGuid();
         try
         {
             return (partial, ticket, await channel.Start(replyTo, ticket, partial, cancellationToken));
