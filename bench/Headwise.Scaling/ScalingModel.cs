@@ -10,10 +10,11 @@ namespace Headwise.Scaling;
 /// children share it (each byte costs b of serialisation and 1 / bandwidth of wire, a frame a). Every machine computes its
 /// share of heads and their rows of W_O (row-parallel); a node adds its children's partial sums, which share its link the
 /// same way. With <c>pieces</c> &gt; 1 (Headwise__PieceRows), a node starts projecting on the first piece of X, passes X on
-/// as it arrives, and a leaf sends its partial sum block by block while it computes the rest: the projection overlaps X's
-/// arrival and a leaf's transfer overlaps its attention and W_O. Non-causal attention waits for all of X, and pieces make
-/// the kernels slower by <c>piecesOverhead</c> (bench `pieces`). A relay sends its partial sum whole once its own and its
-/// children's are in, unless <c>streamRelays</c> (not built).
+/// as it arrives, and sends its partial sum block by block while it computes the rest (a relay each block once its
+/// children's rows are in too): the projection overlaps X's arrival and the partial's transfer overlaps attention and W_O.
+/// Non-causal attention waits for all of X, and pieces make the kernels slower by <c>piecesOverhead</c> (bench `pieces`);
+/// the coordinator, which has all of X, computes whole. <c>streamRelays</c> false models relays that send their partial
+/// whole (the first version of the pieces).
 /// </summary>
 internal sealed record ScalingModel(double MessageMs, double MsPerByte, double GflopsPerMachine)
 {
@@ -28,7 +29,7 @@ internal sealed record ScalingModel(double MessageMs, double MsPerByte, double G
 
     /// <summary>Milliseconds of one layer's forward pass (not causal) over <paramref name="machines"/> machines.</summary>
     public double ForwardMs(int modelDim, int heads, int headDim, int tokens, int machines, double gigabitsPerSecond, int bytesPerValue,
-        int fanout = 4, double pieces = 1, double piecesOverhead = 1, bool streamRelays = false, double? msPerByte = null)
+        int fanout = 4, double pieces = 1, double piecesOverhead = 1, bool streamRelays = true, double? msPerByte = null)
     {
         double perByte = msPerByte ?? MsPerByte;
         double projectionFlops = 2.0 * tokens * modelDim * 3 * headDim;

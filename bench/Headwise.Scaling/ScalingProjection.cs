@@ -2,7 +2,8 @@ using System.Globalization;
 
 namespace Headwise.Scaling;
 
-/// <summary>The projection table of docs/scaling.md: the OLMo-7B-like layer over M machines, as built and with the parts not built yet.</summary>
+/// <summary>The projection table of docs/scaling.md: the OLMo-7B-like layer over M machines, with tensors in Orleans messages, on the
+/// tensor channel whole, and in pieces as built.</summary>
 internal static class ScalingProjection
 {
     /// <param name="channel">The tensor channel's fitted cost (the hop command measures it); X and the partial sums travel there.</param>
@@ -17,16 +18,15 @@ internal static class ScalingProjection
             $"## Projection: OLMo-7B-like layer (4096 wide, 32 heads, head_dim 128), T={tokens}, f32, 25 Gbit/s, machines of {model.GflopsPerMachine:F0} GFLOP/s, tree fanout {fanout}\n"));
         Console.WriteLine(string.Create(invariant,
             $"Pieces of {pieceRows} rows ({pieces:F1} per sequence), kernels {piecesOverhead:F2}× slower in pieces.\n"));
-        Console.WriteLine("| machines | tensors in Orleans messages: ms (efficiency) | tensor channel, whole tensors | as built: X and leaves' partial sums in pieces | + relays' partial sums in pieces (not built) |");
-        Console.WriteLine("|---|---|---|---|---|");
+        Console.WriteLine("| machines | tensors in Orleans messages: ms (efficiency) | tensor channel, whole tensors (Headwise__PieceRows=0) | as built: X and partial sums in pieces |");
+        Console.WriteLine("|---|---|---|---|");
         double single = model.ForwardMs(4096, 32, 128, tokens, 1, 25, 4);
         foreach (int machines in new[] { 1, 2, 4, 8, 16, 32 })
         {
             string Cell(double ms) => string.Create(invariant, $"{ms:F0} ({single / (machines * ms) * 100:F0}%)");
             Console.WriteLine($"| {machines} | {Cell(model.ForwardMs(4096, 32, 128, tokens, machines, 25, 4, fanout))} | " +
                 $"{Cell(channel.ForwardMs(4096, 32, 128, tokens, machines, 25, 4, fanout))} | " +
-                $"{Cell(channel.ForwardMs(4096, 32, 128, tokens, machines, 25, 4, fanout, pieces: pieces, piecesOverhead: piecesOverhead))} | " +
-                $"{Cell(channel.ForwardMs(4096, 32, 128, tokens, machines, 25, 4, fanout, pieces: pieces, piecesOverhead: piecesOverhead, streamRelays: true))} |");
+                $"{Cell(channel.ForwardMs(4096, 32, 128, tokens, machines, 25, 4, fanout, pieces: pieces, piecesOverhead: piecesOverhead))} |");
         }
     }
 }
