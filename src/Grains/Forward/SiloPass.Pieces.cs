@@ -45,6 +45,8 @@ public sealed partial class SiloPass
         bool bf16 = work.Wire == WireFormat.Bf16;
         int valueBytes = bf16 ? 2 : sizeof(float);
         var cuts = Cuts(batch, tokens, PieceRows);
+        if (input.Length != (long)rows * modelDim * valueBytes)
+            throw new HeadwiseException(ErrorCode.InvalidArgument, $"X holds {input.Length} bytes; [{batch}, {tokens}, {modelDim}] needs {(long)rows * modelDim * valueBytes}.");
         int parts = Math.Min(compute.MaximumConcurrencyLevel, local.Count);
         var stacked = stackedRows.Get(request.Layer, local.Select(l => (l.Group, l.Head)).ToArray());
         int partialLength = checked(rows * modelDim * sizeof(float));

@@ -22,7 +22,10 @@ public sealed partial class SiloPass
                 for (int i = 0; i < children.Count; i++)
                 {
                     sources[i] = await children[i].SourceFor(next, cancellationToken);
-                    if (sources[i] is { } source) limit = Math.Min(limit, source.Available);
+                    if (sources[i] is not { } source) continue;
+                    if (source.Length != up.Length)
+                        throw new HeadwiseException(ErrorCode.Internal, $"a partial sum below holds {source.Length} bytes; this pass's hold {up.Length}.");
+                    limit = Math.Min(limit, source.Available);
                 }
                 limit = limit / rowBytes * rowBytes;
                 var sum = FloatBytes.AsFloats(up.Buffer.AsSpan(done, limit - done));
@@ -43,13 +46,18 @@ public sealed partial class SiloPass
         }
     }
 
-    // A child's partial sum under the reply ticket its parent chose, once its frame begins (cancelled once not wanted).
-    private Task<TensorProgress> ClaimReply(Guid ticket, CancellationToken cancellationToken) => channel.Claim(ticket, ChannelWait, cancellationToken);
+    private string SiloName => silo.Name;
+
+    // A child's partial sum under the reply ticket its parent chose, once its frame begins: no deadline of its own, since a
+    // child that sends it whole does so only when done, however long that takes (the child's answer bounds the wait).
+    private Task<TensorProgress> ClaimReply(Guid ticket, CancellationToken cancellationToken) =>
+        channel.Claim(ticket, Timeout.InfiniteTimeSpan, cancellationToken);
 
     /// <summary>
     /// A child's partial sum as the parent adds it: the frame under the reply ticket as it arrives, until the child's answer
-    /// says otherwise (rescued past the hedge, or the channel failed: the partial then comes with the answer). Rows already
-    /// added from the frame are the same groups' partial sums as the answer's, so switching source between rows is exact.
+    /// says otherwise (rescued past the hedge, or the channel failed: the partial then comes with the answer). A rescue
+    /// computes every group of the subtree while the frame may leave out groups that had moved (a second round adds
+    /// those), so once rows of the frame were added, an answer from elsewhere fails the pass UNAVAILABLE for a retry.
     /// </summary>
     private sealed class ChildPartial : IDisposable
     {
@@ -59,6 +67,7 @@ public sealed partial class SiloPass
         private readonly CancellationTokenSource _stop;
         private readonly Task<TensorProgress> _claim;
         private Task<TensorProgress?>? _final;
+        private bool _used;
 
         public ChildPartial(SiloPass pass, Task<(SiloPassAnswer Answer, double CallMs)> call, Guid ticket, CancellationToken cancellationToken)
         {
@@ -79,9 +88,14 @@ public sealed partial class SiloPass
                 {
                     var arriving = _claim.Result;
                     var ready = arriving.WaitFor(bytes, cancellationToken);
+                    _ = ready.ContinueWith(static t => t.Exception, TaskContinuationOptions.OnlyOnFaulted);
                     if (await Task.WhenAny(ready, _call) == ready)
                     {
-                        if (ready.IsCompletedSuccessfully) return arriving;
+                        if (ready.IsCompletedSuccessfully)
+                        {
+                            _used = true;
+                            return arriving;
+                        }
                         cancellationToken.ThrowIfCancellationRequested();
                         // The frame broke (its silo lost?): the answer decides, a rescue's partial or the call's failure.
                         await Task.WhenAny(_call);
@@ -98,8 +112,22 @@ public sealed partial class SiloPass
         private async Task<TensorProgress?> Final(CancellationToken cancellationToken)
         {
             var (answer, _) = await _call;
-            if (answer.PartialTicket == _ticket) return await _claim.WaitAsync(cancellationToken);
+            if (answer.PartialTicket == _ticket)
+            {
+                try
+                {
+                    // The child sent the frame before it answered: its header is here or on its way.
+                    return await _claim.WaitAsync(ChannelWait, cancellationToken);
+                }
+                catch (TimeoutException)
+                {
+                    throw new HeadwiseException(ErrorCode.Unavailable, $"a partial sum sent to silo {_pass.SiloName} did not arrive within {ChannelWait.TotalSeconds:F0} s; retry.");
+                }
+            }
             _stop.Cancel();
+            if (_used)
+                throw new HeadwiseException(ErrorCode.Unavailable,
+                    "a silo below was replaced by a rescue after part of its partial sum had been added; retry.");
             if (answer.PartialTicket != Guid.Empty)
                 return TensorProgress.Complete(await _pass.ReceiveTensor(answer.PartialTicket, cancellationToken));
             return answer.Partial is { } partial ? TensorProgress.Complete(partial) : null;

@@ -115,6 +115,8 @@ public sealed partial class SiloPass(
         {
             partialOut?.Fail(e); // its send gives up, and the parent's claim fails, rather than waiting for bytes that never come
             ownOut?.Fail(e);
+            Observe(partialSent);
+            Observe(reduced);
             ownDone.TrySetResult(Stopwatch.GetElapsedTime(received));
             // The pass fails with this silo's error, but only once the silos below are done: none of them may run on
             // into the caller's next pass or step.
@@ -159,12 +161,25 @@ public sealed partial class SiloPass(
         catch (Exception e)
         {
             partialOut?.Fail(e);
+            Observe(partialSent);
+            Observe(reduced);
             // As above: the other children finish before the error leaves this silo.
             try { await Task.WhenAll(children); } catch (Exception) { }
             throw;
         }
-        // Fails the pass (and the partial's send) if a child's partial never came.
-        if (reduced is not null) await reduced;
+        // Fails the pass (and the partial's send: ReduceUp fails what goes up) if a child's partial never came.
+        if (reduced is not null)
+        {
+            try
+            {
+                await reduced;
+            }
+            catch
+            {
+                Observe(partialSent);
+                throw;
+            }
+        }
 
         byte[]? partialBytes = partial is null || !encode || wire == WireFormat.F32 ? partial : Bf16.Encode(FloatBytes.AsFloats(partial));
         if (pooled && !ReferenceEquals(partialBytes, partial)) buffers.Return(partial);
@@ -469,6 +484,9 @@ public sealed partial class SiloPass(
     }
 
     // A send that failed or timed out (not the caller giving up): the tensor goes inside the message instead.
+    // A task this pass no longer awaits, failing with the pass: its exception is the pass's, already reported.
+    private static void Observe(Task? task) => task?.ContinueWith(static t => t.Exception, TaskContinuationOptions.OnlyOnFaulted);
+
     private static bool ChannelFailed(Exception e, CancellationToken cancellationToken) =>
         e is SocketException or IOException || (e is OperationCanceledException && !cancellationToken.IsCancellationRequested);
 

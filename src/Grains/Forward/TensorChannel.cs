@@ -314,6 +314,7 @@ public sealed class TensorChannel : IDisposable
     /// </summary>
     private sealed class Peer(IPEndPoint endpoint) : IDisposable
     {
+        private const int MaxIdle = 4;
         private readonly ConcurrentBag<TcpClient> _idle = [];
         private readonly ConcurrentDictionary<TcpClient, bool> _open = new();
         private volatile bool _disposed;
@@ -330,11 +331,15 @@ public sealed class TensorChannel : IDisposable
             var client = await Connection(cancellationToken);
             try
             {
+                // The peer is reachable: a message may name the ticket now. The header itself waits for the payload's first
+                // bytes, so a frame's reader (which gives up on a connection silent for SocketTimeout mid-frame) does not
+                // wait through the compute that comes before them.
+                begun?.TrySetResult();
+                if (payload is not null && length > 0) await payload.WaitFor(1, cancellationToken);
                 // Blocking sends, for the reason the reader blocks (a few milliseconds of one pool thread per frame);
                 // a header alone fits the socket's buffer and goes at once.
                 var socket = client.Client;
                 socket.Send(header);
-                begun?.TrySetResult();
                 for (int sent = 0; payload is not null && sent < length;)
                 {
                     await payload.WaitFor(sent + 1, cancellationToken);
@@ -350,7 +355,12 @@ public sealed class TensorChannel : IDisposable
                 client.Dispose();
                 throw;
             }
-            if (_disposed) client.Dispose();
+            // A burst of frames in flight leaves as many connections; a few stay open for the next ones.
+            if (_disposed || _idle.Count >= MaxIdle)
+            {
+                _open.TryRemove(client, out _);
+                client.Dispose();
+            }
             else _idle.Add(client);
         }
 
