@@ -70,7 +70,7 @@ public sealed partial class SiloPass(
 
         Computed own;
         List<SiloAssignment> moved;
-        // A leaf's partial sum computed in pieces leaves for its parent block by block, under this ticket.
+        // This silo's partial sum, computed in pieces, leaves for its parent block by block under this ticket.
         TensorProgress? partialOut = null;
         Task? partialSent = null;
         var streamedTicket = Guid.Empty;
@@ -84,9 +84,10 @@ public sealed partial class SiloPass(
             // A decode step of a few tokens is a fraction of a millisecond of work: the hop to a compute thread and back
             // would cost as much, so it runs here (its heads still spread over the compute threads).
             bool small = request.Step is { } step && step.Batch * step.Tokens <= SmallStepRows;
-            // Pieces cost the kernels a few percent (every group's Q, K and V out of L2 at once; bench `pieces`), so they
-            // run only where they overlap something: X still arriving, or a partial sum that can leave block by block.
-            if (arriving is not null && InPieces(request, local) && encode && request.Work!.Wire == WireFormat.F32)
+            // Pieces cost the kernels 2–17% (every group's Q, K and V out of L2 at once; bench `pieces`), so they run only
+            // where they overlap something: X still arriving, or a partial sum that can leave block by block.
+            bool pieces = arriving is not null && InPieces(request, local);
+            if (pieces && encode && request.Work!.Wire == WireFormat.F32)
                 (partialOut, streamedTicket, partialSent) = await StreamPartial(request, cancellationToken);
             if (partialOut is not null && children.Count > 0)
             {
@@ -94,8 +95,8 @@ public sealed partial class SiloPass(
                 reduced = ReduceUp(ownOut, children.Zip(replies, (call, reply) => new ChildPartial(this, call, reply, cancellationToken)).ToList(),
                     partialOut, StackedModelDim(request) * sizeof(float), cancellationToken);
             }
-            if (arriving is not null && InPieces(request, local) && (partialOut is not null || !arriving.IsComplete || scatter.Value.PiecesAlways))
-                own = await ComputeInPieces(request, arriving, local, received, ownOut ?? partialOut, cancellationToken);
+            if (pieces && (partialOut is not null || !arriving!.IsComplete || scatter.Value.PiecesAlways))
+                own = await ComputeInPieces(request, arriving!, local, received, ownOut ?? partialOut, cancellationToken);
             else
             {
                 if (arriving is not null) await Arrived(arriving, arriving.Length, cancellationToken);
