@@ -195,11 +195,14 @@ public sealed class ForwardBatcherTests
         var pass = new HeldPass();
         var running = RunAs("lead", batcher, Command(1), pass);
         await pass.Entered.Task;
-        var answers = new[] { RunAs("second", batcher, Command(2), pass), RunAs("third", batcher, Command(3), pass) };
+        // "second" queues before "third" starts: the batch's leader is the first caller in the queue.
+        var second = RunAs("second", batcher, Command(2), pass);
+        await WaitUntil(() => batcher.Waiting(Layer) == 1);
+        var third = RunAs("third", batcher, Command(3), pass);
         await WaitUntil(() => batcher.Waiting(Layer) == 2);
         pass.Release.SetResult();
         await running;
-        await Task.WhenAll(answers);
+        await Task.WhenAll(second, third);
         // The lead's spans and RequestContext (its trace, its start time) stay with the lead's pass.
         Assert.Equal(["lead", "second"], pass.Callers);
     }
