@@ -12,6 +12,8 @@ internal static class PiecesRunner
 {
     public static int Run(string[] args)
     {
+        // As on a silo's compute thread: no kernel call splits itself over helper threads.
+        KernelThreads.OwnThreadOnly = true;
         int tokens = args.Length > 0 ? int.Parse(args[0]) : 1024;
         int groups = args.Length > 1 ? int.Parse(args[1]) : 6;
         const int modelDim = 768, headDim = 64;
@@ -44,35 +46,57 @@ internal static class PiecesRunner
             kernel.Project(z, tokens, width, outputRows, modelDim, [], y);
         }
 
+        // Where the pieces' time goes: Q, K, V projected (with the scratch's setup), attention, W_O.
+        var projectionMs = new List<double>();
+        var attentionMs = new List<double>();
+        var outputMs = new List<double>();
         void Pieces(int pieceRows, int blockRows)
         {
+            long started = System.Diagnostics.Stopwatch.GetTimestamp();
             var pieces = weights.Select(w => kernel.BeginPieces(w, 1, tokens, [], options)).ToArray();
             for (int start = 0; start < tokens; start += pieceRows)
             {
                 int end = Math.Min(tokens, start + pieceRows);
                 foreach (var piece in pieces) piece.Project(x.AsSpan(start * modelDim, (end - start) * modelDim), start);
             }
+            projectionMs.Add(System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+            double attending = 0, projecting = 0;
             for (int start = 0; start < tokens; start += blockRows)
             {
+                started = System.Diagnostics.Stopwatch.GetTimestamp();
                 int end = Math.Min(tokens, start + blockRows), rows = end - start;
                 for (int g = 0; g < groups; g++)
                 {
                     pieces[g].Attend(start, end, groupZ.AsSpan(0, rows * headDim));
                     for (int t = 0; t < rows; t++) groupZ.AsSpan(t * headDim, headDim).CopyTo(z.AsSpan(t * width + g * headDim));
                 }
+                attending += System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalMilliseconds;
+                started = System.Diagnostics.Stopwatch.GetTimestamp();
                 kernel.Project(z.AsSpan(0, rows * width), rows, width, outputRows, modelDim, [], y.AsSpan(start * modelDim, rows * modelDim));
+                projecting += System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalMilliseconds;
             }
             foreach (var piece in pieces) piece.Dispose();
+            attentionMs.Add(attending);
+            outputMs.Add(projecting);
+        }
+        static double Median(List<double> times)
+        {
+            times.Sort();
+            return times[times.Count / 2];
         }
 
         Console.WriteLine($"T={tokens}, {groups} GPT-2-small groups and their W_O rows, on one thread ({Environment.ProcessorCount} CPUs); load {TableRunner.LoadAverage()}");
-        Console.WriteLine("| pieces of X, blocks of rows | fused ms | pieces ms | pieces ÷ fused |");
-        Console.WriteLine("|---|---|---|---|");
+        Console.WriteLine("| pieces of X, blocks of rows | fused ms | pieces ms | pieces ÷ fused | pieces: Q, K, V ms | pieces: attention ms | pieces: W_O ms |");
+        Console.WriteLine("|---|---|---|---|---|---|---|");
         foreach (var (pieceRows, blockRows) in new[] { (tokens, tokens), (192, tokens), (192, 192), (96, 96) })
         {
+            projectionMs.Clear();
+            attentionMs.Clear();
+            outputMs.Clear();
             var (fused, timed) = Timing.MeasurePair(Fused, () => Pieces(pieceRows, blockRows), minSeconds: 2.0);
             var pieces = timed!.Value;
-            Console.WriteLine($"| {pieceRows}, {blockRows} | {fused.MedianMs:F1} ({fused.MinMs:F1}) | {pieces.MedianMs:F1} ({pieces.MinMs:F1}) | {pieces.MedianMs / fused.MedianMs:F2} |");
+            Console.WriteLine($"| {pieceRows}, {blockRows} | {fused.MedianMs:F1} ({fused.MinMs:F1}) | {pieces.MedianMs:F1} ({pieces.MinMs:F1}) | " +
+                              $"{pieces.MedianMs / fused.MedianMs:F2} | {Median(projectionMs):F1} | {Median(attentionMs):F1} | {Median(outputMs):F1} |");
         }
         return 0;
     }

@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Runtime.InteropServices;
 
 namespace Headwise.Kernels;
 
@@ -17,6 +18,10 @@ internal sealed unsafe class SimdPieces<TOps, TVector> : HeadGroupPieces
     private readonly int _projectionWidth, _panelWidth, _keysPadded, _scoreStride, _accumulatorLength;
     private readonly long _qkvLength, _keyLength, _valuePanelStride, _perSequence;
     private float[]? _scratch;
+    // The scratch stays pinned for the pass, so Q, K, V and the panels can start on a cache line as the fused kernel's do:
+    // a pooled array starts wherever the heap put it, and an AVX-512 load from an unaligned panel touches two lines.
+    private GCHandle _pin;
+    private readonly float* _base;
 
     public SimdPieces(PackedHeadGroup group, HeadGroupWeights weights, int batch, int tokens, ReadOnlySpan<int> lengths, AttentionOptions options)
         : base(weights, batch, tokens, lengths, options)
@@ -34,26 +39,30 @@ internal sealed unsafe class SimdPieces<TOps, TVector> : HeadGroupPieces
         _perSequence = _qkvLength + _keyLength + SimdKernel.Align(headPanels * _valuePanelStride);
         _scoreStride = AttentionTiles.ScoreStride(_keysPadded, wantAttention: false);
         _accumulatorLength = AttentionTiles.MaxQueryRows * headPanels * _panelWidth;
-        _scratch = ArrayPool<float>.Shared.Rent(checked((int)(_perSequence * Math.Max(batch, 1))));
+        _scratch = ArrayPool<float>.Shared.Rent(checked((int)(_perSequence * Math.Max(batch, 1) + 16)));
+        _pin = GCHandle.Alloc(_scratch, GCHandleType.Pinned);
+        _base = (float*)(((nint)_pin.AddrOfPinnedObject() + 63) & ~(nint)63);
+        long baseOffset = _base - (float*)_pin.AddrOfPinnedObject();
         // Rows past a sequence feed its last query tile and keys past it fill its last panels: zeros keep them finite. The
         // projected rows themselves are all written before they are read, so only the padding and the panels are cleared
         // (clearing them too was a measurable part of the cost of pieces over the fused kernel).
         for (int sequence = 0; sequence < Math.Max(batch, 1); sequence++)
         {
-            long at = sequence * _perSequence;
+            long at = baseOffset + sequence * _perSequence;
             _scratch.AsSpan((int)(at + (long)tokens * _projectionWidth), (int)(_qkvLength - (long)tokens * _projectionWidth)).Clear();
             _scratch.AsSpan((int)(at + _qkvLength), (int)(_perSequence - _qkvLength)).Clear();
         }
     }
 
-    private float[] Scratch => _scratch ?? throw new ObjectDisposedException(nameof(HeadGroupPieces));
+    private float* Scratch => _scratch is null ? throw new ObjectDisposedException(nameof(HeadGroupPieces)) : _base;
 
     protected override void ProjectRows(ReadOnlySpan<float> rows, int firstRow, int count)
     {
         var shape = _group.Shape;
         int modelDim = shape.ModelDim, queryWidth = shape.QueryWidth, headDim = shape.HeadDim;
         var weightPanels = _group.Panels;
-        fixed (float* x = rows, scratch = Scratch, bias = _group.Bias)
+        float* scratch = Scratch;
+        fixed (float* x = rows, bias = _group.Bias)
         {
             for (int done = 0; done < count;)
             {
@@ -81,12 +90,13 @@ internal sealed unsafe class SimdPieces<TOps, TVector> : HeadGroupPieces
         var shape = _group.Shape;
         int queryWidth = shape.QueryWidth, headDim = shape.HeadDim;
         int scoreLength = (int)SimdKernel.Align((long)AttentionTiles.MaxQueryRows * _scoreStride);
-        float[] local = ArrayPool<float>.Shared.Rent(scoreLength + _accumulatorLength);
+        float[] local = ArrayPool<float>.Shared.Rent(scoreLength + _accumulatorLength + 16);
         try
         {
-            fixed (float* scratch = Scratch, z = output, perCall = local)
+            float* scratch = Scratch;
+            fixed (float* z = output, perCallStart = local)
             {
-                float* scores = perCall, accumulator = perCall + scoreLength;
+                float* scores = (float*)(((nint)perCallStart + 63) & ~(nint)63), accumulator = scores + scoreLength;
                 for (int row = firstRow; row < endRow;)
                 {
                     int sequence = row / Tokens, first = row % Tokens;
@@ -112,6 +122,10 @@ internal sealed unsafe class SimdPieces<TOps, TVector> : HeadGroupPieces
 
     protected override void Dispose(bool disposing)
     {
-        if (Interlocked.Exchange(ref _scratch, null) is { } scratch) ArrayPool<float>.Shared.Return(scratch);
+        if (Interlocked.Exchange(ref _scratch, null) is { } scratch)
+        {
+            _pin.Free();
+            ArrayPool<float>.Shared.Return(scratch);
+        }
     }
 }
