@@ -114,7 +114,7 @@ var channelMsPerMegabyte = new Option<double>("--channel-ms-per-mb") { DefaultVa
 var pieceRowsOption = new Option<int>("--piece-rows") { DefaultValueFactory = _ => 192, Description = "Headwise__PieceRows" };
 var piecesOverheadOption = new Option<double>("--pieces-overhead")
 {
-    DefaultValueFactory = _ => 1.13, Description = "pieces ms ÷ fused ms (Headwise.Bench pieces)",
+    DefaultValueFactory = _ => 1.08, Description = "pieces ms ÷ fused ms (Headwise.Bench pieces)",
 };
 var fanoutOption = new Option<int>("--fanout") { DefaultValueFactory = _ => 4, Description = "Headwise__TreeFanout" };
 var project = new Command("project", "The projection table alone, from given costs (the default command measures them)")

@@ -9,7 +9,7 @@ internal static class ScalingProjection
     /// <param name="channel">The tensor channel's fitted cost (the hop command measures it); X and the partial sums travel there.</param>
     /// <param name="pieceRows">Headwise__PieceRows: X and a leaf's partial sum travel in T / pieceRows pieces.</param>
     /// <param name="piecesOverhead">What pieces cost the kernels (bench `pieces`: pieces ms ÷ fused ms).</param>
-    public static void Print(ScalingModel model, ScalingModel channel, int pieceRows = 192, double piecesOverhead = 1.13, int fanout = 4)
+    public static void Print(ScalingModel model, ScalingModel channel, int pieceRows = 192, double piecesOverhead = 1.08, int fanout = 4)
     {
         var invariant = CultureInfo.InvariantCulture;
         const int tokens = 1024;
