@@ -133,6 +133,7 @@ public sealed class TensorChannel : IDisposable
         string? peerMarker = null)
     {
         var connection = _peers.GetOrAdd(peer.ToString(), _ => new Peer(peer));
+        Sweep();
         if (_files is not null && peerMarker is not null && _files.Shares(peerMarker))
         {
             await payload.Completed(cancellationToken);
@@ -282,7 +283,8 @@ public sealed class TensorChannel : IDisposable
         return true;
     }
 
-    // Frames whose message never came (its pass failed before the relay read them) are dropped after a while.
+    // Frames whose message never came (its pass failed before the relay read them) are dropped after a while, and so
+    // are peers that closed every connection this channel held to them.
     private void Sweep()
     {
         if (Stopwatch.GetElapsedTime(Interlocked.Read(ref _lastSweep)) < Unclaimed) return;
@@ -290,6 +292,22 @@ public sealed class TensorChannel : IDisposable
         foreach (var (ticket, slot) in _inbox)
             if (Stopwatch.GetElapsedTime(slot.Created) > Unclaimed) _inbox.TryRemove(ticket, out _);
         _files?.DeleteOlderThan(Unclaimed);
+        ForgetClosedPeers();
+    }
+
+    /// <summary>Connections this channel holds open to its peers, idle or sending.</summary>
+    internal int ConnectionsHeld => _peers.Values.Sum(p => p.Open);
+
+    /// <summary>
+    /// Closes idle connections their peer has closed, and forgets a peer left with none: a silo that left the cluster
+    /// (every rolling update of a deployment retires some) would otherwise keep its connections here half-closed for the
+    /// life of this silo. A frame that takes a peer as it is forgotten still goes: its connection is closed after it.
+    /// </summary>
+    internal void ForgetClosedPeers()
+    {
+        foreach (var (key, peer) in _peers)
+            if (peer.CloseDeadIdle() && _peers.TryRemove(new KeyValuePair<string, Peer>(key, peer)))
+                peer.Retire();
     }
 
     public void Dispose()
@@ -368,7 +386,7 @@ public sealed class TensorChannel : IDisposable
         {
             while (_idle.TryTake(out var idle))
             {
-                if (idle.Connected) return idle;
+                if (StillOpen(idle)) return idle;
                 _open.TryRemove(idle, out _);
                 idle.Dispose();
             }
@@ -386,6 +404,55 @@ public sealed class TensorChannel : IDisposable
             }
             _open[client] = true;
             return client;
+        }
+
+        /// <summary>Connections open to the peer, idle or sending.</summary>
+        public int Open => _open.Count;
+
+        /// <summary>Closes the idle connections the peer has closed; true when none is left open.</summary>
+        public bool CloseDeadIdle()
+        {
+            int idle = _idle.Count;
+            for (int i = 0; i < idle && _idle.TryTake(out var client); i++)
+            {
+                if (StillOpen(client))
+                {
+                    _idle.Add(client);
+                    continue;
+                }
+                _open.TryRemove(client, out _);
+                client.Dispose();
+            }
+            return _open.IsEmpty;
+        }
+
+        // An idle connection the peer has closed (its process ended; a silo restarted on the same port listens anew) reads
+        // as readable with nothing to read. TcpClient.Connected says only how the last operation went, so the first frame
+        // after a restart went into the dead connection and failed the pass. A peer gone without closing (a lost machine)
+        // still looks open: that frame fails on the socket's timeout, as any would.
+        private static bool StillOpen(TcpClient client)
+        {
+            try
+            {
+                var socket = client.Client;
+                return client.Connected && !(socket.Poll(0, SelectMode.SelectRead) && socket.Available == 0);
+            }
+            catch (Exception e) when (e is SocketException or ObjectDisposedException)
+            {
+                return false;
+            }
+        }
+
+        /// <summary>No connection goes back to the idle pool any more; a frame still being written finishes on its own and
+        /// closes its connection after.</summary>
+        public void Retire()
+        {
+            _disposed = true;
+            while (_idle.TryTake(out var client))
+            {
+                _open.TryRemove(client, out _);
+                client.Dispose();
+            }
         }
 
         public void Dispose()

@@ -26,6 +26,59 @@ public class TensorChannelTests
     }
 
     [Fact]
+    public async Task A_peer_restarted_on_the_same_port_gets_the_next_frame_though_the_sender_held_a_connection_to_the_old_one()
+    {
+        using var sender = new TensorChannel(IPAddress.Loopback);
+        var first = new TensorChannel(IPAddress.Loopback);
+        int port = first.Port;
+        var peer = new IPEndPoint(IPAddress.Loopback, port);
+        var payload = Enumerable.Range(0, 1 << 20).Select(i => (byte)(i * 11)).ToArray();
+        var ticket = Guid.NewGuid();
+        await sender.Send(peer, ticket, payload, CancellationToken.None);
+        Assert.Equal(payload, await first.Receive(ticket, TimeSpan.FromSeconds(10), CancellationToken.None));
+
+        // The old process is gone (its connections reset); a new one listens where it did, as a silo restarted in place.
+        first.Dispose();
+        using var second = new TensorChannel(IPAddress.Loopback, port);
+        for (int i = 0; i < 3; i++)
+        {
+            ticket = Guid.NewGuid();
+            await sender.Send(peer, ticket, payload, CancellationToken.None);
+            Assert.Equal(payload, await second.Receive(ticket, TimeSpan.FromSeconds(10), CancellationToken.None));
+        }
+    }
+
+    [Fact]
+    public async Task A_peer_that_left_is_forgotten_with_its_connections_and_a_live_one_keeps_its_own()
+    {
+        using var sender = new TensorChannel(IPAddress.Loopback);
+        using var staying = new TensorChannel(IPAddress.Loopback);
+        var leaving = new TensorChannel(IPAddress.Loopback);
+        var payload = new byte[100_000];
+        foreach (var receiver in new[] { staying, leaving })
+        {
+            var ticket = Guid.NewGuid();
+            await sender.Send(new IPEndPoint(IPAddress.Loopback, receiver.Port), ticket, payload, CancellationToken.None);
+            await receiver.Receive(ticket, TimeSpan.FromSeconds(10), CancellationToken.None);
+        }
+        Assert.Equal(2, sender.ConnectionsHeld);
+
+        leaving.Dispose();
+        // The sweep sees the leaver's close once it has arrived (at once on loopback; give it a moment under load).
+        for (var waited = System.Diagnostics.Stopwatch.StartNew(); sender.ConnectionsHeld > 1 && waited.Elapsed < TimeSpan.FromSeconds(10);)
+        {
+            sender.ForgetClosedPeers();
+            await Task.Delay(10);
+        }
+        Assert.Equal(1, sender.ConnectionsHeld);
+
+        var again = Guid.NewGuid();
+        await sender.Send(new IPEndPoint(IPAddress.Loopback, staying.Port), again, payload, CancellationToken.None);
+        Assert.Equal(payload, await staying.Receive(again, TimeSpan.FromSeconds(10), CancellationToken.None));
+        Assert.Equal(1, sender.ConnectionsHeld);
+    }
+
+    [Fact]
     public async Task A_frames_bytes_reach_its_claimant_as_the_sender_makes_them()
     {
         using var sender = new TensorChannel(IPAddress.Loopback);
