@@ -116,7 +116,7 @@ var piecesOverheadOption = new Option<double>("--pieces-overhead")
 {
     DefaultValueFactory = _ => 1.08, Description = "pieces ms ÷ fused ms (Headwise.Bench pieces)",
 };
-var fanoutOption = new Option<int>("--fanout") { DefaultValueFactory = _ => 4, Description = "Headwise__TreeFanout" };
+var fanoutOption = new Option<int>("--fanout") { DefaultValueFactory = _ => 0, Description = "Headwise__TreeFanout (0: chosen per pass, as the silos do)" };
 var project = new Command("project", "The projection table alone, from given costs (the default command measures them)")
 {
     messageMs, msPerMegabyte, channelMsPerMegabyte, gflopsOption, pieceRowsOption, piecesOverheadOption, fanoutOption,

@@ -29,8 +29,10 @@ internal sealed record ScalingModel(double MessageMs, double MsPerByte, double G
 
     /// <summary>Milliseconds of one layer's forward pass (not causal) over <paramref name="machines"/> machines.</summary>
     public double ForwardMs(int modelDim, int heads, int headDim, int tokens, int machines, double gigabitsPerSecond, int bytesPerValue,
-        int fanout = 4, double pieces = 1, double piecesOverhead = 1, bool streamRelays = true, double? msPerByte = null)
+        int fanout = 0, double pieces = 1, double piecesOverhead = 1, bool streamRelays = true, double? msPerByte = null)
     {
+        // 0: as a silo chooses it for the pass (Headwise__TreeFanout unset).
+        fanout = ScatterTree.FanoutFor(fanout, machines - 1, (long)tokens * modelDim * sizeof(float));
         double perByte = msPerByte ?? MsPerByte;
         double projectionFlops = 2.0 * tokens * modelDim * 3 * headDim;
         double headFlops = projectionFlops + 4.0 * tokens * tokens * headDim + 2.0 * tokens * headDim * modelDim;

@@ -9,13 +9,13 @@ internal static class ScalingProjection
     /// <param name="channel">The tensor channel's fitted cost (the hop command measures it); X and the partial sums travel there.</param>
     /// <param name="pieceRows">Headwise__PieceRows: X and a leaf's partial sum travel in T / pieceRows pieces.</param>
     /// <param name="piecesOverhead">What pieces cost the kernels (bench `pieces`: pieces ms ÷ fused ms).</param>
-    public static void Print(ScalingModel model, ScalingModel channel, int pieceRows = 192, double piecesOverhead = 1.08, int fanout = 4)
+    public static void Print(ScalingModel model, ScalingModel channel, int pieceRows = 192, double piecesOverhead = 1.08, int fanout = 0)
     {
         var invariant = CultureInfo.InvariantCulture;
         const int tokens = 1024;
         double pieces = (double)tokens / pieceRows;
         Console.WriteLine(string.Create(invariant,
-            $"## Projection: OLMo-7B-like layer (4096 wide, 32 heads, head_dim 128), T={tokens}, f32, 25 Gbit/s, machines of {model.GflopsPerMachine:F0} GFLOP/s, tree fanout {fanout}\n"));
+            $"## Projection: OLMo-7B-like layer (4096 wide, 32 heads, head_dim 128), T={tokens}, f32, 25 Gbit/s, machines of {model.GflopsPerMachine:F0} GFLOP/s, tree fanout {(fanout > 0 ? fanout.ToString(invariant) : "chosen per pass (4 up to 4 remote silos, then 2)")}\n"));
         Console.WriteLine(string.Create(invariant,
             $"Pieces of {pieceRows} rows ({pieces:F1} per sequence), kernels {piecesOverhead:F2}× slower in pieces.\n"));
         Console.WriteLine("| machines | tensors in Orleans messages: ms (efficiency) | tensor channel, whole tensors (Headwise__PieceRows=0) | as built: X and partial sums in pieces |");

@@ -177,7 +177,8 @@ public sealed class ForwardCoordinator(
         var remote = bySilo.Where(s => s.Key != silo.Name).Select(s => s.Value).ToArray();
         int bytesPerValue = command.Bf16Wire || scatter.Value.WireFormat == WireFormat.Bf16 ? 2 : 4;
         return OutputProjectionCost.Choose(plan.Spec, command.Batch, command.Tokens, own, remote, bytesPerValue,
-            Math.Max(1, scatter.Value.TreeFanout), scatter.Value.LinkBytesPerSecond, speed.Gflops).Mode;
+            ScatterTree.FanoutFor(scatter.Value.TreeFanout, remote.Length, (long)command.Batch * command.Tokens * plan.Spec.ModelDim * sizeof(float)),
+            scatter.Value.LinkBytesPerSecond, speed.Gflops).Mode;
     }
 
     // Y = Concat(Z)·W_O + b_O here, with the layer's W_O shared by this silo's coordinators and sessions.

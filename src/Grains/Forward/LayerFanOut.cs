@@ -26,11 +26,12 @@ public sealed class LayerFanOut(SiloPass pass, SiloIdentity silo, IOptions<Scatt
         {
             if (round == MaxRounds)
                 throw new HeadwiseException(ErrorCode.Unavailable, $"the heads of layer '{request.Layer}' kept moving during the pass; retry.");
+            var subtree = pending.Where(a => a.Silo != silo.Name).ToArray();
             var answer = await pass.Run(request with
             {
                 Groups = pending.FirstOrDefault(a => a.Silo == silo.Name)?.Groups ?? [],
-                Subtree = pending.Where(a => a.Silo != silo.Name).ToArray(),
-                Fanout = Math.Max(1, scatter.Value.TreeFanout),
+                Subtree = subtree,
+                Fanout = ScatterTree.FanoutFor(scatter.Value.TreeFanout, subtree.Length, localInput.LongLength),
             }, localInput, encode: false, cancellationToken);
             answers.Add(answer);
             if (answer.Moved.Length == 0) break;

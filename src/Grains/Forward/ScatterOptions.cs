@@ -12,8 +12,9 @@ public sealed class ScatterOptions
     /// <summary>Where remote heads' W_O runs: Auto lets <c>OutputProjectionCost</c> choose per pass.</summary>
     public OutputProjectionChoice OutputProjection { get; set; } = OutputProjectionChoice.Auto;
 
-    /// <summary>Children per node of the broadcast/reduction tree; a pass with no more remote silos than this is flat.</summary>
-    public int TreeFanout { get; set; } = 4;
+    /// <summary>Children per node of the broadcast/reduction tree; a pass with no more remote silos than this is flat.
+    /// 0 (the default): chosen per pass by <see cref="ScatterTree.FanoutFor"/>.</summary>
+    public int TreeFanout { get; set; }
 
     /// <summary>Threads that run head kernels (Headwise__ComputeThreads); 0: one per core this process may use.</summary>
     public int ComputeThreads { get; set; }

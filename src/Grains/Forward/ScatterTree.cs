@@ -26,6 +26,23 @@ public static class ScatterTree
         return children;
     }
 
+    /// <summary>Remote silos a pass reaches flat when the fanout is chosen (<see cref="FanoutFor"/>).</summary>
+    public const int WideFanout = 4;
+
+    /// <summary>X from this size on travels down a binary tree past <see cref="WideFanout"/> remote silos.</summary>
+    public const long NarrowFromBytes = 1 << 20;
+
+    /// <summary>
+    /// The fanout of a pass: <paramref name="configured"/> (Headwise__TreeFanout) when set, else chosen. Up to
+    /// <see cref="WideFanout"/> remote silos, or for an X under <see cref="NarrowFromBytes"/> (a decode step, a short
+    /// prompt), every node takes up to 4 children: depth costs a message per level. Past that, a big X goes down a binary
+    /// tree: with X and the partial sums in pieces a level costs one piece's hop, while each child adds a whole copy of
+    /// X and of the partial sum to its parent's link (docs/scaling.md: the OLMo-7B-like layer on 8 machines projects 69–76%
+    /// with fanout 2 against 56–74% with 4, and 20–31% against 13–21% on 32; 84–87% against 86–88% on 4, hence flat there).
+    /// </summary>
+    public static int FanoutFor(int configured, int remoteSilos, long inputBytes) =>
+        configured > 0 ? configured : remoteSilos <= WideFanout || inputBytes < NarrowFromBytes ? WideFanout : 2;
+
     /// <summary>Levels of relays between the coordinator and its deepest silo (1 for a flat scatter, 0 for none).</summary>
     public static int Depth(int remoteSilos, int fanout)
     {

@@ -40,6 +40,20 @@ public class ScatterTreeTests
     [InlineData(0, 4, 0)]
     public void Depth_grows_with_the_logarithm_of_the_silo_count(int silos, int fanout, int depth) =>
         Assert.Equal(depth, ScatterTree.Depth(silos, fanout));
+
+    [Theory]
+    [InlineData(0, 3, 12L << 20, 4)]       // up to 4 remote silos: flat
+    [InlineData(0, 4, 12L << 20, 4)]
+    [InlineData(0, 7, 12L << 20, 2)]       // past that a big X goes down a binary tree
+    [InlineData(0, 31, 16L << 20, 2)]
+    [InlineData(0, 31, 4096, 4)]           // a decode step's X: wide, depth costs a message per level
+    [InlineData(0, 7, (1 << 20) - 4, 4)]
+    [InlineData(0, 7, 1 << 20, 2)]
+    [InlineData(3, 31, 16L << 20, 3)]      // Headwise__TreeFanout set: as set, whatever the pass
+    [InlineData(8, 2, 4096, 8)]
+    public void The_fanout_is_wide_for_few_silos_or_a_small_X_and_binary_for_a_big_X_over_many(int configured, int remote, long bytes,
+        int fanout) =>
+        Assert.Equal(fanout, ScatterTree.FanoutFor(configured, remote, bytes));
 }
 
 public class OutputProjectionCostTests
