@@ -111,21 +111,28 @@ var messageMs = new Option<double>("--message-ms") { DefaultValueFactory = _ => 
 var msPerMegabyte = new Option<double>("--ms-per-mb") { DefaultValueFactory = _ => 0.6 };
 var gflopsOption = new Option<double>("--gflops") { DefaultValueFactory = _ => 300 };
 var channelMsPerMegabyte = new Option<double>("--channel-ms-per-mb") { DefaultValueFactory = _ => 0.4 };
-var pieceRowsOption = new Option<int>("--piece-rows") { DefaultValueFactory = _ => 192, Description = "Headwise__PieceRows" };
+var pieceRowsOption = new Option<int>("--piece-rows")
+{
+    DefaultValueFactory = _ => 0, Description = "Headwise__PieceRows (0: chosen per pass, as the coordinator does: 192, 96 through relays)",
+};
 var piecesOverheadOption = new Option<double>("--pieces-overhead")
 {
-    DefaultValueFactory = _ => 1.08, Description = "pieces ms ÷ fused ms (Headwise.Bench pieces)",
+    DefaultValueFactory = _ => 1.08, Description = "pieces ms ÷ fused ms at 192-row pieces (Headwise.Bench pieces)",
+};
+var relayedPiecesOverheadOption = new Option<double>("--relayed-pieces-overhead")
+{
+    DefaultValueFactory = _ => 1.12, Description = "pieces ms ÷ fused ms at 96-row pieces (Headwise.Bench pieces)",
 };
 var fanoutOption = new Option<int>("--fanout") { DefaultValueFactory = _ => 0, Description = "Headwise__TreeFanout (0: chosen per pass, as the silos do)" };
 var project = new Command("project", "The projection table alone, from given costs (the default command measures them)")
 {
-    messageMs, msPerMegabyte, channelMsPerMegabyte, gflopsOption, pieceRowsOption, piecesOverheadOption, fanoutOption,
+    messageMs, msPerMegabyte, channelMsPerMegabyte, gflopsOption, pieceRowsOption, piecesOverheadOption, relayedPiecesOverheadOption, fanoutOption,
 };
 project.SetAction(parse =>
 {
     var orleans = new ScalingModel(parse.GetValue(messageMs), parse.GetValue(msPerMegabyte) / 1e6, parse.GetValue(gflopsOption));
     ScalingProjection.Print(orleans, orleans with { MsPerByte = parse.GetValue(channelMsPerMegabyte) / 1e6 },
-        parse.GetValue(pieceRowsOption), parse.GetValue(piecesOverheadOption), parse.GetValue(fanoutOption));
+        parse.GetValue(pieceRowsOption), parse.GetValue(piecesOverheadOption), parse.GetValue(relayedPiecesOverheadOption), parse.GetValue(fanoutOption));
     return 0;
 });
 root.Subcommands.Add(project);

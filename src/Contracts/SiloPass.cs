@@ -39,6 +39,9 @@ public sealed record SiloPassRequest
     /// <summary>The ticket a partial sum sent back on the channel goes under, chosen by the sender so it can claim the
     /// partial as it arrives (a relay adds it to its own block by block); empty: the receiver picks one.</summary>
     [Id(11)] public Guid ReplyTicket { get; init; }
+    /// <summary>Rows per piece of X for a forward pass that arrives on the tensor channel, chosen by the coordinator for the
+    /// whole tree; 0: computed whole once X is in.</summary>
+    [Id(12)] public int PieceRows { get; init; }
 }
 
 /// <summary>One head group's part of a silo's answer.</summary>

@@ -27,11 +27,13 @@ public sealed class LayerFanOut(SiloPass pass, SiloIdentity silo, IOptions<Scatt
             if (round == MaxRounds)
                 throw new HeadwiseException(ErrorCode.Unavailable, $"the heads of layer '{request.Layer}' kept moving during the pass; retry.");
             var subtree = pending.Where(a => a.Silo != silo.Name).ToArray();
+            int fanout = ScatterTree.FanoutFor(scatter.Value.TreeFanout, subtree.Length, localInput.LongLength);
             var answer = await pass.Run(request with
             {
                 Groups = pending.FirstOrDefault(a => a.Silo == silo.Name)?.Groups ?? [],
                 Subtree = subtree,
-                Fanout = ScatterTree.FanoutFor(scatter.Value.TreeFanout, subtree.Length, localInput.LongLength),
+                Fanout = fanout,
+                PieceRows = ScatterTree.PieceRowsFor(scatter.Value.PieceRows, ScatterTree.Depth(subtree.Length, fanout)),
             }, localInput, encode: false, cancellationToken);
             answers.Add(answer);
             if (answer.Moved.Length == 0) break;

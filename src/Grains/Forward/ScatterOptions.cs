@@ -43,9 +43,10 @@ public sealed class ScatterOptions
     /// <summary>
     /// Rows per piece when a silo computes a forward pass whose X arrives on the tensor channel (Headwise__PieceRows,
     /// rounded up to 24): it projects each piece as it arrives and sends its partial sum up block by block while it
-    /// computes the rest. 0 computes such passes whole, once X is in.
+    /// computes the rest. 0 computes such passes whole, once X is in. Unset: the coordinator chooses per pass
+    /// (<see cref="ScatterTree.PieceRowsFor"/>).
     /// </summary>
-    public int PieceRows { get; set; } = 192;
+    public int? PieceRows { get; set; }
 
     /// <summary>
     /// Compute every such pass in pieces (Headwise__PiecesAlways), not only where they overlap a transfer (X still

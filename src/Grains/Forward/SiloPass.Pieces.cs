@@ -15,13 +15,14 @@ public sealed partial class SiloPass
 {
     // Whether this silo's groups of the pass can run in pieces: a forward pass wanting only Y, of at least two pieces,
     // whose kernel applies every head's RoPE itself.
-    private bool InPieces(SiloPassRequest request, List<(int Group, string Key, LocalHead Head)> local) =>
-        PieceRows > 0 && local.Count > 0 && request.Work is { ReturnAttention: false } work
-        && request.Mode != OutputProjectionMode.Gathered && work.Batch * work.Tokens > PieceRows
+    private static bool InPieces(SiloPassRequest request, List<(int Group, string Key, LocalHead Head)> local, IHeadKernel kernel) =>
+        PieceRowsOf(request) is var pieceRows and > 0 && local.Count > 0 && request.Work is { ReturnAttention: false } work
+        && request.Mode != OutputProjectionMode.Gathered && work.Batch * work.Tokens > pieceRows
         && local.TrueForAll(l => !l.Head.Spec.HasRope || kernel.SupportsRotary);
 
-    // Rows of a piece: a multiple of the kernels' 24-row query tile, so blocks give the bits of the fused kernel.
-    private int PieceRows => scatter.Value.PieceRows is var rows and > 0 ? (rows + 23) / 24 * 24 : 0;
+    // Rows of a piece, as the coordinator chose them for the pass: a multiple of the kernels' 24-row query tile, so blocks
+    // give the bits of the fused kernel.
+    private static int PieceRowsOf(SiloPassRequest request) => request.PieceRows > 0 ? (request.PieceRows + 23) / 24 * 24 : 0;
 
     /// <summary>Blocks of the flattened [batch·tokens] rows: PieceRows at a time, never across a sequence.</summary>
     internal static List<(int Start, int End)> Cuts(int batch, int tokens, int pieceRows)
@@ -44,7 +45,8 @@ public sealed partial class SiloPass
         int groupWidth = spec.GroupSize * spec.HeadDim;
         bool bf16 = work.Wire == WireFormat.Bf16;
         int valueBytes = bf16 ? 2 : sizeof(float);
-        var cuts = Cuts(batch, tokens, PieceRows);
+        int pieceRows = PieceRowsOf(request);
+        var cuts = Cuts(batch, tokens, pieceRows);
         if (input.Length != (long)rows * modelDim * valueBytes)
             throw new HeadwiseException(ErrorCode.InvalidArgument, $"X holds {input.Length} bytes; [{batch}, {tokens}, {modelDim}] needs {(long)rows * modelDim * valueBytes}.");
         int parts = Math.Min(compute.MaximumConcurrencyLevel, local.Count);
@@ -71,13 +73,13 @@ public sealed partial class SiloPass
                 pieces[i] = kernel.BeginPieces(head.Weights, batch, tokens, work.Lengths, options);
             }
 
-            // A piece is at least PieceRows (or the rest of its sequence) and takes every whole tile of rows already in:
+            // A piece is at least pieceRows (or the rest of its sequence) and takes every whole tile of rows already in:
             // where X arrives faster than the kernels take it, pieces grow and the weights are read fewer times.
             int attended = 0, projected = 0, pieceCount = 0;
             while (projected < rows)
             {
                 int sequenceEnd = (projected / tokens + 1) * tokens;
-                await Arrived(input, Math.Min(sequenceEnd, projected + PieceRows) * modelDim * valueBytes, cancellationToken);
+                await Arrived(input, Math.Min(sequenceEnd, projected + pieceRows) * modelDim * valueBytes, cancellationToken);
                 cancellationToken.ThrowIfCancellationRequested();
                 if (cancelled.IsCancelled(work.ForwardId))
                     throw new OperationCanceledException($"forward {work.ForwardId} was called off by its coordinator.");

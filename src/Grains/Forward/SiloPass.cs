@@ -86,7 +86,7 @@ public sealed partial class SiloPass(
             bool small = request.Step is { } step && step.Batch * step.Tokens <= SmallStepRows;
             // Pieces cost the kernels 2–17% (every group's Q, K and V out of L2 at once; bench `pieces`), so they run only
             // where they overlap something: X still arriving, or a partial sum that can leave block by block.
-            bool pieces = arriving is not null && InPieces(request, local);
+            bool pieces = arriving is not null && InPieces(request, local, kernel);
             if (pieces && encode && request.Work!.Wire == WireFormat.F32)
                 (partialOut, streamedTicket, partialSent) = await StreamPartial(request, cancellationToken);
             if (partialOut is not null && children.Count > 0)

@@ -104,8 +104,9 @@ public sealed class PartialSumClusterTests : IAsyncLifetime
     public async Task Remote_silos_compute_in_pieces_as_X_arrives_and_the_answer_matches_the_float64_oracle(string name, AttentionSpec spec, bool causal)
     {
         // Two sequences of 200 tokens: X is 77–160 KB, so it goes on the tensor channel, and each remote silo projects it
-        // in pieces of at least 192 rows as they arrive (one or two per sequence), attends each block once its keys are in, and a leaf sends its
-        // partial sum up block by block. Through the relay (fanout 2) the pieces stream on as they arrive.
+        // in pieces of at least 96 rows as they arrive (the tree has a relay, so the coordinator chose 96: one to three
+        // per sequence), attends each block once its keys are in, and a leaf sends its partial sum up block by block.
+        // Through the relay (fanout 2) the pieces stream on as they arrive.
         var grains = _cluster.Client;
         (spec, var weights, _) = await Stored(name + "-pieces", spec with { LayerCount = 1 }, seed: 12);
         const int batch = 2, tokens = 200;
@@ -124,15 +125,15 @@ public sealed class PartialSumClusterTests : IAsyncLifetime
         var local = result.Heads.Where(h => h.InputBytes == 0).ToList();
         Assert.NotEmpty(remote);
         // At least one piece per sequence; more where a piece was computed before the rest of X was in.
-        Assert.All(remote, h => Assert.InRange(h.Pieces, 2, 4));
+        Assert.All(remote, h => Assert.InRange(h.Pieces, 2, 6));
         Assert.All(local, h => Assert.Equal(0, h.Pieces)); // the coordinator's silo has all of X at once
     }
 
     [Fact]
     public async Task Bf16_X_in_pieces_is_widened_piece_by_piece_and_stays_within_bfloat16_precision()
     {
-        // 2 × 300 tokens of D = 64 in bf16: 77 KB of X on the channel, 2–4 pieces per remote silo (never across a
-        // sequence); the partial sums come back whole in bf16 (a bf16 partial is not streamed).
+        // 2 × 300 tokens of D = 64 in bf16: 77 KB of X on the channel, 2–8 pieces of at least 96 rows per remote silo
+        // (never across a sequence); the partial sums come back whole in bf16 (a bf16 partial is not streamed).
         var grains = _cluster.Client;
         var (spec, weights) = await SmallWideModel("bf16-pieces", seed: 6);
         const int batch = 2, tokens = 300;
@@ -149,7 +150,7 @@ public sealed class PartialSumClusterTests : IAsyncLifetime
         // bounded relative to Y's largest value, not absolutely as for the golden cases' small outputs.
         double scale = expected.Max(Math.Abs);
         Tolerance.AssertClose(Floats(expected), FloatBytes.AsFloats(result.Output), "bf16 in pieces", maxAbs: 4e-3 * scale, relativeFrobenius: 5e-3);
-        Assert.All(result.Heads.Where(h => h.InputBytes > 0), h => Assert.InRange(h.Pieces, 2, 4));
+        Assert.All(result.Heads.Where(h => h.InputBytes > 0), h => Assert.InRange(h.Pieces, 2, 8));
     }
 
     [Fact]

@@ -54,6 +54,17 @@ public class ScatterTreeTests
     public void The_fanout_is_wide_for_few_silos_or_a_small_X_and_binary_for_a_big_X_over_many(int configured, int remote, long bytes,
         int fanout) =>
         Assert.Equal(fanout, ScatterTree.FanoutFor(configured, remote, bytes));
+
+    [Theory]
+    [InlineData(null, 0, 192)]
+    [InlineData(null, 1, 192)]    // flat: every remote silo hears from the coordinator
+    [InlineData(null, 2, 96)]     // through a relay: smaller pieces fill the tree sooner
+    [InlineData(null, 5, 96)]
+    [InlineData(0, 3, 0)]         // Headwise__PieceRows=0: whole
+    [InlineData(240, 1, 240)]
+    [InlineData(240, 3, 240)]
+    public void Pieces_are_192_rows_in_a_flat_tree_96_through_relays_unless_configured(int? configured, int depth, int rows) =>
+        Assert.Equal(rows, ScatterTree.PieceRowsFor(configured, depth));
 }
 
 public class OutputProjectionCostTests
