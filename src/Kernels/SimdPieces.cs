@@ -120,12 +120,15 @@ internal sealed unsafe class SimdPieces<TOps, TVector> : HeadGroupPieces
         }
     }
 
+    // Pieces never disposed must not pin their scratch for the life of the process.
+    ~SimdPieces() => Dispose(false);
+
     protected override void Dispose(bool disposing)
     {
         if (Interlocked.Exchange(ref _scratch, null) is { } scratch)
         {
             _pin.Free();
-            ArrayPool<float>.Shared.Return(scratch);
+            if (disposing) ArrayPool<float>.Shared.Return(scratch);
         }
     }
 }

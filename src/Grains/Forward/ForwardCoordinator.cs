@@ -172,7 +172,8 @@ public sealed class ForwardCoordinator(
             case OutputProjectionChoice.PartialSums: return OutputProjectionMode.PartialSums;
             case OutputProjectionChoice.Gathered: return OutputProjectionMode.Gathered;
         }
-        var bySilo = plan.HeadSilos.GroupBy(s => s).ToDictionary(g => g.Key, g => g.Count());
+        // A group whose silo is not known yet is tried here first, as the fan-out does.
+        var bySilo = plan.HeadSilos.GroupBy(s => s.Length == 0 ? silo.Name : s).ToDictionary(g => g.Key, g => g.Count());
         int own = bySilo.GetValueOrDefault(silo.Name);
         var remote = bySilo.Where(s => s.Key != silo.Name).Select(s => s.Value).ToArray();
         int bytesPerValue = command.Bf16Wire || scatter.Value.WireFormat == WireFormat.Bf16 ? 2 : 4;

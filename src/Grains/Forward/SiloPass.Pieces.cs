@@ -127,6 +127,7 @@ public sealed partial class SiloPass
             {
                 scopes[i].Computed(computeMs[i], null);
                 scopes[i].Tag(HeadwiseTelemetry.PiecesAttribute, pieceCount);
+                scopes[i].Tag(HeadwiseTelemetry.PieceRowsAttribute, pieceRows);
                 answers[i] = new GroupAnswer
                 {
                     Group = local[i].Group,

@@ -132,8 +132,9 @@ public sealed class TensorChannel : IDisposable
     public async Task<Task> Start(IPEndPoint peer, Guid ticket, TensorProgress payload, CancellationToken cancellationToken,
         string? peerMarker = null)
     {
-        var connection = _peers.GetOrAdd(peer.ToString(), _ => new Peer(peer));
+        // Before the peer is taken: a sweep that ran between the two would forget a peer no connection has reached yet.
         Sweep();
+        var connection = _peers.GetOrAdd(peer.ToString(), _ => new Peer(peer));
         if (_files is not null && peerMarker is not null && _files.Shares(peerMarker))
         {
             await payload.Completed(cancellationToken);
@@ -287,8 +288,9 @@ public sealed class TensorChannel : IDisposable
     // are peers that closed every connection this channel held to them.
     private void Sweep()
     {
-        if (Stopwatch.GetElapsedTime(Interlocked.Read(ref _lastSweep)) < Unclaimed) return;
-        Interlocked.Exchange(ref _lastSweep, Stopwatch.GetTimestamp());
+        long last = Interlocked.Read(ref _lastSweep);
+        if (Stopwatch.GetElapsedTime(last) < Unclaimed || Interlocked.CompareExchange(ref _lastSweep, Stopwatch.GetTimestamp(), last) != last)
+            return;
         foreach (var (ticket, slot) in _inbox)
             if (Stopwatch.GetElapsedTime(slot.Created) > Unclaimed) _inbox.TryRemove(ticket, out _);
         _files?.DeleteOlderThan(Unclaimed);
@@ -297,6 +299,9 @@ public sealed class TensorChannel : IDisposable
 
     /// <summary>Connections this channel holds open to its peers, idle or sending.</summary>
     internal int ConnectionsHeld => _peers.Values.Sum(p => p.Open);
+
+    /// <summary>Peers this channel knows (each with its pool of connections).</summary>
+    internal int PeersKnown => _peers.Count;
 
     /// <summary>
     /// Closes idle connections their peer has closed, and forgets a peer left with none: a silo that left the cluster
@@ -336,10 +341,26 @@ public sealed class TensorChannel : IDisposable
         private readonly ConcurrentBag<TcpClient> _idle = [];
         private readonly ConcurrentDictionary<TcpClient, bool> _open = new();
         private volatile bool _disposed;
+        private int _writing;
 
         /// <param name="payload">The payload that follows the header, sent as it becomes ready; null when it went through a file.</param>
         /// <param name="begun">Completed once the header is written.</param>
         public async Task Write(uint magic, Guid ticket, int length, TensorProgress? payload, TaskCompletionSource? begun,
+            CancellationToken cancellationToken)
+        {
+            // Counted from before its connection is taken, so a sweep never forgets a peer a frame is on its way to.
+            Interlocked.Increment(ref _writing);
+            try
+            {
+                await WriteFrame(magic, ticket, length, payload, begun, cancellationToken);
+            }
+            finally
+            {
+                Interlocked.Decrement(ref _writing);
+            }
+        }
+
+        private async Task WriteFrame(uint magic, Guid ticket, int length, TensorProgress? payload, TaskCompletionSource? begun,
             CancellationToken cancellationToken)
         {
             var header = new byte[HeaderBytes];
@@ -379,7 +400,12 @@ public sealed class TensorChannel : IDisposable
                 _open.TryRemove(client, out _);
                 client.Dispose();
             }
-            else _idle.Add(client);
+            else
+            {
+                _idle.Add(client);
+                // Retired meanwhile (forgotten by a sweep): nothing would take this connection from the pool again.
+                if (_disposed) Retire();
+            }
         }
 
         private async Task<TcpClient> Connection(CancellationToken cancellationToken)
@@ -409,11 +435,13 @@ public sealed class TensorChannel : IDisposable
         /// <summary>Connections open to the peer, idle or sending.</summary>
         public int Open => _open.Count;
 
-        /// <summary>Closes the idle connections the peer has closed; true when none is left open.</summary>
+        /// <summary>Closes the idle connections the peer has closed; true when none is left open and no frame is on its way.</summary>
         public bool CloseDeadIdle()
         {
-            int idle = _idle.Count;
-            for (int i = 0; i < idle && _idle.TryTake(out var client); i++)
+            // Taken out first and the live ones put back after: the bag hands a thread back what it last added.
+            var taken = new List<TcpClient>();
+            for (int idle = _idle.Count; taken.Count < idle && _idle.TryTake(out var client);) taken.Add(client);
+            foreach (var client in taken)
             {
                 if (StillOpen(client))
                 {
@@ -423,7 +451,7 @@ public sealed class TensorChannel : IDisposable
                 _open.TryRemove(client, out _);
                 client.Dispose();
             }
-            return _open.IsEmpty;
+            return _open.IsEmpty && Volatile.Read(ref _writing) == 0;
         }
 
         // An idle connection the peer has closed (its process ended; a silo restarted on the same port listens anew) reads

@@ -129,6 +129,8 @@ public static class HeadwiseTelemetry
 
     /// <summary>On a head span: the pieces of rows its forward pass was computed in as X arrived (absent: all at once).</summary>
     public const string PiecesAttribute = "headwise.pieces";
+    /// <summary>On a head span computed in pieces: the rows per piece the pass's coordinator chose.</summary>
+    public const string PieceRowsAttribute = "headwise.piece_rows";
     /// <summary>Span attribute of a decode step or a forward: milliseconds it waited on this silo for its batch.</summary>
     public const string BatchQueueAttribute = "headwise.batch.queue_ms";
 

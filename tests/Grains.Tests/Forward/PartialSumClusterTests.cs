@@ -104,8 +104,8 @@ public sealed class PartialSumClusterTests : IAsyncLifetime
     public async Task Remote_silos_compute_in_pieces_as_X_arrives_and_the_answer_matches_the_float64_oracle(string name, AttentionSpec spec, bool causal)
     {
         // Two sequences of 200 tokens: X is 77–160 KB, so it goes on the tensor channel, and each remote silo projects it
-        // in pieces of at least 96 rows as they arrive (the tree has a relay, so the coordinator chose 96: one to three
-        // per sequence), attends each block once its keys are in, and a leaf sends its partial sum up block by block.
+        // in pieces as they arrive (96 rows where the tree has a relay, else 192: one to three per sequence), attends each
+        // block once its keys are in, and a leaf sends its partial sum up block by block.
         // Through the relay (fanout 2) the pieces stream on as they arrive.
         var grains = _cluster.Client;
         (spec, var weights, _) = await Stored(name + "-pieces", spec with { LayerCount = 1 }, seed: 12);
@@ -114,6 +114,22 @@ public sealed class PartialSumClusterTests : IAsyncLifetime
         var x = Enumerable.Range(0, batch * tokens * spec.ModelDim).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
         int[] lengths = [tokens, 150];
         var (expectedY, _) = LayerOracle.Forward(spec, weights[0], x, batch, tokens, causal, lengths);
+
+        // The piece size the head spans report: the coordinator's choice for a tree with a relay, whatever each silo holds.
+        var pieceRows = new List<object?>();
+        using var spans = new System.Diagnostics.ActivityListener
+        {
+            ShouldListenTo = source => source.Name == Headwise.Grains.Telemetry.HeadwiseTelemetry.Name,
+            Sample = (ref System.Diagnostics.ActivityCreationOptions<System.Diagnostics.ActivityContext> _) =>
+                System.Diagnostics.ActivitySamplingResult.AllDataAndRecorded,
+            ActivityStopped = a =>
+            {
+                if (a.OperationName == "headwise.head" && a.GetTagItem("headwise.model") as string == name + "-pieces"
+                    && a.GetTagItem(Headwise.Grains.Telemetry.HeadwiseTelemetry.PieceRowsAttribute) is { } rows)
+                    lock (pieceRows) pieceRows.Add(rows);
+            },
+        };
+        System.Diagnostics.ActivitySource.AddActivityListener(spans);
 
         var result = await grains.GetGrain<IForwardCoordinatorGrain>(GrainKeys.Layer(name + "-pieces", 0)).Forward(new ForwardCommand
         {
@@ -127,6 +143,13 @@ public sealed class PartialSumClusterTests : IAsyncLifetime
         // At least one piece per sequence; more where a piece was computed before the rest of X was in.
         Assert.All(remote, h => Assert.InRange(h.Pieces, 2, 6));
         Assert.All(local, h => Assert.Equal(0, h.Pieces)); // the coordinator's silo has all of X at once
+        // Three remote silos under fanout 2 make a relay (96-row pieces); a layer of few groups may reach only one (192).
+        int expectedRows = ScatterTree.PieceRowsFor(null, ScatterTree.Depth(remote.Select(h => h.Silo).Distinct().Count(), fanout: 2));
+        lock (pieceRows)
+        {
+            Assert.Equal(remote.Count, pieceRows.Count);
+            Assert.All(pieceRows, rows => Assert.Equal(expectedRows, rows));
+        }
     }
 
     [Fact]
