@@ -1,3 +1,6 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+
 namespace Headwise.Kernels;
 
 /// <summary>
@@ -24,8 +27,12 @@ public sealed class KeyValueCache(int headDim, int firstPosition = 0, int maxTok
     /// <summary>Tokens per tile.</summary>
     public const int TileTokens = 16;
 
-    private float[] _keys = [];   // K: [capacity / 16][dh][16]
-    private float[] _values = []; // V: [capacity / 16][dh][16]
+    // K and V: [capacity / 16][dh][16] each, from _keyOrigin / _valueOrigin of arrays on the pinned heap: a tile row of 16
+    // lanes is one 64-byte line there, so the kernels' vector loads never straddle two (an array starts wherever the heap
+    // put it, 8-byte aligned).
+    private float[] _keys = [];
+    private float[] _values = [];
+    private int _keyOrigin, _valueOrigin;
     private int _capacity;        // tokens the buffers have room for, a multiple of 16
 
     public int HeadDim { get; } = headDim;
@@ -36,21 +43,24 @@ public sealed class KeyValueCache(int headDim, int firstPosition = 0, int maxTok
     /// <summary>Tokens seen: the absolute position the next row gets.</summary>
     public int Position => FirstPosition + Count;
     /// <summary>Bytes held by the two buffers.</summary>
-    public long Bytes => 2L * _keys.Length * sizeof(float);
+    public long Bytes => 2L * HeadDim * _capacity * sizeof(float);
 
     /// <summary>Rows of room a cache takes to hold <paramref name="rows"/>: whole tiles.</summary>
     public static int RoomFor(int rows) => (rows + TileTokens - 1) / TileTokens * TileTokens;
 
     /// <summary>Dimension <paramref name="dimension"/> of the key in row <paramref name="row"/>.</summary>
-    public float Key(int row, int dimension) => _keys[Index(Held(row), dimension)];
+    public float Key(int row, int dimension) => _keys[_keyOrigin + Index(Held(row), dimension)];
     /// <summary>Dimension <paramref name="dimension"/> of the value in row <paramref name="row"/>.</summary>
-    public float Value(int row, int dimension) => _values[Index(Held(row), dimension)];
+    public float Value(int row, int dimension) => _values[_valueOrigin + Index(Held(row), dimension)];
 
     /// <summary>K in tiles, [capacity / 16][dh][16]; lanes past <see cref="Count"/> in the last tile hold zeros or rows
     /// the cache forgot, never anything but finite values it was given.</summary>
-    internal float[] TiledKeys => _keys;
+    internal Span<float> TiledKeys => _keys.AsSpan(_keyOrigin, HeadDim * _capacity);
     /// <summary>V in tiles, [capacity / 16][dh][16].</summary>
-    internal float[] TiledValues => _values;
+    internal Span<float> TiledValues => _values.AsSpan(_valueOrigin, HeadDim * _capacity);
+
+    /// <summary>The array that holds K's tiles (it changes only when the cache grows).</summary>
+    internal float[] KeyBuffer => _keys;
     /// <summary>Values from one tile to the next.</summary>
     internal int TileStride => HeadDim * TileTokens;
 
@@ -67,13 +77,15 @@ public sealed class KeyValueCache(int headDim, int firstPosition = 0, int maxTok
             if (maxTokens > 0) doubled = Math.Min(doubled, maxTokens - FirstPosition);
             Grow(Math.Max(Count + tokens, doubled));
         }
+        var keyTiles = TiledKeys;
+        var valueTiles = TiledValues;
         for (int token = 0; token < tokens; token++)
         {
             int at = Index(Count + token, 0);
             for (int d = 0; d < HeadDim; d++)
             {
-                _keys[at + d * TileTokens] = keys[token * HeadDim + d];
-                _values[at + d * TileTokens] = values[token * HeadDim + d];
+                keyTiles[at + d * TileTokens] = keys[token * HeadDim + d];
+                valueTiles[at + d * TileTokens] = values[token * HeadDim + d];
             }
         }
         Count += tokens;
@@ -91,13 +103,15 @@ public sealed class KeyValueCache(int headDim, int firstPosition = 0, int maxTok
         int drop = Count - keep;
         if (drop < Math.Max(window, 16)) return;
         // Rows move by `drop`, rarely a whole number of tiles: one value at a time (once per window of steps at most).
+        var keyTiles = TiledKeys;
+        var valueTiles = TiledValues;
         for (int row = 0; row < keep; row++)
         {
             int from = Index(row + drop, 0), to = Index(row, 0);
             for (int d = 0; d < HeadDim; d++)
             {
-                _keys[to + d * TileTokens] = _keys[from + d * TileTokens];
-                _values[to + d * TileTokens] = _values[from + d * TileTokens];
+                keyTiles[to + d * TileTokens] = keyTiles[from + d * TileTokens];
+                valueTiles[to + d * TileTokens] = valueTiles[from + d * TileTokens];
             }
         }
         FirstPosition += drop;
@@ -124,13 +138,20 @@ public sealed class KeyValueCache(int headDim, int firstPosition = 0, int maxTok
     {
         capacity = RoomFor(capacity);
         // Zeroed: the last tile's lanes past Count are read by the kernels (and weighted by 0), so they must be finite.
-        var keys = new float[HeadDim * capacity];
-        var values = new float[HeadDim * capacity];
+        var (keys, keyOrigin) = Aligned(HeadDim * capacity);
+        var (values, valueOrigin) = Aligned(HeadDim * capacity);
         int used = RoomFor(Count) * HeadDim;
-        _keys.AsSpan(0, used).CopyTo(keys);
-        _values.AsSpan(0, used).CopyTo(values);
-        _keys = keys;
-        _values = values;
+        TiledKeys[..used].CopyTo(keys.AsSpan(keyOrigin));
+        TiledValues[..used].CopyTo(values.AsSpan(valueOrigin));
+        (_keys, _keyOrigin, _values, _valueOrigin) = (keys, keyOrigin, values, valueOrigin);
         _capacity = capacity;
+    }
+
+    // A zeroed array on the pinned heap (it never moves) and the index of its first value on a 64-byte line.
+    private static unsafe (float[] Array, int Origin) Aligned(int length)
+    {
+        var array = GC.AllocateArray<float>(length + 16, pinned: true);
+        nint address = (nint)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(array));
+        return (array, (int)((64 - (address & 63)) & 63) / sizeof(float));
     }
 }

@@ -83,8 +83,8 @@ public sealed class KeyValueCacheTests
             keys.AddRange(k);
             values.AddRange(v);
             Assert.Equal(2L * HeadDim * KeyValueCache.RoomFor(reserved) * sizeof(float), cache.Bytes);
-            buffer ??= cache.TiledKeys;
-            Assert.Same(buffer, cache.TiledKeys);
+            buffer ??= cache.KeyBuffer;
+            Assert.Same(buffer, cache.KeyBuffer);
         }
         // Every row read back is the one that was appended.
         for (int d = 0; d < HeadDim; d++)
@@ -93,5 +93,30 @@ public sealed class KeyValueCacheTests
                 Assert.Equal(keys[t * HeadDim + d], cache.Key(t, d));
                 Assert.Equal(values[t * HeadDim + d], cache.Value(t, d));
             }
+    }
+
+    [Fact]
+    public unsafe void Tiles_start_on_a_cache_line_however_often_the_cache_grows()
+    {
+        // A tile row of 16 floats is one 64-byte line only if the tiles start on one: the decode kernels' vector loads
+        // then never straddle two lines. Many caches, since one array may land aligned by chance.
+        var random = new Random(5);
+        for (int c = 0; c < 32; c++)
+        {
+            var cache = new KeyValueCache(64);
+            for (int step = 0; step < 40; step++)
+            {
+                int tokens = 1 + random.Next(20);
+                var k = Enumerable.Range(0, tokens * 64).Select(_ => random.NextSingle()).ToArray();
+                cache.Append(k, k, tokens);
+                fixed (float* keys = cache.TiledKeys, values = cache.TiledValues)
+                {
+                    Assert.Equal(0, (nint)keys % 64);
+                    Assert.Equal(0, (nint)values % 64);
+                }
+                Assert.Equal(k[^1], cache.Key(cache.Count - 1, 63));
+                Assert.Equal(k[^1], cache.Value(cache.Count - 1, 63));
+            }
+        }
     }
 }
