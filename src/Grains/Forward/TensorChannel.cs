@@ -37,6 +37,11 @@ public sealed class TensorChannel : IDisposable
     // Socket buffers of a few megabytes: with the defaults a 3 MB frame crosses in many small reads and writes.
     private const int SocketBuffer = 4 << 20;
 
+    // A peer whose machine vanished sends no FIN: without probes its connections look open for ever, a reader thread
+    // waits on each between frames and an idle pooled connection passes for live. Probes after this long idle, every
+    // KeepAliveInterval, KeepAliveProbes times, end such a connection within about a minute.
+    internal const int KeepAliveIdleSeconds = 30, KeepAliveIntervalSeconds = 5, KeepAliveProbes = 3;
+
     // A frame's bytes are handed to its claimant as each read returns, at most this many at a time.
     private const int ReadPiece = 128 << 10;
 
@@ -188,6 +193,7 @@ public sealed class TensorChannel : IDisposable
         {
             client.NoDelay = true;
             client.ReceiveBufferSize = SocketBuffer;
+            KeepAlive(client.Client);
             // A sender that stops mid-frame does not hold this thread and its buffer for ever.
             client.ReceiveTimeout = (int)SocketTimeout.TotalMilliseconds;
             var socket = client.Client;
@@ -257,6 +263,17 @@ public sealed class TensorChannel : IDisposable
     }
 
     // Between frames a connection may be idle for as long as the cluster is: only a frame once begun has a deadline.
+    private static void KeepAlive(Socket socket)
+    {
+        socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.KeepAlive, true);
+        socket.SetSocketOption(SocketOptionLevel.Tcp, SocketOptionName.TcpKeepAliveTime, KeepAliveIdleSeconds);
+        socket.SetSocketOption(SocketOptionLevel.Tcp, SocketOptionName.TcpKeepAliveInterval, KeepAliveIntervalSeconds);
+        socket.SetSocketOption(SocketOptionLevel.Tcp, SocketOptionName.TcpKeepAliveRetryCount, KeepAliveProbes);
+    }
+
+    /// <summary>The sockets this channel reads frames from and sends them on (for tests).</summary>
+    internal IEnumerable<Socket> Sockets => _accepted.Keys.Select(c => c.Client).Concat(_peers.Values.SelectMany(p => p.Sockets));
+
     private static bool ReceiveFrameStart(Socket socket, Span<byte> header)
     {
         while (true)
@@ -417,6 +434,7 @@ public sealed class TensorChannel : IDisposable
                 idle.Dispose();
             }
             var client = new TcpClient { NoDelay = true, SendBufferSize = SocketBuffer, SendTimeout = (int)SocketTimeout.TotalMilliseconds };
+            KeepAlive(client.Client);
             try
             {
                 using var connecting = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
@@ -434,6 +452,8 @@ public sealed class TensorChannel : IDisposable
 
         /// <summary>Connections open to the peer, idle or sending.</summary>
         public int Open => _open.Count;
+
+        public IEnumerable<Socket> Sockets => _open.Keys.Select(c => c.Client);
 
         /// <summary>Closes the idle connections the peer has closed; true when none is left open and no frame is on its way.</summary>
         public bool CloseDeadIdle()

@@ -85,6 +85,26 @@ public class TensorChannelTests
     }
 
     [Fact]
+    public async Task Both_ends_of_a_channel_connection_probe_a_silent_peer()
+    {
+        // A peer whose machine vanishes sends no FIN; TCP keepalive is what ends its connections on either side.
+        using var sender = new TensorChannel(IPAddress.Loopback);
+        using var receiver = new TensorChannel(IPAddress.Loopback);
+        var ticket = Guid.NewGuid();
+        await sender.Send(new IPEndPoint(IPAddress.Loopback, receiver.Port), ticket, new byte[100_000], CancellationToken.None);
+        await receiver.Receive(ticket, TimeSpan.FromSeconds(10), CancellationToken.None);
+        var sockets = sender.Sockets.Concat(receiver.Sockets).ToList();
+        Assert.Equal(2, sockets.Count);
+        foreach (var socket in sockets)
+        {
+            Assert.Equal(1, (int)socket.GetSocketOption(SocketOptionLevel.Socket, SocketOptionName.KeepAlive)!);
+            Assert.Equal(TensorChannel.KeepAliveIdleSeconds, (int)socket.GetSocketOption(SocketOptionLevel.Tcp, SocketOptionName.TcpKeepAliveTime)!);
+            Assert.Equal(TensorChannel.KeepAliveIntervalSeconds, (int)socket.GetSocketOption(SocketOptionLevel.Tcp, SocketOptionName.TcpKeepAliveInterval)!);
+            Assert.Equal(TensorChannel.KeepAliveProbes, (int)socket.GetSocketOption(SocketOptionLevel.Tcp, SocketOptionName.TcpKeepAliveRetryCount)!);
+        }
+    }
+
+    [Fact]
     public async Task A_frames_bytes_reach_its_claimant_as_the_sender_makes_them()
     {
         using var sender = new TensorChannel(IPAddress.Loopback);
