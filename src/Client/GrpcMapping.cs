@@ -129,6 +129,6 @@ internal static class GrpcMapping
         if (tensor is null) return null;
         if (tensor.Dtype != Proto.DType.F32)
             throw new HeadwiseException(ErrorCode.Internal, $"the server sent a {tensor.Dtype} tensor; this SDK reads DTYPE_F32.");
-        return new FloatTensor(FloatBytes.ToFloats(tensor.Data.Span), tensor.Shape.Select(s => checked((int)s)).ToArray());
+        return new FloatTensor(FloatsOverBytes.Of(tensor.Data.Memory), tensor.Shape.Select(s => checked((int)s)).ToArray());
     }
 }

@@ -55,6 +55,8 @@ internal sealed class SharedMemoryBuffer : IDisposable
     {
         if (System.Runtime.InteropServices.MemoryMarshal.TryGetArray(source, out var array))
             System.Runtime.InteropServices.Marshal.Copy(array.Array!, array.Offset, Address(offset), array.Count);
+        else if (FloatsOverBytes.TryGetBytes(source, out var bytes)) // a previous answer's Y, chained into the next layer
+            System.Runtime.InteropServices.Marshal.Copy(bytes.Array!, bytes.Offset, Address(offset), bytes.Count);
         else
             _view.SafeMemoryMappedViewHandle.WriteSpan((ulong)(_view.PointerOffset + offset), source.Span);
     }
