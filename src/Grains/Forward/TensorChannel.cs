@@ -262,7 +262,6 @@ public sealed class TensorChannel : IDisposable
         slot.Arrived.TrySetResult(TensorProgress.Complete(payload));
     }
 
-    // Between frames a connection may be idle for as long as the cluster is: only a frame once begun has a deadline.
     private static void KeepAlive(Socket socket)
     {
         socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.KeepAlive, true);
@@ -274,6 +273,7 @@ public sealed class TensorChannel : IDisposable
     /// <summary>The sockets this channel reads frames from and sends them on (for tests).</summary>
     internal IEnumerable<Socket> Sockets => _accepted.Keys.Select(c => c.Client).Concat(_peers.Values.SelectMany(p => p.Sockets));
 
+    // Between frames a connection may be idle for as long as the cluster is: only a frame once begun has a deadline.
     private static bool ReceiveFrameStart(Socket socket, Span<byte> header)
     {
         while (true)
