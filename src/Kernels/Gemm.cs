@@ -163,12 +163,12 @@ internal static unsafe class Gemm
         // sets); with enough rows to share the copy, each block of B is packed first (cost ≈ 2 / rows of the work).
         bool pack = !b.IsPacked && rows >= PackRowThreshold;
         int innerBlock = InnerBlockFor(inner);
-        float[]? packArray = pack ? System.Buffers.ArrayPool<float>.Shared.Rent(innerBlock * PanelsPerBlock * MaxPanelWidth + 16) : null;
+        float[]? packArray = pack ? System.Buffers.ArrayPool<float>.Shared.Rent(innerBlock * PanelsPerBlock * MaxPanelWidth + CacheLine.SlackFloats) : null;
         try
         {
         fixed (float* packStart = packArray)
         {
-        float* packed = (float*)(((nint)packStart + 63) & ~(nint)63);
+        float* packed = CacheLine.Align(packStart);
         float* tile = stackalloc float[RowBlock * MaxPanelWidth];
         int panelCount = b.PanelCount;
         int rowStep = RegisterRows<TOps, TVector>();

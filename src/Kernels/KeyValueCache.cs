@@ -150,8 +150,7 @@ public sealed class KeyValueCache(int headDim, int firstPosition = 0, int maxTok
     // A zeroed array on the pinned heap (it never moves) and the index of its first value on a 64-byte line.
     private static unsafe (float[] Array, int Origin) Aligned(int length)
     {
-        var array = GC.AllocateArray<float>(length + 16, pinned: true);
-        nint address = (nint)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(array));
-        return (array, (int)((64 - (address & 63)) & 63) / sizeof(float));
+        var array = GC.AllocateArray<float>(length + CacheLine.SlackFloats, pinned: true);
+        return (array, CacheLine.OffsetFloats((float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(array))));
     }
 }

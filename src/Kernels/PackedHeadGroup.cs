@@ -8,15 +8,14 @@ namespace Headwise.Kernels;
 /// </summary>
 internal sealed unsafe class PinnedFloats
 {
-    private const int AlignmentFloats = 16;
     private readonly float[] storage;
 
     public PinnedFloats(int length)
     {
         Length = length;
-        storage = GC.AllocateArray<float>(length + AlignmentFloats, pinned: true);
+        storage = GC.AllocateArray<float>(length + CacheLine.SlackFloats, pinned: true);
         var start = (nint)Marshal.UnsafeAddrOfPinnedArrayElement(storage, 0);
-        Pointer = (float*)((start + 63) & ~(nint)63);
+        Pointer = CacheLine.Align((float*)start);
     }
 
     public int Length { get; }

@@ -119,14 +119,14 @@ public sealed unsafe class SimdKernel : IHeadKernel
         long valueLength = Align(headPanels * valuePanelStride);
         long scoreLength = Align((long)queryRows * scoreStride);
         long accumulatorLength = Align((long)queryRows * headPanels * panelWidth);
-        long total = qkvLength + keyLength + valueLength + scoreLength + accumulatorLength + 16;
+        long total = qkvLength + keyLength + valueLength + scoreLength + accumulatorLength + CacheLine.SlackFloats;
         float[] scratch = ArrayPool<float>.Shared.Rent(checked((int)total));
         try
         {
             fixed (float* scratchStart = scratch)
             fixed (float* x = input, z = output, map = attention, bias = group.Bias)
             {
-                float* qkv = (float*)(((nint)scratchStart + 63) & ~(nint)63);
+                float* qkv = CacheLine.Align(scratchStart);
                 float* keyPanels = qkv + qkvLength;
                 float* valuePanels = keyPanels + keyLength;
                 float* scores = valuePanels + valueLength;

@@ -39,9 +39,9 @@ internal sealed unsafe class SimdPieces<TOps, TVector> : HeadGroupPieces
         _perSequence = _qkvLength + _keyLength + SimdKernel.Align(headPanels * _valuePanelStride);
         _scoreStride = AttentionTiles.ScoreStride(_keysPadded, wantAttention: false);
         _accumulatorLength = AttentionTiles.MaxQueryRows * headPanels * _panelWidth;
-        _scratch = ArrayPool<float>.Shared.Rent(checked((int)(_perSequence * Math.Max(batch, 1) + 16)));
+        _scratch = ArrayPool<float>.Shared.Rent(checked((int)(_perSequence * Math.Max(batch, 1) + CacheLine.SlackFloats)));
         _pin = GCHandle.Alloc(_scratch, GCHandleType.Pinned);
-        _base = (float*)(((nint)_pin.AddrOfPinnedObject() + 63) & ~(nint)63);
+        _base = CacheLine.Align((float*)_pin.AddrOfPinnedObject());
         long baseOffset = _base - (float*)_pin.AddrOfPinnedObject();
         // Rows past a sequence feed its last query tile and keys past it fill its last panels: zeros keep them finite. The
         // projected rows themselves are all written before they are read, so only the padding and the panels are cleared
@@ -90,13 +90,13 @@ internal sealed unsafe class SimdPieces<TOps, TVector> : HeadGroupPieces
         var shape = _group.Shape;
         int queryWidth = shape.QueryWidth, headDim = shape.HeadDim;
         int scoreLength = (int)SimdKernel.Align((long)AttentionTiles.MaxQueryRows * _scoreStride);
-        float[] local = ArrayPool<float>.Shared.Rent(scoreLength + _accumulatorLength + 16);
+        float[] local = ArrayPool<float>.Shared.Rent(scoreLength + _accumulatorLength + CacheLine.SlackFloats);
         try
         {
             float* scratch = Scratch;
             fixed (float* z = output, perCallStart = local)
             {
-                float* scores = (float*)(((nint)perCallStart + 63) & ~(nint)63), accumulator = scores + scoreLength;
+                float* scores = CacheLine.Align(perCallStart), accumulator = scores + scoreLength;
                 for (int row = firstRow; row < endRow;)
                 {
                     int sequence = row / Tokens, first = row % Tokens;

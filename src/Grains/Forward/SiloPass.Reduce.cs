@@ -86,7 +86,7 @@ public sealed partial class SiloPass
             {
                 if (_claim.IsCompletedSuccessfully)
                 {
-                    var arriving = _claim.Result;
+                    var arriving = await _claim;
                     var ready = arriving.WaitFor(bytes, cancellationToken);
                     _ = ready.ContinueWith(static t => t.Exception, TaskContinuationOptions.OnlyOnFaulted);
                     if (await Task.WhenAny(ready, _call) == ready)
