@@ -26,6 +26,7 @@ public static class HeadwiseSiloBuilderExtensions
         var kernel = HeadKernels.Create(kernelKind);
         double speed = speedGflops ?? SiloSpeed.MeasureGflops(kernel);
         silo.Services.AddSingleton(kernel);
+        FlatMemoryCopies.Register(silo.Services);
         silo.Services.AddSingleton<SiloIdentity>();
         silo.Services.AddSingleton<CancelledForwards>();
         silo.Services.AddOptions<ForwardLimits>();
