@@ -50,6 +50,14 @@ public sealed class FlatReadOnlyMemoryCopierTests
     }
 
     [Fact]
+    public void An_empty_memory_stays_empty()
+    {
+        var copier = Services(flat: true).GetRequiredService<DeepCopier<ReadOnlyMemory<byte>>>();
+        Assert.True(copier.Copy(ReadOnlyMemory<byte>.Empty).IsEmpty);
+        Assert.True(copier.Copy(new byte[5].AsMemory(2, 0)).IsEmpty);
+    }
+
+    [Fact]
     public void Elements_that_are_not_primitives_are_each_deep_copied()
     {
         var copier = Services(flat: true).GetRequiredService<DeepCopier<ReadOnlyMemory<List<int>>>>();

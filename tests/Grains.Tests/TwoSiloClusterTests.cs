@@ -1,3 +1,5 @@
+using Orleans.Serialization.Cloning;
+using Microsoft.Extensions.DependencyInjection;
 using Headwise.Contracts;
 using Headwise.Grains;
 using Headwise.Kernels;
@@ -65,6 +67,15 @@ public sealed class TwoSiloClusterTests(ITestOutputHelper output) : IAsyncLifeti
             Tolerance.AssertClose(golden.Expected(expectation.Tensor), FloatBytes.AsFloats(result.Output), expectation.Tensor);
             Assert.Equal(silos, result.Heads.Select(h => h.Silo).ToHashSet());
         }
+    }
+
+    [Fact]
+    public void Every_silo_copies_stored_bytes_with_the_flat_copier()
+    {
+        // The memory storage's grain calls deep-copy each state as a ReadOnlyMemory<byte> (FlatReadOnlyMemoryCopier).
+        foreach (var silo in _cluster.Silos.Cast<InProcessSiloHandle>())
+            Assert.IsType<FlatReadOnlyMemoryCopier<byte>>(
+                silo.SiloHost.Services.GetRequiredService<IDeepCopierProvider>().GetDeepCopier<ReadOnlyMemory<byte>>());
     }
 
     [Fact]

@@ -76,7 +76,7 @@ public sealed class HeapCappedClusterTests
                 catch (HeadwiseException e)
                 {
                     // Once in a full CI run an answered request came back INTERNAL: the silo's error entry is what says why.
-                    throw new Xunit.Sdk.XunitException($"a request that fits failed {e.Code}: {e.Message}\n{SiloLogs.Errors(silos)}");
+                    throw new Xunit.Sdk.XunitException($"a request that fits failed {e.Code}: {e.Message}\n{await SiloLogs.ErrorsAsync(silos)}", e);
                 }
                 foreach (var output in outputs.Where((_, i) => i % 2 == 0))
                     Assert.Equal([2, 2048, d], output.Output.Shape);
