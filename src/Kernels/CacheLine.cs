@@ -16,4 +16,15 @@ internal static unsafe class CacheLine
 
     /// <summary>Floats from <paramref name="start"/> to its first 64-byte aligned float (0 to 15).</summary>
     public static int OffsetFloats(float* start) => (int)(Align(start) - start);
+
+    /// <summary>
+    /// A zeroed array on the pinned heap (it never moves, so a kernel may keep a pointer into it) with room for
+    /// <paramref name="length"/> floats from <c>Origin</c>, its first float on a 64-byte line.
+    /// </summary>
+    public static (float[] Array, int Origin) AllocatePinned(int length)
+    {
+        var array = GC.AllocateArray<float>(length + SlackFloats, pinned: true);
+        return (array, OffsetFloats((float*)System.Runtime.CompilerServices.Unsafe.AsPointer(
+            ref System.Runtime.InteropServices.MemoryMarshal.GetArrayDataReference(array))));
+    }
 }

@@ -1,6 +1,3 @@
-using System.Runtime.CompilerServices;
-using System.Runtime.InteropServices;
-
 namespace Headwise.Kernels;
 
 /// <summary>
@@ -138,19 +135,12 @@ public sealed class KeyValueCache(int headDim, int firstPosition = 0, int maxTok
     {
         capacity = RoomFor(capacity);
         // Zeroed: the last tile's lanes past Count are read by the kernels (and weighted by 0), so they must be finite.
-        var (keys, keyOrigin) = Aligned(HeadDim * capacity);
-        var (values, valueOrigin) = Aligned(HeadDim * capacity);
+        var (keys, keyOrigin) = CacheLine.AllocatePinned(HeadDim * capacity);
+        var (values, valueOrigin) = CacheLine.AllocatePinned(HeadDim * capacity);
         int used = RoomFor(Count) * HeadDim;
         TiledKeys[..used].CopyTo(keys.AsSpan(keyOrigin));
         TiledValues[..used].CopyTo(values.AsSpan(valueOrigin));
         (_keys, _keyOrigin, _values, _valueOrigin) = (keys, keyOrigin, values, valueOrigin);
         _capacity = capacity;
-    }
-
-    // A zeroed array on the pinned heap (it never moves) and the index of its first value on a 64-byte line.
-    private static unsafe (float[] Array, int Origin) Aligned(int length)
-    {
-        var array = GC.AllocateArray<float>(length + CacheLine.SlackFloats, pinned: true);
-        return (array, CacheLine.OffsetFloats((float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(array))));
     }
 }

@@ -13,9 +13,8 @@ internal sealed unsafe class PinnedFloats
     public PinnedFloats(int length)
     {
         Length = length;
-        storage = GC.AllocateArray<float>(length + CacheLine.SlackFloats, pinned: true);
-        var start = (nint)Marshal.UnsafeAddrOfPinnedArrayElement(storage, 0);
-        Pointer = CacheLine.Align((float*)start);
+        (storage, int origin) = CacheLine.AllocatePinned(length);
+        Pointer = (float*)Marshal.UnsafeAddrOfPinnedArrayElement(storage, origin);
     }
 
     public int Length { get; }
