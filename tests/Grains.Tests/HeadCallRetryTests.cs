@@ -42,16 +42,21 @@ public sealed class HeadCallRetryTests
     public async Task The_callers_deadline_ends_the_retries()
     {
         using var deadline = new CancellationTokenSource();
-        int attempts = 0;
+        int attempts = 0, forgotten = 0;
         var clock = Stopwatch.StartNew();
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => HeadCallRetry.RunAsync<int>(() =>
         {
-            // The deadline runs from the first attempt, so the test's own start-up (JIT) does not eat it.
-            if (attempts++ == 0) deadline.CancelAfter(TimeSpan.FromMilliseconds(400));
+            // The deadline passes 1 ms into the second backoff (100 ms). Timers fire in due order, so however late this
+            // machine runs them, the deadline interrupts that wait: no third attempt, and the locations are not
+            // forgotten a second time. (A deadline measured in wall time from the first attempt failed once in CI when
+            // a stalled timer let it pass inside the first backoff.)
+            if (++attempts == 2) deadline.CancelAfter(TimeSpan.FromMilliseconds(1));
             throw new SiloUnavailableException("gone");
-        }, () => { }, deadline.Token));
-        Assert.InRange(attempts, 2, 5);
-        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(2), $"{clock.Elapsed.TotalMilliseconds:F0} ms");
+        }, () => forgotten++, deadline.Token));
+        Assert.Equal(2, attempts);
+        Assert.Equal(1, forgotten);
+        // Far below the 20 s budget that would end the retries without a deadline.
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(10), $"{clock.Elapsed.TotalMilliseconds:F0} ms");
     }
 
     [Fact]
