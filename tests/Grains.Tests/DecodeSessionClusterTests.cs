@@ -59,6 +59,15 @@ public sealed class DecodeClusterCollection
 
 internal static class DecodeSteps
 {
+    /// <summary>Creates <paramref name="model"/> from a golden case with RoPE on and uploads its weights.</summary>
+    public static async Task<GoldenCase> LoadWithRope(IClusterClient client, string model, string caseName = "linear-gqa-window")
+    {
+        var golden = GoldenCase.Load(caseName);
+        await client.GetGrain<IModelCatalogGrain>(GrainKeys.Catalog).Create(model, golden.Spec with { RopeTheta = 10000 });
+        await WeightUpload.UploadAsync(client, model, golden.Bytes, golden.Layout, golden.Prefix);
+        return golden;
+    }
+
     /// <summary>
     /// Opens a session, steps it once, uploads the same weights again (new versions), and expects the next step to fail
     /// with FailedPrecondition naming the session; a session opened afterwards decodes the new weights correctly.
@@ -200,8 +209,8 @@ public sealed class DecodeSessionSiloLossTests : IAsyncLifetime
 
 /// <summary>
 /// One silo with tiny session limits: every head cache is evicted after each step (caches overcommitted on a 1-byte cap,
-/// so every step re-fills from the session's inputs, and must still be right), sessions expire after a second idle, and
-/// inputs have a byte cap.
+/// so every step re-fills from the session's inputs, and must still be right), and inputs have a byte cap. Sessions keep
+/// the default idle time here: a second's idle limit ended these sessions whenever the machine stalled between two steps.
 /// </summary>
 [Collection(DecodeClusterCollection.Name)]
 public sealed class DecodeSessionLimitTests : IAsyncLifetime
@@ -218,7 +227,6 @@ public sealed class DecodeSessionLimitTests : IAsyncLifetime
             {
                 o.CacheBytesPerSilo = 1;
                 o.OvercommitCaches = true;
-                o.IdleSeconds = 1;
                 o.InputBytesPerSilo = 1 << 20;
             });
         }
@@ -234,13 +242,7 @@ public sealed class DecodeSessionLimitTests : IAsyncLifetime
 
     public async Task DisposeAsync() => await _cluster.StopAllSilosAsync();
 
-    private async Task<GoldenCase> Load(string model, string caseName = "linear-gqa-window")
-    {
-        var golden = GoldenCase.Load(caseName);
-        await _cluster.Client.GetGrain<IModelCatalogGrain>(GrainKeys.Catalog).Create(model, golden.Spec with { RopeTheta = 10000 });
-        await WeightUpload.UploadAsync(_cluster.Client, model, golden.Bytes, golden.Layout, golden.Prefix);
-        return golden;
-    }
+    private Task<GoldenCase> Load(string model) => DecodeSteps.LoadWithRope(_cluster.Client, model);
 
     [Fact]
     public async Task A_reupload_ends_an_open_session_with_a_clear_error_even_when_every_cache_is_refilled()
@@ -266,22 +268,6 @@ public sealed class DecodeSessionLimitTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task An_idle_session_expires_and_says_so()
-    {
-        var golden = await Load("idle");
-        var id = SessionIds.New();
-        var session = _cluster.Client.GetGrain<IDecodeSessionGrain>(id);
-        await session.Open("idle", 0, 8);
-        var step = new DecodeCommand { Batch = 1, Tokens = 1, ModelDim = golden.Spec.ModelDim, Input = new byte[golden.Spec.ModelDim * 4] };
-        await session.Decode(step);
-        await Task.Delay(TimeSpan.FromSeconds(3.5));
-        var gone = await Assert.ThrowsAsync<HeadwiseException>(() => session.Decode(step));
-        Assert.Equal(ErrorCode.NotFound, gone.Code);
-        Assert.Contains(id, gone.Message);
-        Assert.Contains("idle", gone.Message);
-    }
-
-    [Fact]
     public async Task Inputs_past_the_silo_cap_are_refused_naming_the_session()
     {
         var golden = await Load("capped");
@@ -299,5 +285,52 @@ public sealed class DecodeSessionLimitTests : IAsyncLifetime
         // The refused step left the session usable.
         var ok = await session.Decode(new DecodeCommand { Batch = 1, Tokens = 1, ModelDim = modelDim, Input = new byte[modelDim * 4] });
         Assert.Equal(1, ok.Position);
+    }
+}
+
+/// <summary>One silo whose sessions expire after <see cref="IdleSeconds"/> idle; its own cluster so that no other test's sessions live under that limit.</summary>
+[Collection(DecodeClusterCollection.Name)]
+public sealed class DecodeSessionIdleTests : IAsyncLifetime
+{
+    // Long enough that a stalled machine does not expire the session between Open and its first step.
+    private const int IdleSeconds = 2;
+    private TestCluster _cluster = null!;
+
+    private sealed class SiloConfigurator : ISiloConfigurator
+    {
+        public void Configure(ISiloBuilder silo)
+        {
+            silo.AddMemoryGrainStorage(StorageNames.Weights);
+            silo.AddHeadwiseGrains(KernelKind.Simd, speedGflops: 10);
+            silo.Services.Configure<DecodeSessionOptions>(o => o.IdleSeconds = IdleSeconds);
+        }
+    }
+
+    public async Task InitializeAsync()
+    {
+        var builder = new TestClusterBuilder(1);
+        builder.AddSiloBuilderConfigurator<SiloConfigurator>();
+        _cluster = builder.Build();
+        await _cluster.DeployAsync();
+    }
+
+    public async Task DisposeAsync() => await _cluster.StopAllSilosAsync();
+
+    private Task<GoldenCase> Load(string model) => DecodeSteps.LoadWithRope(_cluster.Client, model);
+
+    [Fact]
+    public async Task An_idle_session_expires_and_says_so()
+    {
+        var golden = await Load("idle");
+        var id = SessionIds.New();
+        var session = _cluster.Client.GetGrain<IDecodeSessionGrain>(id);
+        await session.Open("idle", 0, 8);
+        var step = new DecodeCommand { Batch = 1, Tokens = 1, ModelDim = golden.Spec.ModelDim, Input = new byte[golden.Spec.ModelDim * 4] };
+        await session.Decode(step);
+        await Task.Delay(TimeSpan.FromSeconds(IdleSeconds * 2.5));
+        var gone = await Assert.ThrowsAsync<HeadwiseException>(() => session.Decode(step));
+        Assert.Equal(ErrorCode.NotFound, gone.Code);
+        Assert.Contains(id, gone.Message);
+        Assert.Contains("idle", gone.Message);
     }
 }
