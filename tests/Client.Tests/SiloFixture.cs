@@ -31,6 +31,9 @@ public sealed class SiloFixture : IAsyncLifetime
     public Uri WebAddress { get; private set; } = null!;
     public IClusterClient ClusterClient => _orleansClientHost!.Services.GetRequiredService<IClusterClient>();
 
+    /// <summary>The silo's own services (the gateway's and the grains' singletons).</summary>
+    public IServiceProvider SiloServices => _silo!.Services;
+
     public async Task InitializeAsync()
     {
         var ports = FreePorts.Take(4);

@@ -15,7 +15,8 @@ namespace Headwise.Grains.Forward;
 /// sends them once for all its callers. Each caller gets its own rows of Y; the head reports, traffic and trace are the
 /// batch's.
 /// </summary>
-public sealed class ForwardBatcher(IOptions<ForwardBatchOptions> options, IOptions<ForwardLimits> limits, SiloIdentity silo)
+public sealed class ForwardBatcher(IOptions<ForwardBatchOptions> options, IOptions<ForwardLimits> limits, SiloIdentity silo,
+    TensorBuffers buffers)
 {
     /// <summary>Runs one forward command (the coordinator's pass, with its re-plans and retries).</summary>
     public delegate Task<ForwardResult> Pass(ForwardCommand command, CancellationToken cancellationToken);
@@ -153,6 +154,8 @@ public sealed class ForwardBatcher(IOptions<ForwardBatchOptions> options, IOptio
                 }));
             var result = await pass(Merge(batch), allGone.Token);
             Split(batch, result);
+            // Each caller has a copy of its rows; the merged Y (the pass's pooled partial sum) is read by nothing now.
+            buffers.Return(result.Output);
         }
         catch (Exception e)
         {

@@ -76,7 +76,7 @@ public sealed class ForwardBatcherTests
             {
                 ForwardBatching = on, ForwardBatchMaxRows = maxRows, ForwardBatchTakesRows = takesRows, ForwardBatchPasses = passes,
             }),
-            Options.Create(new ForwardLimits { MaxBatch = maxBatch }), new SiloIdentity(new TestSiloDetails()));
+            Options.Create(new ForwardLimits { MaxBatch = maxBatch }), new SiloIdentity(new TestSiloDetails()), new TensorBuffers());
 
     private static ForwardCommand Command(int seed, int batch = 1, int tokens = 3, bool causal = true, int[]? lengths = null)
     {

@@ -30,7 +30,12 @@ public sealed class ForwardBatchingClusterTests : IAsyncLifetime
             silo.AddMemoryGrainStorage(StorageNames.Weights);
             silo.AddHeadwiseGrains(KernelKind.Simd, speedGflops: 10);
             // One pass per lane: the held first pass makes every later forward queue (two passes are the unit tests').
-            silo.Services.Configure<ForwardBatchOptions>(o => o.ForwardBatchPasses = 1);
+            silo.Services.Configure<ForwardBatchOptions>(o =>
+            {
+                o.ForwardBatchPasses = 1;
+                // Callers of up to 2 × 72 rows batch (by default only passes of up to 32 rows do).
+                o.ForwardBatchTakesRows = 256;
+            });
             silo.Services.AddSingleton<IHeadKernel>(services =>
                 new FirstAttendHeld(() => services.GetRequiredService<ForwardBatcher>().Waiting(LayerKey) >= 3));
         }
@@ -103,7 +108,9 @@ public sealed class ForwardBatchingClusterTests : IAsyncLifetime
         };
         ActivitySource.AddActivityListener(spans);
 
-        const int tokens = 9;
+        // 72 tokens: the batch of the last three callers (4 sequences) has a Y of 73,728 bytes, big enough for the silo's
+        // tensor pool, while each caller's own Y is not.
+        const int tokens = 72;
         // Batch sizes 1, 2, 1, 1; the third caller pads its sequence to 6 tokens.
         var callers = new (int Batch, int[] Lengths)[] { (1, []), (2, []), (1, [6]), (1, []) };
         var inputs = callers.Select((c, i) =>
@@ -118,6 +125,8 @@ public sealed class ForwardBatchingClusterTests : IAsyncLifetime
             Lengths = callers[i].Lengths,
         });
 
+        var pool = ((InProcessSiloHandle)_cluster.Primary!).SiloHost.Services.GetRequiredService<TensorBuffers>();
+        long pooledBefore = pool.KeptBytes;
         var first = Forward(0);
         Assert.True(kernel.Entered.Wait(TimeSpan.FromSeconds(30)), "the first forward's heads never started");
         var results = await Task.WhenAll(Enumerable.Range(1, 3).Select(Forward).Prepend(first));
@@ -130,5 +139,7 @@ public sealed class ForwardBatchingClusterTests : IAsyncLifetime
         }
         lock (sizes) Assert.Equal([1, 3], sizes);
         lock (spanSizes) Assert.Equal([1, 3, 3, 3], spanSizes.Select(s => Convert.ToInt32(s)).Order().ToArray());
+        // Each caller got a copy of its rows; the batch's own Y went back to the pool.
+        Assert.Equal(pooledBefore + 4L * tokens * spec.ModelDim * sizeof(float), pool.KeptBytes);
     }
 }
