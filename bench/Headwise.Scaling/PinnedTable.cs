@@ -23,7 +23,12 @@ internal static class PinnedTable
     /// <param name="oneSiloOnly">Only one silo on two cores, inline and shared memory, and the in-process anchor.</param>
     /// <param name="twoSilosOnly">Only one silo on two cores and two silos on a core each (the first target's ratio),
     /// e.g. to compare silo settings passed in the environment.</param>
-    public static async Task RunAsync(string siloDll, int[] tokenCounts, int repetitions, bool oneSiloOnly = false, bool twoSilosOnly = false)
+    /// <param name="paired">Run every setup's cluster at once and interleave their calls too (setup by setup, call by call),
+    /// instead of one setup after another: a drift of the machine's speed between setups (on a shared VM the same setup
+    /// read 10–20% apart from one run to the next) then hits every row alike, and the ratios compare calls made moments
+    /// apart. The idle clusters stay up meanwhile.</param>
+    public static async Task RunAsync(string siloDll, int[] tokenCounts, int repetitions, bool oneSiloOnly = false, bool twoSilosOnly = false,
+        bool paired = false)
     {
         var invariant = CultureInfo.InvariantCulture;
         var all = new[]
@@ -38,7 +43,8 @@ internal static class PinnedTable
             : all;
         var results = new Dictionary<(string, int), (double Median, double Best, string Mode, string Spread)>();
         var interleavedAnchors = new Dictionary<int, (double Median, double Best)>();
-        foreach (var setup in setups)
+        if (paired) await MeasurePairedAsync(siloDll, setups, tokenCounts, repetitions, results);
+        foreach (var setup in paired ? Array.Empty<Setup>() : setups)
         {
             await using var cluster = await ClusterUnderTest.StartAsync(siloDll, setup.Silos, setup.Cpus);
             await using var client = new GrpcAttentionClient(cluster.Silos[0].GrpcAddress);
@@ -106,10 +112,48 @@ internal static class PinnedTable
                     $"1 silo ÷ in-process = {results[(via("1 silo, 2 cores"), t)].Median / anchors[t].Two.Median:F2}"));
     }
 
+    // Every setup's cluster started before any call; each setup's inline and shared-memory clients take their turns with
+    // all the others'.
+    private static async Task MeasurePairedAsync(string siloDll, Setup[] setups, int[] tokenCounts, int repetitions,
+        Dictionary<(string, int), (double Median, double Best, string Mode, string Spread)> results)
+    {
+        var clusters = new List<ClusterUnderTest>();
+        var clients = new List<GrpcAttentionClient>();
+        try
+        {
+            foreach (var setup in setups)
+            {
+                var cluster = await ClusterUnderTest.StartAsync(siloDll, setup.Silos, setup.Cpus);
+                clusters.Add(cluster);
+                clients.Add(new GrpcAttentionClient(cluster.Silos[0].GrpcAddress));
+                clients.Add(new GrpcAttentionClient(cluster.Silos[0].GrpcAddress, new GrpcAttentionClientOptions { SharedMemory = SharedMemoryMode.On }));
+            }
+            var silos = clusters.SelectMany(c => c.Silos).Select(silo => silo.WebAddress).ToList();
+            // A setup's two clients answer bit for bit alike; two setups need not (their partial sums add in another order).
+            var sameAnswer = Enumerable.Range(0, clients.Count).Select(c => c / 2).ToArray();
+            foreach (int tokens in tokenCounts)
+            {
+                var rows = await MeasureAsync([.. clients], tokens, repetitions, silos, groups: sameAnswer);
+                for (int i = 0; i < setups.Length; i++)
+                {
+                    results[(setups[i].Name, tokens)] = rows[2 * i];
+                    results[(Shared(setups[i].Name), tokens)] = rows[2 * i + 1];
+                }
+                Console.Error.WriteLine($"measured {setups.Length} setups paired, T={tokens}");
+            }
+        }
+        finally
+        {
+            foreach (var client in clients) await client.DisposeAsync();
+            foreach (var cluster in clusters) await cluster.DisposeAsync();
+        }
+    }
+
     /// <summary>The same forward pass through each client in turn, call by call, so load drifts hit them alike; with
     /// <paramref name="anchor"/>, its in-process pass (all cores) takes a turn after them and comes last in the result.</summary>
+    /// <param name="groups">Per client, which clients must answer bit for bit as it does (those of one group); null: all.</param>
     private static async Task<(double, double, string, string)[]> MeasureAsync(IAttentionClient[] clients, int tokens, int repetitions,
-        IReadOnlyList<Uri> silos, InProcessLayer? anchor = null)
+        IReadOnlyList<Uri> silos, InProcessLayer? anchor = null, int[]? groups = null)
     {
         var random = new Random(tokens);
         var input = new float[tokens * 768];
@@ -132,8 +176,11 @@ internal static class PinnedTable
             if (anchor is not null) anchorTimes.Add(anchor.PassMs(Environment.ProcessorCount));
         }
         for (int c = 1; c < clients.Length; c++)
-            if (!last[c].Output.Data.Span.SequenceEqual(last[0].Output.Data.Span))
-                throw new InvalidOperationException($"client {c} answered differently from client 0 at T={tokens}.");
+        {
+            int first = groups is null ? 0 : Array.IndexOf(groups, groups[c]);
+            if (!last[c].Output.Data.Span.SequenceEqual(last[first].Output.Data.Span))
+                throw new InvalidOperationException($"client {c} answered differently from client {first} at T={tokens}.");
+        }
         var rows = times.Select((list, c) =>
         {
             list.Sort();

@@ -6,6 +6,7 @@ using Headwise.Scaling;
 // Measures what spreading heads over silos costs on this machine and projects it onto real networks.
 // Usage: dotnet build src/Silo -c Release && dotnet run -c Release --project bench/Headwise.Scaling -- [--repetitions 5]
 //        ... --project bench/Headwise.Scaling -- pinned [--tokens 128 1024] [--repetitions 15] [--one-silo]   (the scale-out table, silos pinned to cores)
+//        ... --project bench/Headwise.Scaling -- allocations [--tokens 128 1024] [--passes 200]   (a silo's allocations and gen-2 collections per pass)
 var siloDll = new Option<string>("--silo-dll") { DefaultValueFactory = _ => "src/Silo/bin/Release/net10.0/Headwise.Silo.dll" };
 var repetitions = new Option<int>("--repetitions") { DefaultValueFactory = _ => 5 };
 var tokenCounts = new Option<int[]>("--tokens") { DefaultValueFactory = _ => [128, 512, 1024, 2048], AllowMultipleArgumentsPerToken = true };
@@ -77,18 +78,32 @@ root.SetAction(async (parse, cancellation) =>
 });
 var oneSilo = new Option<bool>("--one-silo") { Description = "only one silo on two cores (inline and shared memory) and the in-process anchor" };
 var twoSilos = new Option<bool>("--two-silos") { Description = "only one silo on two cores and two silos on a core each (silo settings come from the environment)" };
+var paired = new Option<bool>("--paired") { Description = "start every setup's cluster at once and interleave their calls, call by call" };
 var pinned = new Command("pinned", "One silo on one core, one silo on two (inline and shared memory), two silos on a core each, three silos: median ms and ratios")
 {
-    siloDll, repetitions, tokenCounts, oneSilo, twoSilos,
+    siloDll, repetitions, tokenCounts, oneSilo, twoSilos, paired,
 };
 pinned.SetAction(async (parse, cancellation) =>
 {
     string dll = Path.GetFullPath(parse.GetRequiredValue(siloDll));
     int[] tokens = parse.GetRequiredValue(tokenCounts);
-    await PinnedTable.RunAsync(dll, tokens, Math.Max(5, parse.GetValue(repetitions)), parse.GetValue(oneSilo), parse.GetValue(twoSilos));
+    await PinnedTable.RunAsync(dll, tokens, Math.Max(5, parse.GetValue(repetitions)), parse.GetValue(oneSilo), parse.GetValue(twoSilos),
+        parse.GetValue(paired));
     return 0;
 });
 root.Subcommands.Add(pinned);
+
+var allocationPasses = new Option<int>("--passes") { DefaultValueFactory = _ => 200, Description = "passes per row" };
+var allocations = new Command("allocations", "Managed bytes a silo allocates per forward pass and its gen-2 collections, from its /metrics")
+{
+    siloDll, tokenCounts, allocationPasses,
+};
+allocations.SetAction(async (parse, cancellation) =>
+{
+    await PassAllocations.RunAsync(Path.GetFullPath(parse.GetRequiredValue(siloDll)), parse.GetRequiredValue(tokenCounts), Math.Max(10, parse.GetValue(allocationPasses)));
+    return 0;
+});
+root.Subcommands.Add(allocations);
 
 var grpcAddress = new Option<string>("--grpc") { DefaultValueFactory = _ => "http://127.0.0.1:5070" };
 var webAddress = new Option<string>("--web") { DefaultValueFactory = _ => "http://127.0.0.1:5080" };
