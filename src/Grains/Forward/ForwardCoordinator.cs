@@ -97,7 +97,8 @@ public sealed class ForwardCoordinator(
     {
         var plan = await plans.Get(layerKey);
         var spec = plan.Spec;
-        InputValidator.Forward(command, spec, limits.Value);
+        // X's values were scanned once in Forward (a batch's, caller by caller); the plan, and so the shape it must fit, may be new.
+        InputValidator.ForwardShape(command, spec, limits.Value);
         var mode = ChooseMode(command, plan);
         Activity.Current?.SetTag("headwise.output_projection", mode == OutputProjectionMode.Gathered ? "gathered" : "partial_sums");
 

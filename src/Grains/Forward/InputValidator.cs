@@ -11,6 +11,21 @@ public static class InputValidator
 {
     public static void Forward(ForwardCommand command, AttentionSpec spec, ForwardLimits limits)
     {
+        ForwardShape(command, spec, limits);
+        var values = FloatBytes.AsFloats(command.Input);
+        long firstBad = IndexOfUnusable(values);
+        if (firstBad >= 0)
+            throw float.IsFinite(values[(int)firstBad])
+                ? Invalid(TooLarge("input.data", values[(int)firstBad], firstBad))
+                : Invalid($"input.data holds a NaN or infinite value at flat index {firstBad}; attention needs finite inputs.");
+    }
+
+    /// <summary>
+    /// <see cref="Forward"/> without the scan of X's values: for a pass planned again (another spec may hold now) whose X
+    /// was scanned when it arrived.
+    /// </summary>
+    public static void ForwardShape(ForwardCommand command, AttentionSpec spec, ForwardLimits limits)
+    {
         if (command.Batch < 1)
             throw Invalid($"input.shape[0] (batch) is {command.Batch}; it must be at least 1.");
         if (command.Tokens < 1)
@@ -40,13 +55,6 @@ public static class InputValidator
                     throw Invalid($"lengths[{b}] is {length}; it must be in 1..{command.Tokens} (the token count).");
             }
         }
-
-        var values = FloatBytes.AsFloats(command.Input);
-        long firstBad = IndexOfUnusable(values);
-        if (firstBad >= 0)
-            throw float.IsFinite(values[(int)firstBad])
-                ? Invalid(TooLarge("input.data", values[(int)firstBad], firstBad))
-                : Invalid($"input.data holds a NaN or infinite value at flat index {firstBad}; attention needs finite inputs.");
     }
 
     /// <summary>A step of the session <paramref name="session"/>, which has seen <paramref name="position"/> tokens of its
