@@ -16,6 +16,12 @@ namespace Headwise.Grains.Tests.Weights;
 /// </summary>
 public abstract class WeightVersionCluster : IAsyncLifetime
 {
+    /// <summary>
+    /// One xUnit collection for both classes: their silos share the process-wide <see cref="StorageFaults"/>, so a fault
+    /// armed by one class's test would fire in the other's cluster, and each counts the writes of the other.
+    /// </summary>
+    public const string Collection = "weight versions";
+
     private const double Bound = 1e-4;
     private const string LeaseKey = "WeightVersionTests:UploadLeaseSeconds";
     protected TestCluster _cluster = null!;
@@ -96,6 +102,14 @@ public abstract class WeightVersionCluster : IAsyncLifetime
             Assert.True(Matching(model, layer, await Forward(model, layer)) == seed, $"{when}: layer {layer} does not answer with weights {seed}.");
     }
 
+    protected async Task<bool> AnyStaged(Model model)
+    {
+        for (int layer = 0; layer < model.Spec.LayerCount; layer++)
+            for (int group = 0; group < model.Spec.GroupCount; group++)
+                if ((await _cluster.Client.GetGrain<IHeadGrain>(GrainKeys.Head(model.Name, layer, group)).GetStaged()).Length > 0) return true;
+        return false;
+    }
+
     protected async Task AssertNothingStaged(Model model, string when)
     {
         for (int layer = 0; layer < model.Spec.LayerCount; layer++)
@@ -106,6 +120,7 @@ public abstract class WeightVersionCluster : IAsyncLifetime
 }
 
 /// <summary>The uploads of <see cref="WeightVersionCluster"/> under the default lease: a stalled machine does not end them.</summary>
+[Collection(WeightVersionCluster.Collection)]
 public sealed class WeightVersionTests : WeightVersionCluster
 {
     protected override int? UploadLeaseSeconds => null;
@@ -231,6 +246,7 @@ public sealed class WeightVersionTests : WeightVersionCluster
 /// An uploader that vanishes, in a cluster whose upload lease is short (3 s): only this test lives under it, since with a
 /// 2 s lease for every upload the other tests' uploads would end whenever the machine stalled between two writes.
 /// </summary>
+[Collection(WeightVersionCluster.Collection)]
 public sealed class WeightUploadLeaseTests : WeightVersionCluster
 {
     protected override int? UploadLeaseSeconds => 3;
@@ -245,10 +261,9 @@ public sealed class WeightUploadLeaseTests : WeightVersionCluster
         await AssertServes(model, 1, "with layer 0 of another upload staged");
         Assert.NotEmpty(await _cluster.Client.GetGrain<IHeadGrain>(GrainKeys.Head(model.Name, 0, 0)).GetStaged());
 
+        // The layer drops its heads' staged weights in parallel: wait until no head of the model holds any.
         var deadline = DateTime.UtcNow.AddSeconds(20);
-        while (DateTime.UtcNow < deadline
-               && (await _cluster.Client.GetGrain<IHeadGrain>(GrainKeys.Head(model.Name, 0, 0)).GetStaged()).Length > 0)
-            await Task.Delay(250);
+        while (DateTime.UtcNow < deadline && await AnyStaged(model)) await Task.Delay(250);
         await AssertNothingStaged(model, "after the lease of 3 s");
         var late = await Assert.ThrowsAsync<HeadwiseException>(() => upload.CommitAsync());
         Assert.Equal(ErrorCode.FailedPrecondition, late.Code);
@@ -256,3 +271,6 @@ public sealed class WeightUploadLeaseTests : WeightVersionCluster
         await AssertServes(model, 1, "after the vanished upload's late commit");
     }
 }
+
+[CollectionDefinition(WeightVersionCluster.Collection)]
+public sealed class WeightVersionCollection;
