@@ -1,5 +1,3 @@
-using System.Collections.Concurrent;
-
 namespace Headwise.Grains.Forward;
 
 /// <summary>
@@ -17,39 +15,90 @@ public sealed class TensorBuffers
     /// <summary>Arrays below this length are not kept: the GC's young generation serves them from warm memory.</summary>
     public const int MinimumBytes = 64 * 1024;
 
-    private readonly ConcurrentDictionary<int, ConcurrentStack<byte[]>> _free = new();
+    private readonly Lock _lock = new();
+    private readonly Dictionary<int, Stack<byte[]>> _free = [];
+    // When each kept length was last rented or returned: a full pool gives up first the length no pass has used longest.
+    private readonly Dictionary<int, long> _lastUse = [];
     private readonly long _maxBytes;
-    private long _keptBytes;
+    private long _keptBytes, _clock;
 
-    /// <param name="maxBytes">The most bytes kept for reuse at once; arrays returned past it are left to the GC.</param>
-    public TensorBuffers(long maxBytes = 256L * 1024 * 1024) => _maxBytes = maxBytes;
+    /// <param name="maxBytes">The most bytes kept for reuse at once; null: an eighth of the memory the GC may use (the
+    /// container's, or the heap's hard limit), between 16 MiB and 256 MiB.</param>
+    public TensorBuffers(long? maxBytes = null) => _maxBytes = maxBytes ?? DefaultMaxBytes();
+
+    /// <summary>The most bytes kept for reuse at once.</summary>
+    public long MaxBytes => _maxBytes;
 
     /// <summary>Bytes kept for reuse now.</summary>
-    public long KeptBytes => Interlocked.Read(ref _keptBytes);
+    public long KeptBytes
+    {
+        get
+        {
+            lock (_lock) return _keptBytes;
+        }
+    }
 
     /// <summary>An array of exactly <paramref name="length"/> bytes whose contents are undefined; the caller writes all of it.</summary>
     public byte[] Rent(int length)
     {
-        if (length >= MinimumBytes && _free.TryGetValue(length, out var stack) && stack.TryPop(out var array))
+        if (length >= MinimumBytes)
         {
-            Interlocked.Add(ref _keptBytes, -length);
-            return array;
+            lock (_lock)
+            {
+                if (_free.TryGetValue(length, out var stack) && stack.TryPop(out var array))
+                {
+                    _keptBytes -= length;
+                    _lastUse[length] = ++_clock;
+                    if (stack.Count == 0) Forget(length);
+                    return array;
+                }
+            }
         }
         return GC.AllocateUninitializedArray<byte>(length);
     }
 
     /// <summary>
     /// Gives <paramref name="array"/> back for reuse. The caller must be its last reader and writer, and return it once:
-    /// the next <see cref="Rent"/> of its length hands it to another pass.
+    /// the next <see cref="Rent"/> of its length hands it to another pass. Past the cap, arrays of the lengths used least
+    /// recently are let go to make room (passes of many different lengths would otherwise fill the pool for good with
+    /// arrays no pass rents again); if that is not enough, this one is.
     /// </summary>
     public void Return(byte[]? array)
     {
-        if (array is null || array.Length < MinimumBytes) return;
-        if (Interlocked.Add(ref _keptBytes, array.Length) > _maxBytes)
+        if (array is null || array.Length < MinimumBytes || array.Length > _maxBytes) return;
+        int length = array.Length;
+        lock (_lock)
         {
-            Interlocked.Add(ref _keptBytes, -array.Length);
-            return;
+            while (_keptBytes + length > _maxBytes && LeastRecentlyUsedOther(length) is { } oldest)
+            {
+                var stack = _free[oldest];
+                stack.Pop();
+                _keptBytes -= oldest;
+                if (stack.Count == 0) Forget(oldest);
+            }
+            if (_keptBytes + length > _maxBytes) return;
+            if (!_free.TryGetValue(length, out var own)) _free[length] = own = new Stack<byte[]>();
+            own.Push(array);
+            _keptBytes += length;
+            _lastUse[length] = ++_clock;
         }
-        _free.GetOrAdd(array.Length, _ => new ConcurrentStack<byte[]>()).Push(array);
     }
+
+    // Only lengths with arrays kept are remembered, so passes of ever new lengths do not grow these tables.
+    private void Forget(int length)
+    {
+        _free.Remove(length);
+        _lastUse.Remove(length);
+    }
+
+    private int? LeastRecentlyUsedOther(int length)
+    {
+        int? oldest = null;
+        foreach (var (other, _) in _free)
+            if (other != length && (oldest is null || _lastUse[other] < _lastUse[oldest.Value])) oldest = other;
+        return oldest;
+    }
+
+    private static long DefaultMaxBytes() =>
+        Math.Clamp(GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / 8, 16L << 20, 256L << 20);
 }

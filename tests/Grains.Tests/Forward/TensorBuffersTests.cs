@@ -2,7 +2,8 @@ using Headwise.Grains.Forward;
 
 namespace Headwise.Grains.Tests.Forward;
 
-/// <summary>The exact-length pool of a pass's big tensors: reuse by length, nothing small kept, a cap on what it keeps.</summary>
+/// <summary>The exact-length pool of a pass's big tensors: reuse by length, nothing small kept, a cap on what it keeps, the
+/// lengths used least recently let go first when it is full.</summary>
 public sealed class TensorBuffersTests
 {
     private const int Big = 3 * 1024 * 1024;
@@ -44,6 +45,25 @@ public sealed class TensorBuffersTests
         Assert.Equal(2L * Big, buffers.KeptBytes);
         var again = Enumerable.Range(0, 3).Select(_ => buffers.Rent(Big)).ToArray();
         Assert.Equal(2, again.Count(a => arrays.Contains(a)));
+        Assert.Equal(0, buffers.KeptBytes);
+    }
+
+    [Fact]
+    public void A_full_pool_lets_go_of_the_length_used_least_recently_to_keep_the_one_returned()
+    {
+        const int a = 1 << 20, b = a + 4, c = a + 8;
+        var buffers = new TensorBuffers(maxBytes: 2L * a + 16);
+        var (first, second) = (buffers.Rent(a), buffers.Rent(b));
+        buffers.Return(first);
+        buffers.Return(second);
+        Assert.Same(first, buffers.Rent(a)); // length a used again: b is now the one used least recently
+        buffers.Return(first);
+        var third = buffers.Rent(c);
+        buffers.Return(third); // a, b and c do not fit together: b goes
+        Assert.Equal(a + (long)c, buffers.KeptBytes);
+        Assert.Same(third, buffers.Rent(c));
+        Assert.Same(first, buffers.Rent(a));
+        Assert.NotSame(second, buffers.Rent(b));
         Assert.Equal(0, buffers.KeptBytes);
     }
 
