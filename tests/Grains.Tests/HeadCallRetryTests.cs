@@ -1,7 +1,7 @@
-using System.Diagnostics;
 using Headwise.Contracts;
 using Headwise.Grains.Forward;
 using Headwise.Grains.Placement;
+using Microsoft.Extensions.Time.Testing;
 
 namespace Headwise.Grains.Tests;
 
@@ -22,42 +22,75 @@ public sealed class HeadCallRetryTests
         Assert.Equal(2, forgotten);
     }
 
+    // The retry runs on the thread pool against a fake clock the test moves; each wait is for what the moved clock lets
+    // happen next (a backoff's timer is made before the clock is moved past it), so a slow machine changes nothing but
+    // the test's own duration.
+    private static async Task WaitFor(Func<bool> condition, Task run)
+    {
+        var waited = System.Diagnostics.Stopwatch.StartNew();
+        while (!condition() && !run.IsCompleted)
+        {
+            Assert.True(waited.Elapsed < TimeSpan.FromSeconds(10), "the retry did not move on");
+            await Task.Delay(1);
+        }
+    }
+
+    /// <summary>A fake clock that counts the timers made on it (one per backoff).</summary>
+    private sealed class CountingClock : FakeTimeProvider
+    {
+        private int _timers;
+        public int Timers => Volatile.Read(ref _timers);
+
+        public override ITimer CreateTimer(TimerCallback callback, object? state, TimeSpan dueTime, TimeSpan period)
+        {
+            Interlocked.Increment(ref _timers);
+            return base.CreateTimer(callback, state, dueTime, period);
+        }
+    }
+
     [Fact]
     public async Task Retries_go_on_for_the_budget_spaced_by_backoff_then_the_failure_surfaces()
     {
-        int attempts = 0;
-        var clock = Stopwatch.StartNew();
-        await Assert.ThrowsAsync<HeadwiseException>(() => HeadCallRetry.RunAsync<int>(() =>
+        var time = new CountingClock();
+        long start = time.GetTimestamp();
+        var attemptedAt = new System.Collections.Concurrent.ConcurrentQueue<double>();
+        var run = Task.Run(() => HeadCallRetry.RunAsync<int>(() =>
         {
-            attempts++;
+            attemptedAt.Enqueue(time.GetElapsedTime(start).TotalMilliseconds);
             throw new HeadwiseException(ErrorCode.Unavailable, "relay: silo gone");
-        }, () => { }, budget: TimeSpan.FromSeconds(1.5)));
-        // 50 + 100 + 200 + 400 + 500 ms of backoff fit in 1.5 s (six attempts on an idle machine, fewer when timers run
-        // late: a stall of 1.4 s in the first backoff leaves room for none after the second attempt); it gives up when the
-        // next backoff would pass the budget, not after a count, and long before the default budget of 20 s.
-        Assert.InRange(attempts, 2, 6);
-        Assert.True(clock.Elapsed >= TimeSpan.FromMilliseconds(1000) && clock.Elapsed < TimeSpan.FromSeconds(10), $"{attempts} attempts in {clock.Elapsed.TotalMilliseconds:F0} ms");
+        }, () => { }, budget: TimeSpan.FromSeconds(1.5), time: time));
+        // Backoff 50 ms doubling to 500: 50 + 100 + 200 + 400 + 500 ms fit in 1.5 s, a sixth wait of 500 would not.
+        int[] backoffs = [50, 100, 200, 400, 500];
+        for (int i = 0; i < backoffs.Length; i++)
+        {
+            await WaitFor(() => time.Timers == i + 1, run);
+            Assert.False(run.IsCompleted, $"the retries ended after {attemptedAt.Count} attempts");
+            time.Advance(TimeSpan.FromMilliseconds(backoffs[i]));
+        }
+        await Assert.ThrowsAsync<HeadwiseException>(() => run.WaitAsync(TimeSpan.FromSeconds(10)));
+        Assert.Equal([0.0, 50, 150, 350, 750, 1250], attemptedAt.ToArray());
     }
 
     [Fact]
     public async Task The_callers_deadline_ends_the_retries()
     {
+        var time = new CountingClock();
         using var deadline = new CancellationTokenSource();
         int attempts = 0, forgotten = 0;
-        var clock = Stopwatch.StartNew();
-        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => HeadCallRetry.RunAsync<int>(() =>
+        var run = Task.Run(() => HeadCallRetry.RunAsync<int>(() =>
         {
-            // The deadline passes 1 ms into the second backoff (100 ms). Timers fire in due order, so however late this
-            // machine runs them, the deadline interrupts that wait: no third attempt, and the locations are not
-            // forgotten a second time. (A deadline measured in wall time from the first attempt failed once in CI when
-            // a stalled timer let it pass inside the first backoff.)
-            if (++attempts == 2) deadline.CancelAfter(TimeSpan.FromMilliseconds(1));
+            Interlocked.Increment(ref attempts);
             throw new SiloUnavailableException("gone");
-        }, () => forgotten++, deadline.Token));
+        }, () => Interlocked.Increment(ref forgotten), deadline.Token, time: time));
+        await WaitFor(() => time.Timers == 1, run);
+        time.Advance(TimeSpan.FromMilliseconds(50));
+        await WaitFor(() => time.Timers == 2, run);
+        // The deadline passes during the second backoff, which the fake clock never ends: only the deadline can end the
+        // wait (a wait that ignored it would hang until WaitAsync gives up, and fail the test).
+        deadline.Cancel();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => run.WaitAsync(TimeSpan.FromSeconds(10)));
         Assert.Equal(2, attempts);
         Assert.Equal(1, forgotten);
-        // Far below the 20 s budget that would end the retries without a deadline.
-        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(10), $"{clock.Elapsed.TotalMilliseconds:F0} ms");
     }
 
     [Fact]

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using Headwise.Contracts;
 
 namespace Headwise.Grains.Forward;
@@ -23,11 +22,13 @@ public static class HeadCallRetry
         e is SiloUnavailableException or OrleansMessageRejectionException or HeadwiseException { Code: ErrorCode.Unavailable };
 
     /// <param name="budget">How long to go on retrying at most (<see cref="Budget"/> when null).</param>
+    /// <param name="time">The clock of the backoff and the budget (the system's when null).</param>
     public static async Task<T> RunAsync<T>(Func<Task<T>> attempt, Action beforeRetry, CancellationToken cancellationToken = default,
-        TimeSpan? budget = null)
+        TimeSpan? budget = null, TimeProvider? time = null)
     {
         var limit = budget ?? Budget;
-        long started = Stopwatch.GetTimestamp();
+        var clock = time ?? TimeProvider.System;
+        long started = clock.GetTimestamp();
         var backoff = FirstBackoff;
         while (true)
         {
@@ -36,10 +37,10 @@ public static class HeadCallRetry
             {
                 return await attempt();
             }
-            catch (Exception e) when (IsSiloFailure(e) && Stopwatch.GetElapsedTime(started) + backoff < limit)
+            catch (Exception e) when (IsSiloFailure(e) && clock.GetElapsedTime(started) + backoff < limit)
             {
                 cancellationToken.ThrowIfCancellationRequested();
-                await Task.Delay(backoff, cancellationToken);
+                await Task.Delay(backoff, clock, cancellationToken);
                 backoff = backoff * 2 < MaxBackoff ? backoff * 2 : MaxBackoff;
                 beforeRetry();
             }
