@@ -180,11 +180,17 @@ public sealed class DecodeSessionCoordinatorLossTests : IAsyncLifetime
         string orphan = SessionIds.New();
         holder.Put("lease/0/0", orphan, [new KeyValueCache(golden.Spec.ModelDim / golden.Spec.HeadCount)]);
 
-        // More than two leases of 3 s, with another session's steps on the same silo (which sweep expired leases).
+        // More than two leases of 3 s, with another session's steps on the same silo (which sweep expired leases). Each
+        // sweep comes just after a renewal the open session's grain made (its timer renews every second): the test says
+        // that renewals keep the caches, and a machine that stalled the grain's timer past the lease must not decide it.
         string busy = SessionIds.New();
         for (int second = 0; second < 7; second++)
         {
             await Task.Delay(TimeSpan.FromSeconds(1));
+            long renewals = holder.Renewals;
+            var waited = System.Diagnostics.Stopwatch.StartNew();
+            while (holder.Renewals == renewals && waited.Elapsed < TimeSpan.FromSeconds(30)) await Task.Delay(10);
+            Assert.True(holder.Renewals > renewals, "the open session's grain renewed no lease for 30 s");
             holder.Put("lease/0/busy", busy, [new KeyValueCache(golden.Spec.ModelDim / golden.Spec.HeadCount)]);
         }
 

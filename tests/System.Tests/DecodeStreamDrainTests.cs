@@ -81,8 +81,26 @@ public sealed class DecodeStreamDrainTests(ITestOutputHelper log)
             using (var term = Process.Start(new ProcessStartInfo("kill", $"-TERM {silos[1].ProcessId}") { UseShellExecute = false })!)
                 await term.WaitForExitAsync();
 
-            // Through the drain time the silo serves on: a step a second later is answered on the same stream.
-            await Task.Delay(TimeSpan.FromSeconds(1));
+            // Through the drain time the silo serves on: a step sent once the silo says it is draining (its readiness
+            // answers 503) is answered on the same stream. Sent as soon as that is seen, not after a fixed wait, so a
+            // stalled test machine does not push the step past the drain.
+            using (var http = new HttpClient { Timeout = TimeSpan.FromSeconds(5) })
+            {
+                while (clock.Elapsed < TimeSpan.FromSeconds(DrainSeconds))
+                {
+                    try
+                    {
+                        using var ready = await http.GetAsync(new Uri(silos[1].WebAddress, "/healthz/ready"));
+                        if (ready.StatusCode == System.Net.HttpStatusCode.ServiceUnavailable) break;
+                    }
+                    catch (Exception e) when (e is HttpRequestException or TaskCanceledException)
+                    {
+                        break; // no longer listening: the step below says whether the stream still serves
+                    }
+                    await Task.Delay(20);
+                }
+            }
+            log.WriteLine($"draining seen {clock.Elapsed.TotalSeconds:F2} s after SIGTERM");
             await Step(RoundTrip);
             int drainedAt = position;
 

@@ -55,6 +55,11 @@ public sealed class SessionCaches
     /// <summary>Caches evicted for the byte cap or idleness since the silo started.</summary>
     public long Evictions { get; private set; }
 
+    /// <summary>Lease renewals (<see cref="Renew"/> calls) since the silo started.</summary>
+    public long Renewals { get { lock (_lock) return _renewals; } }
+
+    private long _renewals;
+
     /// <summary>The head's caches for the session, or null when it has none (never filled, evicted, dropped).</summary>
     public KeyValueCache[]? Find(string head, string session)
     {
@@ -161,6 +166,7 @@ public sealed class SessionCaches
             long now = Stopwatch.GetTimestamp();
             foreach (var (key, entry) in _entries)
                 if (key.Session == session) entry.LastUse = now;
+            _renewals++;
         }
     }
 
