@@ -197,7 +197,11 @@ public sealed partial class SiloPass(
             BytesSent = localInput is null ? inputBytes : 0,
             BytesReceived = localInput is null ? sentBack : 0,
         });
-        if (localInput is not null && request.Work is not null) rescue.Passed(request.Layer, Stopwatch.GetElapsedTime(received));
+        // A pass that computed a silo's groups here (past the hedge, or at once for a suspect) says how long a lost silo was
+        // waited for, not how long this layer's passes take: counted, the passes of one hung spell raised the hedge time to
+        // 4× a hedged pass, and the first passes after each suspicion waited 3–4 s (ChaosTests, CI).
+        if (localInput is not null && request.Work is not null && !RescuedHere(request, answers))
+            rescue.Passed(request.Layer, Stopwatch.GetElapsedTime(received));
         var partialTicket = Guid.Empty;
         if (partialSent is not null)
         {
@@ -254,6 +258,10 @@ public sealed partial class SiloPass(
         }
         return new Computed(share.Partial, share.Groups, share.ProjectionMs);
     }
+
+    // Groups of the silos below that were computed on this silo (rescued) rather than by their own silo.
+    private bool RescuedHere(SiloPassRequest request, List<GroupAnswer> answers) =>
+        answers.Any(a => a.Silo == silo.Name && Array.IndexOf(request.Groups, a.Group) < 0);
 
     // A forward pass does not wait on a silo below that failed or hangs: past the hedge time (or at once, for a silo
     // that failed) this silo computes that silo's groups itself, from storage, and the pass goes on. The late answer is
