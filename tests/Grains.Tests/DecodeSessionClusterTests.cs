@@ -59,6 +59,16 @@ public sealed class DecodeClusterCollection
 
 internal static class DecodeSteps
 {
+    /// <summary>A one-silo cluster configured by <typeparamref name="TConfigurator"/>, deployed.</summary>
+    public static async Task<TestCluster> DeployOneSilo<TConfigurator>() where TConfigurator : ISiloConfigurator, new()
+    {
+        var builder = new TestClusterBuilder(1);
+        builder.AddSiloBuilderConfigurator<TConfigurator>();
+        var cluster = builder.Build();
+        await cluster.DeployAsync();
+        return cluster;
+    }
+
     /// <summary>Creates <paramref name="model"/> from a golden case with RoPE on and uploads its weights.</summary>
     public static async Task<GoldenCase> LoadWithRope(IClusterClient client, string model, string caseName = "linear-gqa-window")
     {
@@ -232,13 +242,7 @@ public sealed class DecodeSessionLimitTests : IAsyncLifetime
         }
     }
 
-    public async Task InitializeAsync()
-    {
-        var builder = new TestClusterBuilder(1);
-        builder.AddSiloBuilderConfigurator<SiloConfigurator>();
-        _cluster = builder.Build();
-        await _cluster.DeployAsync();
-    }
+    public async Task InitializeAsync() => _cluster = await DecodeSteps.DeployOneSilo<SiloConfigurator>();
 
     public async Task DisposeAsync() => await _cluster.StopAllSilosAsync();
 
@@ -306,13 +310,7 @@ public sealed class DecodeSessionIdleTests : IAsyncLifetime
         }
     }
 
-    public async Task InitializeAsync()
-    {
-        var builder = new TestClusterBuilder(1);
-        builder.AddSiloBuilderConfigurator<SiloConfigurator>();
-        _cluster = builder.Build();
-        await _cluster.DeployAsync();
-    }
+    public async Task InitializeAsync() => _cluster = await DecodeSteps.DeployOneSilo<SiloConfigurator>();
 
     public async Task DisposeAsync() => await _cluster.StopAllSilosAsync();
 

@@ -12,12 +12,7 @@ public static class InputValidator
     public static void Forward(ForwardCommand command, AttentionSpec spec, ForwardLimits limits)
     {
         ForwardShape(command, spec, limits);
-        var values = FloatBytes.AsFloats(command.Input);
-        long firstBad = IndexOfUnusable(values);
-        if (firstBad >= 0)
-            throw float.IsFinite(values[(int)firstBad])
-                ? Invalid(TooLarge("input.data", values[(int)firstBad], firstBad))
-                : Invalid($"input.data holds a NaN or infinite value at flat index {firstBad}; attention needs finite inputs.");
+        RequireUsable(command.Input, index => $"input.data holds a NaN or infinite value at flat index {index}; attention needs finite inputs.");
     }
 
     /// <summary>
@@ -75,12 +70,18 @@ public static class InputValidator
         long expected = (long)command.Batch * command.Tokens * spec.ModelDim * sizeof(float);
         if (command.Input.Length != expected)
             throw Invalid($"input has {command.Input.Length} bytes; shape [{command.Batch}, {command.Tokens}, {spec.ModelDim}] float32 needs {expected}.");
-        var values = FloatBytes.AsFloats(command.Input);
+        RequireUsable(command.Input, index => $"input has a non-finite value at flat index {index}.");
+    }
+
+    // X's values: finite, and small enough that X·W cannot overflow float32 (the first that is not is named).
+    private static void RequireUsable(byte[] input, Func<long, string> nonFinite)
+    {
+        var values = FloatBytes.AsFloats(input);
         long firstBad = IndexOfUnusable(values);
         if (firstBad >= 0)
             throw float.IsFinite(values[(int)firstBad])
                 ? Invalid(TooLarge("input.data", values[(int)firstBad], firstBad))
-                : Invalid($"input has a non-finite value at flat index {firstBad}.");
+                : Invalid(nonFinite(firstBad));
     }
 
     /// <summary>
