@@ -47,7 +47,7 @@ public static class SiloClustering
             // Orleans' binary format here too: the default JSON storage serializer wrote every byte block (weights, a
             // decode step's stored inputs) as base64 through Newtonsoft, and read it back the same way.
             silo.AddMemoryGrainStorage(StorageNames.Weights, storage => storage.Configure<IServiceProvider>((memory, services) =>
-                memory.GrainStorageSerializer = new OrleansGrainStorageSerializer(services.GetRequiredService<Orleans.Serialization.Serializer>())));
+                memory.GrainStorageSerializer = new ExactGrainStorageSerializer(services.GetRequiredService<Orleans.Serialization.Serializer>())));
         }
         else
         {
@@ -55,7 +55,7 @@ public static class SiloClustering
             {
                 redis.ConfigurationOptions = ConfigurationOptions.Parse(options.Redis);
                 // Weights are byte blocks: Orleans' binary format stores them as they are, JSON would inflate them by a third.
-                redis.GrainStorageSerializer = new OrleansGrainStorageSerializer(services.GetRequiredService<Orleans.Serialization.Serializer>());
+                redis.GrainStorageSerializer = new ExactGrainStorageSerializer(services.GetRequiredService<Orleans.Serialization.Serializer>());
                 redis.DeleteStateOnClear = true;
             }));
         }
