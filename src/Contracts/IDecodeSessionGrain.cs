@@ -107,10 +107,12 @@ public sealed record HeadDecodeOutcome
 public sealed record LayerProjection
 {
     [Id(0)] public required AttentionSpec Spec { get; init; }
-    /// <summary>W_O: [Hq·dh × D] float32 bytes.</summary>
+    /// <summary>W_O: [Hq·dh × D] float32 bytes; empty when <see cref="OutputWeightsHeld"/>.</summary>
     [Id(1)] public required byte[] OutputWeights { get; init; }
     /// <summary>b_O: [D] float32 bytes, or null.</summary>
     [Id(2)] public byte[]? OutputBias { get; init; }
     /// <summary>Per group, the version of the weights W_O's rows came from.</summary>
     [Id(3)] public Guid[] HeadVersions { get; init; } = [];
+    /// <summary>W_O left out: the caller said it holds W_O of these very <see cref="HeadVersions"/>.</summary>
+    [Id(4)] public bool OutputWeightsHeld { get; init; }
 }

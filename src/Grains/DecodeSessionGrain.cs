@@ -51,14 +51,14 @@ public sealed class DecodeSessionGrain(
         var limit = options.Value;
         if (maxTokens < 0 || maxTokens > limit.MaxTokens)
             throw new HeadwiseException(ErrorCode.InvalidArgument, $"max_tokens must be 0 (default {limit.DefaultMaxTokens}) or in 1..{limit.MaxTokens} (Headwise__Sessions__MaxTokens), got {maxTokens}.");
-        var projection = await GrainFactory.GetGrain<ILayerGrain>(GrainKeys.Layer(model, layer)).GetProjection();
+        var (projection, shared) = await projections.Fetch(GrainFactory, model, layer);
         var session = new DecodeSessionState
         {
             Model = model,
             Layer = layer,
             MaxTokens = maxTokens == 0 ? limit.DefaultMaxTokens : maxTokens,
             Spec = projection.Spec,
-            Projection = projections.Get(model, layer, projection),
+            Projection = shared,
         };
         await Log.Open(new SessionRecord
         {

@@ -188,7 +188,7 @@ public sealed class LayerGrain(
             await Promote(committed);
     }
 
-    public async Task<LayerProjection> GetProjection()
+    public async Task<LayerProjection> GetProjection(Guid[]? heldVersions = null)
     {
         var spec = await RequireSpecForForward();
         await CatchUp();
@@ -196,10 +196,14 @@ public sealed class LayerGrain(
             throw new HeadwiseException(ErrorCode.FailedPrecondition, $"layer '{Key}' has no weights yet; upload the model's weights before opening a session.");
         if (_outputWeights is null) await DescribeHeads(spec);
         var outputWeights = _outputWeights ??= await AssembleOutputWeights(spec);
+        // W_O is megabytes (2.4 for GPT-2 small, 64 for a 4096-wide layer): a silo whose sessions already hold this
+        // version's copy gets the rest without it, rather than a fresh copy per session opened.
+        bool held = heldVersions is not null && heldVersions.AsSpan().SequenceEqual(_headVersions);
         return new LayerProjection
         {
             Spec = spec,
-            OutputWeights = FloatBytes.ToBytes(outputWeights),
+            OutputWeights = held ? [] : FloatBytes.ToBytes(outputWeights),
+            OutputWeightsHeld = held,
             OutputBias = state.State.OutputBias,
             HeadVersions = _headVersions,
         };

@@ -38,6 +38,34 @@ public sealed class SessionProjectionsTests
     }
 
     [Fact]
+    public void A_layer_that_left_W_O_out_is_served_from_the_copy_held()
+    {
+        var projections = new SessionProjections();
+        var versions = new[] { Guid.NewGuid(), Guid.NewGuid() };
+        var held = projections.Get("m", 0, Projection(versions, 1));
+        var omitted = Projection([.. versions], 1) with { OutputWeights = [], OutputWeightsHeld = true };
+
+        Assert.Same(held, projections.Get("m", 0, omitted, held));
+
+        // Only b_O changed: a new copy with the new b_O and the held W_O (the same rows: the same head versions).
+        var newBias = projections.Get("m", 0, omitted with { OutputBias = FloatBytes.ToBytes([2f, 2, 2, 2]) }, held);
+        Assert.NotSame(held, newBias);
+        Assert.Same(held.OutputWeights, newBias.OutputWeights);
+        Assert.Equal([2f, 2, 2, 2], newBias.OutputBias);
+    }
+
+    [Fact]
+    public void W_O_left_out_for_versions_not_held_is_refused_rather_than_guessed()
+    {
+        var projections = new SessionProjections();
+        var versions = new[] { Guid.NewGuid() };
+        var omitted = Projection(versions, 1) with { OutputWeights = [], OutputWeightsHeld = true };
+        Assert.Throws<InvalidOperationException>(() => projections.Get("m", 0, omitted));
+        var other = projections.Get("m", 1, Projection([Guid.NewGuid()], 1));
+        Assert.Throws<InvalidOperationException>(() => projections.Get("m", 0, omitted, other));
+    }
+
+    [Fact]
     public void A_copy_no_session_holds_is_let_go()
     {
         var projections = new SessionProjections();

@@ -70,6 +70,38 @@ public sealed class TwoSiloClusterTests(ITestOutputHelper output) : IAsyncLifeti
     }
 
     [Fact]
+    public async Task A_layer_sends_W_O_only_to_a_caller_without_a_copy_of_its_versions()
+    {
+        var golden = GoldenCase.Load("gpt2-small-shape");
+        var grains = _cluster.Client;
+        await grains.GetGrain<IModelCatalogGrain>(GrainKeys.Catalog).Create("held", golden.Spec);
+        await WeightUpload.UploadAsync(grains, "held", golden.Bytes, golden.Layout, golden.Prefix);
+        var layer = grains.GetGrain<ILayerGrain>(GrainKeys.Layer("held", 0));
+
+        var full = await layer.GetProjection();
+        Assert.False(full.OutputWeightsHeld);
+        Assert.Equal(golden.Spec.HeadCount * golden.Spec.HeadDim * golden.Spec.ModelDim * sizeof(float), full.OutputWeights.Length);
+
+        var held = await layer.GetProjection([.. full.HeadVersions]);
+        Assert.True(held.OutputWeightsHeld);
+        Assert.Empty(held.OutputWeights);
+        Assert.Equal(full.HeadVersions, held.HeadVersions);
+        Assert.Equal(full.OutputBias, held.OutputBias);
+
+        // Another version held (one group differs) gets W_O whole.
+        var other = full.HeadVersions.ToArray();
+        other[^1] = Guid.NewGuid();
+        Assert.Equal(full.OutputWeights, (await layer.GetProjection(other)).OutputWeights);
+
+        // After a new upload the old versions are stale: W_O comes whole, with the new versions.
+        await WeightUpload.UploadAsync(grains, "held", golden.Bytes, golden.Layout, golden.Prefix);
+        var reuploaded = await layer.GetProjection(full.HeadVersions);
+        Assert.False(reuploaded.OutputWeightsHeld);
+        Assert.Equal(full.OutputWeights, reuploaded.OutputWeights);
+        Assert.NotEqual(full.HeadVersions, reuploaded.HeadVersions);
+    }
+
+    [Fact]
     public void Every_silo_copies_stored_bytes_with_the_flat_copier()
     {
         // The memory storage's grain calls deep-copy each state as a ReadOnlyMemory<byte> (FlatReadOnlyMemoryCopier).

@@ -12,7 +12,7 @@ internal static class SessionRebuild
         SessionBudget budget, string sessionId)
     {
         var stored = log.Stored;
-        var projection = await grains.GetGrain<ILayerGrain>(GrainKeys.Layer(stored.Model, stored.Layer)).GetProjection();
+        var (projection, shared) = await projections.Fetch(grains, stored.Model, stored.Layer);
         if (!projection.HeadVersions.AsSpan().SequenceEqual(stored.HeadVersions))
             throw new HeadwiseException(ErrorCode.FailedPrecondition,
                 $"the weights of model '{stored.Model}' layer {stored.Layer} were uploaded again after session '{sessionId}' opened: " +
@@ -23,7 +23,7 @@ internal static class SessionRebuild
             Layer = stored.Layer,
             MaxTokens = stored.MaxTokens,
             Spec = projection.Spec,
-            Projection = projections.Get(stored.Model, stored.Layer, projection),
+            Projection = shared,
             Batch = stored.Batch,
             Position = stored.Position,
         };

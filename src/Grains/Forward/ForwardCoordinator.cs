@@ -191,7 +191,7 @@ public sealed class ForwardCoordinator(
         {
             // Fetched once per plan (W_O is 2.4 MB for GPT-2 small, 64 MB for a 4096-wide layer), not once per pass.
             var (model, layer) = HeadwiseTelemetry.SplitKey(layerKey);
-            projection = projections.Get(model, layer, await grains.GetGrain<ILayerGrain>(layerKey).GetProjection());
+            projection = (await projections.Fetch(grains, model, layer)).Shared;
             plans.Attach(layerKey, plan, projection);
         }
         if (!projection.HeadVersions.AsSpan().SequenceEqual(plan.HeadVersions)) throw new StalePlanException();
