@@ -18,6 +18,8 @@ public sealed class SessionInputsTests
         public Dictionary<GrainId, (object State, string ETag)> Keys { get; } = [];
         public long BytesWritten { get; private set; }
         public int Writes { get; private set; }
+        /// <summary>Reads that found a stored segment (its rows read back and decoded).</summary>
+        public int SegmentsRead { get; private set; }
 
         private static object Copy(object state) => state switch
         {
@@ -30,6 +32,7 @@ public sealed class SessionInputsTests
         {
             if (Keys.TryGetValue(grainId, out var held))
             {
+                if (held.State is SessionInputSegment) SegmentsRead++;
                 grainState.State = (T)Copy(held.State);
                 grainState.ETag = held.ETag;
                 grainState.RecordExists = true;
@@ -116,6 +119,29 @@ public sealed class SessionInputsTests
         AssertHistory(await new SessionInputs(storage, "s1", Batch, ModelDim, SegmentTokens).ReadAsync(0, tokens + 11, tail), 0, tokens + 11);
         await rebuilt.ClearAsync(tokens + 11, slotsUsed: 3);
         Assert.Empty(storage.Keys);
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task A_close_deletes_the_segments_it_wrote_or_read_without_reading_them_back(bool rebuilt)
+    {
+        var storage = new CountingStorage();
+        var inputs = new SessionInputs(storage, "s4", Batch, ModelDim, SegmentTokens);
+        const int tokens = 23; // segments 0–4 whole, 20–22 as pieces of segment 5
+        int[] tail = [];
+        for (int p = 0; p < tokens; p++) tail = await inputs.WriteAsync(p, 1, Input(p, 1), tail);
+        if (rebuilt)
+        {
+            // Another coordinator that read the history back knows every segment it read.
+            inputs = new SessionInputs(storage, "s4", Batch, ModelDim, SegmentTokens);
+            AssertHistory(await inputs.ReadAsync(0, tokens, tail), 0, tokens);
+        }
+
+        int read = storage.SegmentsRead;
+        await inputs.ClearAsync(tokens, slotsUsed: tail.Length);
+        Assert.Empty(storage.Keys);
+        Assert.Equal(read, storage.SegmentsRead);
     }
 
     [Fact]

@@ -20,8 +20,11 @@ public sealed class SessionInputs(IGrainStorage storage, string session, int bat
 
     private const string StateName = "session-inputs";
 
-    // Segments and slots this coordinator has read or written, with their ETags.
+    // Segments and slots this coordinator has read or written, with their ETags. A segment the steps have moved past
+    // keeps its ETag without its rows: a Close deletes it without reading it back first (a close at context 1024 read
+    // and decoded every segment, 3 MB, only to learn their ETags).
     private readonly Dictionary<int, GrainState<SessionInputSegment>> _segments = [];
+    private int _rowsKeptFrom; // segments below this one hold no rows
     private readonly Dictionary<int, GrainState<SessionInputPiece>> _slots = [];
     // [B, S, D] bytes of the segments a next step may still write whole: the rows this coordinator has seen of them
     // (rows past the session's position belong to a step under way or one that failed).
@@ -46,7 +49,8 @@ public sealed class SessionInputs(IGrainStorage storage, string session, int bat
         // pieces there only when nothing is listed.
         bool tailHere = tail.Length == 0 || tail[0] / segmentTokens == first;
         foreach (var stale in _held.Keys.Where(k => k < first).ToList()) _held.Remove(stale);
-        foreach (var stale in _segments.Keys.Where(k => k < first).ToList()) _segments.Remove(stale);
+        for (; _rowsKeptFrom < first; _rowsKeptFrom++)
+            if (_segments.TryGetValue(_rowsKeptFrom, out var passed)) passed.State = new SessionInputSegment();
 
         int[] after = tail;
         var writes = new List<Task>(last - first + 1);
@@ -154,6 +158,11 @@ public sealed class SessionInputs(IGrainStorage storage, string session, int bat
                 _held[index] = rows;
                 _segments[index] = state;
             }
+            else
+            {
+                state.State = new SessionInputSegment();
+                _segments[index] = state;
+            }
         }
         for (int slot = 0; slot < pieces.Count; slot++) _slots[slot] = pieces[slot];
         return history;
@@ -187,6 +196,7 @@ public sealed class SessionInputs(IGrainStorage storage, string session, int bat
         var slots = Enumerable.Range(0, Math.Min(slotsUsed + 1, TailSlots)).Select(slot => Clear(_slots, slot, SlotKey(slot)));
         await Task.WhenAll(segments.Concat(slots));
         _segments.Clear();
+        _rowsKeptFrom = 0;
         _slots.Clear();
         _held.Clear();
     }
