@@ -38,6 +38,24 @@ public interface IHeadKernel
     void Attend(ReadOnlySpan<float> input, int batch, int tokens, ReadOnlySpan<int> lengths,
         HeadGroupWeights weights, AttentionOptions options, Span<float> output, Span<float> attention);
 
+    /// <summary>
+    /// <see cref="Attend"/> of one sequence, causal or not as <paramref name="options"/> say, that also hands back the
+    /// sequence's K and V rows (K after RoPE at positions 0 …): what a decode session's cache keeps after a prefill. A
+    /// kernel without its own projects K and V again.
+    /// </summary>
+    /// <param name="keys">K: [tokens, dh]</param>
+    /// <param name="values">V: [tokens, dh]</param>
+    void AttendKeepingKeys(ReadOnlySpan<float> input, int tokens, HeadGroupWeights weights, AttentionOptions options,
+        Span<float> output, Span<float> keys, Span<float> values)
+    {
+        var shape = weights.Shape;
+        KernelArguments.CheckKeys(tokens, shape, keys, values);
+        Attend(input, 1, tokens, [], weights, options, output, []);
+        Project(input, tokens, shape.ModelDim, weights.Key, shape.HeadDim, weights.KeyBias, keys);
+        Project(input, tokens, shape.ModelDim, weights.Value, shape.HeadDim, weights.ValueBias, values);
+        options.Rotary.Apply(keys, tokens, 1, shape.HeadDim, 0);
+    }
+
     /// <summary>y = x·W + b.</summary>
     /// <param name="input">x: [rows, inner]</param>
     /// <param name="weights">W: [inner, outer]</param>

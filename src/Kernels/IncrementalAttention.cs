@@ -55,10 +55,9 @@ public static class IncrementalAttention
                 // depend on distances only: the kernel's fused, tiled attention gives Z at forward-pass speed, and
                 // the cache needs just K and V (a query row at a time over the cache was 2.5× a forward at 1024).
                 // The kernel's RoPE counts positions from 0, so a RoPE re-fill from a later position stays below.
-                kernel.Attend(input, 1, tokens, [], weights, options with { Causal = true, Rotary = rotary }, output, []);
-                kernel.Project(input, tokens, shape.ModelDim, weights.Key, shape.HeadDim, weights.KeyBias, keys);
-                kernel.Project(input, tokens, shape.ModelDim, weights.Value, shape.HeadDim, weights.ValueBias, values);
-                rotary.Apply(keys, tokens, 1, shape.HeadDim, firstPosition);
+                // The kernel hands back K and V from its own projection (the SIMD kernel's one GEMM), rather than
+                // projecting them a second time: that was 5/3 of a forward pass's projections, a prefill 1.5× a forward.
+                kernel.AttendKeepingKeys(input, tokens, weights, options with { Causal = true, Rotary = rotary }, output, keys, values);
                 cache.Append(keys, values, tokens);
                 cache.TrimToWindow(options.Window);
                 return;

@@ -22,6 +22,12 @@ internal static class KernelArguments
             RequireLength(attention.Length, (long)batch * shape.QueryHeads * tokens * tokens, "[batch, g, tokens, tokens] or empty", nameof(attention));
     }
 
+    public static void CheckKeys(int tokens, HeadGroupShape shape, Span<float> keys, Span<float> values)
+    {
+        RequireLength(keys.Length, (long)tokens * shape.HeadDim, "[tokens, dh]", nameof(keys));
+        RequireLength(values.Length, (long)tokens * shape.HeadDim, "[tokens, dh]", nameof(values));
+    }
+
     public static void CheckProject(ReadOnlySpan<float> input, int rows, int inner, ReadOnlySpan<float> weights, int outer,
         ReadOnlySpan<float> bias, Span<float> output)
     {

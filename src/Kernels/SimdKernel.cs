@@ -82,21 +82,37 @@ public sealed unsafe class SimdKernel : IHeadKernel
         Span<float> attention)
     {
         KernelArguments.CheckAttend(input, batch, tokens, lengths, weights, output, attention);
+        AttendWidth(input, batch, tokens, lengths, weights, options, output, attention, [], []);
+    }
+
+    /// <summary>The fused pass keeps the sequence's K and V where its one GEMM put them: no second projection.</summary>
+    public void AttendKeepingKeys(ReadOnlySpan<float> input, int tokens, HeadGroupWeights weights, AttentionOptions options,
+        Span<float> output, Span<float> keys, Span<float> values)
+    {
+        KernelArguments.CheckAttend(input, 1, tokens, [], weights, output, []);
+        KernelArguments.CheckKeys(tokens, weights.Shape, keys, values);
+        AttendWidth(input, 1, tokens, [], weights, options, output, [], keys, values);
+    }
+
+    private void AttendWidth(ReadOnlySpan<float> input, int batch, int tokens, ReadOnlySpan<int> lengths, HeadGroupWeights weights,
+        AttentionOptions options, Span<float> output, Span<float> attention, Span<float> keys, Span<float> values)
+    {
         var shape = weights.Shape;
         if (batch == 0 || tokens == 0 || shape.QueryWidth == 0) return;
         var group = Packed(weights);
         switch (width)
         {
-            case VectorWidth.Bits512: Attend<Vector512Ops, Vector512<float>>(input, batch, tokens, lengths, group, options, output, attention); break;
-            case VectorWidth.Bits256: Attend<Vector256Ops, Vector256<float>>(input, batch, tokens, lengths, group, options, output, attention); break;
-            case VectorWidth.Bits128: Attend<Vector128Ops, Vector128<float>>(input, batch, tokens, lengths, group, options, output, attention); break;
-            default: Attend<ScalarOps, float>(input, batch, tokens, lengths, group, options, output, attention); break;
+            case VectorWidth.Bits512: Attend<Vector512Ops, Vector512<float>>(input, batch, tokens, lengths, group, options, output, attention, keys, values); break;
+            case VectorWidth.Bits256: Attend<Vector256Ops, Vector256<float>>(input, batch, tokens, lengths, group, options, output, attention, keys, values); break;
+            case VectorWidth.Bits128: Attend<Vector128Ops, Vector128<float>>(input, batch, tokens, lengths, group, options, output, attention, keys, values); break;
+            default: Attend<ScalarOps, float>(input, batch, tokens, lengths, group, options, output, attention, keys, values); break;
         }
         GC.KeepAlive(group);
     }
 
+    // keys, values: [tokens, dh] of a batch of one, or empty.
     private static void Attend<TOps, TVector>(ReadOnlySpan<float> input, int batch, int tokens, ReadOnlySpan<int> lengths,
-        PackedHeadGroup group, AttentionOptions options, Span<float> output, Span<float> attention)
+        PackedHeadGroup group, AttentionOptions options, Span<float> output, Span<float> attention, Span<float> keys, Span<float> values)
         where TOps : struct, IFloatVectorOps<TVector>
         where TVector : struct
     {
@@ -148,6 +164,15 @@ public sealed unsafe class SimdKernel : IHeadKernel
                         // RoPE where the GEMM left Q and K, before Q is scaled and K packed: K's columns follow Q's heads,
                         // so one call rotates the g + 1 heads and computes each position's angles once.
                         options.Rotary.Apply(new Span<float>(qkv, tokens * projectionWidth), projectionWidth, tokens, shape.QueryHeads + 1, headDim, 0);
+                    }
+                    if (!keys.IsEmpty)
+                    {
+                        for (int row = 0; row < tokens; row++)
+                        {
+                            var projected = new ReadOnlySpan<float>(qkv + (nint)row * projectionWidth + queryWidth, 2 * headDim);
+                            projected[..headDim].CopyTo(keys.Slice(row * headDim, headDim));
+                            projected[headDim..].CopyTo(values.Slice(row * headDim, headDim));
+                        }
                     }
                     // Scaling Q once costs tokens·g·dh multiplies; scaling the scores would cost tokens² per head.
                     for (int row = 0; row < tokens; row++)
