@@ -73,6 +73,15 @@ forwards.SetAction((parse, cancellationToken) =>
         Ints(parse.GetRequiredValue(forwardCallers)), parse.GetValue(forwardPasses), cancellationToken);
 });
 root.Subcommands.Add(forwards);
+var lifecycleContexts = new Option<string>("--contexts") { DefaultValueFactory = _ => "128,1024,2048", Description = "prompt tokens per session" };
+var lifecycleRepetitions = new Option<int>("--repetitions") { DefaultValueFactory = _ => 21, Description = "sessions per context" };
+var lifecycle = new Command("lifecycle", "a session's open, prefill (beside a causal Forward of the same X) and close (docs/performance.md)")
+    { siloDll, lifecycleContexts, lifecycleRepetitions };
+lifecycle.SetAction((parse, cancellationToken) =>
+    SessionLifecycle.RunAsync(Path.GetFullPath(parse.GetRequiredValue(siloDll)),
+        parse.GetRequiredValue(lifecycleContexts).Split(',').Select(s => int.Parse(s, CultureInfo.InvariantCulture)).ToArray(),
+        parse.GetValue(lifecycleRepetitions), cancellationToken));
+root.Subcommands.Add(lifecycle);
 root.SetAction(async (parse, cancellationToken) =>
 {
     var targets = parse.GetRequiredValue(contexts).Split(',').Select(s => int.Parse(s, CultureInfo.InvariantCulture)).ToArray();
