@@ -37,11 +37,23 @@ internal static class StepSplit
         FloatTensor Tokens(int count) =>
             new(Enumerable.Range(0, count * modelDim).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray(), 1, count, modelDim);
 
-        // Warm-up: steps of a session of its own until the silo's JIT is quiet.
-        string warm = (await client.OpenSessionAsync(Model, 0, 16384, cancellationToken)).Id;
-        await client.DecodeAsync(warm, Tokens(Math.Max(1, context - 1)), cancellationToken);
+        // Warm-up: steps of a session of its own until the silo's JIT is quiet, in a new session whenever one is full (a
+        // JIT that stays busy for long would otherwise run a session past its max_tokens).
+        const int WarmMaxTokens = 16384;
+        var prompt = Tokens(Math.Max(1, context - 1));
         var token = Tokens(1);
-        await Warmup.RunAsync(() => client.DecodeAsync(warm, token, cancellationToken), Warmup.Default, cluster.WebAddresses, minimumPasses: 200);
+        string warm = "";
+        int warmPosition = WarmMaxTokens;
+        await Warmup.RunAsync(async () =>
+        {
+            if (warmPosition + 1 > WarmMaxTokens)
+            {
+                if (warm.Length > 0) await client.CloseSessionAsync(warm, cancellationToken);
+                warm = (await client.OpenSessionAsync(Model, 0, WarmMaxTokens, cancellationToken)).Id;
+                warmPosition = (await client.DecodeAsync(warm, prompt, cancellationToken)).Position;
+            }
+            warmPosition = (await client.DecodeAsync(warm, token, cancellationToken)).Position;
+        }, Warmup.Default, cluster.WebAddresses, minimumPasses: 200);
         await client.CloseSessionAsync(warm, cancellationToken);
 
         string id = (await client.OpenSessionAsync(Model, 0, context + steps + 1, cancellationToken)).Id;
