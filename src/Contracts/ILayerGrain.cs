@@ -23,11 +23,14 @@ public interface ILayerGrain : IGrainWithStringKey
     /// </summary>
     Task<LayerPlanInfo> GetPlan();
     Task<HeadLocation[]> Locate();
+    /// <summary>The resolved spec, W_O and b_O, for a decode session; NotFound or FailedPrecondition like Forward.</summary>
+    Task<LayerProjection> GetProjection();
     /// <summary>
-    /// The resolved spec, W_O and b_O, for a decode session; NotFound or FailedPrecondition like Forward. With
-    /// <paramref name="heldVersions"/> equal to the layer's head versions, W_O is left out (the caller's copy is current).
+    /// <see cref="GetProjection"/>, leaving W_O out when <paramref name="heldVersions"/> equals the layer's head
+    /// versions (the caller's copy is current). A method of its own, not a parameter added to GetProjection: Orleans
+    /// hashes a method's parameter types into its wire id, and silos of two releases must still call each other.
     /// </summary>
-    Task<LayerProjection> GetProjection(Guid[]? heldVersions = null);
+    Task<LayerProjection> GetProjectionUnlessHeld(Guid[] heldVersions);
     /// <summary>Moves the heads that are not where the placement puts them over the current silos; returns how many moved.</summary>
     Task<int> Rebalance();
     /// <summary>Forgets the layer and the weights of its heads.</summary>

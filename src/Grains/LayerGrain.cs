@@ -188,7 +188,11 @@ public sealed class LayerGrain(
             await Promote(committed);
     }
 
-    public async Task<LayerProjection> GetProjection(Guid[]? heldVersions = null)
+    public Task<LayerProjection> GetProjection() => Project(heldVersions: null);
+
+    public Task<LayerProjection> GetProjectionUnlessHeld(Guid[] heldVersions) => Project(heldVersions);
+
+    private async Task<LayerProjection> Project(Guid[]? heldVersions)
     {
         var spec = await RequireSpecForForward();
         await CatchUp();

@@ -82,7 +82,7 @@ public sealed class TwoSiloClusterTests(ITestOutputHelper output) : IAsyncLifeti
         Assert.False(full.OutputWeightsHeld);
         Assert.Equal(golden.Spec.HeadCount * golden.Spec.HeadDim * golden.Spec.ModelDim * sizeof(float), full.OutputWeights.Length);
 
-        var held = await layer.GetProjection([.. full.HeadVersions]);
+        var held = await layer.GetProjectionUnlessHeld([.. full.HeadVersions]);
         Assert.True(held.OutputWeightsHeld);
         Assert.Empty(held.OutputWeights);
         Assert.Equal(full.HeadVersions, held.HeadVersions);
@@ -91,11 +91,11 @@ public sealed class TwoSiloClusterTests(ITestOutputHelper output) : IAsyncLifeti
         // Another version held (one group differs) gets W_O whole.
         var other = full.HeadVersions.ToArray();
         other[^1] = Guid.NewGuid();
-        Assert.Equal(full.OutputWeights, (await layer.GetProjection(other)).OutputWeights);
+        Assert.Equal(full.OutputWeights, (await layer.GetProjectionUnlessHeld(other)).OutputWeights);
 
         // After a new upload the old versions are stale: W_O comes whole, with the new versions.
         await WeightUpload.UploadAsync(grains, "held", golden.Bytes, golden.Layout, golden.Prefix);
-        var reuploaded = await layer.GetProjection(full.HeadVersions);
+        var reuploaded = await layer.GetProjectionUnlessHeld(full.HeadVersions);
         Assert.False(reuploaded.OutputWeightsHeld);
         Assert.Equal(full.OutputWeights, reuploaded.OutputWeights);
         Assert.NotEqual(full.HeadVersions, reuploaded.HeadVersions);

@@ -21,7 +21,8 @@ public sealed class SessionProjections
     {
         // Held by this local across the call, so the copy the grain is told about cannot be collected meanwhile.
         var held = Held(model, layer);
-        var projection = await grains.GetGrain<ILayerGrain>(GrainKeys.Layer(model, layer)).GetProjection(held?.HeadVersions);
+        var layerGrain = grains.GetGrain<ILayerGrain>(GrainKeys.Layer(model, layer));
+        var projection = held is null ? await layerGrain.GetProjection() : await layerGrain.GetProjectionUnlessHeld(held.HeadVersions);
         return (projection, Get(model, layer, projection, held));
     }
 
