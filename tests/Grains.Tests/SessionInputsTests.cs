@@ -9,60 +9,6 @@ namespace Headwise.Grains.Tests;
 /// </summary>
 public sealed class SessionInputsTests
 {
-    /// <summary>
-    /// Grain storage in a dictionary that counts the bytes each write carries and checks ETags like Redis. It keeps the
-    /// object it was given and hands out copies, so a writer that changed an array after writing it would be caught.
-    /// </summary>
-    private sealed class CountingStorage : IGrainStorage
-    {
-        public Dictionary<GrainId, (object State, string ETag)> Keys { get; } = [];
-        public long BytesWritten { get; private set; }
-        public int Writes { get; private set; }
-        /// <summary>Reads that found a stored segment (its rows read back and decoded).</summary>
-        public int SegmentsRead { get; private set; }
-
-        private static object Copy(object state) => state switch
-        {
-            SessionInputSegment segment => new SessionInputSegment { Rows = segment.Rows.ToArray() },
-            SessionInputPiece piece => new SessionInputPiece { Start = piece.Start, Tokens = piece.Tokens, Rows = piece.Rows.ToArray() },
-            _ => throw new InvalidOperationException($"unexpected state {state.GetType()}"),
-        };
-
-        public Task ReadStateAsync<T>(string stateName, GrainId grainId, IGrainState<T> grainState)
-        {
-            if (Keys.TryGetValue(grainId, out var held))
-            {
-                if (held.State is SessionInputSegment) SegmentsRead++;
-                grainState.State = (T)Copy(held.State);
-                grainState.ETag = held.ETag;
-                grainState.RecordExists = true;
-            }
-            return Task.CompletedTask;
-        }
-
-        public Task WriteStateAsync<T>(string stateName, GrainId grainId, IGrainState<T> grainState)
-        {
-            string? current = Keys.TryGetValue(grainId, out var held) ? held.ETag : null;
-            if (current != grainState.ETag) throw new InconsistentStateException($"etag {grainState.ETag}, stored {current}");
-            var state = Copy(grainState.State!);
-            BytesWritten += state switch { SessionInputSegment segment => segment.Rows.Length, SessionInputPiece piece => piece.Rows.Length, _ => 0 };
-            Writes++;
-            grainState.ETag = Guid.NewGuid().ToString("N");
-            grainState.RecordExists = true;
-            Keys[grainId] = (state, grainState.ETag);
-            return Task.CompletedTask;
-        }
-
-        public Task ClearStateAsync<T>(string stateName, GrainId grainId, IGrainState<T> grainState)
-        {
-            string? current = Keys.TryGetValue(grainId, out var held) ? held.ETag : null;
-            if (current != grainState.ETag) throw new InconsistentStateException($"etag {grainState.ETag}, stored {current}");
-            Keys.Remove(grainId);
-            grainState.RecordExists = false;
-            return Task.CompletedTask;
-        }
-    }
-
     private const int Batch = 2, ModelDim = 8, SegmentTokens = 4;
     private const int RowBytes = ModelDim * sizeof(float);
     private const int SegmentBytes = Batch * SegmentTokens * RowBytes;
@@ -84,7 +30,7 @@ public sealed class SessionInputsTests
     [Fact]
     public async Task One_token_steps_write_their_own_rows_and_a_segment_once_it_is_complete_and_read_back_exactly()
     {
-        var storage = new CountingStorage();
+        var storage = new CountingSessionStorage();
         Assert.Equal(SegmentTokens, SessionInputs.TokensPerSegment(Batch, ModelDim, SegmentBytes));
         var inputs = new SessionInputs(storage, "s1", Batch, ModelDim, SegmentTokens);
         const int tokens = 22;
@@ -126,7 +72,7 @@ public sealed class SessionInputsTests
     [InlineData(true)]
     public async Task A_close_deletes_the_segments_it_wrote_or_read_without_reading_them_back(bool rebuilt)
     {
-        var storage = new CountingStorage();
+        var storage = new CountingSessionStorage();
         var inputs = new SessionInputs(storage, "s4", Batch, ModelDim, SegmentTokens);
         const int tokens = 23; // segments 0–4 whole, 20–22 as pieces of segment 5
         int[] tail = [];
@@ -142,13 +88,76 @@ public sealed class SessionInputsTests
         await inputs.ClearAsync(tokens, slotsUsed: tail.Length);
         Assert.Empty(storage.Keys);
         Assert.Equal(read, storage.SegmentsRead);
+        // Segments 0–4 lie behind the session's position: the coordinator kept their ETags, not their 128-byte rows.
+        Assert.Equal(5, storage.RowsHeldAtClear.Count);
+        Assert.All(storage.RowsHeldAtClear, bytes => Assert.Equal(0, bytes));
+    }
+
+    [Fact]
+    public async Task A_close_deletes_the_segments_a_failed_long_step_wrote_past_the_position()
+    {
+        var storage = new CountingSessionStorage();
+        var inputs = new SessionInputs(storage, "s5", Batch, ModelDim, SegmentTokens);
+        int[] tail = await inputs.WriteAsync(0, 5, Input(0, 5), []);
+        Assert.Equal([4], tail);
+        // A 14-token step from 5 stores segments 1, 2 and 3 whole and 18 as a piece of segment 4, then fails: the
+        // session stays at 5, and a close that cleared only up to the segment after the position left segment 3 behind.
+        await inputs.WriteAsync(5, 14, Input(5, 14), tail);
+        Assert.Equal(5, inputs.SegmentsEnd);
+        await inputs.ClearAsync(5, slotsUsed: tail.Length);
+        Assert.Empty(storage.Keys);
+
+        // The same, closed by a coordinator on another silo: it knows how far steps wrote from the session's record.
+        inputs = new SessionInputs(storage, "s6", Batch, ModelDim, SegmentTokens);
+        tail = await inputs.WriteAsync(0, 5, Input(0, 5), []);
+        await inputs.WriteAsync(5, 14, Input(5, 14), tail);
+        var rebuilt = new SessionInputs(storage, "s6", Batch, ModelDim, SegmentTokens);
+        AssertHistory(await rebuilt.ReadAsync(0, 5, tail), 0, 5);
+        await rebuilt.ClearAsync(5, slotsUsed: tail.Length, segmentsEnd: inputs.SegmentsEnd);
+        Assert.Empty(storage.Keys);
+    }
+
+    [Fact]
+    public async Task A_close_deletes_a_segment_another_coordinator_rewrote_after_this_one_learnt_its_ETag()
+    {
+        var storage = new CountingSessionStorage();
+        var stale = new SessionInputs(storage, "s7", Batch, ModelDim, SegmentTokens);
+        int[] tail = await stale.WriteAsync(0, 10, Input(0, 10), []);
+        // A rebuild elsewhere (this coordinator cut off meanwhile) rewrites segment 1 whole with the same rows.
+        var other = new SessionInputs(storage, "s7", Batch, ModelDim, SegmentTokens);
+        AssertHistory(await other.ReadAsync(0, 4, []), 0, 4);
+        await other.WriteAsync(4, 4, Input(4, 4), []);
+        await stale.ClearAsync(10, slotsUsed: tail.Length);
+        Assert.Empty(storage.Keys);
+    }
+
+    [Fact]
+    public async Task A_rebuild_that_reads_only_its_window_goes_on_exactly_and_its_close_leaves_no_key()
+    {
+        var storage = new CountingSessionStorage();
+        var lost = new SessionInputs(storage, "s8", Batch, ModelDim, SegmentTokens);
+        int[] tail = [];
+        for (int p = 0; p < 18; p++) tail = await lost.WriteAsync(p, 1, Input(p, 1), tail);
+        Assert.Equal([16, 17], tail);
+
+        // A sliding-window session needs only tokens from 9 on: segments 0 and 1 are never read.
+        var rebuilt = new SessionInputs(storage, "s8", Batch, ModelDim, SegmentTokens);
+        int read = storage.SegmentsRead;
+        AssertHistory(await rebuilt.ReadAsync(9, 18, tail), 9, 18);
+        Assert.Equal(2, storage.SegmentsRead - read); // segments 2 and 3 (segment 4 is only the tail's pieces yet)
+        // 18–19 complete segment 4 over the pieces it read; 20 starts segment 5 whole, as the record still lists pieces.
+        tail = await rebuilt.WriteAsync(18, 3, Input(18, 3), tail);
+        Assert.Empty(tail);
+        AssertHistory(await new SessionInputs(storage, "s8", Batch, ModelDim, SegmentTokens).ReadAsync(0, 21, tail), 0, 21);
+        await rebuilt.ClearAsync(21, slotsUsed: 2);
+        Assert.Empty(storage.Keys);
     }
 
     [Fact]
     public async Task A_segment_whose_tail_slots_are_full_is_written_whole_and_its_tail_starts_again()
     {
         const int longSegment = 2 * SessionInputs.TailSlots + 8;
-        var storage = new CountingStorage();
+        var storage = new CountingSessionStorage();
         var inputs = new SessionInputs(storage, "s3", Batch, ModelDim, longSegment);
         int[] tail = [];
         int most = 0, whole = 0;
@@ -172,7 +181,7 @@ public sealed class SessionInputsTests
     [Fact]
     public async Task Rows_written_by_a_step_that_was_never_acknowledged_are_overwritten_and_the_listed_tail_still_reads_back()
     {
-        var storage = new CountingStorage();
+        var storage = new CountingSessionStorage();
         var lost = new SessionInputs(storage, "s2", Batch, ModelDim, SegmentTokens);
         int[] tail = await lost.WriteAsync(0, 4, Input(0, 4), []);
         tail = await lost.WriteAsync(4, 1, Input(4, 1), tail);

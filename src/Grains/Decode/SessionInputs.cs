@@ -26,9 +26,16 @@ public sealed class SessionInputs(IGrainStorage storage, string session, int bat
     private readonly Dictionary<int, GrainState<SessionInputSegment>> _segments = [];
     private int _rowsKeptFrom; // segments below this one hold no rows
     private readonly Dictionary<int, GrainState<SessionInputPiece>> _slots = [];
+    private int _segmentsEnd;
     // [B, S, D] bytes of the segments a next step may still write whole: the rows this coordinator has seen of them
     // (rows past the session's position belong to a step under way or one that failed).
     private readonly Dictionary<int, byte[]> _held = [];
+
+    /// <summary>
+    /// One past the last segment a step of this coordinator began to write, acknowledged or not. A step that failed may
+    /// have stored segments past the session's position; the record keeps this so a Close deletes them too.
+    /// </summary>
+    public int SegmentsEnd => _segmentsEnd;
 
     private int RowBytes => modelDim * sizeof(float);
     private int SegmentBytes => batch * segmentTokens * RowBytes;
@@ -52,6 +59,7 @@ public sealed class SessionInputs(IGrainStorage storage, string session, int bat
         for (; _rowsKeptFrom < first; _rowsKeptFrom++)
             if (_segments.TryGetValue(_rowsKeptFrom, out var passed)) passed.State = new SessionInputSegment();
 
+        _segmentsEnd = Math.Max(_segmentsEnd, last + 1);
         int[] after = tail;
         var writes = new List<Task>(last - first + 1);
         for (int index = first; index <= last; index++)
@@ -186,17 +194,19 @@ public sealed class SessionInputs(IGrainStorage storage, string session, int bat
     }
 
     /// <summary>
-    /// Deletes the segments of tokens [0, end) and the one after (a step that was never acknowledged may have written
-    /// it), and the tail slots 0 … <paramref name="slotsUsed"/> (the most the record ever listed, and the one after).
+    /// Deletes the segments of tokens [0, end) and the one after, and every segment below <paramref name="segmentsEnd"/>
+    /// or written by this coordinator (steps that were never acknowledged may have written them), and the tail slots
+    /// 0 … <paramref name="slotsUsed"/> (the most the record ever listed, and the one after).
     /// </summary>
-    public async Task ClearAsync(int end, int slotsUsed)
+    public async Task ClearAsync(int end, int slotsUsed, int segmentsEnd = 0)
     {
-        int last = end / segmentTokens;
+        int last = Math.Max(end / segmentTokens, Math.Max(segmentsEnd, _segmentsEnd) - 1);
         var segments = Enumerable.Range(0, last + 1).Select(k => Clear(_segments, k, SegmentKey(k)));
         var slots = Enumerable.Range(0, Math.Min(slotsUsed + 1, TailSlots)).Select(slot => Clear(_slots, slot, SlotKey(slot)));
         await Task.WhenAll(segments.Concat(slots));
         _segments.Clear();
         _rowsKeptFrom = 0;
+        _segmentsEnd = 0;
         _slots.Clear();
         _held.Clear();
     }
@@ -208,7 +218,20 @@ public sealed class SessionInputs(IGrainStorage storage, string session, int bat
             state = new GrainState<T>(new T());
             await storage.ReadStateAsync(StateName, key, state);
         }
-        if (state.RecordExists) await storage.ClearStateAsync(StateName, key, state);
+        if (!state.RecordExists) return;
+        try
+        {
+            await storage.ClearStateAsync(StateName, key, state);
+        }
+        catch (InconsistentStateException)
+        {
+            // Another coordinator of the session (a rebuild, while this one was cut off) wrote the key since this one
+            // learnt its ETag. The session is closing whoever wrote it: delete what is there now, or Close would fail
+            // on the same stale ETag at every retry.
+            var current = new GrainState<T>(new T());
+            await storage.ReadStateAsync(StateName, key, current);
+            if (current.RecordExists) await storage.ClearStateAsync(StateName, key, current);
+        }
     }
 
     // Storage keys only: no grain of these types exists, nothing is activated.

@@ -15,6 +15,8 @@ internal sealed class SessionLog(IPersistentState<SessionRecord> record, IGrainS
 {
     private SessionInputs? _inputs;
 
+    private int SegmentsEnd => Math.Max(record.State.InputSegmentsEnd, _inputs?.SegmentsEnd ?? 0);
+
     public bool Exists => record.RecordExists;
 
     public SessionRecord Stored => record.State;
@@ -45,6 +47,7 @@ internal sealed class SessionLog(IPersistentState<SessionRecord> record, IGrainS
         {
             InputTail = tail,
             InputTailSlots = Math.Max(stored.InputTailSlots, tail.Length),
+            InputSegmentsEnd = SegmentsEnd,
             Batch = command.Batch,
             ModelDim = session.Spec.ModelDim,
             SegmentTokens = step.SegmentTokens,
@@ -82,7 +85,14 @@ internal sealed class SessionLog(IPersistentState<SessionRecord> record, IGrainS
         if (session.Position == 0)
         {
             session.Batch = 0;
-            _inputs = null; // the next first step may bring another batch, hence other segments
+            // The next first step may bring another batch, hence other segments, and the record (no step counted yet)
+            // knows of none of these: they go now, not at Close.
+            if (_inputs is { } dropped)
+            {
+                try { await dropped.ClearAsync(0, slotsUsed: 0); }
+                catch (Exception) { } // storage failing again: keys past what later steps overwrite stay behind
+            }
+            _inputs = null;
         }
     }
 
@@ -124,7 +134,7 @@ internal sealed class SessionLog(IPersistentState<SessionRecord> record, IGrainS
         if (stored.SegmentTokens > 0)
         {
             var inputs = _inputs ?? new SessionInputs(storage, sessionId, stored.Batch, stored.ModelDim, stored.SegmentTokens);
-            await inputs.ClearAsync(stored.Position, stored.InputTailSlots);
+            await inputs.ClearAsync(stored.Position, stored.InputTailSlots, SegmentsEnd);
         }
         await record.ClearStateAsync();
         _inputs = null;

@@ -29,6 +29,11 @@ public sealed record SessionRecord
     [Id(10)] public int[] InputTail { get; init; } = [];
     /// <summary>The most pieces the record has listed at once: the tail slots a Close clears (and the one after).</summary>
     [Id(11)] public int InputTailSlots { get; init; }
+    /// <summary>
+    /// One past the last input segment a step of the session began to write (<see cref="SessionInputs.SegmentsEnd"/>),
+    /// acknowledged or not: a Close deletes up to here, so the rows of a failed long step are not left in storage.
+    /// </summary>
+    [Id(12)] public int InputSegmentsEnd { get; init; }
 }
 
 /// <summary>One applied step: where it started, a digest of its input and, when it came with an expected position, its answer.</summary>

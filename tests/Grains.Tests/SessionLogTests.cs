@@ -1,0 +1,108 @@
+using Headwise.Contracts;
+using Headwise.Grains.Decode;
+
+namespace Headwise.Grains.Tests;
+
+/// <summary>
+/// A session's log leaves nothing in storage once it is closed, whatever steps failed on the way: a failed first step
+/// (the record knows of no segment yet), a failed long step past the position, closed by the same coordinator or by one
+/// rebuilt on another silo from the record alone.
+/// </summary>
+public sealed class SessionLogTests
+{
+    /// <summary>The session's record, kept in memory like Orleans' persistent state (its copy survives a "rebuild").</summary>
+    private sealed class RecordState : IPersistentState<SessionRecord>
+    {
+        public SessionRecord State { get; set; } = new();
+        public string? Etag { get; private set; }
+        public bool RecordExists { get; private set; }
+        public int Writes { get; private set; }
+
+        public Task ClearStateAsync()
+        {
+            State = new SessionRecord();
+            RecordExists = false;
+            return Task.CompletedTask;
+        }
+
+        public Task WriteStateAsync()
+        {
+            Writes++;
+            RecordExists = true;
+            Etag = Writes.ToString();
+            return Task.CompletedTask;
+        }
+
+        public Task ReadStateAsync() => Task.CompletedTask;
+    }
+
+    private const int ModelDim = 8;
+    // 4 tokens of one sequence per segment.
+    private const long SegmentBytes = 4 * ModelDim * sizeof(float);
+
+    private static readonly AttentionSpec Spec = new() { ModelDim = ModelDim, HeadCount = 2, HeadDim = 4 };
+
+    private static DecodeSessionState Session() => new()
+    {
+        Model = "m", Layer = 0, MaxTokens = 64, Spec = Spec,
+        Projection = new SharedProjection([], [], []),
+    };
+
+    private static DecodeCommand Step(int tokens) => new()
+    {
+        Batch = 1, Tokens = tokens, ModelDim = ModelDim,
+        Input = FloatBytes.ToBytes(Enumerable.Range(0, tokens * ModelDim).Select(i => i / 7f).ToArray()),
+    };
+
+    private static async Task Commit(SessionLog log, DecodeSessionState session, int tokens)
+    {
+        var command = Step(tokens);
+        session.Batch = 1;
+        var step = log.Begin(session, command);
+        await log.Commit(step, session, command, new byte[tokens * ModelDim * sizeof(float)]);
+        session.Position += tokens;
+    }
+
+    private static async Task Fail(SessionLog log, DecodeSessionState session, int tokens)
+    {
+        session.Batch = 1;
+        await log.Abandon(log.Begin(session, Step(tokens)), session);
+    }
+
+    [Fact]
+    public async Task A_failed_first_step_leaves_no_input_behind()
+    {
+        var storage = new CountingSessionStorage();
+        var record = new RecordState();
+        var log = new SessionLog(record, storage, "s", SegmentBytes);
+        await log.Open(new SessionRecord { Model = "m", MaxTokens = 64 });
+        await Fail(log, Session(), 10);
+        Assert.Empty(storage.Keys);
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task A_close_after_a_failed_long_step_leaves_no_input_behind(bool closedElsewhere)
+    {
+        var storage = new CountingSessionStorage();
+        var record = new RecordState();
+        var log = new SessionLog(record, storage, "s", SegmentBytes);
+        var session = Session();
+        await log.Open(new SessionRecord { Model = "m", MaxTokens = 64 });
+        await Commit(log, session, 5);
+        // Tokens 5–19 reach segment 4; the session stays at 5, so the segment after its position is segment 2.
+        await Fail(log, session, 15);
+        Assert.Contains(storage.Keys.Keys, key => key.ToString().EndsWith("s/4", StringComparison.Ordinal));
+        await Commit(log, session, 1);
+        Assert.Equal(5, record.State.InputSegmentsEnd);
+        if (closedElsewhere)
+        {
+            log = new SessionLog(record, storage, "s", SegmentBytes);
+            await log.ReadInputs(0);
+        }
+        await log.Clear();
+        Assert.Empty(storage.Keys);
+        Assert.False(record.RecordExists);
+    }
+}
