@@ -17,11 +17,25 @@ public sealed class TwoSiloClusterTests(ITestOutputHelper output) : IAsyncLifeti
 {
     private TestCluster _cluster = null!;
 
+    /// <summary>Each silo's calls for a layer's projection, with whether W_O came with the answer.</summary>
+    private sealed class ProjectionCalls(ILocalSiloDetails silo) : IOutgoingGrainCallFilter
+    {
+        public static readonly System.Collections.Concurrent.ConcurrentQueue<(string Silo, string Method, bool WithOutputWeights)> Seen = new();
+
+        public async Task Invoke(IOutgoingGrainCallContext context)
+        {
+            await context.Invoke();
+            if (context.Result is LayerProjection projection)
+                Seen.Enqueue((silo.SiloAddress.ToString(), context.InterfaceMethod.Name, projection.OutputWeights.Length > 0));
+        }
+    }
+
     private sealed class SiloConfigurator : ISiloConfigurator
     {
         public void Configure(ISiloBuilder silo)
         {
             silo.AddMemoryGrainStorage(StorageNames.Weights);
+            silo.AddOutgoingGrainCallFilter<ProjectionCalls>();
             // Equal advertised speeds: the even 6/6 spread is then exact (a speed measured on a busy machine is noise).
             silo.AddHeadwiseGrains(KernelKind.Simd, speedGflops: 100);
         }
@@ -99,6 +113,46 @@ public sealed class TwoSiloClusterTests(ITestOutputHelper output) : IAsyncLifeti
         Assert.False(reuploaded.OutputWeightsHeld);
         Assert.Equal(full.OutputWeights, reuploaded.OutputWeights);
         Assert.NotEqual(full.HeadVersions, reuploaded.HeadVersions);
+    }
+
+    [Fact]
+    public async Task Sessions_on_one_silo_fetch_W_O_once_and_answer_alike()
+    {
+        var golden = GoldenCase.Load("gpt2-small-shape");
+        var grains = _cluster.Client;
+        await grains.GetGrain<IModelCatalogGrain>(GrainKeys.Catalog).Create("shared-wo", golden.Spec);
+        await WeightUpload.UploadAsync(grains, "shared-wo", golden.Bytes, golden.Layout, golden.Prefix);
+        var causal = golden.Expectations().First(e => e.Layer == 0 && e.Causal && !e.Padded && !e.Windowed);
+        while (ProjectionCalls.Seen.TryDequeue(out _)) { }
+
+        // Three sessions on two silos: at least two share a silo, and so one W_O copy.
+        var answers = new List<float[]>();
+        for (int i = 0; i < 3; i++)
+        {
+            var session = grains.GetGrain<IDecodeSessionGrain>($"shared-wo-{i}");
+            await session.Open("shared-wo", 0, 0);
+            var result = await session.Decode(new DecodeCommand
+            {
+                Batch = golden.Batch, Tokens = golden.Tokens, ModelDim = golden.Spec.ModelDim, Input = FloatBytes.ToBytes(golden.Input),
+            });
+            answers.Add(FloatBytes.ToFloats(result.Output));
+        }
+
+        var calls = ProjectionCalls.Seen.ToList();
+        Assert.Equal(3, calls.Count);
+        foreach (var silo in calls.GroupBy(c => c.Silo))
+        {
+            // The silo's first session fetches W_O whole; the next ones name the versions it holds and get none.
+            Assert.Equal(("GetProjection", true), (silo.First().Method, silo.First().WithOutputWeights));
+            Assert.All(silo.Skip(1), c => Assert.Equal(("GetProjectionUnlessHeld", false), (c.Method, c.WithOutputWeights)));
+        }
+        Assert.Contains(calls, c => c.Method == "GetProjectionUnlessHeld");
+        // A prefill of every token is the causal pass: each session against libtorch, and all three bit for bit alike.
+        foreach (var answer in answers)
+        {
+            Tolerance.AssertClose(golden.Expected(causal.Tensor), answer, causal.Tensor);
+            Assert.Equal(answers[0], answer);
+        }
     }
 
     [Fact]
