@@ -51,14 +51,19 @@ public sealed class TwoSiloClusterTests(ITestOutputHelper output) : IAsyncLifeti
 
     public async Task DisposeAsync() => await _cluster.StopAllSilosAsync();
 
+    /// <summary>Creates <paramref name="model"/> with the golden case's spec and uploads its weights.</summary>
+    private async Task<ModelDescription> Deploy(string model, GoldenCase golden)
+    {
+        await _cluster.Client.GetGrain<IModelCatalogGrain>(GrainKeys.Catalog).Create(model, golden.Spec);
+        return await WeightUpload.UploadAsync(_cluster.Client, model, golden.Bytes, golden.Layout, golden.Prefix);
+    }
+
     [Fact]
     public async Task Golden_case_with_heads_on_both_silos_matches_libtorch()
     {
         var golden = GoldenCase.Load("gpt2-small-shape");
         var grains = _cluster.Client;
-        var catalog = grains.GetGrain<IModelCatalogGrain>(GrainKeys.Catalog);
-        await catalog.Create("two-silo", golden.Spec);
-        var model = await WeightUpload.UploadAsync(grains, "two-silo", golden.Bytes, golden.Layout, golden.Prefix);
+        var model = await Deploy("two-silo", golden);
 
         // 12 heads over 2 silos: the spread placement gives each silo 6.
         var silos = _cluster.Silos.Select(s => s.SiloAddress.Endpoint.ToString()).ToHashSet();
@@ -88,8 +93,7 @@ public sealed class TwoSiloClusterTests(ITestOutputHelper output) : IAsyncLifeti
     {
         var golden = GoldenCase.Load("gpt2-small-shape");
         var grains = _cluster.Client;
-        await grains.GetGrain<IModelCatalogGrain>(GrainKeys.Catalog).Create("held", golden.Spec);
-        await WeightUpload.UploadAsync(grains, "held", golden.Bytes, golden.Layout, golden.Prefix);
+        await Deploy("held", golden);
         var layer = grains.GetGrain<ILayerGrain>(GrainKeys.Layer("held", 0));
 
         var full = await layer.GetProjection();
@@ -120,8 +124,7 @@ public sealed class TwoSiloClusterTests(ITestOutputHelper output) : IAsyncLifeti
     {
         var golden = GoldenCase.Load("gpt2-small-shape");
         var grains = _cluster.Client;
-        await grains.GetGrain<IModelCatalogGrain>(GrainKeys.Catalog).Create("shared-wo", golden.Spec);
-        await WeightUpload.UploadAsync(grains, "shared-wo", golden.Bytes, golden.Layout, golden.Prefix);
+        await Deploy("shared-wo", golden);
         var causal = golden.Expectations().First(e => e.Layer == 0 && e.Causal && !e.Padded && !e.Windowed);
         while (ProjectionCalls.Seen.TryDequeue(out _)) { }
 
@@ -169,8 +172,7 @@ public sealed class TwoSiloClusterTests(ITestOutputHelper output) : IAsyncLifeti
     {
         var golden = GoldenCase.Load("gpt2-tiny");
         var grains = _cluster.Client;
-        await grains.GetGrain<IModelCatalogGrain>(GrainKeys.Catalog).Create("restart", golden.Spec);
-        await WeightUpload.UploadAsync(grains, "restart", golden.Bytes, golden.Layout, golden.Prefix);
+        await Deploy("restart", golden);
 
         // Deactivate every idle grain: the next forward re-activates heads and the coordinator from grain storage.
         var management = grains.GetGrain<IManagementGrain>(0);
@@ -198,8 +200,7 @@ public sealed class TwoSiloClusterTests(ITestOutputHelper output) : IAsyncLifeti
         {
             var golden = GoldenCase.Load(name);
             string model = "bf16-" + name;
-            await grains.GetGrain<IModelCatalogGrain>(GrainKeys.Catalog).Create(model, golden.Spec);
-            await WeightUpload.UploadAsync(grains, model, golden.Bytes, golden.Layout, golden.Prefix);
+            await Deploy(model, golden);
             ForwardCommand Command(bool bf16) => new()
             {
                 Batch = golden.Batch,
