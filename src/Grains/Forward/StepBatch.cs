@@ -74,7 +74,7 @@ internal sealed class StepBatch(IHeadKernel kernel, SiloIdentity silo, SessionCa
             for (int j = 0; j < step.Local.Count; j++)
             {
                 var (group, key, head) = step.Local[j];
-                var unit = units.Find(u => u.Group == group && ReferenceEquals(u.Head, head));
+                var unit = FindUnit(units, group, head);
                 if (unit is null) units.Add(unit = new Unit(group, key, head));
                 unit.Members.Add((i, j));
             }
@@ -101,9 +101,18 @@ internal sealed class StepBatch(IHeadKernel kernel, SiloIdentity silo, SessionCa
         }
         finally
         {
-            foreach (var rented in z.SelectMany(s => s))
-                if (rented is not null) ArrayPool<float>.Shared.Return(rented);
+            foreach (var step in z)
+                foreach (var rented in step)
+                    if (rented is not null) ArrayPool<float>.Shared.Return(rented);
         }
+    }
+
+    // The batch's unit for this group of these weights (a batch has a few units: a scan, no lambda per step and group).
+    private static Unit? FindUnit(List<Unit> units, int group, LocalHead head)
+    {
+        foreach (var unit in units)
+            if (unit.Group == group && ReferenceEquals(unit.Head, head)) return unit;
+        return null;
     }
 
     // One head group over every step of the batch that has a cache for it.
@@ -139,8 +148,13 @@ internal sealed class StepBatch(IHeadKernel kernel, SiloIdentity silo, SessionCa
         }
         if (members.Count == 0) return;
 
-        int groupWidth = spec.GroupSize * spec.HeadDim, rows = members.Sum(m => steps[m.Step].Rows);
-        var tokens = new int[members.Sum(m => m.Sequences.Length)];
+        int groupWidth = spec.GroupSize * spec.HeadDim, rows = 0, sequenceCount = 0;
+        foreach (var member in members)
+        {
+            rows += steps[member.Step].Rows;
+            sequenceCount += member.Sequences.Length;
+        }
+        var tokens = new int[sequenceCount];
         var sequenceCaches = new KeyValueCache[tokens.Length];
         var x = ArrayPool<float>.Shared.Rent(rows * spec.ModelDim);
         var output = ArrayPool<float>.Shared.Rent(rows * groupWidth);
@@ -205,19 +219,23 @@ internal sealed class StepBatch(IHeadKernel kernel, SiloIdentity silo, SessionCa
         for (int i = 0; i < steps.Count; i++)
         {
             if (failed[i] is not null) continue;
-            var heads = Enumerable.Range(0, steps[i].Local.Count).Where(j => z[i][j] is not null)
-                .Select(j => (steps[i].Local[j].Group, steps[i].Local[j].Head)).ToArray();
-            if (heads.Length == 0) continue;
-            var set = sets.Find(s => s.Heads.Length == heads.Length
-                && s.Heads.Zip(heads).All(p => p.First.Group == p.Second.Group && ReferenceEquals(p.First.Head, p.Second.Head)));
-            if (set.Heads is null) sets.Add((heads, [i]));
-            else set.Steps.Add(i);
+            List<int>? same = null;
+            foreach (var (setHeads, setSteps) in sets)
+                if (SameHeads(setHeads, steps[i].Local, z[i])) { same = setSteps; break; }
+            if (same is not null)
+            {
+                same.Add(i);
+                continue;
+            }
+            var heads = AnsweredHeads(steps[i].Local, z[i]);
+            if (heads.Length > 0) sets.Add((heads, [i]));
         }
         foreach (var (heads, members) in sets)
         {
             var spec = heads[0].Head.Spec;
             int groupWidth = spec.GroupSize * spec.HeadDim, width = heads.Length * groupWidth, modelDim = spec.ModelDim;
-            int rows = members.Sum(i => steps[i].Rows);
+            int rows = 0;
+            foreach (int i in members) rows += steps[i].Rows;
             var concat = ArrayPool<float>.Shared.Rent(rows * width);
             var sum = ArrayPool<float>.Shared.Rent(rows * modelDim);
             try
@@ -226,10 +244,14 @@ internal sealed class StepBatch(IHeadKernel kernel, SiloIdentity silo, SessionCa
                 foreach (int i in members)
                 {
                     // z[i] holds a Z for exactly these groups, in the order of the step's Local list, as heads does.
-                    var answered = z[i].Where(g => g is not null).ToArray();
-                    for (int r = 0; r < steps[i].Rows; r++)
-                        for (int g = 0; g < answered.Length; g++)
-                            answered[g].AsSpan(r * groupWidth, groupWidth).CopyTo(concat.AsSpan((row + r) * width + g * groupWidth, groupWidth));
+                    int g = 0;
+                    foreach (var answered in z[i])
+                    {
+                        if (answered is null) continue;
+                        for (int r = 0; r < steps[i].Rows; r++)
+                            answered.AsSpan(r * groupWidth, groupWidth).CopyTo(concat.AsSpan((row + r) * width + g * groupWidth, groupWidth));
+                        g++;
+                    }
                     row += steps[i].Rows;
                 }
                 var stacked = stackedRows.Get(steps[members[0]].Request.Layer, heads);
@@ -258,5 +280,28 @@ internal sealed class StepBatch(IHeadKernel kernel, SiloIdentity silo, SessionCa
                 ArrayPool<float>.Shared.Return(sum);
             }
         }
+    }
+    // The step's answered groups (those with a Z), in the order of its Local list.
+    private static (int Group, LocalHead Head)[] AnsweredHeads(IReadOnlyList<(int Group, string Key, LocalHead Head)> local, float[]?[] z)
+    {
+        int count = 0;
+        foreach (var answered in z) if (answered is not null) count++;
+        var heads = new (int Group, LocalHead Head)[count];
+        for (int j = 0, k = 0; j < local.Count; j++)
+            if (z[j] is not null) heads[k++] = (local[j].Group, local[j].Head);
+        return heads;
+    }
+
+    // Whether the step answered exactly these groups of these weights, in this order.
+    private static bool SameHeads((int Group, LocalHead Head)[] heads, IReadOnlyList<(int Group, string Key, LocalHead Head)> local, float[]?[] z)
+    {
+        int k = 0;
+        for (int j = 0; j < local.Count; j++)
+        {
+            if (z[j] is null) continue;
+            if (k == heads.Length || heads[k].Group != local[j].Group || !ReferenceEquals(heads[k].Head, local[j].Head)) return false;
+            k++;
+        }
+        return k == heads.Length;
     }
 }
