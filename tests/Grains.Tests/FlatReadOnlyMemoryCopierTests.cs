@@ -50,6 +50,28 @@ public sealed class FlatReadOnlyMemoryCopierTests
     }
 
     [Fact]
+    public void Bytes_a_storage_serializer_wrote_are_shared_not_copied_and_the_state_around_them_is_copied()
+    {
+        var copier = Services(flat: true).GetRequiredService<DeepCopier<GrainState<ReadOnlyMemory<byte>>>>();
+        var serializer = new ExactGrainStorageSerializer(Services(flat: true).GetRequiredService<Serializer>());
+        var stored = serializer.Serialize(new byte[] { 1, 2, 3, 4, 5 }).ToMemory();
+        Assert.True(MemoryMarshal.TryGetMemoryManager(stored, out StoredBytes? _));
+        var original = new GrainState<ReadOnlyMemory<byte>>(stored, "etag-1");
+
+        var copy = copier.Copy(original);
+        Assert.NotSame(original, copy); // the storage grain sets its own ETag on the state it keeps
+        Assert.Equal("etag-1", copy.ETag);
+        Assert.True(copy.State.Span == stored.Span); // same bytes at the same address: no copy
+        Assert.Equal(new byte[] { 1, 2, 3, 4, 5 }, serializer.Deserialize<byte[]>(new BinaryData(copy.State)));
+
+        // Whoever wants the array (Redis' client) gets all of it without a copy; a socket's send may pin it.
+        Assert.True(MemoryMarshal.TryGetArray(stored, out var segment));
+        Assert.Equal(stored.Length, segment.Count);
+        Assert.Equal(0, segment.Offset);
+        using (stored.Pin()) Assert.Equal(stored.Length, segment.Array!.Length);
+    }
+
+    [Fact]
     public void An_empty_memory_stays_empty()
     {
         var copier = Services(flat: true).GetRequiredService<DeepCopier<ReadOnlyMemory<byte>>>();
