@@ -82,6 +82,14 @@ lifecycle.SetAction((parse, cancellationToken) =>
         parse.GetRequiredValue(lifecycleContexts).Split(',').Select(s => int.Parse(s, CultureInfo.InvariantCulture)).ToArray(),
         parse.GetValue(lifecycleRepetitions), cancellationToken));
 root.Subcommands.Add(lifecycle);
+var allocationSteps = new Option<int>("--steps") { DefaultValueFactory = _ => 1000, Description = "streamed steps per round" };
+var allocationRounds = new Option<int>("--rounds") { DefaultValueFactory = _ => 3, Description = "sessions measured, after one warm-up" };
+var allocations = new Command("allocations", "managed bytes a silo allocates per streamed decode step, from its /metrics (docs/performance.md)")
+    { siloDll, allocationSteps, allocationRounds };
+allocations.SetAction((parse, cancellationToken) =>
+    StepAllocations.RunAsync(Path.GetFullPath(parse.GetRequiredValue(siloDll)), parse.GetValue(allocationSteps),
+        parse.GetValue(allocationRounds), cancellationToken));
+root.Subcommands.Add(allocations);
 root.SetAction(async (parse, cancellationToken) =>
 {
     var targets = parse.GetRequiredValue(contexts).Split(',').Select(s => int.Parse(s, CultureInfo.InvariantCulture)).ToArray();

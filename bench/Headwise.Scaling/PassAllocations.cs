@@ -30,27 +30,12 @@ internal static class PassAllocations
                 var x = Enumerable.Range(0, tokens * 768).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
                 var request = new AttentionInput { Input = new FloatTensor(x, 1, tokens, 768) };
                 await Warmup.RunAsync(() => client.ForwardAsync("demo", request), Warmup.Default, [silo.WebAddress]);
-                var before = await ReadAsync(http);
+                var before = await SiloGcCounters.ReadAsync(http);
                 for (int i = 0; i < passes; i++) await client.ForwardAsync("demo", request);
-                var after = await ReadAsync(http);
+                var after = await SiloGcCounters.ReadAsync(http);
                 Console.WriteLine(string.Create(invariant,
                     $"| {tokens} | {(mode == SharedMemoryMode.On ? "shared memory" : "inline")} | {(after.Allocated - before.Allocated) / passes:N0} B | {(after.Gen2 - before.Gen2) * 100.0 / passes:F1} |"));
             }
         }
-    }
-
-    // dotnet_gc_heap_total_allocated_bytes_total and dotnet_gc_collections_total{gc_heap_generation="gen2"}.
-    private static async Task<(long Allocated, long Gen2)> ReadAsync(HttpClient http)
-    {
-        long allocated = -1, gen2 = -1;
-        foreach (var line in (await http.GetStringAsync("/metrics")).Split('\n'))
-        {
-            if (line.StartsWith("dotnet_gc_heap_total_allocated_bytes_total", StringComparison.Ordinal)) allocated = Value(line);
-            else if (line.StartsWith("dotnet_gc_collections_total", StringComparison.Ordinal) && line.Contains("gen2", StringComparison.Ordinal)) gen2 = Value(line);
-        }
-        if (allocated < 0 || gen2 < 0) throw new InvalidOperationException("the silo's /metrics has no dotnet_gc_heap_total_allocated_bytes_total or gen-2 collection count.");
-        return (allocated, gen2);
-
-        static long Value(string line) => (long)double.Parse(line[(line.LastIndexOf(' ') + 1)..], CultureInfo.InvariantCulture);
     }
 }
