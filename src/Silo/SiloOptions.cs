@@ -46,6 +46,10 @@ public sealed class SiloOptions
     /// <summary>Seconds a stopping silo reports "draining" on /healthz and goes on serving before its gateway stops.</summary>
     public double DrainSeconds { get; set; } = 3;
 
+    /// <summary>Seconds between runs of the health checks behind grpc.health.v1 Watch streams (cluster membership);
+    /// the silo's own readiness changes (ready, draining) reach watchers at once whatever this is.</summary>
+    public double HealthPublishSeconds { get; set; } = 2;
+
     /// <summary>The silo-to-silo tensor channel's port on the advertised address (Headwise__TensorPort); 0: any free port,
     /// advertised to the other silos in this silo's metadata.</summary>
     public int TensorPort { get; set; }
@@ -104,6 +108,8 @@ public sealed class SiloOptions
             problems.Add($"Headwise__Kernel is '{Kernel}'; use one of {string.Join(", ", Enum.GetNames<KernelKind>())}.");
         if (Speed is <= 0 or double.NaN)
             problems.Add($"Headwise__Speed is {Speed}; leave it unset to measure, or give a positive GFLOP/s.");
+        if (HealthPublishSeconds is < 1 or > 3600 or double.NaN)
+            problems.Add($"Headwise__HealthPublishSeconds is {HealthPublishSeconds}; it must be in 1..3600.");
         if (MaxUploadBytes < 1 || MaxUploadBytes > int.MaxValue)
             problems.Add($"Headwise__MaxUploadBytes is {MaxUploadBytes}; it must be in 1..{int.MaxValue}.");
         if (MaxUploadHeaderBytes < 2 || MaxUploadHeaderBytes > SafetensorsFile.DefaultMaxHeaderBytes)

@@ -16,7 +16,18 @@ public sealed class SiloReadiness
     /// <summary>Ready once, draining or not since.</summary>
     public bool HasStarted => _ready;
 
-    public void MarkReady() => _ready = true;
+    /// <summary>Raised after either flag changes, on the caller's thread.</summary>
+    public event Action? Changed;
 
-    public void MarkDraining() => _draining = true;
+    public void MarkReady()
+    {
+        _ready = true;
+        Changed?.Invoke();
+    }
+
+    public void MarkDraining()
+    {
+        _draining = true;
+        Changed?.Invoke();
+    }
 }

@@ -59,17 +59,23 @@ public sealed class StandardServicesTests
         {
             ["Headwise__DrainSeconds"] = "8",
             ["Headwise__ListenAddress"] = "0.0.0.0",
+            ["Headwise__HealthPublishSeconds"] = "1",
         });
-        await silo.WaitUntilHealthyAsync();
+        // Asked every 10 ms, so the watch below opens just after the silo turned ready: it once got SERVING twice there,
+        // fresh and then again when the health publisher's cache caught up on its next tick.
+        await silo.WaitUntilHealthyAsync(pollEvery: TimeSpan.FromMilliseconds(10));
         using var channel = GrpcChannel.ForAddress(silo.GrpcAddress);
         var health = new Health.HealthClient(channel);
+        using var watch = health.Watch(new HealthCheckRequest { Service = Gateway });
+        Assert.True(await watch.ResponseStream.MoveNext());
+        Assert.Equal(HealthCheckResponse.Types.ServingStatus.Serving, watch.ResponseStream.Current.Status);
         Assert.Equal(HealthCheckResponse.Types.ServingStatus.Serving, (await health.CheckAsync(new HealthCheckRequest { Service = Gateway })).Status);
         var noReflection = await Assert.ThrowsAsync<RpcException>(() => ListServicesAsync(channel, new Metadata()));
         Assert.Equal(StatusCode.Unimplemented, noReflection.StatusCode);
 
-        using var watch = health.Watch(new HealthCheckRequest { Service = Gateway });
-        Assert.True(await watch.ResponseStream.MoveNext());
-        Assert.Equal(HealthCheckResponse.Types.ServingStatus.Serving, watch.ResponseStream.Current.Status);
+        var next = watch.ResponseStream.MoveNext();
+        await Task.WhenAny(next, Task.Delay(TimeSpan.FromSeconds(1.5)));
+        Assert.False(next.IsCompleted, "the watch sent a second message while nothing changed");
 
         var clock = Stopwatch.StartNew();
         using (var term = Process.Start("kill", ["-TERM", silo.ProcessId.ToString()])) await term.WaitForExitAsync();
@@ -82,8 +88,7 @@ public sealed class StandardServicesTests
         Assert.Equal((503, "draining"), await GetAsync(silo, "/healthz"));
         Assert.Equal((200, "ok"), await GetAsync(silo, "/healthz/live"));
         Assert.Equal((200, "ok"), await GetAsync(silo, "/healthz/startup"));
-        using var watchTimeout = new CancellationTokenSource(TimeSpan.FromSeconds(5));
-        Assert.True(await watch.ResponseStream.MoveNext(watchTimeout.Token));
+        Assert.True(await next.WaitAsync(TimeSpan.FromSeconds(5)));
         Assert.Equal(HealthCheckResponse.Types.ServingStatus.NotServing, watch.ResponseStream.Current.Status);
         Assert.True(clock.Elapsed < TimeSpan.FromSeconds(8), $"the checks took {clock.Elapsed.TotalSeconds:F1} s, past the drain");
 

@@ -60,7 +60,7 @@ public sealed class SiloProcess : IAsyncDisposable
         return silo;
     }
 
-    public async Task WaitUntilHealthyAsync(TimeSpan? timeout = null)
+    public async Task WaitUntilHealthyAsync(TimeSpan? timeout = null, TimeSpan? pollEvery = null)
     {
         using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(2) };
         var deadline = DateTime.UtcNow + (timeout ?? TimeSpan.FromSeconds(90));
@@ -76,7 +76,7 @@ public sealed class SiloProcess : IAsyncDisposable
             {
                 // not listening yet
             }
-            await Task.Delay(200);
+            await Task.Delay(pollEvery ?? TimeSpan.FromMilliseconds(200));
         }
         throw new TimeoutException($"the silo was not healthy in time:\n{Output}");
     }

@@ -32,11 +32,12 @@ public static class SiloHealth
             grpc.Services.Clear();
             foreach (var service in GrpcServices) grpc.Services.Map(service, result => result.Tags.Contains(Ready));
         });
-        // Watch streams follow the publisher: a drain shows within a couple of seconds (Check always runs the checks).
+        builder.Services.AddHostedService<HealthStatusPush>();
+        // Watch streams follow the publisher: readiness changes at once (HealthStatusPush), membership within a couple of seconds.
         builder.Services.Configure<HealthCheckPublisherOptions>(publisher =>
         {
             publisher.Delay = TimeSpan.FromSeconds(1);
-            publisher.Period = TimeSpan.FromSeconds(2);
+            publisher.Period = TimeSpan.FromSeconds(options.HealthPublishSeconds);
         });
         if (gateway.ServesReflection(IPAddress.Parse(options.ListenAddress))) builder.Services.AddGrpcReflection();
         // "starting" and "draining" are states, not faults: without this every run of the checks while the silo starts
