@@ -132,6 +132,21 @@ public sealed class SessionInputsTests
     }
 
     [Fact]
+    public async Task A_failed_step_of_a_stale_coordinator_leaves_the_keys_another_one_rewrote()
+    {
+        var storage = new CountingSessionStorage();
+        var stale = new SessionInputs(storage, "s8", Batch, ModelDim, SegmentTokens);
+        await stale.WriteAsync(0, 10, Input(0, 10), []);
+        var other = new SessionInputs(storage, "s8", Batch, ModelDim, SegmentTokens);
+        AssertHistory(await other.ReadAsync(0, 4, []), 0, 4);
+        await other.WriteAsync(4, 4, Input(4, 4), []);
+        // The stale coordinator's step failed: it drops what it wrote, but segment 1 is the other coordinator's now.
+        await stale.ClearAsync(10, slotsUsed: 0, rewrittenToo: false);
+        Assert.Single(storage.Keys);
+        AssertHistory(await new SessionInputs(storage, "s8", Batch, ModelDim, SegmentTokens).ReadAsync(4, 8, []), 4, 8);
+    }
+
+    [Fact]
     public async Task A_rebuild_that_reads_only_its_window_goes_on_exactly_and_its_close_leaves_no_key()
     {
         var storage = new CountingSessionStorage();

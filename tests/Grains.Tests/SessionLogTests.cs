@@ -25,11 +25,20 @@ public sealed class SessionLogTests
             return Task.CompletedTask;
         }
 
+        /// <summary>Writes throw, after landing or not: a storage timeout leaves the caller unsure which.</summary>
+        public (bool Fail, bool Lands) Faulty { get; set; }
+
+        /// <summary>The record as the last write that landed stored it.</summary>
+        public SessionRecord Landed { get; private set; } = new();
+
         public Task WriteStateAsync()
         {
+            if (Faulty is { Fail: true, Lands: false }) throw new TimeoutException("record write timed out");
             Writes++;
             RecordExists = true;
             Etag = Writes.ToString();
+            Landed = State;
+            if (Faulty.Fail) throw new TimeoutException("record write timed out");
             return Task.CompletedTask;
         }
 
@@ -78,6 +87,32 @@ public sealed class SessionLogTests
         await log.Open(new SessionRecord { Model = "m", MaxTokens = 64 });
         await Fail(log, Session(), 10);
         Assert.Empty(storage.Keys);
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task A_first_step_whose_record_write_failed_keeps_its_inputs_for_the_record_that_may_have_landed(bool landed)
+    {
+        var storage = new CountingSessionStorage();
+        var record = new RecordState();
+        var log = new SessionLog(record, storage, "s", SegmentBytes);
+        var session = Session();
+        await log.Open(new SessionRecord { Model = "m", MaxTokens = 64 });
+        record.Faulty = (true, landed);
+        session.Batch = 1;
+        var command = Step(10);
+        var step = log.Begin(session, command);
+        await Assert.ThrowsAsync<TimeoutException>(() => log.Commit(step, session, command, new byte[10 * ModelDim * sizeof(float)]));
+        await log.Abandon(step, session);
+        Assert.NotEmpty(storage.Keys);
+        if (landed)
+        {
+            // A rebuild from the record that landed reads every input the step stored.
+            Assert.Equal(10, record.Landed.Position);
+            var history = await new SessionLog(new RecordState { State = record.Landed }, storage, "s", SegmentBytes).ReadInputs(0);
+            Assert.Equal(command.Input, FloatBytes.ToBytes(history[0]));
+        }
     }
 
     [Theory]

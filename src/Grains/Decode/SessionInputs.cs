@@ -198,11 +198,15 @@ public sealed class SessionInputs(IGrainStorage storage, string session, int bat
     /// or written by this coordinator (steps that were never acknowledged may have written them), and the tail slots
     /// 0 … <paramref name="slotsUsed"/> (the most the record ever listed, and the one after).
     /// </summary>
-    public async Task ClearAsync(int end, int slotsUsed, int segmentsEnd = 0)
+    /// <param name="rewrittenToo">
+    /// Also delete keys another coordinator of the session wrote since this one learnt their ETags: only when the
+    /// session itself ends (a Close). A failed step of a coordinator that was cut off leaves the newer one's keys alone.
+    /// </param>
+    public async Task ClearAsync(int end, int slotsUsed, int segmentsEnd = 0, bool rewrittenToo = true)
     {
         int last = Math.Max(end / segmentTokens, Math.Max(segmentsEnd, _segmentsEnd) - 1);
-        var segments = Enumerable.Range(0, last + 1).Select(k => Clear(_segments, k, SegmentKey(k)));
-        var slots = Enumerable.Range(0, Math.Min(slotsUsed + 1, TailSlots)).Select(slot => Clear(_slots, slot, SlotKey(slot)));
+        var segments = Enumerable.Range(0, last + 1).Select(k => Clear(_segments, k, SegmentKey(k), rewrittenToo));
+        var slots = Enumerable.Range(0, Math.Min(slotsUsed + 1, TailSlots)).Select(slot => Clear(_slots, slot, SlotKey(slot), rewrittenToo));
         await Task.WhenAll(segments.Concat(slots));
         _segments.Clear();
         _rowsKeptFrom = 0;
@@ -211,7 +215,7 @@ public sealed class SessionInputs(IGrainStorage storage, string session, int bat
         _held.Clear();
     }
 
-    private async Task Clear<T>(Dictionary<int, GrainState<T>> known, int index, GrainId key) where T : new()
+    private async Task Clear<T>(Dictionary<int, GrainState<T>> known, int index, GrainId key, bool rewrittenToo) where T : new()
     {
         if (!known.TryGetValue(index, out var state))
         {
@@ -225,6 +229,7 @@ public sealed class SessionInputs(IGrainStorage storage, string session, int bat
         }
         catch (InconsistentStateException)
         {
+            if (!rewrittenToo) return; // another coordinator's key now
             // Another coordinator of the session (a rebuild, while this one was cut off) wrote the key since this one
             // learnt its ETag. The session is closing whoever wrote it: delete what is there now, or Close would fail
             // on the same stale ETag at every retry.

@@ -14,6 +14,9 @@ namespace Headwise.Grains.Decode;
 internal sealed class SessionLog(IPersistentState<SessionRecord> record, IGrainStorage storage, string sessionId, long inputSegmentBytes)
 {
     private SessionInputs? _inputs;
+    // The last Commit's record write threw: it may still have landed (a storage timeout), and then the record lists
+    // the step's inputs.
+    private bool _recordWriteFailed;
 
     private int SegmentsEnd => Math.Max(record.State.InputSegmentsEnd, _inputs?.SegmentsEnd ?? 0);
 
@@ -35,6 +38,7 @@ internal sealed class SessionLog(IPersistentState<SessionRecord> record, IGrainS
             ? stored.SegmentTokens
             : SessionInputs.TokensPerSegment(command.Batch, session.Spec.ModelDim, inputSegmentBytes);
         _inputs ??= new SessionInputs(storage, sessionId, command.Batch, session.Spec.ModelDim, segmentTokens);
+        _recordWriteFailed = false;
         return new PendingStep(stored, segmentTokens, _inputs.WriteAsync(session.Position, command.Tokens, command.Input, stored.InputTail));
     }
 
@@ -70,6 +74,7 @@ internal sealed class SessionLog(IPersistentState<SessionRecord> record, IGrainS
         catch
         {
             record.State = stored;
+            _recordWriteFailed = true;
             throw;
         }
     }
@@ -86,10 +91,11 @@ internal sealed class SessionLog(IPersistentState<SessionRecord> record, IGrainS
         {
             session.Batch = 0;
             // The next first step may bring another batch, hence other segments, and the record (no step counted yet)
-            // knows of none of these: they go now, not at Close.
-            if (_inputs is { } dropped)
+            // knows of none of these: they go now, not at Close. Unless the record's write failed: it may have landed
+            // and list them, and a rebuild from it would find its inputs gone.
+            if (_inputs is { } dropped && !_recordWriteFailed)
             {
-                try { await dropped.ClearAsync(0, slotsUsed: 0); }
+                try { await dropped.ClearAsync(0, slotsUsed: 0, rewrittenToo: false); }
                 catch (Exception) { } // storage failing again: keys past what later steps overwrite stay behind
             }
             _inputs = null;
@@ -134,7 +140,7 @@ internal sealed class SessionLog(IPersistentState<SessionRecord> record, IGrainS
         if (stored.SegmentTokens > 0)
         {
             var inputs = _inputs ?? new SessionInputs(storage, sessionId, stored.Batch, stored.ModelDim, stored.SegmentTokens);
-            await inputs.ClearAsync(stored.Position, stored.InputTailSlots, SegmentsEnd);
+            await inputs.ClearAsync(stored.Position, stored.InputTailSlots, SegmentsEnd, rewrittenToo: true);
         }
         await record.ClearStateAsync();
         _inputs = null;
