@@ -115,6 +115,9 @@ public sealed class DecodeSessionGrain(
             // Heads that did append are now ahead of the session and are re-filled on the next step (they answer "no
             // cache at this position").
             await Log.Abandon(pending, session);
+            // The next call rebuilds the session from storage: a retry of this step is then answered from the record if
+            // its write landed, applied once if it did not. This activation would re-run it and fail on the stale ETag.
+            if (Log.RecordWriteFailed) DeactivateOnIdle();
             throw;
         }
     }

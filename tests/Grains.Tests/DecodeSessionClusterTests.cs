@@ -108,6 +108,16 @@ internal static class DecodeSteps
         Tolerance.AssertClose(FloatBytes.AsFloats(expected.Output), actual, "a session opened after the re-upload");
     }
 
+    /// <summary>The step of the golden case's tokens [start, start + count), naming its expected position.</summary>
+    public static DecodeCommand Rows(GoldenCase golden, int start, int count)
+    {
+        int batch = golden.Batch, tokens = golden.Tokens, modelDim = golden.Spec.ModelDim;
+        var rows = new float[batch * count * modelDim];
+        for (int b = 0; b < batch; b++)
+            golden.Input.AsSpan((b * tokens + start) * modelDim, count * modelDim).CopyTo(rows.AsSpan(b * count * modelDim));
+        return new DecodeCommand { Batch = batch, Tokens = count, ModelDim = modelDim, Input = FloatBytes.ToBytes(rows), ExpectedPosition = start };
+    }
+
     /// <summary>Runs the golden case's input through a session <paramref name="chunk"/> tokens at a time; returns Y and the steps.</summary>
     public static async Task<(float[] Output, List<DecodeResult> Steps)> Run(IGrainFactory grains, string model, GoldenCase golden, int chunk,
         Func<int, Task>? beforeStep = null)

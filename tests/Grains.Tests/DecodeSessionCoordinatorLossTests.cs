@@ -67,14 +67,7 @@ public sealed class DecodeSessionCoordinatorLossTests : IAsyncLifetime
         return golden;
     }
 
-    private static DecodeCommand Step(GoldenCase golden, int start, int count)
-    {
-        int batch = golden.Batch, tokens = golden.Tokens, modelDim = golden.Spec.ModelDim;
-        var rows = new float[batch * count * modelDim];
-        for (int b = 0; b < batch; b++)
-            golden.Input.AsSpan((b * tokens + start) * modelDim, count * modelDim).CopyTo(rows.AsSpan(b * count * modelDim));
-        return new DecodeCommand { Batch = batch, Tokens = count, ModelDim = modelDim, Input = FloatBytes.ToBytes(rows), ExpectedPosition = start };
-    }
+    private static DecodeCommand Step(GoldenCase golden, int start, int count) => DecodeSteps.Rows(golden, start, count);
 
     [Fact]
     public async Task A_session_survives_the_loss_of_its_coordinators_silo()

@@ -24,6 +24,12 @@ internal sealed class SessionLog(IPersistentState<SessionRecord> record, IGrainS
 
     public SessionRecord Stored => record.State;
 
+    /// <summary>
+    /// The last step's record write threw. It may have landed all the same (a storage timeout), so this activation no
+    /// longer knows the session's position in storage nor the record's ETag: only a fresh read does.
+    /// </summary>
+    public bool RecordWriteFailed => _recordWriteFailed;
+
     public Task Open(SessionRecord opened)
     {
         record.State = opened;
