@@ -8,9 +8,10 @@ namespace Headwise.Grains;
 /// one writes to again. The embedded memory storage passes them to its storage grain and back through local grain calls,
 /// which deep-copy their arguments and answers; <see cref="FlatReadOnlyMemoryCopier{T}"/> lets a copy share these bytes
 /// rather than copy them twice per stored state (a decode step's stored inputs, every byte of a weight upload).
-/// Anything that asks for the array (Redis' client, Orleans' codecs) gets the whole array without a copy.
+/// Anything that asks for the array (Redis' client, Orleans' codecs) gets the whole array without a copy. Internal: the
+/// copier trusts every StoredBytes never to change, so only this assembly's serializer makes them.
 /// </summary>
-public sealed class StoredBytes(byte[] bytes) : MemoryManager<byte>
+internal sealed class StoredBytes(byte[] bytes) : MemoryManager<byte>
 {
     /// <inheritdoc/>
     public override Span<byte> GetSpan() => bytes;
