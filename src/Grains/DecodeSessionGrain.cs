@@ -115,9 +115,10 @@ public sealed class DecodeSessionGrain(
             // Heads that did append are now ahead of the session and are re-filled on the next step (they answer "no
             // cache at this position").
             await Log.Abandon(pending, session);
-            // The next call rebuilds the session from storage: a retry of this step is then answered from the record if
-            // its write landed, applied once if it did not. This activation would re-run it and fail on the stale ETag.
-            if (Log.RecordWriteFailed) DeactivateOnIdle();
+            // The record's write landed after all, or cannot be read back: the next call rebuilds the session from storage,
+            // so a retry of this step is answered from the record if it landed and applied once if not. This activation
+            // would re-run it and fail on the stale ETag.
+            if (Log.RecordUncertain) DeactivateOnIdle();
             throw;
         }
     }

@@ -42,7 +42,16 @@ public sealed class SessionLogTests
             return Task.CompletedTask;
         }
 
-        public Task ReadStateAsync() => Task.CompletedTask;
+        /// <summary>Reads throw too: storage still failing.</summary>
+        public bool ReadFails { get; set; }
+
+        /// <summary>The record as the last write that landed left it (what a read gets).</summary>
+        public Task ReadStateAsync()
+        {
+            if (ReadFails) throw new TimeoutException("record read timed out");
+            State = Landed;
+            return Task.CompletedTask;
+        }
     }
 
     private const int ModelDim = 8;
@@ -90,9 +99,10 @@ public sealed class SessionLogTests
     }
 
     [Theory]
-    [InlineData(false)]
-    [InlineData(true)]
-    public async Task A_first_step_whose_record_write_failed_keeps_its_inputs_for_the_record_that_may_have_landed(bool landed)
+    [InlineData(false, false)]
+    [InlineData(true, false)]
+    [InlineData(false, true)]
+    public async Task A_first_step_whose_record_write_failed_keeps_its_inputs_only_when_the_record_may_list_them(bool landed, bool readFails)
     {
         var storage = new CountingSessionStorage();
         var record = new RecordState();
@@ -100,12 +110,15 @@ public sealed class SessionLogTests
         var session = Session();
         await log.Open(new SessionRecord { Model = "m", MaxTokens = 64 });
         record.Faulty = (true, landed);
+        record.ReadFails = readFails;
         session.Batch = 1;
         var command = Step(10);
         var step = log.Begin(session, command);
         await Assert.ThrowsAsync<TimeoutException>(() => log.Commit(step, session, command, new byte[10 * ModelDim * sizeof(float)]));
         await log.Abandon(step, session);
-        Assert.NotEmpty(storage.Keys);
+        // Known not to have landed (read back): the rows go at once, as for any failed first step, and this log goes on.
+        Assert.Equal(landed || readFails, log.RecordUncertain);
+        Assert.Equal(landed || readFails, storage.Keys.Count > 0);
         if (landed)
         {
             // A rebuild from the record that landed reads every input the step stored.
@@ -113,6 +126,29 @@ public sealed class SessionLogTests
             var history = await new SessionLog(new RecordState { State = record.Landed }, storage, "s", SegmentBytes).ReadInputs(0);
             Assert.Equal(command.Input, FloatBytes.ToBytes(history[0]));
         }
+    }
+
+    [Fact]
+    public async Task A_long_step_whose_record_write_failed_without_landing_is_cleared_by_a_later_close()
+    {
+        var storage = new CountingSessionStorage();
+        var record = new RecordState();
+        var log = new SessionLog(record, storage, "s", SegmentBytes);
+        var session = Session();
+        await log.Open(new SessionRecord { Model = "m", MaxTokens = 64 });
+        await Commit(log, session, 5);
+        // Tokens 5–19 reach segment 4; the record's write fails without landing, so only this log knows of segment 4.
+        record.Faulty = (true, false);
+        var command = Step(15);
+        var step = log.Begin(session, command);
+        await Assert.ThrowsAsync<TimeoutException>(() => log.Commit(step, session, command, new byte[15 * ModelDim * sizeof(float)]));
+        await log.Abandon(step, session);
+        Assert.False(log.RecordUncertain);
+        Assert.Contains(storage.Keys.Keys, key => key.ToString().EndsWith("s/4", StringComparison.Ordinal));
+        record.Faulty = (false, false);
+        await Commit(log, session, 1);
+        await log.Clear();
+        Assert.Empty(storage.Keys);
     }
 
     [Theory]

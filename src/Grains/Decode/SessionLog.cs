@@ -14,9 +14,9 @@ namespace Headwise.Grains.Decode;
 internal sealed class SessionLog(IPersistentState<SessionRecord> record, IGrainStorage storage, string sessionId, long inputSegmentBytes)
 {
     private SessionInputs? _inputs;
-    // The last Commit's record write threw: it may still have landed (a storage timeout), and then the record lists
-    // the step's inputs.
-    private bool _recordWriteFailed;
+    // A Commit's record write threw and no read since has shown storage to hold the record this activation has: the
+    // write may have landed (a storage timeout), and then storage's record lists the step's inputs and position.
+    private bool _recordUncertain;
 
     private int SegmentsEnd => Math.Max(record.State.InputSegmentsEnd, _inputs?.SegmentsEnd ?? 0);
 
@@ -25,10 +25,11 @@ internal sealed class SessionLog(IPersistentState<SessionRecord> record, IGrainS
     public SessionRecord Stored => record.State;
 
     /// <summary>
-    /// The last step's record write threw. It may have landed all the same (a storage timeout), so this activation no
-    /// longer knows the session's position in storage nor the record's ETag: only a fresh read does.
+    /// A step's record write threw, and reading the record back either failed or found that the write landed after all
+    /// (a storage timeout): this activation's position and the record's ETag are no longer storage's. Only an activation
+    /// that reads the record afresh serves the session right.
     /// </summary>
-    public bool RecordWriteFailed => _recordWriteFailed;
+    public bool RecordUncertain => _recordUncertain;
 
     public Task Open(SessionRecord opened)
     {
@@ -44,7 +45,6 @@ internal sealed class SessionLog(IPersistentState<SessionRecord> record, IGrainS
             ? stored.SegmentTokens
             : SessionInputs.TokensPerSegment(command.Batch, session.Spec.ModelDim, inputSegmentBytes);
         _inputs ??= new SessionInputs(storage, sessionId, command.Batch, session.Spec.ModelDim, segmentTokens);
-        _recordWriteFailed = false;
         return new PendingStep(stored, segmentTokens, _inputs.WriteAsync(session.Position, command.Tokens, command.Input, stored.InputTail));
     }
 
@@ -80,32 +80,50 @@ internal sealed class SessionLog(IPersistentState<SessionRecord> record, IGrainS
         catch
         {
             record.State = stored;
-            _recordWriteFailed = true;
+            _recordUncertain = true;
             throw;
         }
     }
 
     /// <summary>
     /// The step failed: its rows past Position are ignored, in memory and in storage. The input write must be over before
-    /// the next step writes the same segment.
+    /// the next step writes the same segment. When its record write threw, the record is read back first: if the write
+    /// landed (or the read fails too) the step's rows stay, for the record may list them, and <see cref="RecordUncertain"/>
+    /// tells the caller to leave the session to a fresh activation.
     /// </summary>
     public async Task Abandon(PendingStep step, DecodeSessionState session)
     {
         try { await step.InputsStored; }
         catch (Exception) { } // the step's own failure is the one the caller gets
+        if (_recordUncertain) await ReadBack(session);
+        if (_recordUncertain) return;
         if (session.Position == 0)
         {
             session.Batch = 0;
             // The next first step may bring another batch, hence other segments, and the record (no step counted yet)
-            // knows of none of these: they go now, not at Close. Unless the record's write failed: it may have landed
-            // and list them, and a rebuild from it would find its inputs gone.
-            if (_inputs is { } dropped && !_recordWriteFailed)
+            // knows of none of these: they go now, not at Close.
+            if (_inputs is { } dropped)
             {
                 try { await dropped.ClearAsync(0, slotsUsed: 0, rewrittenToo: false); }
                 catch (Exception) { } // storage failing again: keys past what later steps overwrite stay behind
             }
             _inputs = null;
         }
+    }
+
+    // Whether a record write that threw landed: storage's record, with its ETag. Not landed, storage holds the record the
+    // step started from, and this activation goes on (its stored inputs past the position stay known for a Close).
+    private async Task ReadBack(DecodeSessionState session)
+    {
+        try
+        {
+            await record.ReadStateAsync();
+        }
+        catch (Exception)
+        {
+            return; // storage failing again: still unknown
+        }
+        _recordUncertain = record.RecordExists && record.State.Position != session.Position;
     }
 
     /// <summary>A retried step: answered from the record when it is the last one applied, never applied again.</summary>
