@@ -16,6 +16,11 @@ public interface IDecodeSessionGrain : IGrainWithStringKey
     Task<DecodeResult> Decode(DecodeCommand command);
     /// <summary>Ends the session and frees its caches. NotFound when it is already gone.</summary>
     Task Close();
+    /// <summary>
+    /// For the session index's sweep (<see cref="ISessionIndexGrain"/>): ends the session if it has been idle past the
+    /// silo's idle limit and no activation coordinates it. False once the session is gone.
+    /// </summary>
+    Task<bool> EndIfIdle();
 }
 
 /// <summary>An open session.</summary>

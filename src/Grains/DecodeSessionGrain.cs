@@ -38,6 +38,7 @@ public sealed class DecodeSessionGrain(
     private SessionLog? _log;
 
     private string Id => this.GetPrimaryKeyString();
+    private ISessionIndexGrain IndexShard => GrainFactory.GetGrain<ISessionIndexGrain>(SessionIndex.ShardOf(Id));
     private OpenSessionCount OpenSessions => ServiceProvider.GetRequiredService<OpenSessionCount>();
     private SessionLog Log => _log ??= new SessionLog(record,
         ServiceProvider.GetRequiredKeyedService<IGrainStorage>(StorageNames.Weights), Id, options.Value.InputSegmentBytes);
@@ -52,6 +53,8 @@ public sealed class DecodeSessionGrain(
         if (maxTokens < 0 || maxTokens > limit.MaxTokens)
             throw new HeadwiseException(ErrorCode.InvalidArgument, $"max_tokens must be 0 (default {limit.DefaultMaxTokens}) or in 1..{limit.MaxTokens} (Headwise__Sessions__MaxTokens), got {maxTokens}.");
         var (projection, shared) = await projections.Fetch(GrainFactory, model, layer);
+        // Listed before its record exists: a session whose coordinator dies is still ended once idle (SessionSweeper).
+        await IndexShard.Add(Id);
         var session = new DecodeSessionState
         {
             Model = model,
@@ -129,6 +132,24 @@ public sealed class DecodeSessionGrain(
         await End();
     }
 
+    public async Task<bool> EndIfIdle()
+    {
+        if (_session is not null) return true; // this activation's own timer ends it once idle
+        if (!Log.Exists)
+        {
+            DeactivateOnIdle();
+            return false;
+        }
+        if ((DateTime.UtcNow - Log.Stored.LastUseUtc).TotalSeconds > options.Value.IdleSeconds)
+        {
+            await End();
+            return false;
+        }
+        // Its caller may still come back (to an activation rebuilt then); the next sweep looks again.
+        DeactivateOnIdle();
+        return true;
+    }
+
     public override Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
     {
         Unserve();
@@ -143,6 +164,8 @@ public sealed class DecodeSessionGrain(
         Unserve();
         await SessionCacheLeases.DropEverywhere(GrainFactory, Id);
         DeactivateOnIdle();
+        try { await IndexShard.Remove([Id]); }
+        catch (Exception) { } // the next sweep finds no record and drops the id
     }
 
     // An open session's idle caches keep their lease while it lasts; an idle session ends.

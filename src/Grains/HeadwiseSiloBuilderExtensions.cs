@@ -58,6 +58,7 @@ public static class HeadwiseSiloBuilderExtensions
         silo.Services.AddSingleton<Forward.PassMemoryBudget>();
         silo.Services.AddSingleton<Decode.DecodeStepper>();
         silo.Services.AddHostedService<CatalogWake>();
+        silo.Services.AddHostedService<Decode.SessionSweeper>();
         silo.Services.AddPlacementDirector<SpreadHeadsStrategy, SpreadHeadsDirector>();
         silo.Services.AddPlacementDirector<SiloBoundStrategy, SiloBoundDirector>();
         // Silos advertise kernel, cores and speed as silo metadata so every placement decision can tell equal silos

@@ -20,6 +20,12 @@ internal sealed class ProcessWideStorage : IGrainStorage
 {
     private static readonly ConcurrentDictionary<(string, GrainId), object> States = new();
 
+    /// <summary>Every key held now: (state name, grain id).</summary>
+    public static IReadOnlyList<(string StateName, GrainId Id)> Keys => States.Keys.Select(k => (k.Item1, k.Item2)).ToList();
+
+    /// <summary>The state held under a key, or null.</summary>
+    public static object? Held(string stateName, GrainId id) => States.TryGetValue((stateName, id), out var state) ? state : null;
+
     public Task ReadStateAsync<T>(string stateName, GrainId grainId, IGrainState<T> grainState)
     {
         if (States.TryGetValue((stateName, grainId), out var state))
