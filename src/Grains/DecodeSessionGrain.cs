@@ -135,8 +135,12 @@ public sealed class DecodeSessionGrain(
     public async Task<bool> EndIfIdle()
     {
         if (_session is not null) return true; // this activation's own timer ends it once idle
+        // An Open whose record write threw may have landed all the same: only storage says whether the id is gone.
+        if (!Log.Exists) await record.ReadStateAsync();
         if (!Log.Exists)
         {
+            // Removed here, in this grain's turn: an Open of the same id cannot slip in between.
+            await IndexShard.Remove([Id]);
             DeactivateOnIdle();
             return false;
         }

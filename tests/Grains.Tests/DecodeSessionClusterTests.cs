@@ -26,11 +26,15 @@ internal sealed class ProcessWideStorage : IGrainStorage
     /// <summary>The state held under a key, or null.</summary>
     public static object? Held(string stateName, GrainId id) => States.TryGetValue((stateName, id), out var state) ? state : null;
 
+    // The session index's list is copied in and out: its grain changes it in place while a test reads what is stored.
+    private static object Copy(object state) =>
+        state is SessionIndexState index ? new SessionIndexState { Opened = new(index.Opened, StringComparer.Ordinal) } : state;
+
     public Task ReadStateAsync<T>(string stateName, GrainId grainId, IGrainState<T> grainState)
     {
         if (States.TryGetValue((stateName, grainId), out var state))
         {
-            grainState.State = (T)state;
+            grainState.State = (T)Copy(state);
             grainState.RecordExists = true;
             grainState.ETag = "1";
         }
@@ -39,7 +43,7 @@ internal sealed class ProcessWideStorage : IGrainStorage
 
     public Task WriteStateAsync<T>(string stateName, GrainId grainId, IGrainState<T> grainState)
     {
-        States[(stateName, grainId)] = grainState.State!;
+        States[(stateName, grainId)] = Copy(grainState.State!);
         grainState.RecordExists = true;
         grainState.ETag = "1";
         return Task.CompletedTask;

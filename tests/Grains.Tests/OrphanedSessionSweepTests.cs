@@ -17,7 +17,7 @@ namespace Headwise.Grains.Tests;
 [Collection(DecodeClusterCollection.Name)]
 public sealed class OrphanedSessionSweepTests : IAsyncLifetime
 {
-    private const int IdleSeconds = 2;
+    private const int IdleSeconds = 5;
     private TestCluster _cluster = null!;
 
     private sealed class SiloConfigurator : ISiloConfigurator
@@ -26,7 +26,7 @@ public sealed class OrphanedSessionSweepTests : IAsyncLifetime
         {
             silo.Services.AddKeyedSingleton<IGrainStorage>(StorageNames.Weights, (_, _) => new ProcessWideStorage());
             silo.AddHeadwiseGrains(KernelKind.Simd, speedGflops: 10);
-            silo.Configure<SiloMessagingOptions>(o => o.ResponseTimeout = TimeSpan.FromSeconds(5));
+            silo.Configure<SiloMessagingOptions>(o => o.ResponseTimeout = TimeSpan.FromSeconds(2));
             silo.Services.Configure<DecodeSessionOptions>(o => o.IdleSeconds = IdleSeconds);
         }
     }
@@ -69,25 +69,16 @@ public sealed class OrphanedSessionSweepTests : IAsyncLifetime
         await client.GetGrain<IModelCatalogGrain>(GrainKeys.Catalog).Create("orphans", golden.Spec);
         await WeightUpload.UploadAsync(client, "orphans", golden.Bytes, golden.Layout, golden.Prefix);
 
-        // The orphan: coordinated on the silo the test kills.
+        // The orphan, coordinated on the silo the test kills; the kept one, on the silo that stays.
         var secondary = _cluster.SecondarySilos[0];
-        string orphan = "";
-        for (int attempt = 0; attempt < 20 && orphan.Length == 0; attempt++)
-        {
-            string id = SessionIds.New();
-            await client.GetGrain<IDecodeSessionGrain>(id).Open("orphans", 0, golden.Tokens);
-            if (await CoordinatorSilo(id) == secondary.SiloAddress.Endpoint.ToString()) orphan = id;
-            else await client.GetGrain<IDecodeSessionGrain>(id).Close();
-        }
-        Assert.NotEmpty(orphan);
+        string orphan = await OpenOn(secondary.SiloAddress.Endpoint.ToString(), golden.Tokens);
+        string kept = await OpenOn(_cluster.Primary!.SiloAddress.Endpoint.ToString(), 1024);
         await client.GetGrain<IDecodeSessionGrain>(orphan).Decode(DecodeSteps.Rows(golden, 0, 4));
         Assert.Equal((true, true), (Stored(orphan).Record, Stored(orphan).Listed));
         Assert.True(Stored(orphan).Inputs > 0);
 
-        // The kept one: its caller steps it every half second, well inside the idle limit.
-        string kept = SessionIds.New();
+        // The kept session's caller steps it every 0.3 s from before the kill, well inside the idle limit.
         var keptSession = client.GetGrain<IDecodeSessionGrain>(kept);
-        await keptSession.Open("orphans", 0, 1024);
         int position = 0, modelDim = golden.Spec.ModelDim;
         var random = new Random(5);
         DecodeCommand Token() => new()
@@ -95,14 +86,21 @@ public sealed class OrphanedSessionSweepTests : IAsyncLifetime
             Batch = 1, Tokens = 1, ModelDim = modelDim, ExpectedPosition = position,
             Input = FloatBytes.ToBytes(Enumerable.Range(0, modelDim).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray()),
         };
+        using var stop = new CancellationTokenSource();
+        var stepping = Task.Run(async () =>
+        {
+            while (!stop.IsCancellationRequested)
+            {
+                position = (await DecodeRetrying(keptSession, Token())).Position;
+                await Task.Delay(300);
+            }
+        });
 
         await _cluster.KillSiloAsync(secondary);
         var deadline = DateTime.UtcNow.AddSeconds(90);
-        while (Stored(orphan) != (false, 0, false) && DateTime.UtcNow < deadline)
-        {
-            await Task.Delay(500);
-            position = (await DecodeRetrying(keptSession, Token())).Position;
-        }
+        while (Stored(orphan) != (false, 0, false) && DateTime.UtcNow < deadline && !stepping.IsCompleted) await Task.Delay(250);
+        stop.Cancel();
+        await stepping;
         Assert.Equal((false, 0, false), Stored(orphan));
         // Nobody called the orphan: it is gone for its caller too.
         var gone = await Assert.ThrowsAsync<HeadwiseException>(() => client.GetGrain<IDecodeSessionGrain>(orphan).Decode(DecodeSteps.Rows(golden, 4, 1)));
@@ -110,10 +108,23 @@ public sealed class OrphanedSessionSweepTests : IAsyncLifetime
 
         Assert.True(position > 0);
         Assert.True(Stored(kept).Record && Stored(kept).Listed);
-        var next = await DecodeRetrying(keptSession, Token());
+        var next = await keptSession.Decode(Token());
         Assert.Equal(position + 1, next.Position);
         await keptSession.Close();
         Assert.Equal((false, 0, false), Stored(kept));
+    }
+
+    // Opens sessions until one is coordinated on `silo` (a client's call lands on any silo); closes the others.
+    private async Task<string> OpenOn(string silo, int maxTokens)
+    {
+        for (int attempt = 0; attempt < 40; attempt++)
+        {
+            string id = SessionIds.New();
+            await _cluster.Client.GetGrain<IDecodeSessionGrain>(id).Open("orphans", 0, maxTokens);
+            if (await CoordinatorSilo(id) == silo) return id;
+            await _cluster.Client.GetGrain<IDecodeSessionGrain>(id).Close();
+        }
+        throw new InvalidOperationException($"no session was coordinated on {silo} in 40 opens.");
     }
 
     // The kept session's coordinator may have been on the killed silo's directory partition: a call may fail until the

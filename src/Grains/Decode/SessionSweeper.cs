@@ -11,7 +11,8 @@ namespace Headwise.Grains.Decode;
 /// ever call the session again and its storage would stay for good. Every half idle limit (at least a second, at most
 /// five minutes) this silo asks each shard of the session index for the sessions old enough to be idle, and each of those
 /// to end itself if it is (<see cref="IDecodeSessionGrain.EndIfIdle"/>): an idle session is ended by an activation
-/// rebuilt from its record, a live one answers at once. Ids without a record any more leave the index.
+/// rebuilt from its record, a live one answers at once. A session that ends, or finds it has no record, leaves the index
+/// itself, in its own turn (an Open of the same id cannot slip in between).
 /// </summary>
 public sealed class SessionSweeper(IGrainFactory grains, IOptions<DecodeSessionOptions> options, ILogger<SessionSweeper> logger)
     : BackgroundService
@@ -44,24 +45,22 @@ public sealed class SessionSweeper(IGrainFactory grains, IOptions<DecodeSessionO
             var index = grains.GetGrain<ISessionIndexGrain>(shard);
             var candidates = await index.SweepCandidates(limits.IdleSeconds, PeriodSeconds(limits) / 2).WaitAsync(stoppingToken);
             if (candidates.Length == 0) return;
-            var gone = new List<string>();
             await Parallel.ForEachAsync(candidates, new ParallelOptions { MaxDegreeOfParallelism = SessionsAtOnce, CancellationToken = stoppingToken },
                 async (session, cancellation) =>
                 {
                     try
                     {
-                        if (!await grains.GetGrain<IDecodeSessionGrain>(session).EndIfIdle().WaitAsync(cancellation))
-                            lock (gone) gone.Add(session);
+                        await grains.GetGrain<IDecodeSessionGrain>(session).EndIfIdle().WaitAsync(cancellation);
                     }
-                    catch (Exception exception) when (exception is not OperationCanceledException)
+                    // A storage client may report its timeout as a cancellation: only the silo's shutdown ends the sweep.
+                    catch (Exception exception) when (!cancellation.IsCancellationRequested)
                     {
                         // Its silo is still being declared dead, or storage is failing: the next sweep asks again.
                         logger.LogDebug(exception, "Sweeping decode session {Session} failed.", session);
                     }
                 });
-            if (gone.Count > 0) await index.Remove([.. gone]).WaitAsync(stoppingToken);
         }
-        catch (Exception exception) when (exception is not OperationCanceledException)
+        catch (Exception exception) when (!stoppingToken.IsCancellationRequested)
         {
             logger.LogDebug(exception, "Sweeping shard {Shard} of the session index failed.", shard);
         }
