@@ -118,6 +118,34 @@ internal static class DecodeSteps
         Tolerance.AssertClose(FloatBytes.AsFloats(expected.Output), actual, "a session opened after the re-upload");
     }
 
+    /// <summary>The silo whose activation coordinates <paramref name="session"/> now, or null.</summary>
+    public static async Task<string?> CoordinatorSilo(IGrainFactory grains, string session)
+    {
+        var statistics = await grains.GetGrain<IManagementGrain>(0).GetDetailedGrainStatistics();
+        return statistics.FirstOrDefault(s => s.GrainType.Contains(nameof(DecodeSessionGrain), StringComparison.Ordinal)
+            && s.GrainId.Key.ToString() == session)?.SiloAddress.Endpoint.ToString();
+    }
+
+    /// <summary>
+    /// A step retried while the cluster declares a killed silo dead (a call may fail until then). The step names its
+    /// position, so a retry of a step that was applied after all is answered again, never applied twice.
+    /// </summary>
+    public static async Task<DecodeResult> DecodeRetrying(IDecodeSessionGrain session, DecodeCommand command)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(60);
+        while (true)
+        {
+            try
+            {
+                return await session.Decode(command);
+            }
+            catch (Exception exception) when (exception is not HeadwiseException { Code: not ErrorCode.Unavailable } && DateTime.UtcNow < deadline)
+            {
+                await Task.Delay(500);
+            }
+        }
+    }
+
     /// <summary>The step of the golden case's tokens [start, start + count), naming its expected position.</summary>
     public static DecodeCommand Rows(GoldenCase golden, int start, int count)
     {

@@ -49,13 +49,6 @@ public sealed class DecodeSessionCoordinatorLossTests : IAsyncLifetime
 
     private IGrainFactory Grains => _cluster.Client;
 
-    private async Task<string?> CoordinatorSilo(string session)
-    {
-        var statistics = await Grains.GetGrain<IManagementGrain>(0).GetDetailedGrainStatistics();
-        return statistics.FirstOrDefault(s => s.GrainType.Contains(nameof(DecodeSessionGrain), StringComparison.Ordinal)
-            && s.GrainId.Key.ToString() == session)?.SiloAddress.Endpoint.ToString();
-    }
-
     private SessionCaches[] Caches() =>
         _cluster.Silos.Cast<InProcessSiloHandle>().Select(s => s.SiloHost.Services.GetRequiredService<SessionCaches>()).ToArray();
 
@@ -87,7 +80,7 @@ public sealed class DecodeSessionCoordinatorLossTests : IAsyncLifetime
         {
             id = SessionIds.New();
             await Grains.GetGrain<IDecodeSessionGrain>(id).Open("coordinator-loss", 0, tokens);
-            if (await CoordinatorSilo(id) is { } silo && secondaries.TryGetValue(silo, out var handle)) victim = handle;
+            if (await DecodeSteps.CoordinatorSilo(Grains, id) is { } silo && secondaries.TryGetValue(silo, out var handle)) victim = handle;
             else await Grains.GetGrain<IDecodeSessionGrain>(id).Close();
         }
         Assert.NotNull(victim);
@@ -98,10 +91,10 @@ public sealed class DecodeSessionCoordinatorLossTests : IAsyncLifetime
         const int chunk = 3;
         for (int start = 0; start < tokens; start += chunk)
         {
-            if (start >= half && victim.IsActive && await CoordinatorSilo(id) == victim.SiloAddress.Endpoint.ToString())
+            if (start >= half && victim.IsActive && await DecodeSteps.CoordinatorSilo(Grains, id) == victim.SiloAddress.Endpoint.ToString())
                 await _cluster.KillSiloAsync(victim);
             int count = Math.Min(chunk, tokens - start);
-            var result = await DecodeRetrying(session, Step(golden, start, count));
+            var result = await DecodeSteps.DecodeRetrying(session, Step(golden, start, count));
             Assert.Equal(start + count, result.Position);
             if (start >= half) refilledAfterLoss += result.ReprefilledGroups;
             var y = FloatBytes.AsFloats(result.Output);
@@ -110,31 +103,13 @@ public sealed class DecodeSessionCoordinatorLossTests : IAsyncLifetime
         }
 
         Assert.False(victim.IsActive);
-        var rebuiltOn = await CoordinatorSilo(id);
+        var rebuiltOn = await DecodeSteps.CoordinatorSilo(Grains, id);
         Assert.NotNull(rebuiltOn);
         Assert.NotEqual(victim.SiloAddress.Endpoint.ToString(), rebuiltOn);
         // The killed silo took its heads' caches too: the steps after the loss re-filled at least one group.
         Assert.True(refilledAfterLoss > 0, "no head group was re-filled after the coordinator's silo died");
         Tolerance.AssertClose(FloatBytes.AsFloats(expected.Output), actual, "decode across the loss of the coordinator's silo");
         await session.Close();
-    }
-
-    // The cluster needs a moment to declare the silo dead; until then a call may fail. The step carries its expected
-    // position, so a retry of a step that was applied after all is answered again, never applied twice.
-    private static async Task<DecodeResult> DecodeRetrying(IDecodeSessionGrain session, DecodeCommand command)
-    {
-        var deadline = DateTime.UtcNow.AddSeconds(60);
-        while (true)
-        {
-            try
-            {
-                return await session.Decode(command);
-            }
-            catch (Exception exception) when (exception is not HeadwiseException { Code: not ErrorCode.Unavailable } && DateTime.UtcNow < deadline)
-            {
-                await Task.Delay(500);
-            }
-        }
     }
 
     [Fact]
@@ -202,7 +177,7 @@ public sealed class DecodeSessionCoordinatorLossTests : IAsyncLifetime
         Assert.Equal(ErrorCode.NotFound, unknown.Code);
         Assert.Contains(id, unknown.Message);
         var deadline = DateTime.UtcNow.AddSeconds(10);
-        while (await CoordinatorSilo(id) is not null && DateTime.UtcNow < deadline) await Task.Delay(100);
-        Assert.Null(await CoordinatorSilo(id));
+        while (await DecodeSteps.CoordinatorSilo(Grains, id) is not null && DateTime.UtcNow < deadline) await Task.Delay(100);
+        Assert.Null(await DecodeSteps.CoordinatorSilo(Grains, id));
     }
 }

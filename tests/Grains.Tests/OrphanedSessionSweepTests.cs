@@ -41,13 +41,6 @@ public sealed class OrphanedSessionSweepTests : IAsyncLifetime
 
     public async Task DisposeAsync() => await _cluster.StopAllSilosAsync();
 
-    private async Task<string?> CoordinatorSilo(string session)
-    {
-        var statistics = await _cluster.Client.GetGrain<IManagementGrain>(0).GetDetailedGrainStatistics();
-        return statistics.FirstOrDefault(s => s.GrainType.Contains(nameof(DecodeSessionGrain), StringComparison.Ordinal)
-            && s.GrainId.Key.ToString() == session)?.SiloAddress.Endpoint.ToString();
-    }
-
     // What storage holds of a session: its record, its stored inputs, and whether the index lists it.
     private static (bool Record, int Inputs, bool Listed) Stored(string session)
     {
@@ -91,7 +84,7 @@ public sealed class OrphanedSessionSweepTests : IAsyncLifetime
         {
             while (!stop.IsCancellationRequested)
             {
-                position = (await DecodeRetrying(keptSession, Token())).Position;
+                position = (await DecodeSteps.DecodeRetrying(keptSession, Token())).Position;
                 await Task.Delay(300);
             }
         });
@@ -121,27 +114,9 @@ public sealed class OrphanedSessionSweepTests : IAsyncLifetime
         {
             string id = SessionIds.New();
             await _cluster.Client.GetGrain<IDecodeSessionGrain>(id).Open("orphans", 0, maxTokens);
-            if (await CoordinatorSilo(id) == silo) return id;
+            if (await DecodeSteps.CoordinatorSilo(_cluster.Client, id) == silo) return id;
             await _cluster.Client.GetGrain<IDecodeSessionGrain>(id).Close();
         }
         throw new InvalidOperationException($"no session was coordinated on {silo} in 40 opens.");
-    }
-
-    // The kept session's coordinator may have been on the killed silo's directory partition: a call may fail until the
-    // cluster has declared it dead. Each step names its position, so a retry is never applied twice.
-    private static async Task<DecodeResult> DecodeRetrying(IDecodeSessionGrain session, DecodeCommand command)
-    {
-        var deadline = DateTime.UtcNow.AddSeconds(60);
-        while (true)
-        {
-            try
-            {
-                return await session.Decode(command);
-            }
-            catch (Exception exception) when (exception is not HeadwiseException { Code: not ErrorCode.Unavailable } && DateTime.UtcNow < deadline)
-            {
-                await Task.Delay(500);
-            }
-        }
     }
 }
