@@ -18,9 +18,9 @@ public interface IDecodeSessionGrain : IGrainWithStringKey
     Task Close();
     /// <summary>
     /// For the session index's sweep (<see cref="ISessionIndexGrain"/>): ends the session if it has been idle past the
-    /// silo's idle limit and no activation coordinates it. False once the session is gone.
+    /// silo's idle limit and no activation coordinates it; a session that is gone leaves the index.
     /// </summary>
-    Task<bool> EndIfIdle();
+    Task EndIfIdle();
 }
 
 /// <summary>An open session.</summary>

@@ -11,8 +11,8 @@ public interface ISessionIndexGrain : IGrainWithIntegerKey
     /// <summary>Lists <paramref name="session"/>, opened now (before its record is written: a listed id without a record is dropped by the next sweep).</summary>
     Task Add(string session);
 
-    /// <summary>Drops <paramref name="sessions"/> from the list (ended, or never opened).</summary>
-    Task Remove(string[] sessions);
+    /// <summary>Drops <paramref name="session"/> from the list (ended, or never opened).</summary>
+    Task Remove(string session);
 
     /// <summary>
     /// The listed sessions opened more than <paramref name="idleSeconds"/> ago, for a sweep; none when another silo

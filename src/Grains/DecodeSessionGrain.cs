@@ -132,26 +132,25 @@ public sealed class DecodeSessionGrain(
         await End();
     }
 
-    public async Task<bool> EndIfIdle()
+    public async Task EndIfIdle()
     {
-        if (_session is not null) return true; // this activation's own timer ends it once idle
+        if (_session is not null) return; // this activation's own timer ends it once idle
         // An Open whose record write threw may have landed all the same: only storage says whether the id is gone.
         if (!Log.Exists) await record.ReadStateAsync();
         if (!Log.Exists)
         {
             // Removed here, in this grain's turn: an Open of the same id cannot slip in between.
-            await IndexShard.Remove([Id]);
+            await IndexShard.Remove(Id);
             DeactivateOnIdle();
-            return false;
+            return;
         }
         if ((DateTime.UtcNow - Log.Stored.LastUseUtc).TotalSeconds > options.Value.IdleSeconds)
         {
             await End();
-            return false;
+            return;
         }
         // Its caller may still come back (to an activation rebuilt then); the next sweep looks again.
         DeactivateOnIdle();
-        return true;
     }
 
     public override Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
@@ -168,7 +167,7 @@ public sealed class DecodeSessionGrain(
         Unserve();
         await SessionCacheLeases.DropEverywhere(GrainFactory, Id);
         DeactivateOnIdle();
-        try { await IndexShard.Remove([Id]); }
+        try { await IndexShard.Remove(Id); }
         catch (Exception) { } // the next sweep finds no record and drops the id
     }
 

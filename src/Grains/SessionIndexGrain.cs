@@ -17,11 +17,9 @@ public sealed class SessionIndexGrain(
         await index.WriteStateAsync();
     }
 
-    public async Task Remove(string[] sessions)
+    public async Task Remove(string session)
     {
-        bool removed = false;
-        foreach (string session in sessions) removed |= index.State.Opened.Remove(session);
-        if (removed) await index.WriteStateAsync();
+        if (index.State.Opened.Remove(session)) await index.WriteStateAsync();
     }
 
     public Task<string[]> SweepCandidates(int idleSeconds, double sweepSeconds)

@@ -87,6 +87,17 @@ public sealed class SessionLogTests
         await log.Abandon(log.Begin(session, Step(tokens)), session);
     }
 
+    // A step whose heads answered but whose record write threw (record.Faulty), abandoned as the grain does.
+    private static async Task<DecodeCommand> FailRecordWrite(SessionLog log, DecodeSessionState session, int tokens)
+    {
+        session.Batch = 1;
+        var command = Step(tokens);
+        var step = log.Begin(session, command);
+        await Assert.ThrowsAsync<TimeoutException>(() => log.Commit(step, session, command, new byte[tokens * ModelDim * sizeof(float)]));
+        await log.Abandon(step, session);
+        return command;
+    }
+
     [Fact]
     public async Task A_failed_first_step_leaves_no_input_behind()
     {
@@ -111,11 +122,7 @@ public sealed class SessionLogTests
         await log.Open(new SessionRecord { Model = "m", MaxTokens = 64 });
         record.Faulty = (true, landed);
         record.ReadFails = readFails;
-        session.Batch = 1;
-        var command = Step(10);
-        var step = log.Begin(session, command);
-        await Assert.ThrowsAsync<TimeoutException>(() => log.Commit(step, session, command, new byte[10 * ModelDim * sizeof(float)]));
-        await log.Abandon(step, session);
+        var command = await FailRecordWrite(log, session, 10);
         // Known not to have landed (read back): the rows go at once, as for any failed first step, and this log goes on.
         Assert.Equal(landed || readFails, log.RecordUncertain);
         Assert.Equal(landed || readFails, storage.Keys.Count > 0);
@@ -139,10 +146,7 @@ public sealed class SessionLogTests
         await Commit(log, session, 5);
         // Tokens 5–19 reach segment 4; the record's write fails without landing, so only this log knows of segment 4.
         record.Faulty = (true, false);
-        var command = Step(15);
-        var step = log.Begin(session, command);
-        await Assert.ThrowsAsync<TimeoutException>(() => log.Commit(step, session, command, new byte[15 * ModelDim * sizeof(float)]));
-        await log.Abandon(step, session);
+        await FailRecordWrite(log, session, 15);
         Assert.False(log.RecordUncertain);
         Assert.Contains(storage.Keys.Keys, key => key.ToString().EndsWith("s/4", StringComparison.Ordinal));
         record.Faulty = (false, false);
