@@ -38,21 +38,6 @@ public sealed class DecodeBatchingClusterTests : IAsyncLifetime
         }
     }
 
-    // The SIMD kernel, whose first projection waits (at most 30 s) until two more steps queue behind it. This test's
-    // heads are tiny: a step computes in microseconds, and on a loaded 2-core machine 408 steps once ran without any two
-    // meeting (CI, 2026-11-30). Held, the steps queued behind the first one must form a batch of more than one.
-    private sealed class FirstProjectionHeld(Func<bool> queued) : DelegatingKernel
-    {
-        private int _held;
-
-        public override void Project(ReadOnlySpan<float> input, int rows, int inner, ReadOnlySpan<float> weights, int outer,
-            ReadOnlySpan<float> bias, Span<float> output)
-        {
-            if (Interlocked.Exchange(ref _held, 1) == 0) SpinWait.SpinUntil(queued, TimeSpan.FromSeconds(30));
-            base.Project(input, rows, inner, weights, outer, bias, output);
-        }
-    }
-
     public async Task InitializeAsync()
     {
         var builder = new TestClusterBuilder(1);
@@ -235,18 +220,10 @@ public sealed class DecodeBatchingRelayTests : IAsyncLifetime
         {
             silo.Services.AddKeyedSingleton<Orleans.Storage.IGrainStorage>(StorageNames.Weights, (_, _) => new ProcessWideStorage());
             silo.AddHeadwiseGrains(KernelKind.Simd, speedGflops: 10);
-            silo.Services.AddSingleton<IHeadKernel>(new SlowProjections());
-        }
-    }
-
-    // The SIMD kernel with a millisecond more per projection.
-    private sealed class SlowProjections : DelegatingKernel
-    {
-        public override void Project(ReadOnlySpan<float> input, int rows, int inner, ReadOnlySpan<float> weights, int outer,
-            ReadOnlySpan<float> bias, Span<float> output)
-        {
-            Thread.Sleep(1);
-            base.Project(input, rows, inner, weights, outer, bias, output);
+            // Each silo's first projection waits for two more steps queued behind it on the relay's layer: a millisecond's
+            // sleep per projection, as before, let steps run one by one on a loaded machine (as the test above once did).
+            silo.Services.AddSingleton<IHeadKernel>(services =>
+                new FirstProjectionHeld(() => services.GetRequiredService<StepBatcher>().Waiting("relay/0") >= 2));
         }
     }
 
@@ -300,5 +277,20 @@ public sealed class DecodeBatchingRelayTests : IAsyncLifetime
             Assert.Equal(sessions * steps, layer.Steps);
             Assert.True(layer.LargestSize > 1, $"silo {silo.SiloAddress}: only batches of one through the relay: {layer}");
         }
+    }
+}
+
+// The SIMD kernel, whose first projection waits (at most 30 s) until two more steps queue behind it. This test's
+// heads are tiny: a step computes in microseconds, and on a loaded 2-core machine 408 steps once ran without any two
+// meeting (CI, 2026-11-30). Held, the steps queued behind the first one must form a batch of more than one.
+internal sealed class FirstProjectionHeld(Func<bool> queued) : DelegatingKernel
+{
+    private int _held;
+
+    public override void Project(ReadOnlySpan<float> input, int rows, int inner, ReadOnlySpan<float> weights, int outer,
+        ReadOnlySpan<float> bias, Span<float> output)
+    {
+        if (Interlocked.Exchange(ref _held, 1) == 0) SpinWait.SpinUntil(queued, TimeSpan.FromSeconds(30));
+        base.Project(input, rows, inner, weights, outer, bias, output);
     }
 }
