@@ -87,12 +87,13 @@ internal static class TraceBreakdown
             "coordinator end → response end", "first remote head's start − first local head's start",
         ];
         Console.WriteLine($"## Where a forward pass's time goes (T = {tokens}, {(raw ? "plain generated client, no retry" : sharedMemory ? "Headwise SDK, shared memory" : "Headwise SDK")}, median of {repetitions}, ms)\n");
-        Console.WriteLine("| part | median | best |");
-        Console.WriteLine("|---|---|---|");
+        // The spread too: on a noisy VM one slow phase (X still arriving, say) shows in p90 and worst long before the median.
+        Console.WriteLine("| part | median | best | p90 | worst |");
+        Console.WriteLine("|---|---|---|---|---|");
         for (int c = 0; c < names.Length; c++)
         {
             var column = rows.Select(r => r[c]).Order().ToArray();
-            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| {names[c]} | {column[column.Length / 2]:F2} | {column[0]:F2} |"));
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| {names[c]} | {column[column.Length / 2]:F2} | {column[0]:F2} | {column[column.Length * 9 / 10]:F2} | {column[^1]:F2} |"));
         }
     }
 }
