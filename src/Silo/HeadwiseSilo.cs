@@ -102,6 +102,8 @@ public static class HeadwiseSilo
 
         builder.AddHeadwiseHealth(options, gateway);
         builder.AddHeadwiseTelemetry();
+        // Last: the AddGrpc* calls above each register the library's method binding, which this takes over for the gateway.
+        builder.Services.BindGatewayMethods();
 
         var app = builder.Build();
         app.MapGrpcService<AttentionGateway>().RequireHost($"*:{options.GrpcPort}");

@@ -94,7 +94,7 @@ internal sealed partial class AttentionGateway(IGrainFactory grains, IOptions<Si
         using var ranges = SharedMemoryRanges.Lease(sharedMemory, context, request);
         var input = ranges.Input is { } inputRange
             ? TensorCodec.ToFloat32Bytes(request.Input, 3, "input", limits.Value.MaxRequestBytes, inputRange, buffers)
-            : TensorCodec.ToFloat32Bytes(request.Input, 3, "input", limits.Value.MaxRequestBytes);
+            : TensorCodec.ToFloat32Bytes(request.Input, 3, "input", limits.Value.MaxRequestBytes, buffers);
         ranges.CheckOutput(input.LongLength);
         var command = new ForwardCommand
         {
@@ -124,14 +124,15 @@ internal sealed partial class AttentionGateway(IGrainFactory grains, IOptions<Si
         var response = ToResponse(command, result, outputInline: ranges.Output is null);
         if (ranges.Output is { } outputRange)
         {
-            // Through shared memory X and Y are this call's own arrays once the pass has answered: copied out of and
-            // into the regions, read by nothing else (a pass that failed leaves its X to the GC: a straggling head may
-            // still read it). Reused, their pages stay mapped: see TensorBuffers.
+            // Through shared memory Y is this call's own array once it is copied into the region. Reused, its pages stay
+            // mapped: see TensorBuffers.
             outputRange.Write(result.Output);
             buffers.Return(result.Output);
         }
         else ReturnWhenSent(context, result.Output);
-        if (ranges.Input is not null) buffers.Return(input);
+        // X, copied out of shared memory or parsed into a pooled array (PooledForwardRequest), is read by nothing once the
+        // pass has answered; a pass that failed leaves it to the GC, as a straggling head may still read it.
+        buffers.Return(input);
         return response;
     }
 

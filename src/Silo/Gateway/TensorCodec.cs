@@ -14,7 +14,15 @@ internal static class TensorCodec
     /// The tensor's values as little-endian float32 bytes, after checking its rank and that its data length
     /// matches shape × dtype; <paramref name="field"/> names it in errors.
     /// </summary>
-    public static byte[] ToFloat32Bytes(Tensor? tensor, int rank, string field, long maxBytes)
+    public static byte[] ToFloat32Bytes(Tensor? tensor, int rank, string field, long maxBytes) =>
+        ToFloat32Bytes(tensor, rank, field, maxBytes, buffers: null);
+
+    /// <summary>
+    /// As <see cref="ToFloat32Bytes(Tensor?, int, string, long)"/>, for a tensor whose data the caller's parse may have
+    /// rented from <paramref name="buffers"/> (<see cref="PooledForwardRequest"/>): F16 or BF16 data, widened into a
+    /// new array, goes back to the pool at once; F32 data is the result itself.
+    /// </summary>
+    public static byte[] ToFloat32Bytes(Tensor? tensor, int rank, string field, long maxBytes, TensorBuffers? buffers)
     {
         var (count, elementSize, shape) = CheckShape(tensor, rank, field);
         if (tensor!.Data.Length > maxBytes)
@@ -32,8 +40,10 @@ internal static class TensorCodec
                 ? whole.Array
                 : source.ToArray();
         }
-        var result = new byte[count * sizeof(float)];
+        var result = buffers?.Rent((int)(count * sizeof(float))) ?? new byte[count * sizeof(float)];
         Widen(source, tensor.Dtype, FloatBytes.AsFloats(result.AsSpan()));
+        if (buffers is not null && MemoryMarshal.TryGetArray(tensor.Data.Memory, out var narrow) && narrow.Offset == 0 && narrow.Count == narrow.Array!.Length)
+            buffers.Return(narrow.Array);
         return result;
     }
 
