@@ -24,6 +24,7 @@ public sealed class GrpcAttentionClient : IAttentionClient
     private readonly Proto.Attention.AttentionClient _client;
     private readonly TimeSpan? _deadline;
     private readonly SharedMemoryPool? _sharedMemory;
+    private readonly ForwardRetry _forwardRetry = ForwardRetry.None;
 
     /// <summary>
     /// Connects to the gateway at <paramref name="address"/> (http:// for cleartext HTTP/2, https:// for TLS), with
@@ -37,6 +38,7 @@ public sealed class GrpcAttentionClient : IAttentionClient
     public GrpcAttentionClient(Uri address, GrpcAttentionClientOptions options)
         : this(options.CreateChannel(address), ownsChannel: true, options.CallDeadline())
     {
+        _forwardRetry = new ForwardRetry(options.MaxAttempts, options.InitialBackoff, options.MaxBackoff);
         bool loopback = address.IsLoopback;
         if (options.SharedMemory == SharedMemoryMode.On || (options.SharedMemory == SharedMemoryMode.Auto && loopback))
             _sharedMemory = new SharedMemoryPool(_client, options.SharedMemoryDirectory, fallBackInline: options.SharedMemory == SharedMemoryMode.Auto);
@@ -106,26 +108,33 @@ public sealed class GrpcAttentionClient : IAttentionClient
         Call(cancellationToken, async () => (await _client.RebalanceAsync(new Proto.RebalanceRequest { Model = model ?? "" }, deadline: Deadline(), cancellationToken: cancellationToken)).Moved);
 
     /// <inheritdoc />
-    public Task<AttentionOutput> ForwardAsync(string model, AttentionInput input, CancellationToken cancellationToken = default) =>
-        Call(cancellationToken, async () =>
+    public Task<AttentionOutput> ForwardAsync(string model, AttentionInput input, CancellationToken cancellationToken = default)
+    {
+        var deadline = Deadline();
+        Proto.ForwardRequest? inline = null;
+        return Call(cancellationToken, () => _forwardRetry.RunAsync(async () =>
         {
             var buffer = _sharedMemory is null ? null
                 : await _sharedMemory.RentAsync(2L * input.Input.Data.Length * sizeof(float), cancellationToken);
             if (buffer is null)
-                return GrpcMapping.FromProto(await _client.ForwardAsync(GrpcMapping.ToProto(model, input), deadline: Deadline(), cancellationToken: cancellationToken));
-            return await ForwardThroughSharedMemoryAsync(model, input, buffer, cancellationToken);
-        });
+            {
+                inline ??= GrpcMapping.ToProto(model, input);
+                return GrpcMapping.FromProto(await _client.ForwardAsync(inline, deadline: deadline, cancellationToken: cancellationToken));
+            }
+            return await ForwardThroughSharedMemoryAsync(model, input, buffer, deadline, cancellationToken);
+        }, cancellationToken));
+    }
 
     /// <summary>X written to <paramref name="buffer"/>, the call carrying references, Y read back from the buffer.</summary>
     private async Task<AttentionOutput> ForwardThroughSharedMemoryAsync(string model, AttentionInput input, SharedMemoryBuffer buffer,
-        CancellationToken cancellationToken)
+        DateTime? deadline, CancellationToken cancellationToken)
     {
         long xBytes = (long)input.Input.Data.Length * sizeof(float);
         buffer.Write(0, input.Input.Data);
         Proto.ForwardResponse response;
         try
         {
-            response = await _client.ForwardAsync(GrpcMapping.ToSharedMemoryProto(model, input, buffer.Name), deadline: Deadline(),
+            response = await _client.ForwardAsync(GrpcMapping.ToSharedMemoryProto(model, input, buffer.Name), deadline: deadline,
                 cancellationToken: cancellationToken);
         }
         catch

@@ -38,7 +38,8 @@ public sealed class GrpcAttentionClientOptions
 
     /// <summary>
     /// Attempts of an idempotent call (Forward, GetModel, ListModels) that fails with UNAVAILABLE, the first
-    /// included (gRPC's own retry policy, exponential backoff with jitter); 1 turns retries off.
+    /// included (exponential backoff with jitter, as gRPC's retry policy: its own for GetModel and ListModels, the client's
+    /// for Forward); 1 turns retries off.
     /// </summary>
     public int MaxAttempts { get; set; } = 5;
 
@@ -79,9 +80,6 @@ public sealed class GrpcAttentionClientOptions
         {
             MaxReceiveMessageSize = null,
             MaxSendMessageSize = null,
-            // A retried call keeps its request in memory until it ends; room for the largest allowed Forward input.
-            MaxRetryBufferPerCallSize = 128L << 20,
-            MaxRetryBufferSize = 512L << 20,
             MaxRetryAttempts = Math.Max(MaxAttempts, 1),
         };
         if (MaxAttempts > 1)
@@ -97,7 +95,8 @@ public sealed class GrpcAttentionClientOptions
                     RetryableStatusCodes = { StatusCode.Unavailable },
                 },
             };
-            foreach (string method in IdempotentMethods)
+            // Forward is retried by the client itself (ForwardRetry), without the channel's copy of each request.
+            foreach (string method in IdempotentMethods.Where(m => m != "Forward"))
                 retried.Names.Add(new MethodName { Service = "headwise.v1.Attention", Method = method });
             options.ServiceConfig = new ServiceConfig { MethodConfigs = { retried } };
         }

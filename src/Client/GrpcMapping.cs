@@ -30,7 +30,7 @@ internal static class GrpcMapping
         var tensor = new Proto.Tensor
         {
             Dtype = Proto.DType.F32,
-            Data = ByteString.CopyFrom(System.Runtime.InteropServices.MemoryMarshal.AsBytes(input.Input.Data.Span)),
+            Data = UnsafeByteOperations.UnsafeWrap(BytesOverFloats.Of(input.Input.Data)),
         };
         return Request(model, input, tensor);
     }

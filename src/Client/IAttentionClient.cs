@@ -36,7 +36,10 @@ public interface IAttentionClient : IAsyncDisposable
     /// </summary>
     Task<int> RebalanceAsync(string? model = null, CancellationToken cancellationToken = default);
 
-    /// <summary>Runs one attention layer of <paramref name="model"/> on <paramref name="input"/>.</summary>
+    /// <summary>
+    /// Runs one attention layer of <paramref name="model"/> on <paramref name="input"/>. The call reads X while it runs,
+    /// without copying it first: leave it unchanged until the task completes.
+    /// </summary>
     Task<AttentionOutput> ForwardAsync(string model, AttentionInput input, CancellationToken cancellationToken = default);
 
     /// <summary>

@@ -38,6 +38,14 @@ public sealed class SdkRetryTests
         await Assert.ThrowsAsync<HeadwiseException>(() => client.GetModelAsync("m"));
         Assert.Equal(4, attempts.Count);
 
+        // Forward is retried by the client itself, sending the same request again (no channel-side copy of it).
+        attempts.Count = 0;
+        clock.Restart();
+        var forward = await Assert.ThrowsAsync<HeadwiseException>(() => client.ForwardAsync("m", Input));
+        Assert.Equal(ErrorCode.Unavailable, forward.Code);
+        Assert.Equal(4, attempts.Count);
+        Assert.True(clock.Elapsed > TimeSpan.FromMilliseconds(20), $"4 forward attempts took {clock.Elapsed.TotalMilliseconds:F0} ms");
+
         attempts.Count = 0;
         await Assert.ThrowsAsync<HeadwiseException>(() => client.CreateModelAsync("m", new AttentionSpec { ModelDim = 64, HeadCount = 4 }));
         Assert.Equal(1, attempts.Count);
@@ -55,7 +63,12 @@ public sealed class SdkRetryTests
         await using var client = new GrpcAttentionClient(nowhere, new GrpcAttentionClientOptions { MaxAttempts = 1, HttpHandler = attempts });
         await Assert.ThrowsAsync<HeadwiseException>(() => client.ListModelsAsync());
         Assert.Equal(1, attempts.Count);
+        attempts.Count = 0;
+        await Assert.ThrowsAsync<HeadwiseException>(() => client.ForwardAsync("m", Input));
+        Assert.Equal(1, attempts.Count);
     }
+
+    private static readonly AttentionInput Input = new() { Input = new FloatTensor(new float[2 * 64], 1, 2, 64) };
 
     private sealed class AttemptCounter : DelegatingHandler
     {
