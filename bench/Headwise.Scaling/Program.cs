@@ -7,6 +7,7 @@ using Headwise.Scaling;
 // Usage: dotnet build src/Silo -c Release && dotnet run -c Release --project bench/Headwise.Scaling -- [--repetitions 5]
 //        ... --project bench/Headwise.Scaling -- pinned [--tokens 128 1024] [--repetitions 15] [--one-silo]   (the scale-out table, silos pinned to cores)
 //        ... --project bench/Headwise.Scaling -- allocations [--tokens 128 1024] [--passes 200]   (a silo's allocations and gen-2 collections per pass)
+//        ... --project bench/Headwise.Scaling -- client-cost [--tokens 128 1024] [--passes 200] [--rounds 2]   (a same-machine client's CPU and GC per pass)
 var siloDll = new Option<string>("--silo-dll") { DefaultValueFactory = _ => "src/Silo/bin/Release/net10.0/Headwise.Silo.dll" };
 var repetitions = new Option<int>("--repetitions") { DefaultValueFactory = _ => 5 };
 var tokenCounts = new Option<int[]>("--tokens") { DefaultValueFactory = _ => [128, 512, 1024, 2048], AllowMultipleArgumentsPerToken = true };
@@ -104,6 +105,19 @@ allocations.SetAction(async (parse, cancellation) =>
     return 0;
 });
 root.Subcommands.Add(allocations);
+
+var rounds = new Option<int>("--rounds") { DefaultValueFactory = _ => 2, Description = "times every row is measured, in turn" };
+var clientCost = new Command("client-cost", "A forward pass's CPU, allocations and gen-2 collections in a client on the silo's machine, by client")
+{
+    siloDll, tokenCounts, allocationPasses, rounds,
+};
+clientCost.SetAction(async (parse, cancellation) =>
+{
+    await ClientCost.RunAsync(Path.GetFullPath(parse.GetRequiredValue(siloDll)), parse.GetRequiredValue(tokenCounts),
+        Math.Max(10, parse.GetValue(allocationPasses)), Math.Max(1, parse.GetValue(rounds)));
+    return 0;
+});
+root.Subcommands.Add(clientCost);
 
 var grpcAddress = new Option<string>("--grpc") { DefaultValueFactory = _ => "http://127.0.0.1:5070" };
 var webAddress = new Option<string>("--web") { DefaultValueFactory = _ => "http://127.0.0.1:5080" };
