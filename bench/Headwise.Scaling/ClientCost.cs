@@ -10,7 +10,7 @@ namespace Headwise.Scaling;
 /// <summary>
 /// What a forward pass costs the client on the silo's machine, where it takes the cores the pass needs: its CPU time,
 /// managed allocations and gen-2 collections per pass, beside the silo's CPU per pass and the round trip. Rows: the
-/// SDK inline; a plain client generated from the proto, without and with gRPC's retry policy for Forward (which keeps a
+/// SDK inline, with Y in a new array and in the caller's buffer; a plain client generated from the proto, without and with gRPC's retry policy for Forward (which keeps a
 /// copy of every request for the call's life; the SDK retried Forward that way before it retried it itself); the SDK
 /// through shared memory. One silo on both cores; every row repeated per round, so the VM's drift shows.
 /// </summary>
@@ -48,6 +48,9 @@ internal static class ClientCost
     {
         var sdk = new GrpcAttentionClient(address);
         yield return ("SDK, inline", () => sdk.ForwardAsync("demo", input), sdk.DisposeAsync);
+        var intoBuffer = new GrpcAttentionClient(address);
+        var y = new float[input.Input.Data.Length];
+        yield return ("SDK, inline, Y into the caller's buffer", () => intoBuffer.ForwardAsync("demo", input, y), intoBuffer.DisposeAsync);
         foreach (bool retried in new[] { false, true })
         {
             var channel = GrpcChannel.ForAddress(address, PlainOptions(retried));

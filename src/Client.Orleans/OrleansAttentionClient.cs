@@ -57,6 +57,14 @@ public sealed class OrleansAttentionClient(IClusterClient cluster) : IAttentionC
         Catalog.Rebalance(model is null ? null : ModelName.Validate(model, "model")).WaitAsync(cancellationToken);
 
     /// <inheritdoc />
+    /// <remarks>Y crosses from the cluster as an Orleans message and is copied into <paramref name="output"/>.</remarks>
+    public async Task<AttentionOutput> ForwardAsync(string model, AttentionInput input, Memory<float> output, CancellationToken cancellationToken = default)
+    {
+        var into = CallerOutput.Slice(input, output);
+        return CallerOutput.CopyInto(await ForwardAsync(model, input, cancellationToken), into);
+    }
+
+    /// <inheritdoc />
     public async Task<AttentionOutput> ForwardAsync(string model, AttentionInput input, CancellationToken cancellationToken = default)
     {
         ModelName.Validate(model, "model");

@@ -22,6 +22,7 @@ public sealed class GrpcAttentionClient : IAttentionClient
     private readonly GrpcChannel _channel;
     private readonly bool _ownsChannel;
     private readonly Proto.Attention.AttentionClient _client;
+    private readonly CallInvoker _invoker;
     private readonly TimeSpan? _deadline;
     private readonly SharedMemoryPool? _sharedMemory;
     private readonly ForwardRetry _forwardRetry = ForwardRetry.None;
@@ -54,7 +55,8 @@ public sealed class GrpcAttentionClient : IAttentionClient
         _channel = channel;
         _ownsChannel = ownsChannel;
         _deadline = deadline;
-        _client = new Proto.Attention.AttentionClient(channel);
+        _invoker = channel.CreateCallInvoker();
+        _client = new Proto.Attention.AttentionClient(_invoker);
     }
 
     /// <summary>The deadline of a call starting now; null when the options turned deadlines off.</summary>
@@ -108,7 +110,16 @@ public sealed class GrpcAttentionClient : IAttentionClient
         Call(cancellationToken, async () => (await _client.RebalanceAsync(new Proto.RebalanceRequest { Model = model ?? "" }, deadline: Deadline(), cancellationToken: cancellationToken)).Moved);
 
     /// <inheritdoc />
-    public Task<AttentionOutput> ForwardAsync(string model, AttentionInput input, CancellationToken cancellationToken = default)
+    public Task<AttentionOutput> ForwardAsync(string model, AttentionInput input, CancellationToken cancellationToken = default) =>
+        ForwardCoreAsync(model, input, destination: null, cancellationToken);
+
+    /// <inheritdoc />
+    /// <remarks>Y is parsed from the response straight into <paramref name="output"/> (or read into it from shared memory):
+    /// the call allocates no array for it.</remarks>
+    public Task<AttentionOutput> ForwardAsync(string model, AttentionInput input, Memory<float> output, CancellationToken cancellationToken = default) =>
+        ForwardCoreAsync(model, input, CallerOutput.Slice(input, output), cancellationToken);
+
+    private Task<AttentionOutput> ForwardCoreAsync(string model, AttentionInput input, Memory<float>? destination, CancellationToken cancellationToken)
     {
         var deadline = Deadline();
         Proto.ForwardRequest? inline = null;
@@ -116,18 +127,23 @@ public sealed class GrpcAttentionClient : IAttentionClient
         {
             var buffer = _sharedMemory is null ? null
                 : await _sharedMemory.RentAsync(2L * input.Input.Data.Length * sizeof(float), cancellationToken);
-            if (buffer is null)
-            {
-                inline ??= GrpcMapping.ToProto(model, input);
+            if (buffer is not null)
+                return await ForwardThroughSharedMemoryAsync(model, input, buffer, destination, deadline, cancellationToken);
+            inline ??= GrpcMapping.ToProto(model, input);
+            if (destination is not { } into)
                 return GrpcMapping.FromProto(await _client.ForwardAsync(inline, deadline: deadline, cancellationToken: cancellationToken));
-            }
-            return await ForwardThroughSharedMemoryAsync(model, input, buffer, deadline, cancellationToken);
+            var answer = await _invoker.AsyncUnaryCall(OutputIntoCallerBuffer.Forward(into), null,
+                new CallOptions(deadline: deadline, cancellationToken: cancellationToken), inline);
+            return answer.InDestination
+                ? GrpcMapping.FromProto(answer.Response, CallerOutput.Wrap(into, answer.Response.Output))
+                : CallerOutput.CopyInto(GrpcMapping.FromProto(answer.Response), into);
         }, cancellationToken));
     }
 
-    /// <summary>X written to <paramref name="buffer"/>, the call carrying references, Y read back from the buffer.</summary>
+    /// <summary>X written to <paramref name="buffer"/>, the call carrying references, Y read back from the buffer (into
+    /// <paramref name="destination"/> when the caller gave one).</summary>
     private async Task<AttentionOutput> ForwardThroughSharedMemoryAsync(string model, AttentionInput input, SharedMemoryBuffer buffer,
-        DateTime? deadline, CancellationToken cancellationToken)
+        Memory<float>? destination, DateTime? deadline, CancellationToken cancellationToken)
     {
         long xBytes = (long)input.Input.Data.Length * sizeof(float);
         buffer.Write(0, input.Input.Data);
@@ -146,7 +162,7 @@ public sealed class GrpcAttentionClient : IAttentionClient
         {
             var shape = response.Output?.Shape.Select(s => checked((int)s)).ToArray()
                         ?? throw new HeadwiseException(ErrorCode.Internal, "the server sent no output tensor.");
-            var y = GC.AllocateUninitializedArray<float>(input.Input.Data.Length);
+            var y = destination ?? GC.AllocateUninitializedArray<float>(input.Input.Data.Length);
             if (response.Output.Data.Length != 0 || shape.Aggregate(1L, (product, size) => product * size) != y.Length)
                 throw new HeadwiseException(ErrorCode.Internal,
                     $"the server answered a shared-memory forward with output shape [{string.Join(", ", shape)}] and {response.Output.Data.Length} inline bytes.");

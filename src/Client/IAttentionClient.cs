@@ -43,6 +43,15 @@ public interface IAttentionClient : IAsyncDisposable
     Task<AttentionOutput> ForwardAsync(string model, AttentionInput input, CancellationToken cancellationToken = default);
 
     /// <summary>
+    /// As <see cref="ForwardAsync(string, AttentionInput, CancellationToken)"/>, with Y written into the first
+    /// batch × tokens × model_dim values of <paramref name="output"/> (Y has X's shape), and the answer's
+    /// <see cref="AttentionOutput.Output"/> a view of them. A caller that runs many passes reuses one buffer instead of
+    /// receiving a new megabyte-sized array per call. Too small a buffer is an <see cref="ArgumentException"/>; if the call
+    /// fails, what the buffer holds is undefined.
+    /// </summary>
+    Task<AttentionOutput> ForwardAsync(string model, AttentionInput input, Memory<float> output, CancellationToken cancellationToken = default);
+
+    /// <summary>
     /// Opens a decode session on one layer: the head grains keep K and V of every token it has seen, so each
     /// <see cref="DecodeAsync(string, FloatTensor, CancellationToken)"/> sends only the new tokens. <paramref name="maxTokens"/> 0: the cluster's default.
     /// </summary>

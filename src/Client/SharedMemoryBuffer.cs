@@ -62,8 +62,13 @@ internal sealed class SharedMemoryBuffer : IDisposable
     }
 
     /// <summary>Fills <paramref name="destination"/> from <paramref name="offset"/>.</summary>
-    public void Read(long offset, float[] destination) =>
-        System.Runtime.InteropServices.Marshal.Copy(Address(offset), destination, 0, destination.Length);
+    public void Read(long offset, Memory<float> destination)
+    {
+        if (System.Runtime.InteropServices.MemoryMarshal.TryGetArray<float>(destination, out var array))
+            System.Runtime.InteropServices.Marshal.Copy(Address(offset), array.Array!, array.Offset, array.Count);
+        else
+            _view.SafeMemoryMappedViewHandle.ReadSpan((ulong)(_view.PointerOffset + offset), destination.Span);
+    }
 
     private IntPtr Address(long offset) => _view.SafeMemoryMappedViewHandle.DangerousGetHandle() + (nint)(_view.PointerOffset + offset);
 

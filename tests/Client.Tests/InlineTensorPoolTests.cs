@@ -6,7 +6,7 @@ using Headwise.TestSupport;
 using Microsoft.Extensions.DependencyInjection;
 using Proto = Headwise.V1;
 
-using static Headwise.Client.Tests.ProtoWire;
+using static Headwise.TestSupport.ProtoWire;
 
 namespace Headwise.Client.Tests;
 

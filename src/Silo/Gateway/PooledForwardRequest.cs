@@ -3,6 +3,7 @@ using Google.Protobuf;
 using Grpc.Core;
 using Headwise.Grains.Forward;
 using Headwise.V1;
+using Headwise.Wire;
 
 namespace Headwise.Silo.Gateway;
 

@@ -1,13 +1,14 @@
 using System.Buffers;
 
-namespace Headwise.Silo.Gateway;
+namespace Headwise.Wire;
 
 /// <summary>
-/// Where, in a serialized protobuf message, a bytes field inside a message field lies (ForwardRequest.input.data: X), so
-/// the gateway can copy those bytes into a buffer of its own and let the generated parser read only the rest. Protobuf's
-/// parser puts every bytes field into a new array and has no hook to say where; for a megabyte X that is a new
-/// large-object array per call, which drove the silo's gen-2 collections (docs/scaling.md, "Large inputs and gen-2
-/// collections"). Offsets count bytes from the start of the message.
+/// Where, in a serialized protobuf message, a bytes field inside a message field lies (ForwardRequest.input.data: X;
+/// ForwardResponse.output.data: Y), so a reader can copy those bytes into a buffer of its own and let the generated
+/// parser read only the rest. Protobuf's parser puts every bytes field into a new array and has no hook to say where; for
+/// a megabyte tensor that is a new large-object array per call, which drove the silo's gen-2 collections
+/// (docs/scaling.md, "Large inputs and gen-2 collections"). Compiled into the silo and the SDK, beside their own proto
+/// types. Offsets count bytes from the start of the message.
 /// </summary>
 /// <param name="OuterStart">Where the outer field's tag starts.</param>
 /// <param name="OuterEnd">Where the outer field ends (its tag, length and body).</param>
@@ -15,7 +16,7 @@ namespace Headwise.Silo.Gateway;
 /// <param name="DataFieldStart">Where the bytes field's tag starts.</param>
 /// <param name="DataStart">Where the bytes field's value starts.</param>
 /// <param name="DataLength">The bytes field's length.</param>
-public readonly record struct NestedBytesField(long OuterStart, long OuterEnd, long InnerStart, long DataFieldStart, long DataStart, long DataLength)
+internal readonly record struct NestedBytesField(long OuterStart, long OuterEnd, long InnerStart, long DataFieldStart, long DataStart, long DataLength)
 {
     private const int WireVarint = 0, WireFixed64 = 1, WireLengthDelimited = 2, WireFixed32 = 5;
 

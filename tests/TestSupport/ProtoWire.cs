@@ -1,9 +1,9 @@
 using Google.Protobuf;
 
-namespace Headwise.Client.Tests;
+namespace Headwise.TestSupport;
 
 /// <summary>Protobuf encodings written by hand, for the valid encodings a generated serializer never produces.</summary>
-internal static class ProtoWire
+public static class ProtoWire
 {
     /// <summary>A length-delimited field holding <paramref name="body"/>.</summary>
     public static byte[] Field(int number, byte[] body)

@@ -1,15 +1,15 @@
 using System.Buffers;
 using Google.Protobuf;
-using Headwise.Silo.Gateway;
+using Headwise.Wire;
 using Headwise.V1;
+using static Headwise.TestSupport.ProtoWire;
 
-using static Headwise.Client.Tests.ProtoWire;
-
-namespace Headwise.Client.Tests;
+namespace Headwise.Contracts.Tests;
 
 /// <summary>
 /// The gateway finds ForwardRequest.input.data in the serialized request itself, copies it into a pooled array and lets
-/// the generated parser read the rest (PooledForwardRequest). The oracle here is Google.Protobuf's own parse of the whole
+/// the generated parser read the rest (PooledForwardRequest); the SDK does the same with a response's Y for a caller's
+/// buffer. The oracle here is Google.Protobuf's own parse of the whole
 /// message: what the split gives back, put together again, must equal it field for field, unknown fields included, for
 /// messages cut into arbitrary segments as Kestrel's buffers cut them; and every encoding whose meaning depends on
 /// protobuf's merge rules (a field given twice) is left to the generated parser.
