@@ -19,8 +19,8 @@ internal static class TensorCodec
 
     /// <summary>
     /// As <see cref="ToFloat32Bytes(Tensor?, int, string, long)"/>, for a tensor whose data the caller's parse may have
-    /// rented from <paramref name="buffers"/> (<see cref="PooledForwardRequest"/>): F16 or BF16 data, widened into a
-    /// new array, goes back to the pool at once; F32 data is the result itself.
+    /// rented from <paramref name="buffers"/> (<see cref="PooledForwardRequest"/>): F16 or BF16 data is widened into an
+    /// array rented there and goes back to the pool at once; F32 data is the result itself.
     /// </summary>
     public static byte[] ToFloat32Bytes(Tensor? tensor, int rank, string field, long maxBytes, TensorBuffers? buffers)
     {
