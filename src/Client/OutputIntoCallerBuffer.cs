@@ -43,19 +43,9 @@ internal static class OutputIntoCallerBuffer
             || field.DataLength != bytes)
             return new Answer(Proto.ForwardResponse.Parser.ParseFrom(message), InDestination: false);
 
-        var rest = ArrayPool<byte>.Shared.Rent((int)field.RestLength(message.Length));
-        try
-        {
-            int outerLength = field.CopyOuterRest(message, rest);
-            int innerLength = field.CopyInnerRest(message, rest.AsSpan(outerLength));
-            var response = Proto.ForwardResponse.Parser.ParseFrom(rest, 0, outerLength);
-            response.Output = Proto.Tensor.Parser.ParseFrom(rest, outerLength, innerLength);
-            message.Slice(field.DataStart, field.DataLength).CopyTo(MemoryMarshal.AsBytes(destination.Span));
-            return new Answer(response, InDestination: true);
-        }
-        finally
-        {
-            ArrayPool<byte>.Shared.Return(rest);
-        }
+        var (response, output) = field.ParseRest(message, Proto.ForwardResponse.Parser, Proto.Tensor.Parser);
+        response.Output = output;
+        message.Slice(field.DataStart, field.DataLength).CopyTo(MemoryMarshal.AsBytes(destination.Span));
+        return new Answer(response, InDestination: true);
     }
 }

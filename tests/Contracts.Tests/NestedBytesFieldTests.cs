@@ -86,13 +86,8 @@ public sealed class NestedBytesFieldTests
     /// <summary>The request as PooledForwardRequest builds it: the rest through the generated parsers, the data copied.</summary>
     private static ForwardRequest Reassemble(ReadOnlySequence<byte> message, NestedBytesField field)
     {
-        var rest = new byte[field.RestLength(message.Length)];
-        int outer = field.CopyOuterRest(message, rest);
-        int inner = field.CopyInnerRest(message, rest.AsSpan(outer));
-        Assert.Equal(rest.Length, outer + inner);
-        var request = ForwardRequest.Parser.ParseFrom(rest, 0, outer);
+        var (request, input) = field.ParseRest(message, ForwardRequest.Parser, Tensor.Parser);
         Assert.Null(request.Input);
-        var input = Tensor.Parser.ParseFrom(rest, outer, inner);
         Assert.True(input.Data.IsEmpty);
         input.Data = ByteString.CopyFrom(message.Slice(field.DataStart, field.DataLength).ToArray());
         request.Input = input;

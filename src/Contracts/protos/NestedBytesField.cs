@@ -1,4 +1,5 @@
 using System.Buffers;
+using Google.Protobuf;
 
 namespace Headwise.Wire;
 
@@ -41,17 +42,26 @@ internal readonly record struct NestedBytesField(long OuterStart, long OuterEnd,
         return true;
     }
 
-    /// <summary>The message without the outer field: the generated parser reads the other fields from it.</summary>
-    public int CopyOuterRest(ReadOnlySequence<byte> message, Span<byte> destination) =>
-        CopyWithout(message, 0, message.Length, OuterStart, OuterEnd, destination);
-
-    /// <summary>The inner message without the bytes field.</summary>
-    public int CopyInnerRest(ReadOnlySequence<byte> message, Span<byte> destination) =>
-        CopyWithout(message, InnerStart, OuterEnd, DataFieldStart, DataEnd, destination);
-
-    /// <summary>The length of <see cref="CopyOuterRest"/> plus that of <see cref="CopyInnerRest"/>.</summary>
-    public long RestLength(long messageLength) =>
-        messageLength - (OuterEnd - OuterStart) + (OuterEnd - InnerStart) - (DataEnd - DataFieldStart);
+    /// <summary>
+    /// Everything but the bytes field, parsed by the generated parsers: the outer message without the outer field, and the
+    /// inner message without the bytes field (a few dozen bytes of shape and flags, copied out of the message once).
+    /// </summary>
+    public (TOuter Outer, TInner Inner) ParseRest<TOuter, TInner>(ReadOnlySequence<byte> message, MessageParser<TOuter> outer,
+        MessageParser<TInner> inner) where TOuter : IMessage<TOuter> where TInner : IMessage<TInner>
+    {
+        long restLength = message.Length - (OuterEnd - OuterStart) + (OuterEnd - InnerStart) - (DataEnd - DataFieldStart);
+        var rest = ArrayPool<byte>.Shared.Rent((int)restLength);
+        try
+        {
+            int outerLength = CopyWithout(message, 0, message.Length, OuterStart, OuterEnd, rest);
+            int innerLength = CopyWithout(message, InnerStart, OuterEnd, DataFieldStart, DataEnd, rest.AsSpan(outerLength));
+            return (outer.ParseFrom(rest, 0, outerLength), inner.ParseFrom(rest, outerLength, innerLength));
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(rest);
+        }
+    }
 
     private static int CopyWithout(ReadOnlySequence<byte> message, long start, long end, long cutStart, long cutEnd, Span<byte> destination)
     {

@@ -27,23 +27,7 @@ internal static class PooledForwardRequest
         if (!NestedBytesField.TryFind(message, ForwardRequest.InputFieldNumber, Tensor.DataFieldNumber, TensorBuffers.MinimumBytes, out var field))
             return ForwardRequest.Parser.ParseFrom(message);
 
-        // The other fields (model, shape, flags) are a few dozen bytes: the generated parser reads them from a copy
-        // without the data.
-        int restLength = (int)field.RestLength(message.Length);
-        var rest = ArrayPool<byte>.Shared.Rent(restLength);
-        ForwardRequest request;
-        Tensor input;
-        try
-        {
-            int outerLength = field.CopyOuterRest(message, rest);
-            int innerLength = field.CopyInnerRest(message, rest.AsSpan(outerLength));
-            request = ForwardRequest.Parser.ParseFrom(rest, 0, outerLength);
-            input = Tensor.Parser.ParseFrom(rest, outerLength, innerLength);
-        }
-        finally
-        {
-            ArrayPool<byte>.Shared.Return(rest);
-        }
+        var (request, input) = field.ParseRest(message, ForwardRequest.Parser, Tensor.Parser);
         var data = buffers.Rent((int)field.DataLength);
         message.Slice(field.DataStart, field.DataLength).CopyTo(data);
         input.Data = UnsafeByteOperations.UnsafeWrap(data);
