@@ -12,13 +12,33 @@ namespace Headwise.Scaling;
 /// this one run. Also the machine's own two-thread speed-up (two SMT siblings gain ~1.3×, two real cores ~2×). Every setup
 /// is measured twice, interleaved call by call: tensors inline in the gRPC messages, and through shared memory
 /// (<see cref="SharedMemoryMode.On"/>: X and Y in /dev/shm between the client and the first silo, the call carrying
-/// references; silo to silo they still cross the tensor channel). With --one-silo only one silo on two cores is measured, and the in-process layer takes its turn between their calls (its one-thread figure comes after).
+/// references; silo to silo they still cross the tensor channel), and a third time inline with Y written into one buffer the
+/// caller reuses (the SDK's <c>ForwardAsync(model, input, output)</c>: no new Y array per call on the client). With
+/// --one-silo only one silo on two cores is measured, and the in-process layer takes its turn between their calls (its
+/// one-thread figure comes after).
 /// </summary>
 internal static class PinnedTable
 {
     private sealed record Setup(string Name, int Silos, string?[] Cpus);
 
     private static string Shared(string setup) => setup + ", shared memory";
+
+    private static string IntoBuffer(string setup) => setup + ", Y into a reused buffer";
+
+    // One way of calling a setup's first silo: the SDK's client, and the buffer Y goes into when the caller reuses one.
+    private sealed record Caller(GrpcAttentionClient Client, float[]? Output)
+    {
+        public Task<AttentionOutput> ForwardAsync(AttentionInput input) =>
+            Output is null ? Client.ForwardAsync("demo", input) : Client.ForwardAsync("demo", input, Output);
+    }
+
+    // Inline, shared memory, inline into a reused buffer: the order of every setup's rows.
+    private static Caller[] Callers(Uri gateway, int largestTokens) =>
+    [
+        new(new GrpcAttentionClient(gateway), null),
+        new(new GrpcAttentionClient(gateway, new GrpcAttentionClientOptions { SharedMemory = SharedMemoryMode.On }), null),
+        new(new GrpcAttentionClient(gateway), new float[largestTokens * 768]),
+    ];
 
     /// <param name="oneSiloOnly">Only one silo on two cores, inline and shared memory, and the in-process anchor.</param>
     /// <param name="twoSilosOnly">Only one silo on two cores and two silos on a core each (the first target's ratio),
@@ -47,21 +67,27 @@ internal static class PinnedTable
         foreach (var setup in paired ? Array.Empty<Setup>() : setups)
         {
             await using var cluster = await ClusterUnderTest.StartAsync(siloDll, setup.Silos, setup.Cpus);
-            await using var client = new GrpcAttentionClient(cluster.Silos[0].GrpcAddress);
-            await using var shared = new GrpcAttentionClient(cluster.Silos[0].GrpcAddress,
-                new GrpcAttentionClientOptions { SharedMemory = SharedMemoryMode.On });
-            foreach (int tokens in tokenCounts)
+            var callers = Callers(cluster.Silos[0].GrpcAddress, tokenCounts.Max());
+            try
             {
-                // With --one-silo the in-process layer takes its turn between the calls too, so all three see the same load.
-                var anchor = oneSiloOnly ? new InProcessLayer(tokens) : null;
-                var both = await MeasureAsync([client, shared], tokens, repetitions, cluster.Silos.Select(silo => silo.WebAddress).ToList(), anchor);
-                results[(setup.Name, tokens)] = both[0];
-                results[(Shared(setup.Name), tokens)] = both[1];
-                if (anchor is not null) interleavedAnchors[tokens] = (both[2].Item1, both[2].Item2);
-                Console.Error.WriteLine($"measured {setup.Name}, T={tokens}");
+                foreach (int tokens in tokenCounts)
+                {
+                    // With --one-silo the in-process layer takes its turn between the calls too, so all of them see the same load.
+                    var anchor = oneSiloOnly ? new InProcessLayer(tokens) : null;
+                    var measured = await MeasureAsync(callers, tokens, repetitions, cluster.Silos.Select(silo => silo.WebAddress).ToList(), anchor);
+                    results[(setup.Name, tokens)] = measured[0];
+                    results[(Shared(setup.Name), tokens)] = measured[1];
+                    results[(IntoBuffer(setup.Name), tokens)] = measured[2];
+                    if (anchor is not null) interleavedAnchors[tokens] = (measured[3].Item1, measured[3].Item2);
+                    Console.Error.WriteLine($"measured {setup.Name}, T={tokens}");
+                }
+            }
+            finally
+            {
+                foreach (var caller in callers) await caller.Client.DisposeAsync();
             }
         }
-        var rows = setups.SelectMany(s => new[] { s.Name, Shared(s.Name) }).ToList();
+        var rows = setups.SelectMany(s => new[] { s.Name, Shared(s.Name), IntoBuffer(s.Name) }).ToList();
         var anchors = tokenCounts.ToDictionary(t => t, t =>
         {
             var layer = new InProcessLayer(t);
@@ -91,7 +117,8 @@ internal static class PinnedTable
         foreach (int t in tokenCounts)
             Console.WriteLine(string.Create(invariant,
                 $"T = {t}: 1 silo via gRPC ÷ in-process = {results[("1 silo, 2 cores", t)].Median / anchors[t].Two.Median:F2}; " +
-                $"through shared memory ÷ in-process = {results[(Shared("1 silo, 2 cores"), t)].Median / anchors[t].Two.Median:F2}"));
+                $"through shared memory ÷ in-process = {results[(Shared("1 silo, 2 cores"), t)].Median / anchors[t].Two.Median:F2}; " +
+                $"inline with Y into a reused buffer ÷ in-process = {results[(IntoBuffer("1 silo, 2 cores"), t)].Median / anchors[t].Two.Median:F2}"));
         if (oneSiloOnly) return;
         if (twoSilosOnly)
         {
@@ -118,33 +145,34 @@ internal static class PinnedTable
         Dictionary<(string, int), (double Median, double Best, string Mode, string Spread)> results)
     {
         var clusters = new List<ClusterUnderTest>();
-        var clients = new List<GrpcAttentionClient>();
+        var callers = new List<Caller>();
         try
         {
             foreach (var setup in setups)
             {
                 var cluster = await ClusterUnderTest.StartAsync(siloDll, setup.Silos, setup.Cpus);
                 clusters.Add(cluster);
-                clients.Add(new GrpcAttentionClient(cluster.Silos[0].GrpcAddress));
-                clients.Add(new GrpcAttentionClient(cluster.Silos[0].GrpcAddress, new GrpcAttentionClientOptions { SharedMemory = SharedMemoryMode.On }));
+                callers.AddRange(Callers(cluster.Silos[0].GrpcAddress, tokenCounts.Max()));
             }
             var silos = clusters.SelectMany(c => c.Silos).Select(silo => silo.WebAddress).ToList();
-            // A setup's two clients answer bit for bit alike; two setups need not (their partial sums add in another order).
-            var sameAnswer = Enumerable.Range(0, clients.Count).Select(c => c / 2).ToArray();
+            // A setup's callers answer bit for bit alike; two setups need not (their partial sums add in another order).
+            int perSetup = callers.Count / setups.Length;
+            var sameAnswer = Enumerable.Range(0, callers.Count).Select(c => c / perSetup).ToArray();
             foreach (int tokens in tokenCounts)
             {
-                var rows = await MeasureAsync([.. clients], tokens, repetitions, silos, groups: sameAnswer);
+                var rows = await MeasureAsync([.. callers], tokens, repetitions, silos, groups: sameAnswer);
                 for (int i = 0; i < setups.Length; i++)
                 {
-                    results[(setups[i].Name, tokens)] = rows[2 * i];
-                    results[(Shared(setups[i].Name), tokens)] = rows[2 * i + 1];
+                    results[(setups[i].Name, tokens)] = rows[perSetup * i];
+                    results[(Shared(setups[i].Name), tokens)] = rows[perSetup * i + 1];
+                    results[(IntoBuffer(setups[i].Name), tokens)] = rows[perSetup * i + 2];
                 }
                 Console.Error.WriteLine($"measured {setups.Length} setups paired, T={tokens}");
             }
         }
         finally
         {
-            foreach (var client in clients) await client.DisposeAsync();
+            foreach (var caller in callers) await caller.Client.DisposeAsync();
             foreach (var cluster in clusters) await cluster.DisposeAsync();
         }
     }
@@ -152,7 +180,7 @@ internal static class PinnedTable
     /// <summary>The same forward pass through each client in turn, call by call, so load drifts hit them alike; with
     /// <paramref name="anchor"/>, its in-process pass (all cores) takes a turn after them and comes last in the result.</summary>
     /// <param name="groups">Per client, which clients must answer bit for bit as it does (those of one group); null: all.</param>
-    private static async Task<(double, double, string, string)[]> MeasureAsync(IAttentionClient[] clients, int tokens, int repetitions,
+    private static async Task<(double, double, string, string)[]> MeasureAsync(Caller[] clients, int tokens, int repetitions,
         IReadOnlyList<Uri> silos, InProcessLayer? anchor = null, int[]? groups = null)
     {
         var random = new Random(tokens);
@@ -161,7 +189,7 @@ internal static class PinnedTable
         var request = new AttentionInput { Input = new FloatTensor(input, 1, tokens, 768) };
         var last = new AttentionOutput[clients.Length];
         foreach (var (client, c) in clients.Select((client, c) => (client, c)))
-            await Warmup.RunAsync(async () => last[c] = await client.ForwardAsync("demo", request), Warmup.Default, silos);
+            await Warmup.RunAsync(async () => last[c] = await client.ForwardAsync(request), Warmup.Default, silos);
         for (int i = 0; anchor is not null && i < 5; i++) anchor.PassMs(Environment.ProcessorCount);
         var times = clients.Select(_ => new List<double>()).ToArray();
         var anchorTimes = new List<double>();
@@ -170,7 +198,7 @@ internal static class PinnedTable
             for (int c = 0; c < clients.Length; c++)
             {
                 long started = Stopwatch.GetTimestamp();
-                last[c] = await clients[c].ForwardAsync("demo", request);
+                last[c] = await clients[c].ForwardAsync(request);
                 times[c].Add(Stopwatch.GetElapsedTime(started).TotalMilliseconds);
             }
             if (anchor is not null) anchorTimes.Add(anchor.PassMs(Environment.ProcessorCount));
