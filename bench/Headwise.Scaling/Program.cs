@@ -8,6 +8,7 @@ using Headwise.Scaling;
 //        ... --project bench/Headwise.Scaling -- pinned [--tokens 128 1024] [--repetitions 15] [--one-silo]   (the scale-out table, silos pinned to cores)
 //        ... --project bench/Headwise.Scaling -- allocations [--tokens 128 1024] [--passes 200]   (a silo's allocations and gen-2 collections per pass)
 //        ... --project bench/Headwise.Scaling -- client-cost [--tokens 128 1024] [--passes 200] [--rounds 2]   (a same-machine client's CPU and GC per pass)
+//        ... --project bench/Headwise.Scaling -- http2-floor [--bytes 3145728] [--repetitions 41] [--rounds 2]   (HTTP/2 against TCP, no Headwise code)
 var siloDll = new Option<string>("--silo-dll") { DefaultValueFactory = _ => "src/Silo/bin/Release/net10.0/Headwise.Silo.dll" };
 var repetitions = new Option<int>("--repetitions") { DefaultValueFactory = _ => 5 };
 var tokenCounts = new Option<int[]>("--tokens") { DefaultValueFactory = _ => [128, 512, 1024, 2048], AllowMultipleArgumentsPerToken = true };
@@ -118,6 +119,30 @@ clientCost.SetAction(async (parse, cancellation) =>
     return 0;
 });
 root.Subcommands.Add(clientCost);
+
+var floorBytes = new Option<int>("--bytes") { DefaultValueFactory = _ => 1024 * 768 * sizeof(float), Description = "bytes each way (default: X of T = 1024, GPT-2 small)" };
+var http2Floor = new Command("http2-floor", "The same bytes echoed through Kestrel's HTTP/2 (the gateway's settings) and through a TCP socket, no Headwise code between")
+{
+    floorBytes, repetitions, rounds,
+};
+http2Floor.SetAction(async (parse, cancellation) =>
+{
+    await Http2Floor.RunAsync(parse.GetValue(floorBytes), Math.Max(5, parse.GetValue(repetitions)), Math.Max(1, parse.GetValue(rounds)));
+    return 0;
+});
+root.Subcommands.Add(http2Floor);
+
+// http2-floor's echo server, in a process of its own as a silo is.
+var httpPort = new Option<int>("--http-port") { Required = true };
+var tcpPort = new Option<int>("--tcp-port") { Required = true };
+var http2Echo = new Command("http2-echo", "(internal) the echo server http2-floor starts") { floorBytes, httpPort, tcpPort };
+http2Echo.Hidden = true;
+http2Echo.SetAction(async (parse, cancellation) =>
+{
+    await Http2Floor.ServeAsync(parse.GetValue(httpPort), parse.GetValue(tcpPort), parse.GetValue(floorBytes));
+    return 0;
+});
+root.Subcommands.Add(http2Echo);
 
 var grpcAddress = new Option<string>("--grpc") { DefaultValueFactory = _ => "http://127.0.0.1:5070" };
 var webAddress = new Option<string>("--web") { DefaultValueFactory = _ => "http://127.0.0.1:5080" };
