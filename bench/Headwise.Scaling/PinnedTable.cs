@@ -46,7 +46,7 @@ internal static class PinnedTable
     /// <param name="paired">Run every setup's cluster at once and interleave their calls too (setup by setup, call by call),
     /// instead of one setup after another: a drift of the machine's speed between setups (on a shared VM the same setup
     /// read 10–20% apart from one run to the next) then hits every row alike, and the ratios compare calls made moments
-    /// apart. The idle clusters stay up meanwhile.</param>
+    /// apart. The idle clusters stay up meanwhile, and the in-process layer takes its turn after each round of calls.</param>
     public static async Task RunAsync(string siloDll, int[] tokenCounts, int repetitions, bool oneSiloOnly = false, bool twoSilosOnly = false,
         bool paired = false)
     {
@@ -63,7 +63,7 @@ internal static class PinnedTable
             : all;
         var results = new Dictionary<(string, int), (double Median, double Best, string Mode, string Spread)>();
         var interleavedAnchors = new Dictionary<int, (double Median, double Best)>();
-        if (paired) await MeasurePairedAsync(siloDll, setups, tokenCounts, repetitions, results);
+        if (paired) await MeasurePairedAsync(siloDll, setups, tokenCounts, repetitions, results, interleavedAnchors);
         foreach (var setup in paired ? Array.Empty<Setup>() : setups)
         {
             await using var cluster = await ClusterUnderTest.StartAsync(siloDll, setup.Silos, setup.Cpus);
@@ -142,7 +142,8 @@ internal static class PinnedTable
     // Every setup's cluster started before any call; each setup's inline and shared-memory clients take their turns with
     // all the others'.
     private static async Task MeasurePairedAsync(string siloDll, Setup[] setups, int[] tokenCounts, int repetitions,
-        Dictionary<(string, int), (double Median, double Best, string Mode, string Spread)> results)
+        Dictionary<(string, int), (double Median, double Best, string Mode, string Spread)> results,
+        Dictionary<int, (double Median, double Best)> anchors)
     {
         var clusters = new List<ClusterUnderTest>();
         var callers = new List<Caller>();
@@ -160,7 +161,10 @@ internal static class PinnedTable
             var sameAnswer = Enumerable.Range(0, callers.Count).Select(c => c / perSetup).ToArray();
             foreach (int tokens in tokenCounts)
             {
-                var rows = await MeasureAsync([.. callers], tokens, repetitions, silos, groups: sameAnswer);
+                // The in-process layer takes its turn after every round of calls, as with --one-silo, so the ÷ in-process
+                // column compares passes made moments apart (measured after them, it met a quieter machine).
+                var rows = await MeasureAsync([.. callers], tokens, repetitions, silos, new InProcessLayer(tokens), groups: sameAnswer);
+                anchors[tokens] = (rows[^1].Item1, rows[^1].Item2);
                 for (int i = 0; i < setups.Length; i++)
                 {
                     results[(setups[i].Name, tokens)] = rows[perSetup * i];
