@@ -58,11 +58,8 @@ public sealed class OrleansAttentionClient(IClusterClient cluster) : IAttentionC
 
     /// <inheritdoc />
     /// <remarks>Y crosses from the cluster as an Orleans message and is copied into <paramref name="output"/>.</remarks>
-    public async Task<AttentionOutput> ForwardAsync(string model, AttentionInput input, Memory<float> output, CancellationToken cancellationToken = default)
-    {
-        var into = CallerOutput.Slice(input, output);
-        return CallerOutput.CopyInto(await ForwardAsync(model, input, cancellationToken), into);
-    }
+    public Task<AttentionOutput> ForwardAsync(string model, AttentionInput input, Memory<float> output, CancellationToken cancellationToken = default) =>
+        CallerOutput.ForwardThenCopyAsync(this, model, input, output, cancellationToken);
 
     /// <inheritdoc />
     public async Task<AttentionOutput> ForwardAsync(string model, AttentionInput input, CancellationToken cancellationToken = default)

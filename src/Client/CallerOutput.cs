@@ -26,6 +26,15 @@ internal static class CallerOutput
         return new FloatTensor(into, sent.Shape.Select(s => checked((int)s)).ToArray());
     }
 
+    /// <summary>The ordinary pass through <paramref name="client"/>, Y then copied into <paramref name="output"/> (checked
+    /// before the call): the Orleans client's buffer overload, and the interface's own for implementations without one.</summary>
+    public static async Task<AttentionOutput> ForwardThenCopyAsync(IAttentionClient client, string model, AttentionInput input,
+        Memory<float> output, CancellationToken cancellationToken)
+    {
+        var into = Slice(input, output);
+        return CopyInto(await client.ForwardAsync(model, input, cancellationToken), into);
+    }
+
     /// <summary><paramref name="answer"/> with its Y copied into <paramref name="into"/>, which must hold exactly it.</summary>
     public static AttentionOutput CopyInto(AttentionOutput answer, Memory<float> into)
     {

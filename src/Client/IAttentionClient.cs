@@ -49,7 +49,13 @@ public interface IAttentionClient : IAsyncDisposable
     /// receiving a new megabyte-sized array per call. Too small a buffer is an <see cref="ArgumentException"/>; if the call
     /// fails, what the buffer holds is undefined.
     /// </summary>
-    Task<AttentionOutput> ForwardAsync(string model, AttentionInput input, Memory<float> output, CancellationToken cancellationToken = default);
+    /// <remarks>
+    /// This member came after the others: an implementation written without it gets this body, which runs the ordinary
+    /// <see cref="ForwardAsync(string, AttentionInput, CancellationToken)"/> and copies Y into the buffer. The SDK's
+    /// gRPC client writes Y there without the intermediate array.
+    /// </remarks>
+    Task<AttentionOutput> ForwardAsync(string model, AttentionInput input, Memory<float> output, CancellationToken cancellationToken = default) =>
+        CallerOutput.ForwardThenCopyAsync(this, model, input, output, cancellationToken);
 
     /// <summary>
     /// Opens a decode session on one layer: the head grains keep K and V of every token it has seen, so each

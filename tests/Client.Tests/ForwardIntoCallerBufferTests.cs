@@ -5,8 +5,9 @@ namespace Headwise.Client.Tests;
 
 /// <summary>
 /// ForwardAsync with an output buffer writes Y into the caller's memory (the gRPC SDK parses it there, inline or from
-/// shared memory; the Orleans client copies it there) and answers exactly what the ordinary ForwardAsync answers, bit
-/// for bit, leaving the rest of the buffer untouched; one buffer serves pass after pass.
+/// shared memory; the Orleans client copies it there, as does the interface's default body for an implementation that
+/// has no overload of its own) and answers exactly what the ordinary ForwardAsync answers, bit for bit, leaving the rest
+/// of the buffer untouched; one buffer serves pass after pass.
 /// </summary>
 [Collection(SiloCollection.Name)]
 public sealed class ForwardIntoCallerBufferTests(SiloFixture silo) : IAsyncLifetime
@@ -25,13 +26,14 @@ public sealed class ForwardIntoCallerBufferTests(SiloFixture silo) : IAsyncLifet
 
     public Task DisposeAsync() => Task.CompletedTask;
 
-    public static TheoryData<string> Clients => ["gRPC inline", "gRPC shared memory", "Orleans"];
+    public static TheoryData<string> Clients => ["gRPC inline", "gRPC shared memory", "Orleans", "an implementation without the overload"];
 
     private IAttentionClient Client(string name) => name switch
     {
         "gRPC inline" => silo.CreateGrpcClient(),
         "gRPC shared memory" => new GrpcAttentionClient(silo.GrpcAddress, new GrpcAttentionClientOptions { SharedMemory = SharedMemoryMode.On }),
-        _ => silo.CreateOrleansClient(),
+        "Orleans" => silo.CreateOrleansClient(),
+        _ => new PassThroughClient(silo.CreateGrpcClient()),
     };
 
     private static AttentionInput RandomInput(int seed, int batch, int tokens)
